@@ -1,0 +1,41 @@
+# Atelier's two set-up commands for a fresh machine are `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_WORKERS ?= 3
+
+.PHONY: venv proto lint test demo services clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,demo]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Regenerate Python code and stubs from proto/ and lint the contract.
+proto: venv
+	$(PY) scripts/gen_proto.py
+	$(VENV)/bin/buf lint
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) scripts/gen_proto.py --deps-only
+	$(VENV)/bin/buf lint
+
+## Start what the tests need that this machine provides as a system service (PostgreSQL).
+services:
+	pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not start" >&2; exit 1
+
+test: venv services lint
+	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
+
+demo: venv
+	$(PY) -m demo
+
+clean:
+	rm -rf $(VENV) .proto-deps .mypy_cache .ruff_cache

@@ -1,0 +1,71 @@
+"""The `atelier` entry point: global options, the command tree, and one way of reporting errors.
+
+Every `AtelierError` a command raises, in any sub-app, ends as one red `error: <message>` line on
+stderr and exit code 1 (lines after the first, such as a service's log tail, follow it dimmed).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from atelier.cli import data as data_cli
+from atelier.cli import stack as stack_cli
+from atelier.errors import AtelierError
+from atelier.runtime.settings import atelier_home
+
+app = typer.Typer(
+    name="atelier",
+    help="Atelier: data versioning, scheduling, serving and monitoring for research labs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _options(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            envvar="ATELIER_HOME",
+            show_default="./.atelier",
+            help="State directory of the local stack.",
+        ),
+    ] = None,
+) -> None:
+    """Atelier: data versioning, scheduling, serving and monitoring for research labs."""
+    os.environ["ATELIER_HOME"] = str((home or atelier_home()).absolute())
+
+
+stack_cli.register(app)
+app.add_typer(data_cli.app, name="data")
+
+
+def print_error(error: AtelierError) -> None:
+    """Print an error as one red `error:` line on stderr, any further lines of its message dimmed."""
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    first, *rest = str(error).splitlines() or [""]
+    console.print(Text(f"error: {first}", style="red"))
+    for line in rest:
+        console.print(Text(line, style="dim"))
+
+
+def main() -> None:
+    """Run the `atelier` command line."""
+    try:
+        app(prog_name="atelier")
+    except AtelierError as error:
+        print_error(error)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

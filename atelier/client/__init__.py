@@ -1,0 +1,9 @@
+"""Typed clients over the generated stubs: deadlines, retries and Atelier errors.
+
+The CLI and the SDK use these and nothing lower.
+"""
+
+from atelier.client.channel import connect
+from atelier.client.data import DataClient
+
+__all__ = ["DataClient", "connect"]

@@ -1,0 +1,192 @@
+"""Client of the data service."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+
+import grpc
+from google.protobuf import duration_pb2, field_mask_pb2
+
+from atelier.client.channel import ServiceClient, connect
+from atelier.data.v1 import data_service_pb2 as rpc
+from atelier.data.v1 import data_service_pb2_grpc
+from atelier.data.v1 import resources_pb2 as pb
+from atelier.errors import AlreadyExists, NotFound
+
+STREAM_TIMEOUT = 3600.0
+
+
+class DataClient(ServiceClient):
+    """Typed calls of `atelier.data.v1.DataService`."""
+
+    def __init__(self, channel: grpc.Channel, timeout: float = 30.0) -> None:
+        super().__init__(channel, timeout)
+        self.stub = data_service_pb2_grpc.DataServiceStub(channel)
+
+    @classmethod
+    def at(cls, address: str) -> DataClient:
+        return cls(connect(address))
+
+    # Projects and datasets ----------------------------------------------------------------------
+
+    def create_project(self, project_id: str, description: str = "", quota_bytes: int = 0) -> pb.Project:
+        project = pb.Project(description=description, quota_bytes=quota_bytes)
+        return self.call(self.stub.CreateProject, rpc.CreateProjectRequest(project=project, project_id=project_id))
+
+    def get_project(self, name: str) -> pb.Project:
+        return self.call(self.stub.GetProject, rpc.GetProjectRequest(name=name))
+
+    def set_quota(self, name: str, quota_bytes: int) -> pb.Project:
+        request = rpc.UpdateProjectRequest(
+            project=pb.Project(name=name, quota_bytes=quota_bytes),
+            update_mask=field_mask_pb2.FieldMask(paths=["quota_bytes"]),
+        )
+        return self.call(self.stub.UpdateProject, request)
+
+    def list_projects(self) -> Iterator[pb.Project]:
+        token = ""
+        while True:
+            page = self.call(self.stub.ListProjects, rpc.ListProjectsRequest(page_token=token))
+            yield from page.projects
+            token = page.next_page_token
+            if not token:
+                return
+
+    def create_dataset(self, project: str, dataset_id: str, description: str = "") -> pb.Dataset:
+        request = rpc.CreateDatasetRequest(
+            parent=f"projects/{project}", dataset=pb.Dataset(description=description), dataset_id=dataset_id
+        )
+        return self.call(self.stub.CreateDataset, request)
+
+    def get_dataset(self, name: str) -> pb.Dataset:
+        return self.call(self.stub.GetDataset, rpc.GetDatasetRequest(name=name))
+
+    def ensure_dataset(self, project: str, dataset_id: str) -> pb.Dataset:
+        """Get the dataset, creating it (and its project) when missing."""
+        try:
+            return self.get_dataset(f"projects/{project}/datasets/{dataset_id}")
+        except NotFound:
+            pass
+        try:
+            self.get_project(f"projects/{project}")
+        except NotFound:
+            with contextlib.suppress(AlreadyExists):
+                self.create_project(project)
+        try:
+            return self.create_dataset(project, dataset_id)
+        except AlreadyExists:
+            return self.get_dataset(f"projects/{project}/datasets/{dataset_id}")
+
+    def list_datasets(self, project: str) -> Iterator[pb.Dataset]:
+        token = ""
+        while True:
+            page = self.call(
+                self.stub.ListDatasets, rpc.ListDatasetsRequest(parent=f"projects/{project}", page_token=token)
+            )
+            yield from page.datasets
+            token = page.next_page_token
+            if not token:
+                return
+
+    def delete_dataset(self, name: str, force: bool = False) -> None:
+        self.call(self.stub.DeleteDataset, rpc.DeleteDatasetRequest(name=name, force=force))
+
+    # Chunks -------------------------------------------------------------------------------------
+
+    def find_missing(self, project: str, digests: list[bytes]) -> list[bytes]:
+        request = rpc.FindMissingChunksRequest(parent=f"projects/{project}", digests=digests)
+        return list(self.call(self.stub.FindMissingChunks, request, timeout=120).missing_digests)
+
+    def upload(
+        self, project: str, batches: Iterable[list[tuple[bytes, bytes | memoryview]]]
+    ) -> rpc.UploadChunksResponse:
+        """Send chunk batches in one UploadChunks call; they are durable once it returns."""
+        parent = f"projects/{project}"
+
+        def requests() -> Iterator[rpc.UploadChunksRequest]:
+            for batch in batches:
+                yield rpc.UploadChunksRequest(
+                    parent=parent, chunks=[rpc.Chunk(digest=d, data=bytes(data)) for d, data in batch]
+                )
+
+        return self.call(self.stub.UploadChunks, requests(), timeout=STREAM_TIMEOUT)
+
+    def read_chunks(self, version: str, digests: list[bytes]) -> Iterator[rpc.Chunk]:
+        request = rpc.ReadChunksRequest(name=version, digests=digests)
+        for response in self.stream(self.stub.ReadChunks, request, timeout=STREAM_TIMEOUT):
+            yield from response.chunks
+
+    # Versions -----------------------------------------------------------------------------------
+
+    def create_version(self, request: rpc.CreateVersionRequest) -> pb.DatasetVersion:
+        return self.call(self.stub.CreateVersion, request, timeout=600)
+
+    def get_version(self, name: str) -> pb.DatasetVersion:
+        return self.call(self.stub.GetVersion, rpc.GetVersionRequest(name=name))
+
+    def list_versions(self, dataset: str, page_size: int = 0) -> Iterator[pb.DatasetVersion]:
+        token = ""
+        while True:
+            page = self.call(
+                self.stub.ListVersions, rpc.ListVersionsRequest(parent=dataset, page_size=page_size, page_token=token)
+            )
+            yield from page.versions
+            token = page.next_page_token
+            if not token:
+                return
+
+    def delete_version(self, name: str, force: bool = False) -> None:
+        self.call(self.stub.DeleteVersion, rpc.DeleteVersionRequest(name=name, force=force))
+
+    def list_files(self, version: str, prefix: str = "", full: bool = False) -> Iterator[pb.FileEntry]:
+        token = ""
+        view = rpc.FILE_VIEW_FULL if full else rpc.FILE_VIEW_BASIC
+        while True:
+            request = rpc.ListFilesRequest(name=version, prefix=prefix, page_size=10000, page_token=token, view=view)
+            page = self.call(self.stub.ListFiles, request, timeout=120)
+            yield from page.files
+            token = page.next_page_token
+            if not token:
+                return
+
+    def read_file(self, version: str, path: str, offset: int = 0, length: int = 0) -> Iterator[bytes]:
+        request = rpc.ReadFileRequest(name=version, path=path, offset=offset, length=length)
+        for response in self.stream(self.stub.ReadFile, request, timeout=STREAM_TIMEOUT):
+            if response.data:
+                yield response.data
+
+    def diff(self, name: str, other: str) -> rpc.DiffVersionsResponse:
+        return self.call(self.stub.DiffVersions, rpc.DiffVersionsRequest(name=name, other=other), timeout=120)
+
+    # Tags and operations ------------------------------------------------------------------------
+
+    def tag(self, dataset: str, tag_id: str, version: str, author: str = "") -> pb.Tag:
+        """Point `tag_id` at `version`, creating the tag or moving it."""
+        tag = pb.Tag(version=version, author=author)
+        try:
+            return self.call(self.stub.CreateTag, rpc.CreateTagRequest(parent=dataset, tag=tag, tag_id=tag_id))
+        except AlreadyExists:
+            tag.name = f"{dataset}/tags/{tag_id}"
+            request = rpc.UpdateTagRequest(tag=tag, update_mask=field_mask_pb2.FieldMask(paths=["version"]))
+            return self.call(self.stub.UpdateTag, request)
+
+    def list_tags(self, dataset: str) -> list[pb.Tag]:
+        return list(self.call(self.stub.ListTags, rpc.ListTagsRequest(parent=dataset, page_size=1000)).tags)
+
+    def tag_events(self, dataset: str) -> list[pb.TagEvent]:
+        return list(self.call(self.stub.ListTagEvents, rpc.ListTagEventsRequest(parent=dataset, page_size=1000)).events)
+
+    def delete_tag(self, name: str) -> None:
+        self.call(self.stub.DeleteTag, rpc.DeleteTagRequest(name=name))
+
+    def usage(self, project: str) -> rpc.GetStorageUsageResponse:
+        return self.call(self.stub.GetStorageUsage, rpc.GetStorageUsageRequest(name=f"projects/{project}"), timeout=300)
+
+    def garbage_collect(self, grace_seconds: float | None = None, dry_run: bool = False) -> rpc.GarbageCollectResponse:
+        request = rpc.GarbageCollectRequest(dry_run=dry_run)
+        if grace_seconds is not None:
+            request.grace_period.CopyFrom(
+                duration_pb2.Duration(seconds=int(grace_seconds), nanos=int((grace_seconds % 1) * 1e9))
+            )
+        return self.call(self.stub.GarbageCollect, request, timeout=3600)

@@ -1,0 +1,204 @@
+"""Pushing a directory as a new dataset version.
+
+Files are chunked on the client; only chunks the store lacks are sent, in batches that become
+durable one by one, so an interrupted push resumes where it stopped. The version is committed last,
+in one call: until then nothing is visible.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+
+from atelier.chunking import ChunkedFile, chunk_bytes
+from atelier.client.data import DataClient
+from atelier.data.v1 import data_service_pb2 as rpc
+from atelier.data.v1 import resources_pb2 as pb
+from atelier.datasets.progress import NoProgress, Progress
+from atelier.datasets.scan import LocalFile, scan
+from atelier.errors import NotFound
+from atelier.names import DatasetRef
+
+# Chunks are sent in calls of about this many bytes; each call's chunks are durable when it returns.
+BATCH_BYTES = 32 * 1024 * 1024
+MESSAGE_BYTES = 2 * 1024 * 1024
+# A chunk to send: its digest and its bytes (a view into a memory-mapped file for large files).
+Piece = tuple[bytes, bytes | memoryview]
+
+
+@dataclass(frozen=True)
+class PushResult:
+    version: pb.DatasetVersion
+    created: bool
+    files: int
+    total_bytes: int
+    sent_chunks: int
+    sent_bytes: int
+
+
+def media_type(path: str) -> str:
+    import mimetypes
+
+    return mimetypes.guess_type(path, strict=False)[0] or ""
+
+
+def push(
+    client: DataClient,
+    directory: Path,
+    target: DatasetRef,
+    *,
+    message: str = "",
+    author: str = "",
+    metadata: dict[str, Any] | None = None,
+    rebase: bool = False,
+    progress: Progress | None = None,
+) -> PushResult:
+    """Push `directory` as a new version of `target`'s dataset (created if missing)."""
+    progress = progress or NoProgress()
+    files = scan(directory)
+    client.ensure_dataset(target.project, target.dataset)
+    try:
+        head: pb.DatasetVersion | None = client.get_version(f"{target.dataset_name}/versions/latest")
+    except NotFound:
+        head = None
+    total = sum(f.size for f in files)
+    progress.phase("chunking and sending", total)
+    uploader = _Uploader(client, target.project)
+    chunked = uploader.run(files, progress)
+    manifest = _manifest(files, chunked)
+    raw = manifest.SerializeToString(deterministic=True)
+    manifest_chunks = chunk_bytes(raw)
+    if head is not None and head.digest == manifest_chunks.digest:
+        return PushResult(head, False, len(files), total, uploader.sent_chunks, uploader.sent_bytes)
+    uploader.send_bytes(raw, manifest_chunks)
+    version = pb.DatasetVersion(author=author or _user(), message=message, parents=[head.name] if head else [])
+    if metadata:
+        json_format.ParseDict(metadata, version.metadata)
+    request = rpc.CreateVersionRequest(
+        parent=target.dataset_name,
+        version=version,
+        manifest_chunks=[pb.ChunkRef(digest=c.digest, size_bytes=c.length) for c in manifest_chunks.chunks],
+        manifest_digest=manifest_chunks.digest,
+        rebase=rebase,
+    )
+    committed = client.create_version(request)
+    created = head is None or committed.name != head.name
+    return PushResult(committed, created, len(files), total, uploader.sent_chunks, uploader.sent_bytes)
+
+
+def _user() -> str:
+    return os.environ.get("ATELIER_USER") or os.environ.get("USER") or "unknown"
+
+
+def _manifest(files: list[LocalFile], chunked: list[ChunkedFile]) -> pb.Manifest:
+    manifest = pb.Manifest()
+    for local, cut in zip(files, chunked, strict=True):
+        entry = manifest.files.add(path=local.path, size_bytes=cut.size, digest=cut.digest)
+        entry.media_type = media_type(local.path)
+        entry.chunks.extend(pb.ChunkRef(digest=c.digest, size_bytes=c.length) for c in cut.chunks)
+    return manifest
+
+
+class _Uploader:
+    """Chunks files on the calling thread while a second thread asks which chunks are missing and
+    sends them, one durable batch per UploadChunks call."""
+
+    def __init__(self, client: DataClient, project: str) -> None:
+        self.client = client
+        self.project = project
+        self.sent_chunks = 0
+        self.sent_bytes = 0
+        self._seen: set[bytes] = set()
+
+    def run(self, files: list[LocalFile], progress: Progress) -> list[ChunkedFile]:
+        batches: queue.Queue[list[Piece] | None] = queue.Queue(maxsize=2)
+        failure: list[BaseException] = []
+        worker = threading.Thread(target=self._send_loop, args=(batches, failure), daemon=True)
+        worker.start()
+        chunked: list[ChunkedFile] = []
+        batch: list[Piece] = []
+        batch_bytes = 0
+        try:
+            for local in files:
+                if failure:
+                    break
+                cut, data = _read_and_cut(local)
+                chunked.append(cut)
+                for span in cut.chunks:
+                    if span.digest in self._seen:
+                        continue
+                    self._seen.add(span.digest)
+                    batch.append((span.digest, data[span.offset : span.offset + span.length]))
+                    batch_bytes += span.length
+                    if batch_bytes >= BATCH_BYTES:
+                        batches.put(batch)
+                        batch, batch_bytes = [], 0
+                progress.advance(cut.size)
+            if batch and not failure:
+                batches.put(batch)
+        finally:
+            batches.put(None)
+            worker.join()
+        if failure:
+            raise failure[0]
+        return chunked
+
+    def send_bytes(self, data: bytes, cut: ChunkedFile) -> None:
+        self._send([(s.digest, data[s.offset : s.offset + s.length]) for s in cut.chunks])
+
+    def _send_loop(self, batches: queue.Queue[list[Piece] | None], failure: list[BaseException]) -> None:
+        while (batch := batches.get()) is not None:
+            if failure:
+                continue
+            try:
+                self._send(batch)
+            except BaseException as error:  # noqa: BLE001 - handed to the pushing thread
+                failure.append(error)
+
+    def _send(self, batch: list[Piece]) -> None:
+        missing = set(self.client.find_missing(self.project, [d for d, _ in batch]))
+        wanted = [(d, data) for d, data in batch if d in missing]
+        if not wanted:
+            return
+        self.client.upload(self.project, _messages(wanted))
+        self.sent_chunks += len(wanted)
+        self.sent_bytes += sum(len(data) for _, data in wanted)
+
+
+def _messages(chunks: list[Piece]) -> Iterator[list[Piece]]:
+    message: list[Piece] = []
+    size = 0
+    for item in chunks:
+        message.append(item)
+        size += len(item[1])
+        if size >= MESSAGE_BYTES:
+            yield message
+            message, size = [], 0
+    if message:
+        yield message
+
+
+def _read_and_cut(local: LocalFile) -> tuple[ChunkedFile, bytes | memoryview]:
+    """Chunk a file, keeping its bytes for sending (large files are memory-mapped)."""
+    fd = os.open(local.absolute, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size <= 64 * 1024 * 1024:
+            data = os.read(fd, size) if size else b""
+            while len(data) < size:
+                data += os.read(fd, size - len(data))
+            return chunk_bytes(data), data
+        import mmap
+
+        mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        view = memoryview(mapped)
+        return chunk_bytes(view), view
+    finally:
+        os.close(fd)

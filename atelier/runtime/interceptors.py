@@ -1,0 +1,122 @@
+"""Server interceptors of the shared runtime.
+
+`MethodInterceptor` is the one mechanism: it wraps the behaviour of every RPC, whatever its
+streaming kind, with `around()`. The error interceptor is built on it; metrics and auth
+interceptors use the same base.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from opentelemetry import trace
+
+from atelier.errors import AtelierError, Internal, to_status
+
+log = logging.getLogger(__name__)
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Any]
+Handler = grpc.RpcMethodHandler[Any, Any]
+
+if TYPE_CHECKING:
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+class MethodInterceptor(_ServerInterceptor):
+    """Wraps every handler; subclasses override `unary()` and `stream()`."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        return self._wrap(handler, handler_call_details.method)  # type: ignore[attr-defined]
+
+    def applies_to(self, method: str) -> bool:
+        """Whether to wrap this method (e.g. skip health and reflection)."""
+        return True
+
+    async def unary(
+        self, method: str, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        """Run a call whose response is a single message."""
+        return await behavior(request, context)
+
+    async def stream(
+        self, method: str, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        """Run a call whose response is a stream of messages."""
+        async for item in behavior(request, context):
+            yield item
+
+    def _wrap(self, handler: Handler, method: str) -> Handler:
+        if not self.applies_to(method):
+            return handler
+        kinds = {
+            (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+            (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+            (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+            (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+        }
+        attr, factory = kinds[(handler.request_streaming, handler.response_streaming)]
+        behavior: Behavior = getattr(handler, attr)
+
+        if handler.response_streaming:
+
+            def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                return self.stream(method, behavior, request, context)
+
+        else:
+
+            async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # type: ignore[misc]
+                return await self.unary(method, behavior, request, context)
+
+        return factory(  # type: ignore[no-any-return]
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+async def _abort(method: str, error: Exception, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    if not isinstance(error, AtelierError):
+        trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
+        log.exception("unhandled error in %s", method, exc_info=error)
+        error = Internal(f"internal error in {method.rsplit('/', 1)[-1]} (trace {trace_id}); see the service log")
+    elif error.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+        log.error("%s failed: %s", method, error)
+    await context.abort_with_status(to_status(error))  # type: ignore[attr-defined]
+
+
+class ErrorInterceptor(MethodInterceptor):
+    """Turns `AtelierError` into a gRPC status with `google.rpc.Status` details; hides other errors
+    behind INTERNAL with the trace id, after logging them."""
+
+    async def unary(
+        self, method: str, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        try:
+            return await behavior(request, context)
+        except (grpc.aio.AbortError, grpc.aio.AioRpcError):
+            raise
+        except Exception as error:  # noqa: BLE001 - the one place that catches everything
+            await _abort(method, error, context)
+
+    async def stream(
+        self, method: str, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        try:
+            async for item in behavior(request, context):
+                yield item
+        except (grpc.aio.AbortError, grpc.aio.AioRpcError):
+            raise
+        except Exception as error:  # noqa: BLE001
+            await _abort(method, error, context)

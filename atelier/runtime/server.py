@@ -1,0 +1,149 @@
+"""Starting and stopping a `grpc.aio` server the same way in every service.
+
+Health checking (`grpc.health.v1`), reflection, tracing and the error interceptor are always on;
+SIGTERM and SIGINT stop the server gracefully: health turns NOT_SERVING, new calls are refused and
+calls in flight get `shutdown_grace_seconds` to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from atelier.runtime.interceptors import ErrorInterceptor
+from atelier.runtime.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class BlockingRunner:
+    """Runs blocking calls (database, object store) on a bounded thread pool, keeping the caller's
+    context (and so its trace) in the worker thread."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="atelier-blocking")
+
+    async def __call__(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: context.run(fn, *args, **kwargs))
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+@dataclass
+class GrpcService:
+    """One gRPC service to host: its full name and how to add its servicer to a server."""
+
+    full_name: str
+    register: Callable[[grpc.aio.Server], None]
+
+
+@dataclass
+class ServiceHost:
+    """A running server with its health servicer."""
+
+    name: str
+    settings: ServiceSettings
+    services: Sequence[GrpcService]
+    interceptors: Sequence[Any] = ()
+    on_stop: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
+    address: str = ""
+    _server: grpc.aio.Server | None = None
+    _health: Any = None
+
+    async def start(self) -> str:
+        """Bind, start serving and return the bound `host:port`."""
+        options = [
+            ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+            ("grpc.max_send_message_length", self.settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(
+            interceptors=[aio_server_interceptor(), ErrorInterceptor(), *self.interceptors],  # type: ignore[no-untyped-call]
+            options=options,
+        )
+        self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        for service in self.services:
+            service.register(server)
+        names = [s.full_name for s in self.services]
+        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        await server.start()
+        for service_name in ["", *names]:
+            await self._health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+        self._server = server
+        self.address = f"{self.settings.host}:{port}"
+        if self.settings.address_file is not None:
+            _write_address(self.settings.address_file, self.address)
+        log.info("%s serving on %s", self.name, self.address, extra={"address": self.address})
+        return self.address
+
+    async def stop(self) -> None:
+        """Refuse new calls, let calls in flight finish within the grace period, then clean up."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        log.info("%s stopping (grace %.1fs)", self.name, self.settings.shutdown_grace_seconds)
+        await server.stop(self.settings.shutdown_grace_seconds)
+        for callback in self.on_stop:
+            result = callback()
+            if result is not None:
+                await result
+        log.info("%s stopped", self.name)
+
+    async def serve_until_signalled(self) -> None:
+        """Start, then run until SIGTERM or SIGINT, then stop gracefully."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        await self.stop()
+
+
+def _write_address(path: Path, address: str) -> None:
+    """Atomically publish where the service listens, for `atelier up` and clients to find it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"address": address, "pid": os.getpid()}))
+    os.replace(tmp, path)
+
+
+def run(host_factory: Callable[[], Awaitable[ServiceHost]]) -> None:
+    """Entry point helper for `python -m services.<name>`: build the host and serve until signalled."""
+
+    async def main() -> None:
+        host = await host_factory()
+        await host.serve_until_signalled()
+
+    asyncio.run(main())
+
+
+def metadata_value(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str | None:
+    """The first value of an invocation metadata key, if present."""
+    for item_key, value in context.invocation_metadata() or ():
+        if item_key == key:
+            return str(value)
+    return None

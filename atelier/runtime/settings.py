@@ -1,0 +1,41 @@
+"""Settings every Atelier service shares, read from `ATELIER_<SERVICE>_*` environment variables.
+
+A service subclasses `ServiceSettings`, sets its own `env_prefix` and adds its fields. Settings are
+built once in the service's `main()` and passed down; nothing reads them from module globals.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def atelier_home() -> Path:
+    """Where the local stack keeps its state: `$ATELIER_HOME`, by default `./.atelier`."""
+    return Path(os.environ.get("ATELIER_HOME", ".atelier")).absolute()
+
+
+class ServiceSettings(BaseSettings):
+    """What every gRPC service can be told."""
+
+    model_config = SettingsConfigDict(env_prefix="ATELIER_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(0, ge=0, le=65535, description="Port to listen on; 0 picks a free one.")
+    max_message_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest request or response message accepted."
+    )
+    shutdown_grace_seconds: float = Field(
+        10.0, ge=0, description="How long in-flight calls may run after SIGTERM before they are cancelled."
+    )
+    database_url: str = Field("", description="SQLAlchemy URL; empty means a SQLite file under $ATELIER_HOME.")
+    home: Path = Field(default_factory=atelier_home, description="State directory of the local stack.")
+    log_level: str = Field("INFO", description="Python logging level.")
+    log_format: str = Field("json", pattern="^(json|text)$", description="`json` or `text` log lines.")
+    workers: int = Field(8, ge=1, description="Threads for blocking work (database, object store).")
+    address_file: Path | None = Field(
+        None, description="When set, the bound address is written to this file once the server is serving."
+    )

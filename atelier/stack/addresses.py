@@ -1,0 +1,80 @@
+"""Where a service of the local stack listens.
+
+`ATELIER_<NAME>_ADDRESS` wins; otherwise the address file the running service wrote to
+`$ATELIER_HOME/run/<name>.json` (`{"address": "host:port", "pid": N}`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from atelier.errors import Unavailable
+from atelier.runtime.settings import atelier_home
+from atelier.stack.services import env_var
+
+
+@dataclass(frozen=True)
+class PublishedAddress:
+    """What a serving process wrote to its address file."""
+
+    address: str
+    pid: int | None
+
+
+def run_dir(home: Path) -> Path:
+    """The directory of the stack's run files (address files, `stack.json`)."""
+    return home / "run"
+
+
+def address_file(home: Path, name: str) -> Path:
+    """The address file of one service."""
+    return run_dir(home) / f"{name}.json"
+
+
+def read_address_file(path: Path) -> PublishedAddress | None:
+    """The address published in `path`, or None when the file is missing or not a valid address file."""
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(content, dict) or not isinstance(content.get("address"), str) or not content["address"]:
+        return None
+    pid = content.get("pid")
+    return PublishedAddress(address=content["address"], pid=pid if isinstance(pid, int) else None)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists and is not a zombie waiting to be reaped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def service_address(name: str, home: Path | None = None) -> str:
+    """The `host:port` of a service: `ATELIER_<NAME>_ADDRESS`, else its address file under the home.
+
+    Raises `Unavailable` when neither gives an address, or the process that wrote the file is gone.
+    """
+    variable = env_var(name, "address")
+    from_env = os.environ.get(variable, "").strip()
+    if from_env:
+        return from_env
+    path = address_file(home or atelier_home(), name)
+    published = read_address_file(path)
+    hint = f"run `atelier up` or set {variable}"
+    if published is None:
+        raise Unavailable(f"no address for the {name} service: {hint}")
+    if published.pid is not None and not pid_alive(published.pid):
+        raise Unavailable(f"the {name} service (pid {published.pid}, {path}) is not running: {hint}")
+    return published.address

@@ -1,0 +1,39 @@
+"""What the one-machine stack runs: one entry per service, in start order.
+
+Adding a service to `atelier up` is one line in `SERVICES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_BASE_PORT = 50700
+"""Port of the first service when `atelier up` is not given `--base-port`; the others add their offset."""
+
+
+@dataclass(frozen=True)
+class StackService:
+    """One service of the local stack: how to start it and where it listens by default."""
+
+    name: str
+    module: str
+    default_port_offset: int
+    description: str = ""
+
+    def env_var(self, field: str) -> str:
+        """The environment variable of one of its settings, e.g. `ATELIER_DATA_PORT` for `port`."""
+        return env_var(self.name, field)
+
+    def port(self, base_port: int) -> int:
+        """The port to listen on for a base port; a base port of 0 means an ephemeral port."""
+        return base_port + self.default_port_offset if base_port else 0
+
+
+SERVICES: tuple[StackService, ...] = (
+    StackService(name="data", module="services.data", default_port_offset=0, description="Data versioning"),
+)
+
+
+def env_var(service: str, field: str) -> str:
+    """The environment variable of a service setting, e.g. `ATELIER_DATA_ADDRESS` for data's address."""
+    return f"ATELIER_{service.upper().replace('-', '_')}_{field.upper()}"

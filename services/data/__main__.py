@@ -1,0 +1,3 @@
+from services.data.server import main
+
+main()

@@ -1,0 +1,136 @@
+"""Manifests: the sorted file lists of versions. Validation, path rules, diffs and rebases."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from atelier.data.v1 import resources_pb2 as pb
+from atelier.errors import Aborted, InvalidArgument
+
+MAX_PATH = 4096
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path` is not an acceptable relative file path, or None when it is."""
+    if not path:
+        return "empty path"
+    if path.startswith("/"):
+        return "absolute path"
+    if len(path.encode()) > MAX_PATH:
+        return f"longer than {MAX_PATH} bytes"
+    if "\\" in path or "\x00" in path:
+        return "contains a backslash or NUL"
+    for segment in path.split("/"):
+        if segment in ("", ".", ".."):
+            return f"has a {segment or 'empty'!r} segment" if segment else "has an empty segment"
+    return None
+
+
+def validate(manifest: pb.Manifest) -> None:
+    """Raise InvalidArgument naming the first bad file: bad path, duplicate, wrong order, sizes."""
+    previous = ""
+    for index, entry in enumerate(manifest.files):
+        problem = path_problem(entry.path)
+        if problem:
+            raise InvalidArgument(
+                f"invalid file path {entry.path!r}: {problem}; paths are relative, '/'-separated, "
+                "without '.', '..' or empty segments",
+                metadata={"field": "manifest.files.path", "value": entry.path},
+            )
+        if index and entry.path <= previous:
+            kind = "duplicate path" if entry.path == previous else "paths out of order at"
+            raise InvalidArgument(
+                f"{kind} {entry.path!r} in manifest", metadata={"field": "manifest.files.path", "value": entry.path}
+            )
+        previous = entry.path
+        if not _HEX64.fullmatch(entry.digest):
+            raise InvalidArgument(
+                f"file {entry.path!r} has digest {entry.digest!r}: expected 64 lowercase hex characters (BLAKE3)",
+                metadata={"field": "manifest.files.digest", "value": entry.path},
+            )
+        total = 0
+        for chunk in entry.chunks:
+            if len(chunk.digest) != 32 or chunk.size_bytes <= 0:
+                raise InvalidArgument(
+                    f"file {entry.path!r} has a malformed chunk (digest of {len(chunk.digest)} bytes, "
+                    f"size {chunk.size_bytes}): digests are 32 bytes, sizes positive",
+                    metadata={"field": "manifest.files.chunks", "value": entry.path},
+                )
+            total += chunk.size_bytes
+        if total != entry.size_bytes:
+            raise InvalidArgument(
+                f"file {entry.path!r} says {entry.size_bytes} bytes but its chunks add up to {total}",
+                metadata={"field": "manifest.files.size_bytes", "value": entry.path},
+            )
+
+
+def chunk_sizes(manifest: pb.Manifest) -> dict[bytes, int]:
+    """Every distinct chunk the manifest references, with its size."""
+    return {c.digest: c.size_bytes for f in manifest.files for c in f.chunks}
+
+
+def same_content(a: pb.FileEntry, b: pb.FileEntry) -> bool:
+    return a.digest == b.digest and a.size_bytes == b.size_bytes and a.media_type == b.media_type
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    path: str
+    old: pb.FileEntry | None
+    new: pb.FileEntry | None
+
+
+def diff(old: Sequence[pb.FileEntry], new: Sequence[pb.FileEntry]) -> Iterator[Change]:
+    """Changed paths between two sorted file lists, in path order."""
+    i = j = 0
+    while i < len(old) or j < len(new):
+        if j == len(new) or (i < len(old) and old[i].path < new[j].path):
+            yield Change(old[i].path, old[i], None)
+            i += 1
+        elif i == len(old) or new[j].path < old[i].path:
+            yield Change(new[j].path, None, new[j])
+            j += 1
+        else:
+            if not same_content(old[i], new[j]):
+                yield Change(old[i].path, old[i], new[j])
+            i += 1
+            j += 1
+
+
+def rebase(base: pb.Manifest, ours: pb.Manifest, theirs: pb.Manifest, theirs_name: str) -> pb.Manifest:
+    """Apply the changes `ours` made to `base` on top of `theirs`.
+
+    A path both sides changed differently is a conflict: raises Aborted listing the paths.
+    """
+    result = {f.path: f for f in theirs.files}
+    base_by_path = {f.path: f for f in base.files}
+    conflicts: list[str] = []
+    for change in diff(base.files, ours.files):
+        current = result.get(change.path)
+        original = base_by_path.get(change.path)
+        untouched = (current is None and original is None) or (
+            current is not None and original is not None and same_content(current, original)
+        )
+        agrees = (current is None and change.new is None) or (
+            current is not None and change.new is not None and same_content(current, change.new)
+        )
+        if agrees:
+            continue
+        if not untouched:
+            conflicts.append(change.path)
+        elif change.new is None:
+            result.pop(change.path, None)
+        else:
+            result[change.path] = change.new
+    if conflicts:
+        shown = ", ".join(conflicts[:5]) + (f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
+        raise Aborted(
+            f"cannot rebase onto {theirs_name}: both changed {shown}",
+            metadata={"conflicts": str(len(conflicts))},
+        )
+    merged = pb.Manifest()
+    merged.files.extend(result[path] for path in sorted(result))
+    return merged

@@ -1,0 +1,141 @@
+"""Chunks packed into large objects, so that storing 100,000 small files is a few object writes.
+
+A pack is the concatenation of chunks; the chunk index (database) says where each chunk lies.
+Packs are written whole and indexed in one transaction after the object is durable, so a crash
+loses at most the pack being filled, never an indexed chunk.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+
+from atelier.chunking import digest as chunk_digest
+from atelier.errors import DataLoss, InvalidArgument
+from atelier.runtime.objectstore import ObjectStore
+from services.data.store import DataStore
+
+# Neighbouring chunks of one pack are fetched in one read when the gap between them is small.
+_MAX_GAP = 256 * 1024
+_MAX_READ = 16 * 1024 * 1024
+
+
+def pack_key() -> str:
+    """A fresh pack key; it starts with the creation time so that GC can tell an orphan left by a
+    crash from a pack whose index is being written right now."""
+    return f"packs/{time.time_ns():020d}-{uuid.uuid4().hex}"
+
+
+def pack_age_seconds(key: str) -> float | None:
+    """Seconds since a pack was created, from its key; None for keys not made by `pack_key()`."""
+    stamp = key.removeprefix("packs/").split("-", 1)[0]
+    return (time.time_ns() - int(stamp)) / 1e9 if stamp.isdigit() else None
+
+
+class PackWriter:
+    """Collects verified chunks of one upload and writes them out as packs."""
+
+    def __init__(self, objects: ObjectStore, store: DataStore, target_bytes: int) -> None:
+        self._objects = objects
+        self._store = store
+        self._target = target_bytes
+        self._buffer = bytearray()
+        self._entries: list[tuple[bytes, int, int]] = []
+        self._pending: set[bytes] = set()
+        self.stored_chunks = 0
+        self.stored_bytes = 0
+
+    def add_many(self, chunks: Sequence[tuple[bytes, bytes]]) -> None:
+        """Verify and buffer chunks the store does not hold yet; flush whenever a pack is full."""
+        for digest, data in chunks:
+            if len(digest) != 32:
+                raise InvalidArgument(
+                    f"chunk digest must be 32 bytes of BLAKE3, got {len(digest)} bytes",
+                    metadata={"field": "chunks.digest"},
+                )
+            actual = chunk_digest(data)
+            if actual != digest:
+                raise InvalidArgument(
+                    f"chunk bytes do not match their digest {digest.hex()}: the bytes hash to {actual.hex()}",
+                    metadata={"field": "chunks.data", "digest": digest.hex()},
+                )
+        with self._store.session() as session:
+            present = self._store.present_chunks(session, [d for d, _ in chunks])
+        for digest, data in chunks:
+            if digest in present or digest in self._pending:
+                continue
+            self._pending.add(digest)
+            self._entries.append((digest, len(self._buffer), len(data)))
+            self._buffer += data
+            if len(self._buffer) >= self._target:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered chunks as one pack object, then index them."""
+        if not self._entries:
+            return
+        key = pack_key()
+        self._objects.put(key, bytes(self._buffer))
+        with self._store.session() as session:
+            self._store.add_pack(session, key, len(self._buffer), self._entries)
+        self.stored_chunks += len(self._entries)
+        self.stored_bytes += len(self._buffer)
+        self._buffer = bytearray()
+        self._entries = []
+        self._pending = set()
+
+
+class ChunkReader:
+    """Reads chunks back from packs, verifying every one against its digest."""
+
+    def __init__(self, objects: ObjectStore, store: DataStore) -> None:
+        self._objects = objects
+        self._store = store
+
+    def read(self, digests: Sequence[bytes], corrupted: Callable[[bytes], DataLoss]) -> Iterator[tuple[bytes, bytes]]:
+        """Yield `(digest, bytes)` for each distinct digest, grouped by pack for few reads.
+
+        `corrupted(digest)` builds the error (naming dataset, version and file) raised when a chunk
+        is missing or its bytes no longer match.
+        """
+        with self._store.session() as session:
+            where = self._store.locate_chunks(session, list(dict.fromkeys(digests)))
+        for digest in digests:
+            if digest not in where:
+                raise corrupted(digest)
+        by_pack: dict[str, list[tuple[int, int, bytes]]] = defaultdict(list)
+        for digest, (pack, offset, length) in where.items():
+            by_pack[pack].append((offset, length, digest))
+        for pack, entries in by_pack.items():
+            entries.sort()
+            for start, end, group in _coalesce(entries):
+                try:
+                    blob = self._objects.get(pack, start, end - start)
+                except Exception as error:  # noqa: BLE001 - a lost pack is data loss of its chunks
+                    raise corrupted(group[0][2]) from error
+                for offset, length, digest in group:
+                    data = blob[offset - start : offset - start + length]
+                    if len(data) != length or chunk_digest(data) != digest:
+                        raise corrupted(digest)
+                    yield digest, data
+
+
+def _coalesce(
+    entries: list[tuple[int, int, bytes]],
+) -> Iterator[tuple[int, int, list[tuple[int, int, bytes]]]]:
+    """Group sorted `(offset, length, digest)` into reads of nearby ranges."""
+    group: list[tuple[int, int, bytes]] = []
+    start = end = 0
+    for entry in entries:
+        offset, length, _ = entry
+        if group and (offset - end > _MAX_GAP or offset + length - start > _MAX_READ):
+            yield start, end, group
+            group = []
+        if not group:
+            start = offset
+        group.append(entry)
+        end = max(end, offset + length) if len(group) > 1 else offset + length
+    if group:
+        yield start, end, group

@@ -1,0 +1,57 @@
+"""Bootstrap of the data service: settings, database, object store, servicer; then serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from atelier.data.v1 import data_service_pb2, data_service_pb2_grpc
+from atelier.runtime.database import create_engine, default_url, migrate
+from atelier.runtime.logging import configure_logging
+from atelier.runtime.objectstore import open_object_store
+from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost
+from atelier.runtime.tracing import configure_tracing
+from services.data.catalog import Catalog
+from services.data.content import Content
+from services.data.servicer import DataServicer
+from services.data.settings import DataSettings
+from services.data.store import DataStore
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE_NAME = data_service_pb2.DESCRIPTOR.services_by_name["DataService"].full_name
+
+
+def build(settings: DataSettings) -> ServiceHost:
+    """Wire the data service from its settings (migrating the database on the way)."""
+    engine = create_engine(settings.database_url or default_url(settings.home, "data"))
+    migrate(engine, MIGRATIONS, "alembic_version_data")
+    store = DataStore(engine)
+    objects = open_object_store(settings.object_store or str(settings.home / "objects"))
+    content = Content(objects, store, settings.pack_target_bytes, settings.manifest_cache_entries)
+    runner = BlockingRunner(settings.workers)
+    servicer = DataServicer(Catalog(store, content), settings, runner)
+    host = ServiceHost(
+        name="data",
+        settings=settings,
+        services=[
+            GrpcService(
+                SERVICE_NAME, lambda server: data_service_pb2_grpc.add_DataServiceServicer_to_server(servicer, server)
+            )
+        ],
+    )
+    host.on_stop.append(runner.shutdown)
+    host.on_stop.append(engine.dispose)
+    return host
+
+
+def main() -> None:
+    """`python -m services.data`."""
+    import asyncio
+
+    settings = DataSettings()
+    configure_logging("data", settings.log_level, settings.log_format)
+    configure_tracing("atelier-data")
+
+    async def serve() -> None:
+        await build(settings).serve_until_signalled()
+
+    asyncio.run(serve())

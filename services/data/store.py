@@ -1,0 +1,242 @@
+"""Persistence of the data service behind one small interface over SQLAlchemy.
+
+Works on SQLite and PostgreSQL alike. Driver errors become Atelier errors here; nothing above this
+module sees SQLAlchemy exceptions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session, col, select
+
+from atelier.errors import AlreadyExists, NotFound, Unavailable
+from services.data.tables import (
+    ChunkRow,
+    DatasetRow,
+    PackRow,
+    ProjectChunkRow,
+    ProjectRow,
+    TagEventRow,
+    TagRow,
+    VersionRow,
+)
+
+# Keep IN lists under SQLite's and PostgreSQL's parameter limits.
+_BATCH = 900
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _batches(items: Sequence[bytes]) -> Iterator[Sequence[bytes]]:
+    for start in range(0, len(items), _BATCH):
+        yield items[start : start + _BATCH]
+
+
+class DataStore:
+    """Rows of projects, datasets, versions, tags and the chunk index."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back on error."""
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except IntegrityError as error:
+            raise AlreadyExists(f"conflicting write: {error.orig}") from error
+        except OperationalError as error:
+            raise Unavailable(f"database unavailable: {error.orig}") from error
+
+    # Projects -------------------------------------------------------------------------------
+
+    def project(self, session: Session, name: str) -> ProjectRow:
+        row = session.exec(select(ProjectRow).where(ProjectRow.name == name)).first()
+        if row is None:
+            raise NotFound(f"project {name!r} not found", metadata={"resource": f"projects/{name}"})
+        return row
+
+    def list_projects(self, session: Session, after: str, limit: int) -> Sequence[ProjectRow]:
+        query = select(ProjectRow).where(ProjectRow.name > after).order_by(col(ProjectRow.name)).limit(limit)
+        return session.exec(query).all()
+
+    # Datasets -------------------------------------------------------------------------------
+
+    def dataset(self, session: Session, project: str, name: str, *, for_update: bool = False) -> DatasetRow:
+        query = (
+            select(DatasetRow)
+            .join(ProjectRow, col(ProjectRow.id) == DatasetRow.project_id)
+            .where(ProjectRow.name == project, DatasetRow.name == name)
+        )
+        if for_update:
+            query = query.with_for_update(of=DatasetRow)  # type: ignore[arg-type]
+        row = session.exec(query).first()
+        if row is None:
+            self.project(session, project)
+            raise NotFound(
+                f"dataset {name!r} not found in project {project!r}",
+                metadata={"resource": f"projects/{project}/datasets/{name}"},
+            )
+        return row
+
+    def list_datasets(self, session: Session, project_id: int, after: str, limit: int) -> Sequence[DatasetRow]:
+        query = (
+            select(DatasetRow)
+            .where(DatasetRow.project_id == project_id, DatasetRow.name > after)
+            .order_by(col(DatasetRow.name))
+            .limit(limit)
+        )
+        return session.exec(query).all()
+
+    def advance_head(self, session: Session, dataset_id: int, expected_head: int) -> int | None:
+        """Compare-and-set of the dataset's head: returns the new version number, or None when the
+        head is no longer `expected_head` (a concurrent commit won)."""
+        result = session.execute(
+            sa.update(DatasetRow)
+            .where(col(DatasetRow.id) == dataset_id, col(DatasetRow.head_number) == expected_head)
+            .values(
+                head_number=DatasetRow.last_number + 1,
+                last_number=DatasetRow.last_number + 1,
+                version_count=DatasetRow.version_count + 1,
+            )
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        return session.exec(select(DatasetRow.last_number).where(DatasetRow.id == dataset_id)).one()
+
+    # Versions -------------------------------------------------------------------------------
+
+    def version(self, session: Session, dataset_id: int, number: int) -> VersionRow | None:
+        query = select(VersionRow).where(VersionRow.dataset_id == dataset_id, VersionRow.number == number)
+        return session.exec(query).first()
+
+    def versions_by_digest_prefix(self, session: Session, dataset_id: int, prefix: str) -> Sequence[VersionRow]:
+        query = (
+            select(VersionRow)
+            .where(VersionRow.dataset_id == dataset_id, col(VersionRow.digest).startswith(prefix))
+            .order_by(col(VersionRow.number).desc())
+            .limit(10)
+        )
+        return session.exec(query).all()
+
+    def list_versions(self, session: Session, dataset_id: int, below: int, limit: int) -> Sequence[VersionRow]:
+        query = (
+            select(VersionRow)
+            .where(VersionRow.dataset_id == dataset_id, VersionRow.number < below)
+            .order_by(col(VersionRow.number).desc())
+            .limit(limit)
+        )
+        return session.exec(query).all()
+
+    def all_versions(self, session: Session, dataset_ids: Iterable[int]) -> Sequence[VersionRow]:
+        query = select(VersionRow).where(col(VersionRow.dataset_id).in_(list(dataset_ids)))
+        return session.exec(query).all()
+
+    def tags_of_versions(self, session: Session, version_ids: Sequence[int]) -> dict[int, list[str]]:
+        tags: dict[int, list[str]] = {}
+        if not version_ids:
+            return tags
+        query = select(TagRow.version_id, TagRow.name).where(col(TagRow.version_id).in_(version_ids))
+        for version_id, name in session.exec(query.order_by(col(TagRow.name))).all():
+            tags.setdefault(version_id, []).append(name)
+        return tags
+
+    # Tags -----------------------------------------------------------------------------------
+
+    def tag(self, session: Session, dataset_id: int, name: str) -> TagRow | None:
+        query = select(TagRow).where(TagRow.dataset_id == dataset_id, TagRow.name == name)
+        return session.exec(query).first()
+
+    def list_tags(self, session: Session, dataset_id: int, after: str, limit: int) -> Sequence[TagRow]:
+        query = (
+            select(TagRow)
+            .where(TagRow.dataset_id == dataset_id, TagRow.name > after)
+            .order_by(col(TagRow.name))
+            .limit(limit)
+        )
+        return session.exec(query).all()
+
+    def list_tag_events(self, session: Session, dataset_id: int, below: int, limit: int) -> Sequence[TagEventRow]:
+        query = (
+            select(TagEventRow)
+            .where(TagEventRow.dataset_id == dataset_id, col(TagEventRow.id) < below)
+            .order_by(col(TagEventRow.id).desc())
+            .limit(limit)
+        )
+        return session.exec(query).all()
+
+    # Chunk index ----------------------------------------------------------------------------
+
+    def present_chunks(self, session: Session, digests: Sequence[bytes]) -> set[bytes]:
+        """Which of `digests` the index holds."""
+        found: set[bytes] = set()
+        for batch in _batches(digests):
+            found.update(session.exec(select(ChunkRow.digest).where(col(ChunkRow.digest).in_(batch))).all())
+        return found
+
+    def touch_chunks(self, session: Session, digests: Sequence[bytes], older_than: float) -> None:
+        """Mark chunks as recently seen, so garbage collection leaves them alone for its grace period."""
+        stamp = time.time()
+        for batch in _batches(digests):
+            session.execute(
+                sa.update(ChunkRow)
+                .where(col(ChunkRow.digest).in_(batch), col(ChunkRow.touched_at) < older_than)
+                .values(touched_at=stamp)
+            )
+
+    def locate_chunks(self, session: Session, digests: Sequence[bytes]) -> dict[bytes, tuple[str, int, int]]:
+        """Pack, offset and length of each stored chunk among `digests`."""
+        where: dict[bytes, tuple[str, int, int]] = {}
+        for batch in _batches(digests):
+            query = select(ChunkRow.digest, ChunkRow.pack, ChunkRow.offset, ChunkRow.length).where(
+                col(ChunkRow.digest).in_(batch)
+            )
+            for digest, pack, offset, length in session.exec(query).all():
+                where[digest] = (pack, offset, length)
+        return where
+
+    def add_pack(self, session: Session, key: str, size: int, chunks: Sequence[tuple[bytes, int, int]]) -> None:
+        """Record a written pack and index its chunks; a chunk another pack already holds keeps its
+        first location (the duplicate bytes are reclaimed by garbage collection)."""
+        session.add(PackRow(key=key, size=size, create_time=now()))
+        present = self.present_chunks(session, [d for d, _, _ in chunks])
+        stamp = time.time()
+        rows = [
+            {"digest": d, "pack": key, "offset": o, "length": n, "touched_at": stamp}
+            for d, o, n in chunks
+            if d not in present
+        ]
+        if rows:
+            session.execute(sa.insert(ChunkRow), rows)
+
+    # Project chunk sets ---------------------------------------------------------------------
+
+    def project_chunks_among(self, session: Session, project_id: int, digests: Sequence[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        for batch in _batches(digests):
+            query = select(ProjectChunkRow.digest).where(
+                ProjectChunkRow.project_id == project_id, col(ProjectChunkRow.digest).in_(batch)
+            )
+            found.update(session.exec(query).all())
+        return found
+
+    def add_project_chunks(self, session: Session, project_id: int, chunks: dict[bytes, int]) -> None:
+        if chunks:
+            rows = [{"project_id": project_id, "digest": d, "length": n} for d, n in chunks.items()]
+            session.execute(sa.insert(ProjectChunkRow), rows)
+
+    def replace_project_chunks(self, session: Session, project_id: int, chunks: dict[bytes, int]) -> int:
+        """Set the project's chunk set to exactly `chunks`; returns its byte total."""
+        session.execute(sa.delete(ProjectChunkRow).where(col(ProjectChunkRow.project_id) == project_id))
+        self.add_project_chunks(session, project_id, chunks)
+        return sum(chunks.values())
