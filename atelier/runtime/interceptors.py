@@ -19,11 +19,12 @@ from atelier.errors import AtelierError, Internal, to_status
 log = logging.getLogger(__name__)
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Any]
-Handler = grpc.RpcMethodHandler[Any, Any]
 
 if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
     _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
 else:
+    Handler = grpc.RpcMethodHandler
     _ServerInterceptor = grpc.aio.ServerInterceptor
 
 
