@@ -83,6 +83,10 @@ class ServerThread:
         self.address = asyncio.run_coroutine_threadsafe(start(), self._loop).result(60)
         return self.address
 
+    def submit(self, coroutine: Any) -> Any:
+        """Run a coroutine on the server's loop; returns a concurrent Future."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
     def stop(self) -> None:
         if self.host is not None:
             asyncio.run_coroutine_threadsafe(self.host.stop(), self._loop).result(60)
