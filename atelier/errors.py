@@ -200,6 +200,4 @@ def from_rpc_error(error: grpc.RpcError) -> AtelierError:
                     reason = ErrorReason.Value("ERROR_REASON_" + info.reason)
                 except ValueError:
                     reason = None
-    if code == grpc.StatusCode.UNAVAILABLE and not metadata:
-        message = f"service unavailable: {message}"
     return error_for_code(code)(message, reason=reason, metadata=metadata)

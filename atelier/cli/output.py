@@ -74,7 +74,7 @@ class RichProgress:
 @contextmanager
 def progress_bar(enabled: bool) -> Iterator[RichProgress]:
     """A byte progress bar on stderr, or nothing when disabled (e.g. with --json)."""
-    if not enabled:
+    if not enabled or not sys.stderr.isatty():
         yield RichProgress(None)
         return
     bar = Progress(

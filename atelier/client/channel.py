@@ -10,7 +10,7 @@ import grpc
 from opentelemetry.instrumentation.grpc import client_interceptor
 from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 
-from atelier.errors import from_rpc_error
+from atelier.errors import AtelierError, Unavailable, from_rpc_error
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
@@ -52,23 +52,36 @@ def connect(address: str) -> grpc.Channel:
 class ServiceClient:
     """Calls with a default deadline, turning failures into `AtelierError`s."""
 
-    def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT) -> None:
+    service = "Atelier"
+
+    def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT, address: str = "") -> None:
         self.channel = channel
         self.timeout = timeout
+        self.address = address
 
     def call(self, method: Callable[..., T], request: Any, timeout: float | None = None) -> T:
         """A unary call (or a client-streaming call given an iterator of requests)."""
         try:
             return method(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+            raise self._error(error) from None
 
     def stream(self, method: Callable[..., Iterable[T]], request: Any, timeout: float | None = None) -> Iterator[T]:
         """A server-streaming call; errors surface while iterating."""
         try:
             yield from method(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+            raise self._error(error) from None
+
+    def _error(self, error: grpc.RpcError) -> AtelierError:
+        converted = from_rpc_error(error)
+        if isinstance(converted, Unavailable) and not converted.metadata:
+            where = f" at {self.address}" if self.address else ""
+            return Unavailable(
+                f"cannot reach the {self.service} service{where}; is it running? (`atelier status`)",
+                metadata={"detail": converted.message},
+            )
+        return converted
 
     def close(self) -> None:
         self.channel.close()

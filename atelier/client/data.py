@@ -20,13 +20,15 @@ STREAM_TIMEOUT = 3600.0
 class DataClient(ServiceClient):
     """Typed calls of `atelier.data.v1.DataService`."""
 
-    def __init__(self, channel: grpc.Channel, timeout: float = 30.0) -> None:
-        super().__init__(channel, timeout)
+    service = "data"
+
+    def __init__(self, channel: grpc.Channel, timeout: float = 30.0, address: str = "") -> None:
+        super().__init__(channel, timeout, address)
         self.stub = data_service_pb2_grpc.DataServiceStub(channel)
 
     @classmethod
     def at(cls, address: str) -> DataClient:
-        return cls(connect(address))
+        return cls(connect(address), address=address)
 
     # Projects and datasets ----------------------------------------------------------------------
 

@@ -187,7 +187,8 @@ def _service_status(home: Path, name: str, process: ProcessRecord | None) -> Ser
     alive = process is not None and process.running()
     address = published.address if published is not None and (alive or process is None) else None
     health = check_health(address) if address else Health.UNREACHABLE
-    return ServiceStatus(name=name, address=address, pid=process.pid if process else None, alive=alive, health=health)
+    pid = process.pid if process else None
+    return ServiceStatus(name=name, address=address, pid=pid, alive=alive, health=health)
 
 
 def _check_ports(base_port: int, services: Sequence[StackService]) -> None:
@@ -236,7 +237,7 @@ def _spawn(service: StackService, home: Path, base_port: int, addresses: Mapping
         offset = output.tell()
         process = subprocess.Popen(
             [sys.executable, "-m", service.module],
-            env=_service_env(service, home, base_port, addresses),
+            env=_service_env(service, home, service.port(base_port), addresses),
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -246,17 +247,17 @@ def _spawn(service: StackService, home: Path, base_port: int, addresses: Mapping
     return _Started(service=service, process=process, record=record, log=log, log_offset=offset)
 
 
-def _service_env(service: StackService, home: Path, base_port: int, addresses: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a service: the caller's, plus its home, port, address file and the addresses
-    of the services started before it."""
+def _service_env(service: StackService, home: Path, port: int, peers: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a service: the caller's, plus its home, port and address file, and `peers`
+    (the `ATELIER_<NAME>_ADDRESS` of the services started before it)."""
     project_root = str(Path(atelier.__file__).resolve().parent.parent)
     python_path = os.pathsep.join(p for p in (project_root, os.environ.get("PYTHONPATH", "")) if p)
     return {
         **os.environ,
-        **addresses,
+        **peers,
         "ATELIER_HOME": str(home),
         service.env_var("home"): str(home),
-        service.env_var("port"): str(service.port(base_port)),
+        service.env_var("port"): str(port),
         service.env_var("address_file"): str(address_file(home, service.name)),
         "PYTHONPATH": python_path,
         "PYTHONUNBUFFERED": "1",

@@ -148,3 +148,21 @@ def test_pull_resumes_and_repairs(data_client: DataClient, tmp_path: Path) -> No
 
     assert result.fetched_files == 9
     assert read_tree(out) == files
+
+
+def test_open_file_streams_and_seeks(data_client: DataClient, tmp_path: Path) -> None:
+    from atelier.datasets.files import open_file
+
+    blob = os.urandom(1_500_000)
+    write_tree(tmp_path / "src", {"shard-0.bin": blob, "labels.csv": b"a,1\nb,2\n"})
+    push(data_client, tmp_path / "src", REF)
+    with open_file(data_client, REF, "shard-0.bin", buffer_size=64 * 1024) as handle:
+        assert handle.read(10) == blob[:10]
+        handle.seek(1_000_000)
+        assert handle.read(100_000) == blob[1_000_000:1_100_000]
+        handle.seek(-5, os.SEEK_END)
+        assert handle.read() == blob[-5:]
+    with open_file(data_client, REF, "labels.csv") as handle:
+        assert handle.readlines() == [b"a,1\n", b"b,2\n"]
+    with pytest.raises(NotFound, match="no file 'missing.csv'"):
+        open_file(data_client, REF, "missing.csv")
