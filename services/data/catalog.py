@@ -214,14 +214,8 @@ class Catalog:
         for row in self.store.all_versions(session, [d for d in datasets if d is not None]):
             loaded = self.content.load_manifest(row.digest, row.manifest_digests, row.manifest_sizes, f"v{row.number}")
             chunks.update(chunk_sizes(loaded.manifest))
-            chunks.update(_manifest_chunks(row))
         total = self.store.replace_project_chunks(session, project_id, chunks)
         session.execute(sa.update(ProjectRow).where(col(ProjectRow.id) == project_id).values(stored_bytes=total))
-
-
-def _manifest_chunks(row: VersionRow) -> dict[bytes, int]:
-    digests = row.manifest_digests
-    return {digests[i * 32 : i * 32 + 32]: size for i, size in enumerate(row.manifest_sizes)}
 
 
 def _check_quota(quota_bytes: int) -> None:

@@ -121,8 +121,8 @@ def _insert(
 ) -> ResolvedVersion | None:
     """One transaction: check chunks and quota, compare-and-set the head, insert. None if the head moved."""
     store = catalog.store
+    # Manifests are not counted as project usage; the version rows protect their chunks from GC.
     referenced = manifests.chunk_sizes(manifest)
-    referenced.update(manifest_chunks)
     with store.session() as session:
         dataset: DatasetRow = store.dataset(session, project, dataset_id, for_update=True)
         owner: ProjectRow = session.get(ProjectRow, dataset.project_id)  # type: ignore[assignment]

@@ -71,6 +71,11 @@ def garbage_collect(catalog: Catalog, grace_seconds: float, dry_run: bool) -> Gc
     cutoff = time.time() - grace_seconds
     referenced = sa.exists().where(col(ProjectChunkRow.digest) == col(ChunkRow.digest))
     with store.session() as session:
+        manifest_chunks = {
+            digests[i : i + 32]
+            for digests in session.exec(select(VersionRow.manifest_digests)).all()
+            for i in range(0, len(digests), 32)
+        }
         dead = session.exec(
             select(ChunkRow.digest, ChunkRow.pack, ChunkRow.length).where(
                 col(ChunkRow.touched_at) < cutoff, ~referenced
@@ -80,6 +85,7 @@ def garbage_collect(catalog: Catalog, grace_seconds: float, dry_run: bool) -> Gc
         live = dict(
             session.exec(select(ChunkRow.pack, sa.func.sum(ChunkRow.length)).group_by(col(ChunkRow.pack))).all()
         )
+    dead = [row for row in dead if row[0] not in manifest_chunks]
     dead_bytes_by_pack: dict[str, int] = {}
     for _, pack, length in dead:
         dead_bytes_by_pack[pack] = dead_bytes_by_pack.get(pack, 0) + length
@@ -146,6 +152,3 @@ def _remove_orphans(catalog: Catalog, known: set[str], grace_seconds: float) -> 
             catalog.content.objects.delete(key)
             freed += size
     return freed
-
-
-__all__ = ["GcReport", "Usage", "VersionRow", "garbage_collect", "storage_usage"]
