@@ -1,0 +1,11 @@
+"""The demo's chapters, in the order they run.
+
+Later chapters (train, register, serve, monitor) each get a module here and an entry in `CHAPTERS`.
+"""
+
+from __future__ import annotations
+
+from demo.chapter import Chapter
+from demo.chapters import data
+
+CHAPTERS: tuple[Chapter, ...] = (data.CHAPTER,)

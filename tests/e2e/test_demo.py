@@ -1,0 +1,73 @@
+"""`python -m demo` (what `make demo` runs), end to end: real data, a real stack, always stopped."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from atelier.stack.addresses import pid_alive
+
+pytestmark = pytest.mark.timeout(400)
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_TIMEOUT_SECONDS = 300
+
+
+def _env() -> dict[str, str]:
+    """This environment without any other stack's settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_")}
+
+
+def run_demo(*args: str, timeout: float = DEMO_TIMEOUT_SECONDS) -> subprocess.CompletedProcess[str]:
+    """`python -m demo ARGS...` from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "demo", *args],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _stop_stack(home: Path) -> None:
+    """Stop a stack a demo that was killed may have left in `home`."""
+    subprocess.run(
+        [sys.executable, "-m", "atelier.cli.main", "--home", str(home), "down"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def test_demo_runs_every_chapter_and_stops_its_stack(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    try:
+        result = run_demo("--work-dir", str(work))
+    except subprocess.TimeoutExpired:
+        _stop_stack(work / "home")
+        raise
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verified 1798 files byte for byte" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    stopped = [int(pid) for pid in re.findall(r"stopped data \(pid (\d+)\)", result.stdout)]
+    assert stopped, result.stdout
+    assert not any(pid_alive(pid) for pid in stopped)
+    assert not work.exists(), "the working files should be removed without --keep"
+
+
+def test_demo_refuses_a_work_dir_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "something").write_text("x")
+
+    result = run_demo("--work-dir", str(tmp_path), timeout=60)
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: --work-dir {tmp_path} is not an empty directory"]
+    assert (tmp_path / "something").exists()
