@@ -73,6 +73,17 @@ class ServiceClient:
         except grpc.RpcError as error:
             raise self._error(error) from None
 
+    def pages(
+        self, method: Callable[..., Any], request: Any, field: str, timeout: float | None = None
+    ) -> Iterator[Any]:
+        """Every item of a List RPC, following `next_page_token` (AIP-158) to the end."""
+        while True:
+            page = self.call(method, request, timeout)
+            yield from getattr(page, field)
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
     def _error(self, error: grpc.RpcError) -> AtelierError:
         converted = from_rpc_error(error)
         if isinstance(converted, Unavailable) and not converted.metadata:

@@ -47,13 +47,7 @@ class DataClient(ServiceClient):
         return self.call(self.stub.UpdateProject, request)
 
     def list_projects(self) -> Iterator[pb.Project]:
-        token = ""
-        while True:
-            page = self.call(self.stub.ListProjects, rpc.ListProjectsRequest(page_token=token))
-            yield from page.projects
-            token = page.next_page_token
-            if not token:
-                return
+        return self.pages(self.stub.ListProjects, rpc.ListProjectsRequest(), "projects")
 
     def create_dataset(self, project: str, dataset_id: str, description: str = "") -> pb.Dataset:
         request = rpc.CreateDatasetRequest(
@@ -81,15 +75,7 @@ class DataClient(ServiceClient):
             return self.get_dataset(f"projects/{project}/datasets/{dataset_id}")
 
     def list_datasets(self, project: str) -> Iterator[pb.Dataset]:
-        token = ""
-        while True:
-            page = self.call(
-                self.stub.ListDatasets, rpc.ListDatasetsRequest(parent=f"projects/{project}", page_token=token)
-            )
-            yield from page.datasets
-            token = page.next_page_token
-            if not token:
-                return
+        return self.pages(self.stub.ListDatasets, rpc.ListDatasetsRequest(parent=f"projects/{project}"), "datasets")
 
     def delete_dataset(self, name: str, force: bool = False) -> None:
         self.call(self.stub.DeleteDataset, rpc.DeleteDatasetRequest(name=name, force=force))
@@ -128,29 +114,16 @@ class DataClient(ServiceClient):
         return self.call(self.stub.GetVersion, rpc.GetVersionRequest(name=name))
 
     def list_versions(self, dataset: str, page_size: int = 0) -> Iterator[pb.DatasetVersion]:
-        token = ""
-        while True:
-            page = self.call(
-                self.stub.ListVersions, rpc.ListVersionsRequest(parent=dataset, page_size=page_size, page_token=token)
-            )
-            yield from page.versions
-            token = page.next_page_token
-            if not token:
-                return
+        request = rpc.ListVersionsRequest(parent=dataset, page_size=page_size)
+        return self.pages(self.stub.ListVersions, request, "versions")
 
     def delete_version(self, name: str, force: bool = False) -> None:
         self.call(self.stub.DeleteVersion, rpc.DeleteVersionRequest(name=name, force=force))
 
     def list_files(self, version: str, prefix: str = "", full: bool = False) -> Iterator[pb.FileEntry]:
-        token = ""
         view = rpc.FILE_VIEW_FULL if full else rpc.FILE_VIEW_BASIC
-        while True:
-            request = rpc.ListFilesRequest(name=version, prefix=prefix, page_size=10000, page_token=token, view=view)
-            page = self.call(self.stub.ListFiles, request, timeout=120)
-            yield from page.files
-            token = page.next_page_token
-            if not token:
-                return
+        request = rpc.ListFilesRequest(name=version, prefix=prefix, page_size=10000, view=view)
+        return self.pages(self.stub.ListFiles, request, "files", timeout=120)
 
     def read_file(self, version: str, path: str, offset: int = 0, length: int = 0) -> Iterator[bytes]:
         request = rpc.ReadFileRequest(name=version, path=path, offset=offset, length=length)
