@@ -44,7 +44,7 @@ def parse_name(name: str, pattern: str, field: str = "name") -> dict[str, str]:
                 break
         else:
             for key, value in values.items():
-                if key == "version" or key == "ref":
+                if key in ("version", "ref", "artifact"):
                     if not _REF.fullmatch(value):
                         break
                 elif not _ID.fullmatch(value):

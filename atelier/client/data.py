@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Iterator
 
 import grpc
@@ -58,17 +57,23 @@ class DataClient(ServiceClient):
     def get_dataset(self, name: str) -> pb.Dataset:
         return self.call(self.stub.GetDataset, rpc.GetDatasetRequest(name=name))
 
+    def ensure_project(self, project: str) -> pb.Project:
+        """Get the project, creating it when missing."""
+        try:
+            return self.get_project(f"projects/{project}")
+        except NotFound:
+            try:
+                return self.create_project(project)
+            except AlreadyExists:
+                return self.get_project(f"projects/{project}")
+
     def ensure_dataset(self, project: str, dataset_id: str) -> pb.Dataset:
         """Get the dataset, creating it (and its project) when missing."""
         try:
             return self.get_dataset(f"projects/{project}/datasets/{dataset_id}")
         except NotFound:
             pass
-        try:
-            self.get_project(f"projects/{project}")
-        except NotFound:
-            with contextlib.suppress(AlreadyExists):
-                self.create_project(project)
+        self.ensure_project(project)
         try:
             return self.create_dataset(project, dataset_id)
         except AlreadyExists:
@@ -133,6 +138,30 @@ class DataClient(ServiceClient):
 
     def diff(self, name: str, other: str) -> rpc.DiffVersionsResponse:
         return self.call(self.stub.DiffVersions, rpc.DiffVersionsRequest(name=name, other=other), timeout=120)
+
+    # Artifacts and pins ------------------------------------------------------------------------
+
+    def create_artifact(self, project: str, manifest_chunks: list[pb.ChunkRef], digest: str) -> pb.Artifact:
+        request = rpc.CreateArtifactRequest(
+            parent=f"projects/{project}", manifest_chunks=manifest_chunks, manifest_digest=digest
+        )
+        return self.call(self.stub.CreateArtifact, request, timeout=600)
+
+    def get_artifact(self, name: str) -> pb.Artifact:
+        return self.call(self.stub.GetArtifact, rpc.GetArtifactRequest(name=name))
+
+    def delete_artifact(self, name: str, force: bool = False) -> None:
+        self.call(self.stub.DeleteArtifact, rpc.DeleteArtifactRequest(name=name, force=force))
+
+    def pin(self, target: str, owner: str) -> pb.Pin:
+        """Keep `target` (a dataset version or artifact) from deletion on behalf of `owner`."""
+        return self.call(self.stub.CreatePin, rpc.CreatePinRequest(parent=target, pin=pb.Pin(owner=owner)))
+
+    def list_pins(self, target: str) -> list[pb.Pin]:
+        return list(self.pages(self.stub.ListPins, rpc.ListPinsRequest(parent=target), "pins"))
+
+    def unpin(self, name: str) -> None:
+        self.call(self.stub.DeletePin, rpc.DeletePinRequest(name=name))
 
     # Tags and operations ------------------------------------------------------------------------
 

@@ -49,6 +49,37 @@ def media_type(path: str) -> str:
     return mimetypes.guess_type(path, strict=False)[0] or ""
 
 
+@dataclass(frozen=True)
+class UploadedTree:
+    """A file tree whose chunks are all stored: its serialized manifest is ready to commit."""
+
+    manifest: bytes
+    manifest_cut: ChunkedFile
+    files: int
+    total_bytes: int
+    uploader: _Uploader
+
+    @property
+    def digest(self) -> str:
+        return self.manifest_cut.digest
+
+    def manifest_refs(self) -> list[pb.ChunkRef]:
+        return [pb.ChunkRef(digest=c.digest, size_bytes=c.length) for c in self.manifest_cut.chunks]
+
+    def send_manifest(self) -> None:
+        self.uploader.send_bytes(self.manifest, self.manifest_cut)
+
+
+def upload_tree(client: DataClient, project: str, files: list[LocalFile], progress: Progress) -> UploadedTree:
+    """Chunk `files` and send the chunks the store lacks; the manifest itself is not sent yet."""
+    total = sum(f.size for f in files)
+    progress.phase("chunking and sending", total)
+    uploader = _Uploader(client, project)
+    chunked = uploader.run(files, progress)
+    raw = _manifest(files, chunked).SerializeToString(deterministic=True)
+    return UploadedTree(raw, chunk_bytes(raw), len(files), total, uploader)
+
+
 def push(
     client: DataClient,
     directory: Path,
@@ -68,29 +99,39 @@ def push(
         head: pb.DatasetVersion | None = client.get_version(f"{target.dataset_name}/versions/latest")
     except NotFound:
         head = None
-    total = sum(f.size for f in files)
-    progress.phase("chunking and sending", total)
-    uploader = _Uploader(client, target.project)
-    chunked = uploader.run(files, progress)
-    manifest = _manifest(files, chunked)
-    raw = manifest.SerializeToString(deterministic=True)
-    manifest_chunks = chunk_bytes(raw)
-    if head is not None and head.digest == manifest_chunks.digest:
-        return PushResult(head, False, len(files), total, uploader.sent_chunks, uploader.sent_bytes)
-    uploader.send_bytes(raw, manifest_chunks)
+    tree = upload_tree(client, target.project, files, progress)
+    sent = tree.uploader
+    if head is not None and head.digest == tree.digest:
+        return PushResult(head, False, tree.files, tree.total_bytes, sent.sent_chunks, sent.sent_bytes)
+    tree.send_manifest()
     version = pb.DatasetVersion(author=author or _user(), message=message, parents=[head.name] if head else [])
     if metadata:
         json_format.ParseDict(metadata, version.metadata)
     request = rpc.CreateVersionRequest(
         parent=target.dataset_name,
         version=version,
-        manifest_chunks=[pb.ChunkRef(digest=c.digest, size_bytes=c.length) for c in manifest_chunks.chunks],
-        manifest_digest=manifest_chunks.digest,
+        manifest_chunks=tree.manifest_refs(),
+        manifest_digest=tree.digest,
         rebase=rebase,
     )
     committed = client.create_version(request)
     created = head is None or committed.name != head.name
-    return PushResult(committed, created, len(files), total, uploader.sent_chunks, uploader.sent_bytes)
+    return PushResult(committed, created, tree.files, tree.total_bytes, sent.sent_chunks, sent.sent_bytes)
+
+
+def store_artifact(client: DataClient, project: str, path: Path, *, progress: Progress | None = None) -> pb.Artifact:
+    """Store a file or a directory as an artifact of `project` (content-addressed: idempotent)."""
+    progress = progress or NoProgress()
+    if path.is_dir():
+        files = scan(path)
+    elif path.is_file():
+        files = [LocalFile(path.name, str(path), path.stat().st_size)]
+    else:
+        raise NotFound(f"no file or directory {path}")
+    client.ensure_project(project)
+    tree = upload_tree(client, project, files, progress)
+    tree.send_manifest()
+    return client.create_artifact(project, tree.manifest_refs(), tree.digest)
 
 
 def _user() -> str:

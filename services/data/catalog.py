@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -16,7 +16,7 @@ from atelier.runtime.pagination import decode_token, encode_token, page_size
 from services.data.content import Content, LoadedManifest
 from services.data.manifests import chunk_sizes
 from services.data.store import DataStore, now
-from services.data.tables import DatasetRow, ProjectRow, TagEventRow, TagRow, VersionRow
+from services.data.tables import ArtifactRow, DatasetRow, PinRow, ProjectRow, TagEventRow, TagRow, VersionRow
 
 R = TypeVar("R")
 _NUMBER = re.compile(r"v([1-9][0-9]*)")
@@ -37,6 +37,38 @@ class ResolvedVersion:
     @property
     def name(self) -> str:
         return version_name(self.project, self.dataset.name, f"v{self.row.number}")
+
+    @property
+    def label(self) -> str:
+        """How people write it: `project/dataset@vN`."""
+        return f"{self.project}/{self.dataset.name}@v{self.row.number}"
+
+    @property
+    def digest(self) -> str:
+        return self.row.digest
+
+    @property
+    def manifest_digests(self) -> bytes:
+        return self.row.manifest_digests
+
+    @property
+    def manifest_sizes(self) -> list[int]:
+        return self.row.manifest_sizes
+
+
+class HasManifest(Protocol):
+    """Anything whose files a manifest lists: a dataset version or an artifact."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
+    @property
+    def manifest_digests(self) -> bytes: ...
+    @property
+    def manifest_sizes(self) -> list[int]: ...
 
 
 class Catalog:
@@ -122,10 +154,11 @@ class Catalog:
                     f"dataset {name} has tags ({', '.join(tags)}); delete them or pass force",
                     metadata={"resource": name},
                 )
+            release_pins(session, f"{name}/versions/", force, prefix=True)
             for table in (TagRow, TagEventRow, VersionRow):
                 session.execute(sa.delete(table).where(col(table.dataset_id) == dataset.id))  # type: ignore[attr-defined]
             session.execute(sa.delete(DatasetRow).where(col(DatasetRow.id) == dataset.id))
-            self._recount_project(session, dataset.project_id)
+            self.recount_project(session, dataset.project_id)
 
     # Versions -------------------------------------------------------------------------------
 
@@ -190,6 +223,7 @@ class Catalog:
                     f"{resolved.name} is tagged {', '.join(resolved.tags)}; move or delete the tags, or pass force",
                     metadata={"resource": resolved.name},
                 )
+            release_pins(session, resolved.name, force)
             dataset = resolved.dataset
             session.execute(sa.delete(TagRow).where(col(TagRow.version_id) == resolved.row.id))
             session.execute(sa.delete(VersionRow).where(col(VersionRow.id) == resolved.row.id))
@@ -201,21 +235,38 @@ class Catalog:
                 .where(col(DatasetRow.id) == dataset.id)
                 .values(head_number=remaining or 0, version_count=DatasetRow.version_count - 1)
             )
-            self._recount_project(session, dataset.project_id)
+            self.recount_project(session, dataset.project_id)
 
-    def manifest(self, resolved: ResolvedVersion) -> LoadedManifest:
-        row = resolved.row
-        return self.content.load_manifest(row.digest, row.manifest_digests, row.manifest_sizes, resolved.name)
+    def manifest(self, holder: HasManifest) -> LoadedManifest:
+        return self.content.load_manifest(holder.digest, holder.manifest_digests, holder.manifest_sizes, holder.name)
 
-    def _recount_project(self, session: Session, project_id: int) -> None:
+    def recount_project(self, session: Session, project_id: int) -> None:
         """Recompute the project's chunk set from its remaining versions (after a deletion)."""
         datasets = session.exec(select(DatasetRow.id).where(DatasetRow.project_id == project_id)).all()
         chunks: dict[bytes, int] = {}
-        for row in self.store.all_versions(session, [d for d in datasets if d is not None]):
-            loaded = self.content.load_manifest(row.digest, row.manifest_digests, row.manifest_sizes, f"v{row.number}")
+        holders: list[VersionRow | ArtifactRow] = list(
+            self.store.all_versions(session, [d for d in datasets if d is not None])
+        )
+        holders += session.exec(select(ArtifactRow).where(ArtifactRow.project_id == project_id)).all()
+        for row in holders:
+            loaded = self.content.load_manifest(row.digest, row.manifest_digests, row.manifest_sizes, row.digest)
             chunks.update(chunk_sizes(loaded.manifest))
         total = self.store.replace_project_chunks(session, project_id, chunks)
         session.execute(sa.update(ProjectRow).where(col(ProjectRow.id) == project_id).values(stored_bytes=total))
+
+
+def release_pins(session: Session, target: str, force: bool, prefix: bool = False) -> None:
+    """Refuse to go on while pins hold `target` (or anything under it), naming who holds it;
+    with `force`, drop the pins."""
+    where = col(PinRow.target).startswith(target) if prefix else col(PinRow.target) == target
+    owners = session.exec(select(PinRow.owner).where(where).limit(6)).all()
+    if owners and not force:
+        shown = ", ".join(owners[:5]) + (" and more" if len(owners) > 5 else "")
+        raise FailedPrecondition(
+            f"{target.rstrip('/')} is referenced by {shown}; delete those first or pass force",
+            metadata={"resource": target.rstrip("/"), "owner": owners[0]},
+        )
+    session.execute(sa.delete(PinRow).where(where))
 
 
 def _check_quota(quota_bytes: int) -> None:

@@ -19,7 +19,7 @@ from atelier.errors import Aborted, ErrorReason, FailedPrecondition, InvalidArgu
 from atelier.names import parse_name
 from services.data import manifests
 from services.data.catalog import DATASET, Catalog, ResolvedVersion
-from services.data.store import now
+from services.data.store import DataStore, now
 from services.data.tables import DatasetRow, ProjectRow, VersionRow
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -128,28 +128,10 @@ def _insert(
         owner: ProjectRow = session.get(ProjectRow, dataset.project_id)  # type: ignore[assignment]
         assert owner.id is not None
         assert dataset.id is not None
-        digests = list(referenced)
-        known = store.project_chunks_among(session, owner.id, digests)
-        new = {d: referenced[d] for d in digests if d not in known}
-        present = store.present_chunks(session, list(new))
-        absent = [d for d in new if d not in present]
-        if absent:
-            raise FailedPrecondition(
-                f"{len(absent)} chunk(s) referenced by the manifest are not stored (first: {absent[0].hex()}); "
-                "upload them and commit again",
-                reason=ErrorReason.ERROR_REASON_MISSING_CHUNKS,
-                metadata={"missing": str(len(absent))},
-            )
-        added = sum(new.values())
-        if owner.quota_bytes and owner.stored_bytes + added > owner.quota_bytes:
-            raise ResourceExhausted(
-                f"project {project!r} quota exceeded: this version adds {added} bytes to "
-                f"{owner.stored_bytes} stored, quota is {owner.quota_bytes} bytes",
-                metadata={"quota_bytes": str(owner.quota_bytes), "needed_bytes": str(owner.stored_bytes + added)},
-            )
         number = store.advance_head(session, dataset.id, expected_head)
         if number is None:
             return None
+        charge_project(store, session, owner, referenced, "version")
         row = VersionRow(
             dataset_id=dataset.id,
             number=number,
@@ -165,12 +147,40 @@ def _insert(
             manifest_sizes=[n for _, n in manifest_chunks],
         )
         session.add(row)
-        store.add_project_chunks(session, owner.id, new)
-        owner.stored_bytes += added
-        session.add(owner)
         session.flush()
         dataset.head_number = number
     return ResolvedVersion(project, dataset, row, [])
+
+
+def charge_project(
+    store: DataStore, session: Session, owner: ProjectRow, referenced: dict[bytes, int], what: str
+) -> dict[bytes, int]:
+    """Add the chunks a new version or artifact references to its project's set, after checking
+    that each is stored and that the project's quota allows the bytes new to it."""
+    assert owner.id is not None
+    digests = list(referenced)
+    known = store.project_chunks_among(session, owner.id, digests)
+    new = {d: referenced[d] for d in digests if d not in known}
+    present = store.present_chunks(session, list(new))
+    absent = [d for d in new if d not in present]
+    if absent:
+        raise FailedPrecondition(
+            f"{len(absent)} chunk(s) referenced by the manifest are not stored (first: {absent[0].hex()}); "
+            "upload them and commit again",
+            reason=ErrorReason.ERROR_REASON_MISSING_CHUNKS,
+            metadata={"missing": str(len(absent))},
+        )
+    added = sum(new.values())
+    if owner.quota_bytes and owner.stored_bytes + added > owner.quota_bytes:
+        raise ResourceExhausted(
+            f"project {owner.name!r} quota exceeded: this {what} adds {added} bytes to "
+            f"{owner.stored_bytes} stored, quota is {owner.quota_bytes} bytes",
+            metadata={"quota_bytes": str(owner.quota_bytes), "needed_bytes": str(owner.stored_bytes + added)},
+        )
+    store.add_project_chunks(session, owner.id, new)
+    owner.stored_bytes += added
+    session.add(owner)
+    return new
 
 
 def _metadata(version: pb.DatasetVersion) -> dict[str, Any]:

@@ -8,9 +8,10 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from atelier.data.v1 import resources_pb2 as pb
 from atelier.names import dataset_name, version_name
+from services.data.artifacts import ResolvedArtifact
 from services.data.catalog import ResolvedVersion
 from services.data.maintenance import Usage
-from services.data.tables import DatasetRow, ProjectRow, TagEventRow, TagRow
+from services.data.tables import DatasetRow, PinRow, ProjectRow, TagEventRow, TagRow
 
 
 def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -90,3 +91,18 @@ def usage(value: Usage) -> pb.StorageUsage:
         version_count=value.version_count,
         quota_bytes=value.quota_bytes,
     )
+
+
+def artifact(resolved: ResolvedArtifact) -> pb.Artifact:
+    row = resolved.row
+    return pb.Artifact(
+        name=resolved.name,
+        digest=row.digest,
+        total_size_bytes=row.total_size,
+        file_count=row.file_count,
+        create_time=timestamp(row.create_time),
+    )
+
+
+def pin(row: PinRow, target: str) -> pb.Pin:
+    return pb.Pin(name=f"{target}/pins/{row.pin_id}", owner=row.owner, create_time=timestamp(row.create_time))

@@ -9,13 +9,14 @@ from atelier.data.v1 import resources_pb2 as pb
 from atelier.errors import InvalidArgument
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from services.data import manifests
-from services.data.catalog import Catalog
+from services.data.catalog import Catalog, HasManifest
 
 
-def list_files(catalog: Catalog, request: rpc.ListFilesRequest) -> tuple[list[pb.FileEntry], str, str]:
+def list_files(
+    catalog: Catalog, holder: HasManifest, request: rpc.ListFilesRequest
+) -> tuple[list[pb.FileEntry], str, str]:
     """A page of files in path order, starting after the token's path, limited to the prefix."""
-    resolved = catalog.get_version(request.name)
-    loaded = catalog.manifest(resolved)
+    loaded = catalog.manifest(holder)
     limit = page_size(request.page_size, default=1000, maximum=10000)
     after = decode_token(request.page_token, None)
     if after is not None and not isinstance(after, str):
@@ -39,7 +40,7 @@ def list_files(catalog: Catalog, request: rpc.ListFilesRequest) -> tuple[list[pb
         index += 1
     more = index < len(loaded.paths) and loaded.paths[index].startswith(request.prefix)
     token = encode_token(files[-1].path) if more and files else ""
-    return files, token, resolved.name
+    return files, token, holder.name
 
 
 def diff_versions(catalog: Catalog, name: str, other: str) -> rpc.DiffVersionsResponse:

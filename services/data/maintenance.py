@@ -13,7 +13,7 @@ from services.data.catalog import Catalog
 from services.data.manifests import chunk_sizes
 from services.data.packs import pack_age_seconds, pack_key
 from services.data.store import now
-from services.data.tables import ChunkRow, DatasetRow, PackRow, ProjectChunkRow, VersionRow
+from services.data.tables import ArtifactRow, ChunkRow, DatasetRow, PackRow, ProjectChunkRow, VersionRow
 
 # A pack whose dead bytes exceed this share is rewritten with only its live chunks.
 _REWRITE_DEAD_SHARE = 0.5
@@ -71,11 +71,9 @@ def garbage_collect(catalog: Catalog, grace_seconds: float, dry_run: bool) -> Gc
     cutoff = time.time() - grace_seconds
     referenced = sa.exists().where(col(ProjectChunkRow.digest) == col(ChunkRow.digest))
     with store.session() as session:
-        manifest_chunks = {
-            digests[i : i + 32]
-            for digests in session.exec(select(VersionRow.manifest_digests)).all()
-            for i in range(0, len(digests), 32)
-        }
+        holders = [*session.exec(select(VersionRow.manifest_digests)).all()]
+        holders += session.exec(select(ArtifactRow.manifest_digests)).all()
+        manifest_chunks = {digests[i : i + 32] for digests in holders for i in range(0, len(digests), 32)}
         dead = session.exec(
             select(ChunkRow.digest, ChunkRow.pack, ChunkRow.length).where(
                 col(ChunkRow.touched_at) < cutoff, ~referenced

@@ -16,11 +16,13 @@ from atelier.errors import DataLoss, InvalidArgument
 from atelier.names import parse_name
 from atelier.runtime.server import BlockingRunner
 from services.data import convert
-from services.data.catalog import DATASET, Catalog, ResolvedVersion
+from services.data.artifacts import Artifacts
+from services.data.catalog import DATASET, Catalog, HasManifest
 from services.data.commit import create_version
 from services.data.content import not_found_file
 from services.data.listing import diff_versions, list_files
 from services.data.maintenance import garbage_collect, storage_usage
+from services.data.pins import Pins
 from services.data.settings import DataSettings
 from services.data.tags import Tags
 
@@ -51,6 +53,8 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
     def __init__(self, catalog: Catalog, settings: DataSettings, run: BlockingRunner) -> None:
         self.catalog = catalog
         self.tags = Tags(catalog)
+        self.artifacts = Artifacts(catalog)
+        self.pins = Pins(self.artifacts)
         self.settings = settings
         self.run = run
 
@@ -137,7 +141,7 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
     async def ReadChunks(
         self, request: rpc.ReadChunksRequest, context: Context
     ) -> AsyncIterator[rpc.ReadChunksResponse]:
-        resolved = await self.run(self.catalog.get_version, request.name)
+        resolved = await self.run(self.pins.target, request.name)
         chunks = self.catalog.content.reader.read(list(request.digests), self._corruption(resolved))
         while True:
             got = await self.run(_take_bytes, chunks, _RESPONSE_BYTES)
@@ -171,11 +175,12 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
         return empty_pb2.Empty()
 
     async def ListFiles(self, request: rpc.ListFilesRequest, context: Context) -> rpc.ListFilesResponse:
-        files, token, name = await self.run(list_files, self.catalog, request)
+        holder = await self.run(self.pins.target, request.name)
+        files, token, name = await self.run(list_files, self.catalog, holder, request)
         return rpc.ListFilesResponse(files=files, next_page_token=token, version=name)
 
     async def ReadFile(self, request: rpc.ReadFileRequest, context: Context) -> AsyncIterator[rpc.ReadFileResponse]:
-        resolved = await self.run(self.catalog.get_version, request.name)
+        resolved = await self.run(self.pins.target, request.name)
         loaded = await self.run(self.catalog.manifest, resolved)
         entry = loaded.entry(request.path)
         if entry is None:
@@ -193,6 +198,33 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
 
     async def DiffVersions(self, request: rpc.DiffVersionsRequest, context: Context) -> rpc.DiffVersionsResponse:
         return await self.run(diff_versions, self.catalog, request.name, request.other)
+
+    # Artifacts and pins -----------------------------------------------------------------------
+
+    async def CreateArtifact(self, request: rpc.CreateArtifactRequest, context: Context) -> pb.Artifact:
+        resolved = await self.run(
+            self.artifacts.create, request.parent, list(request.manifest_chunks), request.manifest_digest
+        )
+        return convert.artifact(resolved)
+
+    async def GetArtifact(self, request: rpc.GetArtifactRequest, context: Context) -> pb.Artifact:
+        return convert.artifact(await self.run(self.artifacts.get, request.name))
+
+    async def DeleteArtifact(self, request: rpc.DeleteArtifactRequest, context: Context) -> empty_pb2.Empty:
+        await self.run(self.artifacts.delete, request.name, request.force)
+        return empty_pb2.Empty()
+
+    async def CreatePin(self, request: rpc.CreatePinRequest, context: Context) -> pb.Pin:
+        row, target = await self.run(self.pins.create, request.parent, request.pin.owner)
+        return convert.pin(row, target)
+
+    async def ListPins(self, request: rpc.ListPinsRequest, context: Context) -> rpc.ListPinsResponse:
+        rows, token, target = await self.run(self.pins.list, request.parent, request.page_size, request.page_token)
+        return rpc.ListPinsResponse(pins=[convert.pin(r, target) for r in rows], next_page_token=token)
+
+    async def DeletePin(self, request: rpc.DeletePinRequest, context: Context) -> empty_pb2.Empty:
+        await self.run(self.pins.delete, request.name)
+        return empty_pb2.Empty()
 
     # Tags -----------------------------------------------------------------------------------
 
@@ -250,15 +282,14 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
             deleted_chunks=report.deleted_chunks, freed_bytes=report.freed_bytes, rewritten_packs=report.rewritten_packs
         )
 
-    def _corruption(self, resolved: ResolvedVersion) -> Any:
+    def _corruption(self, resolved: HasManifest) -> Any:
         def corrupted(digest: bytes) -> DataLoss:
             try:
                 path = self.catalog.manifest(resolved).containing(digest)
             except DataLoss:
                 path = "<manifest>"
             return DataLoss(
-                f"stored bytes of {resolved.project}/{resolved.dataset.name}@v{resolved.row.number} file {path!r} "
-                f"are corrupted or missing (chunk {digest.hex()[:16]})",
+                f"stored bytes of {resolved.label} file {path!r} are corrupted or missing (chunk {digest.hex()[:16]})",
                 metadata={"resource": resolved.name, "path": path, "chunk": digest.hex()},
             )
 

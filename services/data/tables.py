@@ -114,3 +114,34 @@ class ProjectChunkRow(SQLModel, table=True):
     project_id: int = Field(foreign_key="data_projects.id", primary_key=True)
     digest: bytes = Field(sa_column=Column(LargeBinary(32), primary_key=True))
     length: int
+
+
+class ArtifactRow(SQLModel, table=True):
+    """A content-addressed file tree of a project (a run's files, a model's weights)."""
+
+    __tablename__ = "data_artifacts"
+    __table_args__ = (UniqueConstraint("project_id", "digest"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="data_projects.id", index=True)
+    digest: str = Field(max_length=64)
+    total_size: int = Field(default=0, sa_type=BigInteger)
+    file_count: int = 0
+    create_time: datetime
+    manifest_digests: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    manifest_sizes: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class PinRow(SQLModel, table=True):
+    """A reference from another service's resource that keeps a version or artifact from deletion."""
+
+    __tablename__ = "data_pins"
+    __table_args__ = (UniqueConstraint("target", "owner"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    pin_id: str = Field(max_length=32, unique=True)
+    # The pinned resource's canonical name (`.../versions/v3` or `.../artifacts/<digest>`).
+    target: str = Field(max_length=400, index=True)
+    project_id: int = Field(foreign_key="data_projects.id", index=True)
+    owner: str = Field(max_length=400)
+    create_time: datetime

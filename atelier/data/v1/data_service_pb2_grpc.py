@@ -132,6 +132,36 @@ class DataServiceStub:
                 request_serializer=atelier_dot_data_dot_v1_dot_data__service__pb2.DiffVersionsRequest.SerializeToString,
                 response_deserializer=atelier_dot_data_dot_v1_dot_data__service__pb2.DiffVersionsResponse.FromString,
                 _registered_method=True)
+        self.CreateArtifact = channel.unary_unary(
+                '/atelier.data.v1.DataService/CreateArtifact',
+                request_serializer=atelier_dot_data_dot_v1_dot_data__service__pb2.CreateArtifactRequest.SerializeToString,
+                response_deserializer=atelier_dot_data_dot_v1_dot_resources__pb2.Artifact.FromString,
+                _registered_method=True)
+        self.GetArtifact = channel.unary_unary(
+                '/atelier.data.v1.DataService/GetArtifact',
+                request_serializer=atelier_dot_data_dot_v1_dot_data__service__pb2.GetArtifactRequest.SerializeToString,
+                response_deserializer=atelier_dot_data_dot_v1_dot_resources__pb2.Artifact.FromString,
+                _registered_method=True)
+        self.DeleteArtifact = channel.unary_unary(
+                '/atelier.data.v1.DataService/DeleteArtifact',
+                request_serializer=atelier_dot_data_dot_v1_dot_data__service__pb2.DeleteArtifactRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CreatePin = channel.unary_unary(
+                '/atelier.data.v1.DataService/CreatePin',
+                request_serializer=atelier_dot_data_dot_v1_dot_data__service__pb2.CreatePinRequest.SerializeToString,
+                response_deserializer=atelier_dot_data_dot_v1_dot_resources__pb2.Pin.FromString,
+                _registered_method=True)
+        self.ListPins = channel.unary_unary(
+                '/atelier.data.v1.DataService/ListPins',
+                request_serializer=atelier_dot_data_dot_v1_dot_data__service__pb2.ListPinsRequest.SerializeToString,
+                response_deserializer=atelier_dot_data_dot_v1_dot_data__service__pb2.ListPinsResponse.FromString,
+                _registered_method=True)
+        self.DeletePin = channel.unary_unary(
+                '/atelier.data.v1.DataService/DeletePin',
+                request_serializer=atelier_dot_data_dot_v1_dot_data__service__pb2.DeletePinRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.CreateTag = channel.unary_unary(
                 '/atelier.data.v1.DataService/CreateTag',
                 request_serializer=atelier_dot_data_dot_v1_dot_data__service__pb2.CreateTagRequest.SerializeToString,
@@ -257,7 +287,7 @@ class DataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReadChunks(self, request, context):
-        """Streams chunks of a version back, verified.
+        """Streams chunks of a version (or an artifact) back, verified.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -293,14 +323,14 @@ class DataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListFiles(self, request, context):
-        """Lists the files of a version in path order.
+        """Lists the files of a version (or an artifact) in path order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReadFile(self, request, context):
-        """Streams a file, or a byte range of it, verified.
+        """Streams a file of a version (or an artifact), or a byte range of it, verified.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -308,6 +338,50 @@ class DataServiceServicer:
 
     def DiffVersions(self, request, context):
         """Compares two versions path by path.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateArtifact(self, request, context):
+        """Stores an artifact whose manifest and chunks have been uploaded (like CreateVersion, without a
+        dataset); storing the same content again returns the existing artifact.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetArtifact(self, request, context):
+        """Gets an artifact.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteArtifact(self, request, context):
+        """Deletes an artifact; refused while pinned unless `force` is set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePin(self, request, context):
+        """Pins a dataset version or an artifact on behalf of another resource. Pinning twice for the same
+        owner returns the existing pin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPins(self, request, context):
+        """Lists the pins on a dataset version or an artifact.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePin(self, request, context):
+        """Removes a pin.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -462,6 +536,36 @@ def add_DataServiceServicer_to_server(servicer, server):
                     servicer.DiffVersions,
                     request_deserializer=atelier_dot_data_dot_v1_dot_data__service__pb2.DiffVersionsRequest.FromString,
                     response_serializer=atelier_dot_data_dot_v1_dot_data__service__pb2.DiffVersionsResponse.SerializeToString,
+            ),
+            'CreateArtifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateArtifact,
+                    request_deserializer=atelier_dot_data_dot_v1_dot_data__service__pb2.CreateArtifactRequest.FromString,
+                    response_serializer=atelier_dot_data_dot_v1_dot_resources__pb2.Artifact.SerializeToString,
+            ),
+            'GetArtifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetArtifact,
+                    request_deserializer=atelier_dot_data_dot_v1_dot_data__service__pb2.GetArtifactRequest.FromString,
+                    response_serializer=atelier_dot_data_dot_v1_dot_resources__pb2.Artifact.SerializeToString,
+            ),
+            'DeleteArtifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteArtifact,
+                    request_deserializer=atelier_dot_data_dot_v1_dot_data__service__pb2.DeleteArtifactRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreatePin': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePin,
+                    request_deserializer=atelier_dot_data_dot_v1_dot_data__service__pb2.CreatePinRequest.FromString,
+                    response_serializer=atelier_dot_data_dot_v1_dot_resources__pb2.Pin.SerializeToString,
+            ),
+            'ListPins': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPins,
+                    request_deserializer=atelier_dot_data_dot_v1_dot_data__service__pb2.ListPinsRequest.FromString,
+                    response_serializer=atelier_dot_data_dot_v1_dot_data__service__pb2.ListPinsResponse.SerializeToString,
+            ),
+            'DeletePin': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePin,
+                    request_deserializer=atelier_dot_data_dot_v1_dot_data__service__pb2.DeletePinRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'CreateTag': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateTag,
@@ -996,6 +1100,168 @@ class DataService:
             '/atelier.data.v1.DataService/DiffVersions',
             atelier_dot_data_dot_v1_dot_data__service__pb2.DiffVersionsRequest.SerializeToString,
             atelier_dot_data_dot_v1_dot_data__service__pb2.DiffVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.data.v1.DataService/CreateArtifact',
+            atelier_dot_data_dot_v1_dot_data__service__pb2.CreateArtifactRequest.SerializeToString,
+            atelier_dot_data_dot_v1_dot_resources__pb2.Artifact.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.data.v1.DataService/GetArtifact',
+            atelier_dot_data_dot_v1_dot_data__service__pb2.GetArtifactRequest.SerializeToString,
+            atelier_dot_data_dot_v1_dot_resources__pb2.Artifact.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.data.v1.DataService/DeleteArtifact',
+            atelier_dot_data_dot_v1_dot_data__service__pb2.DeleteArtifactRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.data.v1.DataService/CreatePin',
+            atelier_dot_data_dot_v1_dot_data__service__pb2.CreatePinRequest.SerializeToString,
+            atelier_dot_data_dot_v1_dot_resources__pb2.Pin.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPins(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.data.v1.DataService/ListPins',
+            atelier_dot_data_dot_v1_dot_data__service__pb2.ListPinsRequest.SerializeToString,
+            atelier_dot_data_dot_v1_dot_data__service__pb2.ListPinsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.data.v1.DataService/DeletePin',
+            atelier_dot_data_dot_v1_dot_data__service__pb2.DeletePinRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,7 +68,7 @@ class DataServiceStub:
     are skipped. Chunks are durable once the call returns.
     """
     ReadChunks: _grpc.UnaryStreamMultiCallable[_data_service_pb2.ReadChunksRequest, _data_service_pb2.ReadChunksResponse]
-    """Streams chunks of a version back, verified."""
+    """Streams chunks of a version (or an artifact) back, verified."""
     CreateVersion: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.CreateVersionRequest, _resources_pb2.DatasetVersion]
     """Commits a version whose manifest and chunks have been uploaded."""
     GetVersion: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.GetVersionRequest, _resources_pb2.DatasetVersion]
@@ -80,11 +80,27 @@ class DataServiceStub:
     DeleteVersion: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.DeleteVersionRequest, _empty_pb2.Empty]
     """Deletes a version. Refused while a tag or a pin refers to it, unless `force` is set."""
     ListFiles: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.ListFilesRequest, _data_service_pb2.ListFilesResponse]
-    """Lists the files of a version in path order."""
+    """Lists the files of a version (or an artifact) in path order."""
     ReadFile: _grpc.UnaryStreamMultiCallable[_data_service_pb2.ReadFileRequest, _data_service_pb2.ReadFileResponse]
-    """Streams a file, or a byte range of it, verified."""
+    """Streams a file of a version (or an artifact), or a byte range of it, verified."""
     DiffVersions: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.DiffVersionsRequest, _data_service_pb2.DiffVersionsResponse]
     """Compares two versions path by path."""
+    CreateArtifact: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.CreateArtifactRequest, _resources_pb2.Artifact]
+    """Stores an artifact whose manifest and chunks have been uploaded (like CreateVersion, without a
+    dataset); storing the same content again returns the existing artifact.
+    """
+    GetArtifact: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.GetArtifactRequest, _resources_pb2.Artifact]
+    """Gets an artifact."""
+    DeleteArtifact: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.DeleteArtifactRequest, _empty_pb2.Empty]
+    """Deletes an artifact; refused while pinned unless `force` is set."""
+    CreatePin: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.CreatePinRequest, _resources_pb2.Pin]
+    """Pins a dataset version or an artifact on behalf of another resource. Pinning twice for the same
+    owner returns the existing pin.
+    """
+    ListPins: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.ListPinsRequest, _data_service_pb2.ListPinsResponse]
+    """Lists the pins on a dataset version or an artifact."""
+    DeletePin: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.DeletePinRequest, _empty_pb2.Empty]
+    """Removes a pin."""
     CreateTag: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.CreateTagRequest, _resources_pb2.Tag]
     """Creates a tag pointing at a version."""
     GetTag: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.GetTagRequest, _resources_pb2.Tag]
@@ -142,7 +158,7 @@ class DataServiceAsyncStub(DataServiceStub):
     are skipped. Chunks are durable once the call returns.
     """
     ReadChunks: _aio.UnaryStreamMultiCallable[_data_service_pb2.ReadChunksRequest, _data_service_pb2.ReadChunksResponse]  # type: ignore[assignment]
-    """Streams chunks of a version back, verified."""
+    """Streams chunks of a version (or an artifact) back, verified."""
     CreateVersion: _aio.UnaryUnaryMultiCallable[_data_service_pb2.CreateVersionRequest, _resources_pb2.DatasetVersion]  # type: ignore[assignment]
     """Commits a version whose manifest and chunks have been uploaded."""
     GetVersion: _aio.UnaryUnaryMultiCallable[_data_service_pb2.GetVersionRequest, _resources_pb2.DatasetVersion]  # type: ignore[assignment]
@@ -154,11 +170,27 @@ class DataServiceAsyncStub(DataServiceStub):
     DeleteVersion: _aio.UnaryUnaryMultiCallable[_data_service_pb2.DeleteVersionRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a version. Refused while a tag or a pin refers to it, unless `force` is set."""
     ListFiles: _aio.UnaryUnaryMultiCallable[_data_service_pb2.ListFilesRequest, _data_service_pb2.ListFilesResponse]  # type: ignore[assignment]
-    """Lists the files of a version in path order."""
+    """Lists the files of a version (or an artifact) in path order."""
     ReadFile: _aio.UnaryStreamMultiCallable[_data_service_pb2.ReadFileRequest, _data_service_pb2.ReadFileResponse]  # type: ignore[assignment]
-    """Streams a file, or a byte range of it, verified."""
+    """Streams a file of a version (or an artifact), or a byte range of it, verified."""
     DiffVersions: _aio.UnaryUnaryMultiCallable[_data_service_pb2.DiffVersionsRequest, _data_service_pb2.DiffVersionsResponse]  # type: ignore[assignment]
     """Compares two versions path by path."""
+    CreateArtifact: _aio.UnaryUnaryMultiCallable[_data_service_pb2.CreateArtifactRequest, _resources_pb2.Artifact]  # type: ignore[assignment]
+    """Stores an artifact whose manifest and chunks have been uploaded (like CreateVersion, without a
+    dataset); storing the same content again returns the existing artifact.
+    """
+    GetArtifact: _aio.UnaryUnaryMultiCallable[_data_service_pb2.GetArtifactRequest, _resources_pb2.Artifact]  # type: ignore[assignment]
+    """Gets an artifact."""
+    DeleteArtifact: _aio.UnaryUnaryMultiCallable[_data_service_pb2.DeleteArtifactRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes an artifact; refused while pinned unless `force` is set."""
+    CreatePin: _aio.UnaryUnaryMultiCallable[_data_service_pb2.CreatePinRequest, _resources_pb2.Pin]  # type: ignore[assignment]
+    """Pins a dataset version or an artifact on behalf of another resource. Pinning twice for the same
+    owner returns the existing pin.
+    """
+    ListPins: _aio.UnaryUnaryMultiCallable[_data_service_pb2.ListPinsRequest, _data_service_pb2.ListPinsResponse]  # type: ignore[assignment]
+    """Lists the pins on a dataset version or an artifact."""
+    DeletePin: _aio.UnaryUnaryMultiCallable[_data_service_pb2.DeletePinRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Removes a pin."""
     CreateTag: _aio.UnaryUnaryMultiCallable[_data_service_pb2.CreateTagRequest, _resources_pb2.Tag]  # type: ignore[assignment]
     """Creates a tag pointing at a version."""
     GetTag: _aio.UnaryUnaryMultiCallable[_data_service_pb2.GetTagRequest, _resources_pb2.Tag]  # type: ignore[assignment]
@@ -279,7 +311,7 @@ class DataServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _data_service_pb2.ReadChunksRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_data_service_pb2.ReadChunksResponse], _abc.AsyncIterator[_data_service_pb2.ReadChunksResponse]]:
-        """Streams chunks of a version back, verified."""
+        """Streams chunks of a version (or an artifact) back, verified."""
 
     @_abc_1.abstractmethod
     def CreateVersion(
@@ -321,7 +353,7 @@ class DataServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _data_service_pb2.ListFilesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_data_service_pb2.ListFilesResponse, _abc.Awaitable[_data_service_pb2.ListFilesResponse]]:
-        """Lists the files of a version in path order."""
+        """Lists the files of a version (or an artifact) in path order."""
 
     @_abc_1.abstractmethod
     def ReadFile(
@@ -329,7 +361,7 @@ class DataServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _data_service_pb2.ReadFileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_data_service_pb2.ReadFileResponse], _abc.AsyncIterator[_data_service_pb2.ReadFileResponse]]:
-        """Streams a file, or a byte range of it, verified."""
+        """Streams a file of a version (or an artifact), or a byte range of it, verified."""
 
     @_abc_1.abstractmethod
     def DiffVersions(
@@ -338,6 +370,58 @@ class DataServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_data_service_pb2.DiffVersionsResponse, _abc.Awaitable[_data_service_pb2.DiffVersionsResponse]]:
         """Compares two versions path by path."""
+
+    @_abc_1.abstractmethod
+    def CreateArtifact(
+        self,
+        request: _data_service_pb2.CreateArtifactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.Artifact, _abc.Awaitable[_resources_pb2.Artifact]]:
+        """Stores an artifact whose manifest and chunks have been uploaded (like CreateVersion, without a
+        dataset); storing the same content again returns the existing artifact.
+        """
+
+    @_abc_1.abstractmethod
+    def GetArtifact(
+        self,
+        request: _data_service_pb2.GetArtifactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.Artifact, _abc.Awaitable[_resources_pb2.Artifact]]:
+        """Gets an artifact."""
+
+    @_abc_1.abstractmethod
+    def DeleteArtifact(
+        self,
+        request: _data_service_pb2.DeleteArtifactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes an artifact; refused while pinned unless `force` is set."""
+
+    @_abc_1.abstractmethod
+    def CreatePin(
+        self,
+        request: _data_service_pb2.CreatePinRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.Pin, _abc.Awaitable[_resources_pb2.Pin]]:
+        """Pins a dataset version or an artifact on behalf of another resource. Pinning twice for the same
+        owner returns the existing pin.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPins(
+        self,
+        request: _data_service_pb2.ListPinsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_data_service_pb2.ListPinsResponse, _abc.Awaitable[_data_service_pb2.ListPinsResponse]]:
+        """Lists the pins on a dataset version or an artifact."""
+
+    @_abc_1.abstractmethod
+    def DeletePin(
+        self,
+        request: _data_service_pb2.DeletePinRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Removes a pin."""
 
     @_abc_1.abstractmethod
     def CreateTag(
