@@ -28,10 +28,11 @@ def validate_id(kind: str, value: str) -> str:
     return value
 
 
-def parse_name(name: str, pattern: str, field: str = "name") -> dict[str, str]:
+def parse_name(name: str, pattern: str, field: str = "name", wildcard: bool = False) -> dict[str, str]:
     """Match `name` against a pattern like `projects/{project}/datasets/{dataset}`.
 
-    Returns the variables; raises InvalidArgument naming the value and the expected form.
+    Returns the variables; raises InvalidArgument naming the value and the expected form. With
+    `wildcard`, a segment may be `-` (AIP-159: every collection of that kind).
     """
     parts = name.split("/")
     template = pattern.split("/")
@@ -44,6 +45,8 @@ def parse_name(name: str, pattern: str, field: str = "name") -> dict[str, str]:
                 break
         else:
             for key, value in values.items():
+                if wildcard and value == "-":
+                    continue
                 if key in ("version", "ref", "artifact"):
                     if not _REF.fullmatch(value):
                         break

@@ -5,5 +5,6 @@ The CLI and the SDK use these and nothing lower.
 
 from atelier.client.channel import connect
 from atelier.client.data import DataClient
+from atelier.client.registry import RegistryClient
 
-__all__ = ["DataClient", "connect"]
+__all__ = ["DataClient", "RegistryClient", "connect"]

@@ -7,6 +7,8 @@ share one PostgreSQL database. Migrations run at start-up.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,10 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session
+
+from atelier.errors import AlreadyExists, Unavailable
 
 
 def default_url(home: Path, service: str) -> str:
@@ -63,15 +69,37 @@ def migrate(engine: Engine, script_location: Path, version_table: str) -> None:
         command.upgrade(config, "head")
 
 
-def run_migrations(context: Any, target_metadata: sa.MetaData) -> None:
-    """Body of a service's alembic `env.py`: run on the connection `migrate()` passed in."""
+def run_migrations(context: Any, target_metadata: sa.MetaData, table_prefix: str) -> None:
+    """Body of a service's alembic `env.py`: run on the connection `migrate()` passed in.
+
+    Services share SQLModel's metadata (and maybe a database), so autogeneration only looks at the
+    tables named with the service's prefix.
+    """
     connection = context.config.attributes["connection"]
+
+    def own(obj: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:
+        return kind != "table" or bool(name and name.startswith(table_prefix))
+
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_object=own,
         version_table=context.config.attributes["version_table"],
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """A session in one transaction: committed when the block ends, rolled back on error. Driver
+    errors become Atelier errors here, so no SQLAlchemy exception reaches a client."""
+    try:
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            yield session
+    except IntegrityError as error:
+        raise AlreadyExists(f"conflicting write: {error.orig}") from error
+    except OperationalError as error:
+        raise Unavailable(f"database unavailable: {error.orig}") from error

@@ -49,6 +49,25 @@ class BlockingRunner:
 
 
 @dataclass
+class PeriodicJob:
+    """A blocking function the service runs every `interval` seconds on its thread pool; a failure
+    is logged and the job goes on."""
+
+    name: str
+    interval: float
+    run: Callable[[], object]
+    runner: BlockingRunner
+
+    async def loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.runner(self.run)
+            except Exception:  # noqa: BLE001 - a job must outlive one bad round
+                log.exception("job %s failed", self.name)
+
+
+@dataclass
 class GrpcService:
     """One gRPC service to host: its full name and how to add its servicer to a server."""
 
@@ -65,9 +84,13 @@ class ServiceHost:
     services: Sequence[GrpcService]
     interceptors: Sequence[Any] = ()
     on_stop: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
+    # Periodic jobs of the service (e.g. failing runs whose process went silent): started with the
+    # server, cancelled before it stops.
+    jobs: list[PeriodicJob] = field(default_factory=list)
     address: str = ""
     _server: grpc.aio.Server | None = None
     _health: Any = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> str:
         """Bind, start serving and return the bound `host:port`."""
@@ -91,6 +114,7 @@ class ServiceHost:
         for service_name in ["", *names]:
             await self._health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
+        self._tasks = [asyncio.create_task(job.loop(), name=job.name) for job in self.jobs]
         self.address = f"{self.settings.host}:{port}"
         if self.settings.address_file is not None:
             _write_address(self.settings.address_file, self.address)
@@ -102,6 +126,9 @@ class ServiceHost:
         if self._server is None:
             return
         server, self._server = self._server, None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         log.info("%s stopping (grace %.1fs)", self.name, self.settings.shutdown_grace_seconds)

@@ -31,6 +31,9 @@ class StackService:
 
 SERVICES: tuple[StackService, ...] = (
     StackService(name="data", module="services.data", default_port_offset=0, description="Data versioning"),
+    StackService(
+        name="registry", module="services.registry", default_port_offset=1, description="Runs and model registry"
+    ),
 )
 
 

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
-from atelier.errors import AlreadyExists, NotFound, Unavailable
+from atelier.errors import NotFound
+from atelier.runtime.database import transaction
 from services.data.tables import (
     ChunkRow,
     DatasetRow,
@@ -47,16 +47,9 @@ class DataStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self) -> AbstractContextManager[Session]:
         """A transaction: committed when the block ends, rolled back on error."""
-        try:
-            with Session(self.engine, expire_on_commit=False) as session, session.begin():
-                yield session
-        except IntegrityError as error:
-            raise AlreadyExists(f"conflicting write: {error.orig}") from error
-        except OperationalError as error:
-            raise Unavailable(f"database unavailable: {error.orig}") from error
+        return transaction(self.engine)
 
     # Projects -------------------------------------------------------------------------------
 

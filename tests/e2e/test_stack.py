@@ -43,12 +43,16 @@ def _env(home: Path) -> dict[str, str]:
     return {**env, "ATELIER_HOME": str(home)}
 
 
-def status_of(home: Path) -> dict[str, Any]:
-    """The `data` entry of `atelier status --json`."""
+def statuses(home: Path) -> dict[str, dict[str, Any]]:
+    """Every service's entry of `atelier status --json`, by name."""
     result = atelier(home, "status", "--json")
     assert result.returncode == 0, result.stderr
-    services = {s["name"]: s for s in json.loads(result.stdout)["services"]}
-    return dict(services["data"])
+    return {s["name"]: s for s in json.loads(result.stdout)["services"]}
+
+
+def status_of(home: Path) -> dict[str, Any]:
+    """The `data` entry of `atelier status --json`."""
+    return dict(statuses(home)["data"])
 
 
 def health_check(address: str) -> int:
@@ -151,9 +155,9 @@ def _wait_serving(home: Path, up: subprocess.Popen[str]) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert up.poll() is None, "atelier up exited early"
-        data = status_of(home)
-        if data["health"] == "SERVING":
-            return data
+        every = statuses(home)
+        if all(s["health"] == "SERVING" for s in every.values()):
+            return dict(every["data"])
         time.sleep(0.2)
     pytest.fail("the foreground stack never became healthy")
 

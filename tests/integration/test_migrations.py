@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from atelier.runtime.database import create_engine, migrate
 from services.data import server as data_server
-from services.data.tables import metadata as data_metadata
+from services.data.tables import metadata
+from services.registry import server as registry_server
+
+SERVICES = [
+    ("data", data_server.MIGRATIONS, "data_"),
+    ("registry", registry_server.MIGRATIONS, "reg_"),
+]
 
 
-def test_data_migrations_match_models(database_url: str) -> None:
+@pytest.mark.parametrize(("service", "migrations", "prefix"), SERVICES, ids=[s[0] for s in SERVICES])
+def test_migrations_match_models(database_url: str, service: str, migrations: Path, prefix: str) -> None:
     engine = create_engine(database_url)
-    migrate(engine, data_server.MIGRATIONS, "alembic_version_data")
-    migrate(engine, data_server.MIGRATIONS, "alembic_version_data")  # a second start is a no-op
+    version_table = f"alembic_version_{service}"
+    migrate(engine, migrations, version_table)
+    migrate(engine, migrations, version_table)  # a second start is a no-op
+    own = sa.MetaData()
+    for table in metadata.sorted_tables:
+        if table.name.startswith(prefix):
+            table.to_metadata(own)
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"version_table": "alembic_version_data"})
-        differences = compare_metadata(context, data_metadata)
-    differences = [d for d in differences if not (d[0] == "remove_table" and d[1].name.startswith("alembic_version"))]
+        context = MigrationContext.configure(connection, opts={"version_table": version_table})
+        differences = compare_metadata(context, own)
     engine.dispose()
-    assert differences == []
+    assert [d for d in differences if not (d[0] == "remove_table" and d[1].name.startswith("alembic_version"))] == []

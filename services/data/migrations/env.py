@@ -5,4 +5,4 @@ from alembic import context
 from atelier.runtime.database import run_migrations
 from services.data.tables import metadata
 
-run_migrations(context, metadata)
+run_migrations(context, metadata, table_prefix="data_")

@@ -1,0 +1,153 @@
+"""Aliases (`production`, `staging`, ...): moves gated on metrics, with the history of every move."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from sqlmodel import col, select
+
+from atelier.errors import FailedPrecondition, InvalidArgument, NotFound
+from atelier.names import parse_name, validate_id
+from atelier.runtime.database import transaction
+from atelier.runtime.pagination import decode_token, encode_token, page_size
+from services.registry.filters import And, Comparison, Expr, Field, Not, Or, failed_conditions, parse_filter
+from services.registry.models import MODEL, Models, VersionView
+from services.registry.runs import now, numeric
+from services.registry.tables import AliasEventRow, AliasRow
+
+_RESERVED = re.compile(r"latest|v[0-9]+")
+
+
+def _lookup(new: VersionView, current: VersionView | None) -> object:
+    def lookup(field: Field) -> object:
+        path = field.path
+        holder: VersionView | None = new
+        if path[0] == "current":
+            holder, path = current, path[1:]
+        if holder is None or len(path) != 2:
+            raise KeyError(str(field))
+        kind, key = path
+        raw: dict[str, str] = holder.row.lineage.get("params", {})
+        params = {k: numeric(v) if numeric(v) is not None else v for k, v in raw.items()}
+        sources: dict[str, Mapping[str, object]] = {
+            "metrics": holder.row.metrics,
+            "tags": holder.row.tags,
+            "params": params,
+        }
+        if kind not in sources:
+            raise KeyError(str(field))
+        return sources[kind][key]
+
+    return lookup
+
+
+def _mentions_current(comparison: Comparison) -> bool:
+    value = comparison.value
+    return comparison.field.path[0] == "current" or (isinstance(value, Field) and value.path[0] == "current")
+
+
+def _without_current(expr: Expr | None) -> Expr | None:
+    """The gate with every condition on `current.` taken as true (None when nothing is left)."""
+    if expr is None or isinstance(expr, Comparison):
+        return None if expr is None or _mentions_current(expr) else expr
+    if isinstance(expr, Not):
+        inner = _without_current(expr.item)
+        return None if inner is None else Not(inner)
+    items = [_without_current(item) for item in expr.items]
+    if isinstance(expr, Or):
+        return None if any(i is None for i in items) else Or(tuple(i for i in items if i is not None))
+    kept = tuple(i for i in items if i is not None)
+    return None if not kept else kept[0] if len(kept) == 1 else And(kept)
+
+
+class Aliases:
+    """Set, delete and list the history of aliases."""
+
+    def __init__(self, models: Models) -> None:
+        self.models = models
+        self.engine = models.engine
+
+    def set(self, model: str, alias: str, ref: str, gate: str, author: str) -> tuple[AliasRow, VersionView]:
+        parts = parse_name(model, MODEL, "model")
+        validate_id("alias", alias)
+        if _RESERVED.fullmatch(alias):
+            raise InvalidArgument(f"alias {alias!r} is reserved: 'latest' and vN already name versions")
+        expr = parse_filter(gate)
+        if ref.startswith("projects/"):
+            ref = parse_name(ref, "projects/{project}/models/{model}/versions/{version}", "version")["version"]
+        with transaction(self.engine) as session:
+            new = self.models.resolve(session, parts["project"], parts["model"], ref)
+            existing = session.exec(
+                select(AliasRow).where(AliasRow.model_id == new.model.id, AliasRow.name == alias)
+            ).first()
+            current = self.models.resolve(session, parts["project"], parts["model"], alias) if existing else None
+            if current is None:
+                # A first assignment has nothing to compare with: conditions on `current.` hold.
+                expr = _without_current(expr)
+            if expr is not None:
+                failed = failed_conditions(expr, _lookup(new, current))  # type: ignore[arg-type]
+                if failed:
+                    holder = f" (held by v{current.row.number})" if current else ""
+                    raise FailedPrecondition(
+                        f"refused to move {parts['model']}@{alias}{holder} to v{new.row.number}: "
+                        f"gate failed: {'; '.join(failed)}",
+                        metadata={"gate": gate, "failed": failed[0]},
+                    )
+            assert new.row.id is not None
+            assert new.model.id is not None
+            stamp = now()
+            row = existing or AliasRow(model_id=new.model.id, name=alias, version_id=new.row.id, update_time=stamp)
+            row.version_id, row.author, row.update_time = new.row.id, author, stamp
+            session.add(row)
+            session.add(
+                AliasEventRow(
+                    model_id=new.model.id,
+                    alias=alias,
+                    previous_number=current.row.number if current else 0,
+                    number=new.row.number,
+                    author=author,
+                    gate=gate,
+                    event_time=stamp,
+                )
+            )
+            new.aliases = sorted({*new.aliases, alias})
+        return row, new
+
+    def delete(self, name: str, author: str) -> None:
+        parts = parse_name(name, "projects/{project}/models/{model}/aliases/{alias}")
+        with transaction(self.engine) as session:
+            current = self.models.resolve(session, parts["project"], parts["model"], parts["alias"])
+            row = session.exec(
+                select(AliasRow).where(AliasRow.model_id == current.model.id, AliasRow.name == parts["alias"])
+            ).first()
+            if row is None:
+                raise NotFound(f"alias {parts['alias']!r} not found", metadata={"resource": name})
+            assert current.model.id is not None
+            session.delete(row)
+            session.add(
+                AliasEventRow(
+                    model_id=current.model.id,
+                    alias=parts["alias"],
+                    previous_number=current.row.number,
+                    number=0,
+                    author=author,
+                    event_time=now(),
+                )
+            )
+
+    def events(self, model: str, size: int, token: str) -> tuple[Sequence[AliasEventRow], str]:
+        parts = parse_name(model, MODEL, "model")
+        limit = page_size(size)
+        with transaction(self.engine) as session:
+            row = self.models._model(session, parts["project"], parts["model"])
+            assert row is not None
+            rows = session.exec(
+                select(AliasEventRow)
+                .where(AliasEventRow.model_id == row.id, col(AliasEventRow.id) < decode_token(token, 2**31 - 1))
+                .order_by(col(AliasEventRow.id).desc())
+                .limit(limit + 1)
+            ).all()
+        if len(rows) > limit:
+            return rows[:limit], encode_token(rows[limit - 1].id)
+        return rows, ""

@@ -1,0 +1,115 @@
+"""Rows and domain values to protobuf messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf import json_format, timestamp_pb2
+
+from atelier.registry.v1 import resources_pb2 as pb
+from services.registry.models import VersionView
+from services.registry.runs import RunView
+from services.registry.tables import AliasEventRow, AliasRow, ExperimentRow, MetricPointRow, ModelRow
+
+
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+    return stamp
+
+
+def experiment(project: str, row: ExperimentRow, run_count: int = 0) -> pb.Experiment:
+    return pb.Experiment(
+        name=f"projects/{project}/experiments/{row.name}",
+        description=row.description,
+        create_time=timestamp(row.create_time),
+        run_count=run_count,
+    )
+
+
+def run(view: RunView) -> pb.Run:
+    row = view.row
+    message = pb.Run(
+        name=view.name,
+        display_name=row.display_name,
+        state=row.state,  # type: ignore[arg-type]
+        state_message=row.state_message,
+        start_time=timestamp(row.start_time),
+        params=row.params,
+        tags=row.tags,
+        metrics=view.metrics,
+        inputs=row.inputs,
+        job=row.job,
+        parent_run=row.parent_run,
+        user=row.user,
+        command=row.command,
+        heartbeat_time=timestamp(row.heartbeat_time),
+        artifacts=[pb.RunArtifact(path=a.path, artifact=a.artifact, size_bytes=a.size) for a in view.artifacts],
+    )
+    if row.end_time is not None:
+        message.end_time.CopyFrom(timestamp(row.end_time))
+    json_format.ParseDict(row.code, message.code, ignore_unknown_fields=True)
+    json_format.ParseDict(row.environment, message.environment, ignore_unknown_fields=True)
+    return message
+
+
+def metric_point(row: MetricPointRow) -> pb.MetricPoint:
+    moment = timestamp_pb2.Timestamp()
+    moment.FromNanoseconds(int(row.time * 1e9))
+    return pb.MetricPoint(key=row.key, step=row.step, value=row.value, time=moment)
+
+
+def registered_model(row: ModelRow, aliases: dict[str, int]) -> pb.RegisteredModel:
+    base = f"projects/{row.project}/models/{row.name}"
+    return pb.RegisteredModel(
+        name=base,
+        description=row.description,
+        create_time=timestamp(row.create_time),
+        version_count=row.last_number,
+        aliases={alias: f"{base}/versions/v{number}" for alias, number in aliases.items()},
+    )
+
+
+def model_version(view: VersionView) -> pb.ModelVersion:
+    row = view.row
+    message = pb.ModelVersion(
+        name=view.name,
+        number=row.number,
+        description=row.description,
+        artifact=row.artifact,
+        artifact_digest=row.artifact_digest,
+        format=row.format,  # type: ignore[arg-type]
+        module_class=row.module_class,
+        metrics=row.metrics,
+        tags=row.tags,
+        aliases=view.aliases,
+        author=row.author,
+        create_time=timestamp(row.create_time),
+    )
+    json_format.ParseDict(row.signature, message.signature, ignore_unknown_fields=True)
+    json_format.ParseDict(row.lineage, message.lineage, ignore_unknown_fields=True)
+    return message
+
+
+def alias(project: str, model: str, row: AliasRow, number: int) -> pb.Alias:
+    base = f"projects/{project}/models/{model}"
+    return pb.Alias(
+        name=f"{base}/aliases/{row.name}",
+        version=f"{base}/versions/v{number}",
+        author=row.author,
+        update_time=timestamp(row.update_time),
+    )
+
+
+def alias_event(model: str, row: AliasEventRow) -> pb.AliasEvent:
+    def version(number: int) -> str:
+        return f"{model}/versions/v{number}" if number else ""
+
+    return pb.AliasEvent(
+        alias=f"{model}/aliases/{row.alias}",
+        previous_version=version(row.previous_number),
+        version=version(row.number),
+        author=row.author,
+        gate=row.gate,
+        event_time=timestamp(row.event_time),
+    )

@@ -1,0 +1,44 @@
+"""What the registry needs from the data service, through its public gRPC API."""
+
+from __future__ import annotations
+
+import contextlib
+
+from atelier.client import DataClient
+from atelier.errors import FailedPrecondition, InvalidArgument, NotFound
+from atelier.names import parse_dataset_ref
+
+
+class DataLink:
+    """Validates dataset versions and artifacts, and pins what lineage refers to."""
+
+    def __init__(self, client: DataClient) -> None:
+        self.client = client
+
+    def dataset_version(self, reference: str, project: str) -> str:
+        """The canonical name (`.../versions/vN`) of a dataset version reference such as `digits@v2`,
+        `vision/digits@production` or a full name; FAILED_PRECONDITION when it does not exist."""
+        try:
+            ref = parse_dataset_ref(reference, project)
+        except InvalidArgument as error:
+            raise InvalidArgument(f"invalid dataset version {reference!r}: {error}") from error
+        try:
+            return self.client.get_version(ref.version_name).name
+        except NotFound as error:
+            raise FailedPrecondition(
+                f"unknown dataset version {reference!r}: {error}", metadata={"dataset": reference}
+            ) from error
+
+    def artifact(self, name: str) -> str:
+        """The canonical name of an artifact; FAILED_PRECONDITION when the data service lacks it."""
+        try:
+            return self.client.get_artifact(name).name
+        except NotFound as error:
+            raise FailedPrecondition(f"unknown artifact {name!r}: {error}", metadata={"artifact": name}) from error
+
+    def pin(self, target: str, owner: str) -> str:
+        return self.client.pin(target, owner).name
+
+    def unpin(self, pin: str) -> None:
+        with contextlib.suppress(NotFound):
+            self.client.unpin(pin)

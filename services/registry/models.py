@@ -1,0 +1,323 @@
+"""Registered models and their versions: registration with lineage, lookup by reference, search."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from google.protobuf import json_format
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from atelier.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from atelier.names import parse_name, validate_id
+from atelier.registry.v1 import resources_pb2 as pb
+from atelier.runtime.database import transaction
+from atelier.runtime.pagination import decode_token, encode_token, page_size
+from services.registry.datalink import DataLink
+from services.registry.runs import RunView, Tracking, now, numeric
+from services.registry.search import VERSIONS, apply_ordering, compile_filter, parse_order_by
+from services.registry.tables import (
+    AliasRow,
+    ModelRow,
+    ModelVersionRow,
+    VersionDatasetRow,
+    VersionMetricRow,
+    VersionParamRow,
+    VersionTagRow,
+)
+
+MODEL = "projects/{project}/models/{model}"
+VERSION = "projects/{project}/models/{model}/versions/{version}"
+_NUMBER = re.compile(r"v([1-9][0-9]*)")
+
+
+@dataclass
+class VersionView:
+    """A model version with its model and aliases."""
+
+    project: str
+    model: ModelRow
+    row: ModelVersionRow
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"projects/{self.project}/models/{self.model.name}/versions/v{self.row.number}"
+
+
+class Models:
+    """The model-registry side of the registry."""
+
+    def __init__(self, engine: Engine, data: DataLink, tracking: Tracking) -> None:
+        self.engine = engine
+        self.data = data
+        self.tracking = tracking
+
+    # Registered models ------------------------------------------------------------------------
+
+    def create_model(self, parent: str, model_id: str, description: str) -> ModelRow:
+        project = parse_name(parent, "projects/{project}", "parent")["project"]
+        validate_id("registered_model", model_id)
+        with transaction(self.engine) as session:
+            if self._model(session, project, model_id, missing_ok=True):
+                raise AlreadyExists(f"model {model_id!r} already exists in project {project!r}")
+            row = ModelRow(project=project, name=model_id, description=description, create_time=now())
+            session.add(row)
+        return row
+
+    def get_model(self, name: str) -> tuple[ModelRow, dict[str, int]]:
+        parts = parse_name(name, MODEL)
+        with transaction(self.engine) as session:
+            row = self._model(session, parts["project"], parts["model"])
+            assert row is not None
+            return row, self._aliases(session, row)
+
+    def list_models(self, parent: str, size: int, token: str) -> tuple[list[tuple[ModelRow, dict[str, int]]], str]:
+        project = parse_name(parent, "projects/{project}", "parent")["project"]
+        limit = page_size(size)
+        with transaction(self.engine) as session:
+            rows = session.exec(
+                select(ModelRow)
+                .where(ModelRow.project == project, ModelRow.name > decode_token(token, ""))
+                .order_by(col(ModelRow.name))
+                .limit(limit + 1)
+            ).all()
+            page = [(r, self._aliases(session, r)) for r in rows[:limit]]
+        return page, encode_token(rows[limit - 1].name) if len(rows) > limit else ""
+
+    def _model(self, session: Session, project: str, name: str, missing_ok: bool = False) -> ModelRow | None:
+        row = session.exec(select(ModelRow).where(ModelRow.project == project, ModelRow.name == name)).first()
+        if row is None and not missing_ok:
+            raise NotFound(
+                f"model {name!r} not found in project {project!r}",
+                metadata={"resource": f"projects/{project}/models/{name}"},
+            )
+        return row
+
+    def _aliases(self, session: Session, model: ModelRow) -> dict[str, int]:
+        """Alias name -> version number."""
+        rows = session.exec(
+            select(AliasRow.name, ModelVersionRow.number)
+            .join(ModelVersionRow, col(ModelVersionRow.id) == AliasRow.version_id)
+            .where(AliasRow.model_id == model.id)
+        ).all()
+        return dict(rows)
+
+    # Versions ---------------------------------------------------------------------------------
+
+    def create_version(self, parent: str, version: pb.ModelVersion) -> VersionView:
+        parts = parse_name(parent, MODEL, "parent")
+        project = parts["project"]
+        _check_version(version)
+        artifact = self.data.artifact(version.artifact)
+        run = self.tracking.get_run(version.lineage.run) if version.lineage.run else None
+        lineage = self._lineage(version, run, project)
+        parent_version = self.get_version(lineage.parent_model_version).name if lineage.parent_model_version else ""
+        lineage.parent_model_version = parent_version
+        metrics = dict(version.metrics) or (dict(run.metrics) if run else {})
+        with transaction(self.engine) as session:
+            model = self._model(session, project, parts["model"], missing_ok=True)
+            if model is None:
+                validate_id("registered_model", parts["model"])
+                model = ModelRow(project=project, name=parts["model"], create_time=now())
+                session.add(model)
+                session.flush()
+            number = self._next_number(session, model)
+            assert model.id is not None
+            row = ModelVersionRow(
+                model_id=model.id,
+                number=number,
+                description=version.description,
+                artifact=artifact,
+                artifact_digest=version.artifact_digest,
+                format=version.format,
+                module_class=version.module_class,
+                signature=json_format.MessageToDict(version.signature, preserving_proto_field_name=True),
+                lineage=json_format.MessageToDict(lineage, preserving_proto_field_name=True),
+                metrics=metrics,
+                tags=dict(version.tags),
+                author=version.author,
+                create_time=now(),
+                run=run.name if run else "",
+                experiment=f"projects/{project}/experiments/{run.experiment}" if run else "",
+                parent_version=parent_version,
+            )
+            session.add(row)
+            session.flush()
+            view = VersionView(project, model, row)
+            self._index(session, row, lineage)
+            row.pins = self._pin(view.name, [artifact, *lineage.datasets])
+            session.add(row)
+        return view
+
+    def _lineage(self, version: pb.ModelVersion, run: RunView | None, project: str) -> pb.Lineage:
+        lineage = pb.Lineage()
+        lineage.CopyFrom(version.lineage)
+        if run is not None:
+            lineage.run = run.name
+            if not lineage.datasets:
+                lineage.datasets.extend(run.row.inputs)
+            if not lineage.HasField("code"):
+                json_format.ParseDict(run.row.code, lineage.code)
+            if not lineage.params:
+                lineage.params.update(run.row.params)
+        canonical = sorted({self.data.dataset_version(d, project) for d in lineage.datasets})
+        del lineage.datasets[:]
+        lineage.datasets.extend(canonical)
+        return lineage
+
+    def _next_number(self, session: Session, model: ModelRow) -> int:
+        """Take the next version number by compare-and-set, so concurrent registrations never collide."""
+        while True:
+            current = model.last_number
+            result = session.execute(
+                sa.update(ModelRow)
+                .where(col(ModelRow.id) == model.id, col(ModelRow.last_number) == current)
+                .values(last_number=current + 1)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                model.last_number = current + 1
+                return current + 1
+            session.refresh(model)
+
+    def _index(self, session: Session, row: ModelVersionRow, lineage: pb.Lineage) -> None:
+        """The key/value rows filters and orderings run on."""
+        version_id = row.id
+        if row.metrics:
+            session.execute(
+                sa.insert(VersionMetricRow),
+                [
+                    {"version_id": version_id, "model_id": row.model_id, "key": k, "value": v}
+                    for k, v in row.metrics.items()
+                ],
+            )
+        if lineage.params:
+            session.execute(
+                sa.insert(VersionParamRow),
+                [
+                    {"version_id": version_id, "key": k, "value": v, "value_num": numeric(v)}
+                    for k, v in lineage.params.items()
+                ],
+            )
+        if row.tags:
+            session.execute(
+                sa.insert(VersionTagRow),
+                [{"version_id": version_id, "key": k, "value": v} for k, v in row.tags.items()],
+            )
+        if lineage.datasets:
+            session.execute(
+                sa.insert(VersionDatasetRow), [{"version_id": version_id, "dataset": d} for d in lineage.datasets]
+            )
+
+    def _pin(self, owner: str, targets: Sequence[str]) -> list[str]:
+        """Pin the artifact and datasets in the data service; on failure release what was pinned."""
+        pins: list[str] = []
+        try:
+            for target in targets:
+                pins.append(self.data.pin(target, owner))
+        except Exception:
+            for pin in pins:
+                self.data.unpin(pin)
+            raise
+        return pins
+
+    def resolve(self, session: Session, project: str, model_name: str, ref: str) -> VersionView:
+        """A version by `v{N}`, `latest` or an alias."""
+        model = self._model(session, project, model_name)
+        assert model is not None
+        query = select(ModelVersionRow).where(ModelVersionRow.model_id == model.id)
+        number = _NUMBER.fullmatch(ref)
+        if number:
+            query = query.where(ModelVersionRow.number == int(number.group(1)))
+        elif ref == "latest":
+            query = query.order_by(col(ModelVersionRow.number).desc()).limit(1)
+        else:
+            query = query.join(AliasRow, col(AliasRow.version_id) == ModelVersionRow.id).where(AliasRow.name == ref)
+        row = session.exec(query).first()
+        if row is None:
+            raise NotFound(
+                f"no version {project}/{model_name}@{ref}: references are vN, latest or an alias",
+                metadata={"resource": VERSION.format(project=project, model=model_name, version=ref)},
+            )
+        aliases = [a for a, n in self._aliases(session, model).items() if n == row.number]
+        return VersionView(project, model, row, sorted(aliases))
+
+    def get_version(self, name: str) -> VersionView:
+        parts = parse_name(name, VERSION)
+        with transaction(self.engine) as session:
+            return self.resolve(session, parts["project"], parts["model"], parts["version"])
+
+    def list_versions(
+        self, parent: str, text: str, order_by: str, size: int, token: str
+    ) -> tuple[list[VersionView], str]:
+        parts = parse_name(parent, MODEL, "parent", wildcard=True)
+        project = parts["project"]
+        limit = page_size(size)
+        offset = decode_token(token, 0)
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidArgument("page_token is not a token this service issued", metadata={"field": "page_token"})
+        condition = compile_filter(text, VERSIONS, lambda ref: self.data.dataset_version(ref, project))
+        ordering = parse_order_by(order_by, VERSIONS, "create_time desc")
+        query = select(ModelVersionRow, ModelRow).join(ModelRow, col(ModelRow.id) == ModelVersionRow.model_id)
+        query = query.where(ModelRow.project == project)
+        with transaction(self.engine) as session:
+            if parts["model"] != "-":
+                model = self._model(session, project, parts["model"])
+                assert model is not None
+                query = query.where(ModelVersionRow.model_id == model.id)
+                if ordering.metric is not None:
+                    # Lets the planner walk (model_id, key, value) of the metric rows.
+                    query = query.where(VersionMetricRow.model_id == model.id)
+            if condition is not None:
+                query = query.where(condition)
+            query = apply_ordering(query, ordering, VERSIONS).offset(offset).limit(limit + 1)
+            rows = session.exec(query).all()
+            views = []
+            for version, model_row in rows[:limit]:
+                aliases = [a for a, n in self._aliases(session, model_row).items() if n == version.number]
+                views.append(VersionView(project, model_row, version, sorted(aliases)))
+        return views, encode_token(offset + limit) if len(rows) > limit else ""
+
+    def delete_version(self, name: str) -> None:
+        parts = parse_name(name, VERSION)
+        with transaction(self.engine) as session:
+            view = self.resolve(session, parts["project"], parts["model"], parts["version"])
+            if view.aliases:
+                raise FailedPrecondition(
+                    f"{view.name} holds alias {', '.join(view.aliases)}; move the alias first",
+                    metadata={"resource": view.name},
+                )
+            version_id = view.row.id
+            for table in (VersionMetricRow, VersionParamRow, VersionTagRow, VersionDatasetRow):
+                session.execute(sa.delete(table).where(table.version_id == version_id))  # type: ignore[attr-defined,arg-type]
+            session.delete(view.row)
+            pins = list(view.row.pins)
+        for pin in pins:
+            self.data.unpin(pin)
+
+
+def _check_version(version: pb.ModelVersion) -> None:
+    if not version.artifact:
+        raise InvalidArgument("model_version.artifact is required: the data service artifact with the model file")
+    if version.format == pb.MODEL_FORMAT_UNSPECIFIED:
+        raise InvalidArgument(
+            "model_version.format is required: TORCHSCRIPT, TORCH_EXPORT or STATE_DICT",
+            metadata={"field": "model_version.format"},
+        )
+    if version.format == pb.MODEL_FORMAT_STATE_DICT and ":" not in version.module_class:
+        raise InvalidArgument(
+            f"a STATE_DICT version needs module_class as `package.module:Class`, got {version.module_class!r}",
+            metadata={"field": "model_version.module_class"},
+        )
+    for group, specs in (("inputs", version.signature.inputs), ("outputs", version.signature.outputs)):
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names) or "" in names:
+            raise InvalidArgument(f"signature {group} need distinct, non-empty names; got {names}")
+        for spec in specs:
+            if spec.datatype == pb.TENSOR_DATATYPE_UNSPECIFIED:
+                raise InvalidArgument(f"signature tensor {spec.name!r} has no datatype")
+            if any(d < -1 or d == 0 for d in spec.shape):
+                raise InvalidArgument(f"signature tensor {spec.name!r} has shape {list(spec.shape)}: dims are >0 or -1")

@@ -1,0 +1,396 @@
+"""Experiments and runs: creation, logging of metrics, params and tags, search, heartbeats."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from google.protobuf import json_format
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from atelier.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from atelier.names import parse_name, validate_id
+from atelier.registry.v1 import resources_pb2 as pb
+from atelier.runtime.database import transaction
+from atelier.runtime.pagination import decode_token, encode_token, page_size
+from services.registry.datalink import DataLink
+from services.registry.search import RUNS, apply_ordering, compile_filter, parse_order_by
+from services.registry.tables import (
+    ExperimentRow,
+    MetricPointRow,
+    RunArtifactRow,
+    RunInputRow,
+    RunMetricRow,
+    RunParamRow,
+    RunRow,
+    RunTagRow,
+)
+from services.registry.upsert import insert_ignore, upsert_latest
+
+EXPERIMENT = "projects/{project}/experiments/{experiment}"
+RUN = "projects/{project}/experiments/{experiment}/runs/{run}"
+MAX_POINTS = 10_000
+_FINAL = {pb.RUN_STATE_FINISHED, pb.RUN_STATE_FAILED, pb.RUN_STATE_KILLED}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def numeric(value: str) -> float | None:
+    """A parameter's value as a number, when it reads as one (so `params.lr < 0.01` works)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+@dataclass
+class RunView:
+    """A run with its experiment, last metric values and artifacts."""
+
+    project: str
+    experiment: str
+    row: RunRow
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: list[RunArtifactRow] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"projects/{self.project}/experiments/{self.experiment}/runs/{self.row.run_id}"
+
+
+class Tracking:
+    """The experiment-tracking side of the registry."""
+
+    def __init__(self, engine: Engine, data: DataLink) -> None:
+        self.engine = engine
+        self.data = data
+
+    # Experiments ------------------------------------------------------------------------------
+
+    def create_experiment(self, parent: str, experiment_id: str, description: str) -> tuple[str, ExperimentRow]:
+        project = parse_name(parent, "projects/{project}", "parent")["project"]
+        validate_id("experiment", experiment_id)
+        with transaction(self.engine) as session:
+            if self._experiment(session, project, experiment_id, missing_ok=True):
+                raise AlreadyExists(f"experiment {experiment_id!r} already exists in project {project!r}")
+            row = ExperimentRow(project=project, name=experiment_id, description=description, create_time=now())
+            session.add(row)
+        return project, row
+
+    def get_experiment(self, name: str) -> tuple[ExperimentRow, int]:
+        parts = parse_name(name, EXPERIMENT)
+        with transaction(self.engine) as session:
+            row = self._experiment(session, parts["project"], parts["experiment"])
+            assert row is not None
+            count = session.exec(select(sa.func.count()).where(RunRow.experiment_id == row.id)).one()
+        return row, count
+
+    def list_experiments(self, parent: str, size: int, token: str) -> tuple[list[ExperimentRow], str]:
+        project = parse_name(parent, "projects/{project}", "parent")["project"]
+        limit = page_size(size)
+        with transaction(self.engine) as session:
+            rows = session.exec(
+                select(ExperimentRow)
+                .where(ExperimentRow.project == project, ExperimentRow.name > decode_token(token, ""))
+                .order_by(col(ExperimentRow.name))
+                .limit(limit + 1)
+            ).all()
+        if len(rows) > limit:
+            return list(rows[:limit]), encode_token(rows[limit - 1].name)
+        return list(rows), ""
+
+    def _experiment(self, session: Session, project: str, name: str, missing_ok: bool = False) -> ExperimentRow | None:
+        row = session.exec(
+            select(ExperimentRow).where(ExperimentRow.project == project, ExperimentRow.name == name)
+        ).first()
+        if row is None and not missing_ok:
+            raise NotFound(
+                f"experiment {name!r} not found in project {project!r}",
+                metadata={"resource": f"projects/{project}/experiments/{name}"},
+            )
+        return row
+
+    # Runs -------------------------------------------------------------------------------------
+
+    def create_run(self, parent: str, run: pb.Run) -> RunView:
+        parts = parse_name(parent, EXPERIMENT, "parent")
+        project = parts["project"]
+        inputs = sorted({self.data.dataset_version(ref, project) for ref in run.inputs})
+        if run.parent_run:
+            self.get_run(run.parent_run)
+        stamp = now()
+        with transaction(self.engine) as session:
+            experiment = self._experiment(session, project, parts["experiment"], missing_ok=True)
+            if experiment is None:
+                validate_id("experiment", parts["experiment"])
+                experiment = ExperimentRow(project=project, name=parts["experiment"], create_time=stamp)
+                session.add(experiment)
+                session.flush()
+            assert experiment.id is not None
+            row = RunRow(
+                run_id=uuid.uuid4().hex[:16],
+                experiment_id=experiment.id,
+                display_name=run.display_name,
+                state=pb.RUN_STATE_RUNNING,
+                start_time=run.start_time.ToDatetime(UTC) if run.HasField("start_time") else stamp,
+                heartbeat_time=stamp,
+                user=run.user,
+                job=run.job,
+                parent_run=run.parent_run,
+                code=json_format.MessageToDict(run.code, preserving_proto_field_name=True),
+                environment=json_format.MessageToDict(run.environment, preserving_proto_field_name=True),
+                inputs=inputs,
+                command=list(run.command),
+                params=dict(run.params),
+                tags=dict(run.tags),
+            )
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            self._add_params(session, row, dict(run.params))
+            self._set_tags(session, row, dict(run.tags))
+            insert_ignore(session, RunInputRow, [{"run_id": row.id, "dataset": d} for d in inputs])
+        return RunView(project, parts["experiment"], row)
+
+    def get_run(self, name: str) -> RunView:
+        parts = parse_name(name, RUN)
+        with transaction(self.engine) as session:
+            row = self._run(session, parts)
+            return self._view(session, parts["project"], parts["experiment"], [row])[0]
+
+    def _run(self, session: Session, parts: dict[str, str]) -> RunRow:
+        row = session.exec(
+            select(RunRow)
+            .join(ExperimentRow, col(ExperimentRow.id) == RunRow.experiment_id)
+            .where(
+                RunRow.run_id == parts["run"],
+                ExperimentRow.project == parts["project"],
+                ExperimentRow.name == parts["experiment"],
+            )
+        ).first()
+        if row is None:
+            name = RUN.format(**parts)
+            raise NotFound(f"run {name} not found", metadata={"resource": name})
+        return row
+
+    def _view(self, session: Session, project: str, experiment: str | None, rows: Sequence[RunRow]) -> list[RunView]:
+        ids = [r.id for r in rows if r.id is not None]
+        metrics: dict[int, dict[str, float]] = {}
+        for run_id, key, value in session.exec(
+            select(RunMetricRow.run_id, RunMetricRow.key, RunMetricRow.value).where(col(RunMetricRow.run_id).in_(ids))
+        ).all():
+            metrics.setdefault(run_id, {})[key] = value
+        artifacts: dict[int, list[RunArtifactRow]] = {}
+        for artifact in session.exec(select(RunArtifactRow).where(col(RunArtifactRow.run_id).in_(ids))).all():
+            artifacts.setdefault(artifact.run_id, []).append(artifact)
+        names: dict[int, str] = {}
+        if experiment is None:
+            experiment_ids = {r.experiment_id for r in rows}
+            for row in session.exec(select(ExperimentRow).where(col(ExperimentRow.id).in_(experiment_ids))).all():
+                assert row.id is not None
+                names[row.id] = row.name
+        return [
+            RunView(
+                project,
+                experiment or names[r.experiment_id],
+                r,
+                metrics.get(r.id or 0, {}),
+                artifacts.get(r.id or 0, []),
+            )
+            for r in rows
+        ]
+
+    def list_runs(self, parent: str, text: str, order_by: str, size: int, token: str) -> tuple[list[RunView], str]:
+        parts = parse_name(parent, EXPERIMENT, "parent", wildcard=True)
+        project = parts["project"]
+        limit = page_size(size)
+        offset = decode_token(token, 0)
+        condition = compile_filter(text, RUNS, lambda ref: self.data.dataset_version(ref, project))
+        ordering = parse_order_by(order_by, RUNS, "start_time desc")
+        query = select(RunRow).join(ExperimentRow, col(ExperimentRow.id) == RunRow.experiment_id)
+        query = query.where(ExperimentRow.project == project)
+        if parts["experiment"] != "-":
+            query = query.where(ExperimentRow.name == parts["experiment"])
+        if condition is not None:
+            query = query.where(condition)
+        query = apply_ordering(query, ordering, RUNS).offset(offset).limit(limit + 1)
+        with transaction(self.engine) as session:
+            if parts["experiment"] != "-":
+                self._experiment(session, project, parts["experiment"])
+            rows = session.exec(query).all()
+            views = self._view(session, project, None, rows[:limit])
+        return views, encode_token(offset + limit) if len(rows) > limit else ""
+
+    def update_run(self, run: pb.Run, paths: set[str]) -> RunView:
+        allowed = {"state", "state_message", "end_time", "display_name", "tags"}
+        if not paths or paths - allowed:
+            raise InvalidArgument(
+                f"update_mask must name some of {', '.join(sorted(allowed))}; got {sorted(paths)}",
+                metadata={"field": "update_mask"},
+            )
+        parts = parse_name(run.name, RUN, "run.name")
+        with transaction(self.engine) as session:
+            row = self._run(session, parts)
+            if "state" in paths:
+                if run.state == pb.RUN_STATE_UNSPECIFIED:
+                    raise InvalidArgument("run.state must be RUNNING, FINISHED, FAILED or KILLED")
+                row.state = run.state
+                if run.state in _FINAL and row.end_time is None and "end_time" not in paths:
+                    row.end_time = now()
+            if "state_message" in paths:
+                row.state_message = run.state_message
+            if "end_time" in paths:
+                row.end_time = run.end_time.ToDatetime(UTC) if run.HasField("end_time") else None
+            if "display_name" in paths:
+                row.display_name = run.display_name
+            if "tags" in paths:
+                self._set_tags(session, row, dict(run.tags))
+            row.heartbeat_time = now()
+            session.add(row)
+        return self.get_run(run.name)
+
+    def delete_run(self, name: str) -> None:
+        parts = parse_name(name, RUN)
+        with transaction(self.engine) as session:
+            row = self._run(session, parts)
+            for table in (MetricPointRow, RunMetricRow, RunParamRow, RunTagRow, RunInputRow, RunArtifactRow):
+                session.execute(sa.delete(table).where(table.run_id == row.id))  # type: ignore[attr-defined,arg-type]
+            session.delete(row)
+
+    # Logging ----------------------------------------------------------------------------------
+
+    def log(self, name: str, points: Sequence[pb.MetricPoint], params: dict[str, str], tags: dict[str, str]) -> int:
+        """Store a batch of metric points, params and tags in one transaction; also a heartbeat."""
+        if len(points) > MAX_POINTS:
+            raise InvalidArgument(f"{len(points)} metric points in one call; at most {MAX_POINTS}")
+        parts = parse_name(name, RUN, "run")
+        rows, latest = self._points(points)
+        with transaction(self.engine) as session:
+            run = self._run(session, parts)
+            if run.state in _FINAL and (points or params):
+                state = pb.RunState.Name(run.state).removeprefix("RUN_STATE_")  # type: ignore[arg-type]
+                raise FailedPrecondition(f"run {name} is {state}; it takes no more metrics or params")
+            assert run.id is not None
+            for row in rows:
+                row["run_id"] = run.id
+            if rows:
+                session.execute(sa.insert(MetricPointRow), rows)
+            upsert_latest(
+                session,
+                RunMetricRow,
+                [{**v, "run_id": run.id, "experiment_id": run.experiment_id} for v in latest.values()],
+                ["run_id", "key"],
+            )
+            self._add_params(session, run, params)
+            if tags:
+                self._set_tags(session, run, tags)
+            run.heartbeat_time = now()
+            session.add(run)
+        return len(rows)
+
+    @staticmethod
+    def _points(points: Sequence[pb.MetricPoint]) -> tuple[list[dict[str, object]], dict[str, dict[str, object]]]:
+        stamp = time.time()
+        rows: list[dict[str, object]] = []
+        latest: dict[str, dict[str, object]] = {}
+        for point in points:
+            if not point.key or len(point.key) > 250:
+                raise InvalidArgument(f"metric key {point.key!r} must be 1-250 characters", metadata={"field": "key"})
+            moment = point.time.ToNanoseconds() / 1e9 if point.HasField("time") else stamp
+            row: dict[str, object] = {"key": point.key, "step": point.step, "value": point.value, "time": moment}
+            rows.append(row)
+            best = latest.get(point.key)
+            if best is None or (point.step, moment) >= (best["step"], best["time"]):  # type: ignore[operator]
+                latest[point.key] = {"key": point.key, "step": point.step, "value": point.value, "time": moment}
+        return rows, latest
+
+    def _add_params(self, session: Session, run: RunRow, params: dict[str, str]) -> None:
+        if not params:
+            return
+        existing = dict(
+            session.exec(
+                select(RunParamRow.key, RunParamRow.value).where(
+                    RunParamRow.run_id == run.id, col(RunParamRow.key).in_(list(params))
+                )
+            ).all()
+        )
+        for key, value in params.items():
+            if key in existing and existing[key] != value:
+                raise FailedPrecondition(
+                    f"param {key!r} of the run is already {existing[key]!r}; params cannot change (got {value!r})",
+                    metadata={"field": "params", "key": key},
+                )
+        fresh = {k: v for k, v in params.items() if k not in existing}
+        insert_ignore(
+            session,
+            RunParamRow,
+            [{"run_id": run.id, "key": k, "value": v, "value_num": numeric(v)} for k, v in fresh.items()],
+        )
+        run.params = {**run.params, **fresh}
+
+    def _set_tags(self, session: Session, run: RunRow, tags: dict[str, str]) -> None:
+        if not tags:
+            return
+        session.execute(sa.delete(RunTagRow).where(col(RunTagRow.run_id) == run.id, col(RunTagRow.key).in_(list(tags))))
+        session.execute(sa.insert(RunTagRow), [{"run_id": run.id, "key": k, "value": v} for k, v in tags.items()])
+        run.tags = {**run.tags, **tags}
+
+    def metric_history(self, name: str, key: str, size: int, token: str) -> tuple[list[MetricPointRow], str]:
+        parts = parse_name(name, RUN, "run")
+        limit = page_size(size, default=10_000, maximum=100_000)
+        after = decode_token(token, [-(2**62), 0])
+        with transaction(self.engine) as session:
+            run = self._run(session, parts)
+            rows = session.exec(
+                select(MetricPointRow)
+                .where(
+                    MetricPointRow.run_id == run.id,
+                    MetricPointRow.key == key,
+                    sa.tuple_(col(MetricPointRow.step), col(MetricPointRow.id)) > sa.tuple_(after[0], after[1]),
+                )
+                .order_by(col(MetricPointRow.step), col(MetricPointRow.id))
+                .limit(limit + 1)
+            ).all()
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            return list(rows[:limit]), encode_token([last.step, last.id])
+        return list(rows), ""
+
+    def add_artifact(self, name: str, artifact: pb.RunArtifact) -> RunView:
+        parts = parse_name(name, RUN, "run")
+        if not artifact.path:
+            raise InvalidArgument("artifact.path is required", metadata={"field": "artifact.path"})
+        canonical = self.data.artifact(artifact.artifact)
+        with transaction(self.engine) as session:
+            run = self._run(session, parts)
+            assert run.id is not None
+            session.execute(
+                sa.delete(RunArtifactRow).where(
+                    col(RunArtifactRow.run_id) == run.id, col(RunArtifactRow.path) == artifact.path
+                )
+            )
+            session.add(RunArtifactRow(run_id=run.id, path=artifact.path, artifact=canonical, size=artifact.size_bytes))
+        return self.get_run(name)
+
+    def fail_silent_runs(self, timeout_seconds: float) -> int:
+        """Mark RUNNING runs FAILED when nothing was heard from them for `timeout_seconds`."""
+        cutoff = now() - timedelta(seconds=timeout_seconds)
+        with transaction(self.engine) as session:
+            result = session.execute(
+                sa.update(RunRow)
+                .where(col(RunRow.state) == pb.RUN_STATE_RUNNING, col(RunRow.heartbeat_time) < cutoff)
+                .values(
+                    state=pb.RUN_STATE_FAILED,
+                    end_time=now(),
+                    state_message=f"no heartbeat for {timeout_seconds:.0f}s: the process is gone",
+                )
+            )
+        return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,66 @@
+"""Bootstrap of the registry: settings, database, the data service client, servicer; then serve."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from atelier.client import DataClient
+from atelier.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from atelier.runtime.database import create_engine, default_url, migrate
+from atelier.runtime.logging import configure_logging
+from atelier.runtime.server import BlockingRunner, GrpcService, PeriodicJob, ServiceHost
+from atelier.runtime.tracing import configure_tracing
+from atelier.stack.addresses import service_address
+from services.registry.datalink import DataLink
+from services.registry.models import Models
+from services.registry.runs import Tracking
+from services.registry.servicer import RegistryServicer
+from services.registry.settings import RegistrySettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE_NAME = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
+
+
+def build(settings: RegistrySettings) -> ServiceHost:
+    """Wire the registry from its settings (migrating the database on the way)."""
+    engine = create_engine(settings.database_url or default_url(settings.home, "registry"))
+    migrate(engine, MIGRATIONS, "alembic_version_registry")
+    data = DataLink(DataClient.at(settings.data_address or service_address("data", settings.home)))
+    tracking = Tracking(engine, data)
+    models = Models(engine, data, tracking)
+    runner = BlockingRunner(settings.workers)
+    servicer = RegistryServicer(tracking, models, runner)
+    host = ServiceHost(
+        name="registry",
+        settings=settings,
+        services=[
+            GrpcService(
+                SERVICE_NAME,
+                lambda server: registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(servicer, server),
+            )
+        ],
+        jobs=[
+            PeriodicJob(
+                "fail-silent-runs",
+                settings.sweep_interval_seconds,
+                lambda: tracking.fail_silent_runs(settings.heartbeat_timeout_seconds),
+                runner,
+            )
+        ],
+    )
+    host.on_stop.append(runner.shutdown)
+    host.on_stop.append(engine.dispose)
+    return host
+
+
+def main() -> None:
+    """`python -m services.registry`."""
+    settings = RegistrySettings()
+    configure_logging("registry", settings.log_level, settings.log_format)
+    configure_tracing("atelier-registry")
+
+    async def serve() -> None:
+        await build(settings).serve_until_signalled()
+
+    asyncio.run(serve())

@@ -1,0 +1,174 @@
+"""gRPC handlers of the RegistryService: validate, convert, call the domain, convert back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+
+from atelier.names import parse_name
+from atelier.registry.v1 import registry_service_pb2 as rpc
+from atelier.registry.v1 import registry_service_pb2_grpc
+from atelier.registry.v1 import resources_pb2 as pb
+from atelier.runtime.server import BlockingRunner
+from services.registry import convert
+from services.registry.aliases import Aliases
+from services.registry.lineage import lineage_graph, reproduction_spec
+from services.registry.models import Models
+from services.registry.runs import Tracking
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
+    """Thin handlers over `Tracking`, `Models` and `Aliases`."""
+
+    def __init__(self, tracking: Tracking, models: Models, run: BlockingRunner) -> None:
+        self.tracking = tracking
+        self.models = models
+        self.aliases = Aliases(models)
+        self.run = run
+
+    # Experiments and runs ---------------------------------------------------------------------
+
+    async def CreateExperiment(self, request: rpc.CreateExperimentRequest, context: Context) -> pb.Experiment:
+        project, row = await self.run(
+            self.tracking.create_experiment, request.parent, request.experiment_id, request.experiment.description
+        )
+        return convert.experiment(project, row)
+
+    async def GetExperiment(self, request: rpc.GetExperimentRequest, context: Context) -> pb.Experiment:
+        row, count = await self.run(self.tracking.get_experiment, request.name)
+        return convert.experiment(row.project, row, count)
+
+    async def ListExperiments(
+        self, request: rpc.ListExperimentsRequest, context: Context
+    ) -> rpc.ListExperimentsResponse:
+        rows, token = await self.run(
+            self.tracking.list_experiments, request.parent, request.page_size, request.page_token
+        )
+        return rpc.ListExperimentsResponse(
+            experiments=[convert.experiment(r.project, r) for r in rows], next_page_token=token
+        )
+
+    async def CreateRun(self, request: rpc.CreateRunRequest, context: Context) -> pb.Run:
+        return convert.run(await self.run(self.tracking.create_run, request.parent, request.run))
+
+    async def GetRun(self, request: rpc.GetRunRequest, context: Context) -> pb.Run:
+        return convert.run(await self.run(self.tracking.get_run, request.name))
+
+    async def ListRuns(self, request: rpc.ListRunsRequest, context: Context) -> rpc.ListRunsResponse:
+        views, token = await self.run(
+            self.tracking.list_runs,
+            request.parent,
+            request.filter,
+            request.order_by,
+            request.page_size,
+            request.page_token,
+        )
+        return rpc.ListRunsResponse(runs=[convert.run(v) for v in views], next_page_token=token)
+
+    async def UpdateRun(self, request: rpc.UpdateRunRequest, context: Context) -> pb.Run:
+        view = await self.run(self.tracking.update_run, request.run, set(request.update_mask.paths))
+        return convert.run(view)
+
+    async def DeleteRun(self, request: rpc.DeleteRunRequest, context: Context) -> empty_pb2.Empty:
+        await self.run(self.tracking.delete_run, request.name)
+        return empty_pb2.Empty()
+
+    async def LogRunData(self, request: rpc.LogRunDataRequest, context: Context) -> rpc.LogRunDataResponse:
+        stored = await self.run(
+            self.tracking.log, request.run, list(request.metrics), dict(request.params), dict(request.tags)
+        )
+        return rpc.LogRunDataResponse(stored_points=stored)
+
+    async def ListMetricHistory(
+        self, request: rpc.ListMetricHistoryRequest, context: Context
+    ) -> rpc.ListMetricHistoryResponse:
+        rows, token = await self.run(
+            self.tracking.metric_history, request.run, request.key, request.page_size, request.page_token
+        )
+        return rpc.ListMetricHistoryResponse(points=[convert.metric_point(r) for r in rows], next_page_token=token)
+
+    async def AddRunArtifact(self, request: rpc.AddRunArtifactRequest, context: Context) -> pb.Run:
+        return convert.run(await self.run(self.tracking.add_artifact, request.run, request.artifact))
+
+    # Models -----------------------------------------------------------------------------------
+
+    async def CreateRegisteredModel(
+        self, request: rpc.CreateRegisteredModelRequest, context: Context
+    ) -> pb.RegisteredModel:
+        row = await self.run(
+            self.models.create_model,
+            request.parent,
+            request.registered_model_id,
+            request.registered_model.description,
+        )
+        return convert.registered_model(row, {})
+
+    async def GetRegisteredModel(self, request: rpc.GetRegisteredModelRequest, context: Context) -> pb.RegisteredModel:
+        row, aliases = await self.run(self.models.get_model, request.name)
+        return convert.registered_model(row, aliases)
+
+    async def ListRegisteredModels(
+        self, request: rpc.ListRegisteredModelsRequest, context: Context
+    ) -> rpc.ListRegisteredModelsResponse:
+        rows, token = await self.run(self.models.list_models, request.parent, request.page_size, request.page_token)
+        models = [convert.registered_model(row, aliases) for row, aliases in rows]
+        return rpc.ListRegisteredModelsResponse(registered_models=models, next_page_token=token)
+
+    async def CreateModelVersion(self, request: rpc.CreateModelVersionRequest, context: Context) -> pb.ModelVersion:
+        return convert.model_version(await self.run(self.models.create_version, request.parent, request.model_version))
+
+    async def GetModelVersion(self, request: rpc.GetModelVersionRequest, context: Context) -> pb.ModelVersion:
+        return convert.model_version(await self.run(self.models.get_version, request.name))
+
+    async def ListModelVersions(
+        self, request: rpc.ListModelVersionsRequest, context: Context
+    ) -> rpc.ListModelVersionsResponse:
+        views, token = await self.run(
+            self.models.list_versions,
+            request.parent,
+            request.filter,
+            request.order_by,
+            request.page_size,
+            request.page_token,
+        )
+        return rpc.ListModelVersionsResponse(
+            model_versions=[convert.model_version(v) for v in views], next_page_token=token
+        )
+
+    async def DeleteModelVersion(self, request: rpc.DeleteModelVersionRequest, context: Context) -> empty_pb2.Empty:
+        await self.run(self.models.delete_version, request.name)
+        return empty_pb2.Empty()
+
+    # Aliases and lineage ----------------------------------------------------------------------
+
+    async def SetAlias(self, request: rpc.SetAliasRequest, context: Context) -> pb.Alias:
+        row, view = await self.run(
+            self.aliases.set, request.model, request.alias, request.version, request.gate, request.author
+        )
+        return convert.alias(view.project, view.model.name, row, view.row.number)
+
+    async def DeleteAlias(self, request: rpc.DeleteAliasRequest, context: Context) -> empty_pb2.Empty:
+        await self.run(self.aliases.delete, request.name, request.author)
+        return empty_pb2.Empty()
+
+    async def ListAliasEvents(
+        self, request: rpc.ListAliasEventsRequest, context: Context
+    ) -> rpc.ListAliasEventsResponse:
+        rows, token = await self.run(self.aliases.events, request.model, request.page_size, request.page_token)
+        parse_name(request.model, "projects/{project}/models/{model}", "model")
+        events = [convert.alias_event(request.model, r) for r in rows]
+        return rpc.ListAliasEventsResponse(events=events, next_page_token=token)
+
+    async def GetModelVersionLineage(
+        self, request: rpc.GetModelVersionLineageRequest, context: Context
+    ) -> rpc.GetModelVersionLineageResponse:
+        return await self.run(lineage_graph, self.models, request.name)
+
+    async def GetReproductionSpec(
+        self, request: rpc.GetReproductionSpecRequest, context: Context
+    ) -> pb.ReproductionSpec:
+        return await self.run(reproduction_spec, self.models, request.name)

@@ -1,0 +1,29 @@
+"""A data service and a registry in-process, on each database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atelier.client import DataClient, RegistryClient
+
+
+@pytest.fixture
+def stack(
+    serve: Callable[[Callable[[], Any]], str], tmp_path: Path, database_url: str
+) -> Iterator[tuple[DataClient, RegistryClient]]:
+    from services.data.server import build as build_data
+    from services.data.settings import DataSettings
+    from services.registry.server import build as build_registry
+    from services.registry.settings import RegistrySettings
+
+    data_address = serve(lambda: build_data(DataSettings(home=tmp_path / "home")))
+    registry_settings = RegistrySettings(home=tmp_path / "home", database_url=database_url, data_address=data_address)
+    registry_address = serve(lambda: build_registry(registry_settings))
+    data, registry = DataClient.at(data_address), RegistryClient.at(registry_address)
+    yield data, registry
+    data.close()
+    registry.close()

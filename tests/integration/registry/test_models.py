@@ -1,0 +1,153 @@
+"""Model versions: lineage from runs, pins in the data service, references, search, gated aliases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atelier.client import DataClient, RegistryClient
+from atelier.datasets.push import push, store_artifact
+from atelier.errors import FailedPrecondition, InvalidArgument, NotFound
+from atelier.names import parse_dataset_ref
+from atelier.registry.v1 import resources_pb2 as pb
+from tests.integration.data.helpers import write_tree
+
+MODEL = "projects/lab/models/digits"
+EXPERIMENT = "projects/lab/experiments/digits"
+
+
+def trained(
+    data: DataClient, registry: RegistryClient, tmp_path: Path, lr: str, accuracy: float, dataset: str = "digits"
+) -> pb.ModelVersion:
+    """A run on `dataset@latest` that logs `val_accuracy`, registered as a version of MODEL."""
+    run = registry.create_run(
+        EXPERIMENT,
+        pb.Run(
+            params={"lr": lr},
+            inputs=[f"{dataset}@latest"],
+            code=pb.CodeVersion(git_remote="git@example:lab/digits.git", commit="abc123", branch="main"),
+            environment=pb.Environment(python_version="3.11.7", torch_version="2.13.0"),
+            command=["python", "train.py", f"--lr={lr}"],
+        ),
+    )
+    registry.log(run.name, metrics=[pb.MetricPoint(key="val_accuracy", step=10, value=accuracy)])
+    weights = tmp_path / f"model-{lr}.pt"
+    weights.write_bytes(f"weights for lr={lr}".encode())
+    artifact = store_artifact(data, "lab", weights)
+    signature = pb.ModelSignature(
+        inputs=[pb.TensorSpec(name="image", datatype=pb.TENSOR_DATATYPE_FP32, shape=[-1, 1, 8, 8])],
+        outputs=[pb.TensorSpec(name="logits", datatype=pb.TENSOR_DATATYPE_FP32, shape=[-1, 10])],
+    )
+    version = pb.ModelVersion(
+        artifact=artifact.name,
+        format=pb.MODEL_FORMAT_TORCHSCRIPT,
+        signature=signature,
+        lineage=pb.Lineage(run=run.name),
+        author="ana",
+    )
+    return registry.create_version(MODEL, version)
+
+
+@pytest.fixture
+def digits(stack: tuple[DataClient, RegistryClient], tmp_path: Path) -> str:
+    write_tree(tmp_path / "digits", {"labels.csv": b"a,1\n"})
+    return push(stack[0], tmp_path / "digits", parse_dataset_ref("digits", "lab")).version.name
+
+
+def test_version_takes_lineage_from_its_run_and_pins_it(
+    stack: tuple[DataClient, RegistryClient], tmp_path: Path, digits: str
+) -> None:
+    data, registry = stack
+    version = trained(data, registry, tmp_path, "0.01", 0.93)
+
+    assert version.name == f"{MODEL}/versions/v1"
+    assert list(version.lineage.datasets) == [digits]
+    assert version.lineage.code.commit == "abc123"
+    assert dict(version.lineage.params) == {"lr": "0.01"}
+    assert version.metrics["val_accuracy"] == pytest.approx(0.93)
+    with pytest.raises(FailedPrecondition, match=f"referenced by {MODEL}/versions/v1"):
+        data.delete_version(digits)
+    with pytest.raises(FailedPrecondition, match="referenced by"):
+        data.delete_artifact(version.artifact)
+
+
+def test_references_and_best_version(stack: tuple[DataClient, RegistryClient], tmp_path: Path, digits: str) -> None:
+    data, registry = stack
+    for lr, accuracy in [("0.1", 0.81), ("0.01", 0.95), ("0.001", 0.90)]:
+        trained(data, registry, tmp_path, lr, accuracy)
+
+    assert registry.get_version(f"{MODEL}/versions/latest").number == 3
+    best = registry.best_version(MODEL, "val_accuracy")
+    assert best is not None
+    assert best.number == 2
+    constrained = registry.best_version(MODEL, "val_accuracy", filter="params.lr < 0.005")
+    assert constrained is not None
+    assert constrained.number == 3
+    by_dataset = list(registry.list_versions("projects/lab/models/-", filter='dataset = "digits@v1"'))
+    assert len(by_dataset) == 3
+    found = list(registry.list_versions(MODEL, filter="metrics.val_accuracy > 0.85 and params.lr < 0.05"))
+    assert sorted(v.number for v in found) == [2, 3]
+    with pytest.raises(InvalidArgument, match=r"position 23 \(.and.\)"):
+        list(registry.list_versions(MODEL, filter="metrics.val_accuracy > and"))
+    with pytest.raises(NotFound, match="no version lab/digits@v9"):
+        registry.get_version(f"{MODEL}/versions/v9")
+
+
+def test_gated_promotion_and_history(stack: tuple[DataClient, RegistryClient], tmp_path: Path, digits: str) -> None:
+    data, registry = stack
+    trained(data, registry, tmp_path, "0.1", 0.90)
+    trained(data, registry, tmp_path, "0.01", 0.85)
+    trained(data, registry, tmp_path, "0.001", 0.93)
+    gate = "metrics.val_accuracy >= current.metrics.val_accuracy and metrics.val_accuracy > 0.8"
+
+    registry.set_alias(MODEL, "production", "v1", gate=gate, author="ana")
+    with pytest.raises(FailedPrecondition, match=r"gate failed: metrics.val_accuracy >= current.metrics.val_accuracy"):
+        registry.set_alias(MODEL, "production", "v2", gate=gate, author="bo")
+    moved = registry.set_alias(MODEL, "production", "v3", gate=gate, author="bo")
+
+    assert moved.version == f"{MODEL}/versions/v3"
+    assert registry.get_version(f"{MODEL}/versions/production").number == 3
+    assert registry.get_model(MODEL).aliases["production"] == f"{MODEL}/versions/v3"
+    events = registry.alias_events(MODEL)
+    assert [(e.author, e.previous_version[-2:], e.version[-2:]) for e in events] == [
+        ("bo", "v1", "v3"),
+        ("ana", "", "v1"),
+    ]
+    with pytest.raises(FailedPrecondition, match="holds alias production"):
+        registry.delete_version(f"{MODEL}/versions/v3")
+
+
+def test_lineage_graph_and_reproduction(stack: tuple[DataClient, RegistryClient], tmp_path: Path, digits: str) -> None:
+    data, registry = stack
+    base = trained(data, registry, tmp_path, "0.01", 0.9)
+    tuned = trained(data, registry, tmp_path, "0.001", 0.95)
+    registry.delete_version(tuned.name)
+    version = pb.ModelVersion(
+        artifact=base.artifact,
+        format=pb.MODEL_FORMAT_TORCHSCRIPT,
+        lineage=pb.Lineage(run=base.lineage.run, parent_model_version=f"{MODEL}/versions/v1"),
+    )
+    child = registry.create_version(MODEL, version)
+
+    graph = registry.lineage(child.name)
+    kinds = {(n.kind, n.name) for n in graph.nodes}
+    assert ("dataset_version", digits) in kinds
+    assert ("code", "git:git@example:lab/digits.git@abc123") in kinds
+    relations = {(e.relation, e.source, e.target) for e in graph.edges}
+    assert ("fine_tuned_from", f"{MODEL}/versions/v1", child.name) in relations
+    assert ("trained_on", digits, f"{MODEL}/versions/v1") in relations
+    spec = registry.reproduction_spec(child.name)
+    assert list(spec.datasets) == [digits]
+    assert list(spec.command) == ["python", "train.py", "--lr=0.01"]
+    assert spec.environment.torch_version == "2.13.0"
+
+
+def test_bad_versions_are_refused(stack: tuple[DataClient, RegistryClient]) -> None:
+    _, registry = stack
+    with pytest.raises(InvalidArgument, match="format is required"):
+        registry.create_version(MODEL, pb.ModelVersion(artifact="projects/lab/artifacts/" + "a" * 64))
+    with pytest.raises(FailedPrecondition, match="unknown artifact"):
+        registry.create_version(
+            MODEL, pb.ModelVersion(artifact="projects/lab/artifacts/" + "a" * 64, format=pb.MODEL_FORMAT_TORCHSCRIPT)
+        )

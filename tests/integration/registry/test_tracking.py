@@ -1,0 +1,95 @@
+"""Runs: inputs validated against the data service, batched metrics, params, search, heartbeats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atelier.client import DataClient, RegistryClient
+from atelier.datasets.push import push
+from atelier.errors import FailedPrecondition, InvalidArgument
+from atelier.names import parse_dataset_ref
+from atelier.registry.v1 import resources_pb2 as pb
+from tests.integration.data.helpers import write_tree
+
+EXPERIMENT = "projects/lab/experiments/digits"
+
+
+def dataset(data: DataClient, tmp_path: Path) -> str:
+    write_tree(tmp_path / "digits", {"labels.csv": b"a,1\n"})
+    return push(data, tmp_path / "digits", parse_dataset_ref("digits", "lab")).version.name
+
+
+def test_run_records_inputs_params_and_metrics(stack: tuple[DataClient, RegistryClient], tmp_path: Path) -> None:
+    data, registry = stack
+    version = dataset(data, tmp_path)
+    run = registry.create_run(
+        EXPERIMENT,
+        pb.Run(params={"lr": "0.01", "epochs": "3"}, inputs=["digits@latest"], user="ana", command=["train.py"]),
+    )
+    assert run.state == pb.RUN_STATE_RUNNING
+    assert list(run.inputs) == [version]
+    points = [pb.MetricPoint(key="loss", step=s, value=1.0 / (s + 1)) for s in range(2500)]
+    assert registry.log(run.name, metrics=points[:2000], params={"batch": "32"}) == 2000
+    registry.log(run.name, metrics=points[2000:] + [pb.MetricPoint(key="val_accuracy", step=3, value=0.93)])
+
+    fetched = registry.get_run(run.name)
+    assert fetched.metrics["loss"] == pytest.approx(1.0 / 2500)
+    assert fetched.metrics["val_accuracy"] == pytest.approx(0.93)
+    assert dict(fetched.params) == {"lr": "0.01", "epochs": "3", "batch": "32"}
+    history = list(registry.metric_history(run.name, "loss"))
+    assert [p.step for p in history] == list(range(2500))
+    with pytest.raises(FailedPrecondition, match="param 'lr' of the run is already '0.01'"):
+        registry.log(run.name, params={"lr": "0.1"})
+
+
+def test_unknown_input_dataset_is_failed_precondition(stack: tuple[DataClient, RegistryClient]) -> None:
+    data, registry = stack
+    data.ensure_dataset("lab", "digits")
+    with pytest.raises(FailedPrecondition, match="unknown dataset version 'digits@v9'"):
+        registry.create_run(EXPERIMENT, pb.Run(inputs=["digits@v9"]))
+
+
+def test_finished_run_takes_no_more_metrics(stack: tuple[DataClient, RegistryClient]) -> None:
+    _, registry = stack
+    run = registry.create_run(EXPERIMENT, pb.Run())
+    finished = registry.update_run(pb.Run(name=run.name, state=pb.RUN_STATE_FINISHED), ["state"])
+    assert finished.HasField("end_time")
+    with pytest.raises(FailedPrecondition, match="is FINISHED"):
+        registry.log(run.name, metrics=[pb.MetricPoint(key="x", step=1, value=1)])
+
+
+def test_search_runs_by_metrics_params_and_state(stack: tuple[DataClient, RegistryClient]) -> None:
+    _, registry = stack
+    names = []
+    for lr, acc in [("0.1", 0.80), ("0.01", 0.95), ("0.001", 0.91)]:
+        run = registry.create_run(EXPERIMENT, pb.Run(params={"lr": lr}))
+        registry.log(run.name, metrics=[pb.MetricPoint(key="val_accuracy", step=1, value=acc)])
+        names.append(run.name)
+    registry.update_run(pb.Run(name=names[2], state=pb.RUN_STATE_FAILED), ["state"])
+
+    found = list(registry.list_runs(EXPERIMENT, filter="metrics.val_accuracy > 0.9 and params.lr < 0.05"))
+    assert sorted(r.name for r in found) == sorted(names[1:])
+    best = list(registry.list_runs(EXPERIMENT, order_by="metrics.val_accuracy desc", page_size=1))
+    assert best[0].name == names[1]
+    finished = list(registry.list_runs("projects/lab/experiments/-", filter="NOT state = FAILED"))
+    assert {r.name for r in finished} == set(names[:2])
+    with pytest.raises(InvalidArgument, match="position"):
+        list(registry.list_runs(EXPERIMENT, filter="metrics.val_accuracy > "))
+    with pytest.raises(InvalidArgument, match="unknown field colour"):
+        list(registry.list_runs(EXPERIMENT, filter="colour = 1"))
+
+
+def test_silent_runs_are_failed(stack: tuple[DataClient, RegistryClient], database_url: str) -> None:
+    _, registry = stack
+    run = registry.create_run(EXPERIMENT, pb.Run())
+    from atelier.runtime.database import create_engine
+    from services.registry.runs import Tracking
+
+    tracking = Tracking(create_engine(database_url), data=None)  # type: ignore[arg-type]
+    assert tracking.fail_silent_runs(timeout_seconds=3600) == 0
+    assert tracking.fail_silent_runs(timeout_seconds=0.0001) == 1
+    failed = registry.get_run(run.name)
+    assert failed.state == pb.RUN_STATE_FAILED
+    assert "no heartbeat" in failed.state_message
