@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 3
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,demo]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,demo,ml]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from atelier.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from atelier.names import parse_name, validate_id
+from atelier.registry.v1 import registry_service_pb2 as rpc
 from atelier.registry.v1 import resources_pb2 as pb
 from atelier.runtime.database import transaction
 from atelier.runtime.pagination import decode_token, encode_token, page_size
@@ -34,8 +35,29 @@ from services.registry.upsert import insert_ignore, upsert_latest
 
 EXPERIMENT = "projects/{project}/experiments/{experiment}"
 RUN = "projects/{project}/experiments/{experiment}/runs/{run}"
-MAX_POINTS = 10_000
+MAX_POINTS = 100_000
 _FINAL = {pb.RUN_STATE_FINISHED, pb.RUN_STATE_FAILED, pb.RUN_STATE_KILLED}
+
+
+def _columns(columns: rpc.MetricColumns, stamp: float) -> list[tuple[str, int, float, float]]:
+    """Points of a column-wise batch, checking that the columns line up."""
+    count = len(columns.values)
+    if not (len(columns.key_index) == len(columns.steps) == count) or len(columns.times) not in (0, count):
+        raise InvalidArgument(
+            "metric columns differ in length: key_index, steps and values need one entry per point "
+            f"({len(columns.key_index)}, {len(columns.steps)}, {count}), times one or none",
+            metadata={"field": "columns"},
+        )
+    keys = list(columns.keys)
+    if any(i < 0 or i >= len(keys) for i in columns.key_index):
+        raise InvalidArgument(
+            f"metric columns key_index out of range 0..{len(keys) - 1}", metadata={"field": "columns"}
+        )
+    times = list(columns.times) or [stamp] * count
+    return [
+        (keys[i], step, value, moment)
+        for i, step, value, moment in zip(columns.key_index, columns.steps, columns.values, times, strict=True)
+    ]
 
 
 def now() -> datetime:
@@ -267,12 +289,20 @@ class Tracking:
 
     # Logging ----------------------------------------------------------------------------------
 
-    def log(self, name: str, points: Sequence[pb.MetricPoint], params: dict[str, str], tags: dict[str, str]) -> int:
+    def log(
+        self,
+        name: str,
+        points: Sequence[pb.MetricPoint],
+        params: dict[str, str],
+        tags: dict[str, str],
+        columns: rpc.MetricColumns | None = None,
+    ) -> int:
         """Store a batch of metric points, params and tags in one transaction; also a heartbeat."""
-        if len(points) > MAX_POINTS:
-            raise InvalidArgument(f"{len(points)} metric points in one call; at most {MAX_POINTS}")
+        count = len(points) + (len(columns.values) if columns is not None else 0)
+        if count > MAX_POINTS:
+            raise InvalidArgument(f"{count} metric points in one call; at most {MAX_POINTS}")
         parts = parse_name(name, RUN, "run")
-        rows, latest = self._points(points)
+        rows, latest = self._points(points, columns)
         with transaction(self.engine) as session:
             run = self._run(session, parts)
             if run.state in _FINAL and (points or params):
@@ -297,20 +327,27 @@ class Tracking:
         return len(rows)
 
     @staticmethod
-    def _points(points: Sequence[pb.MetricPoint]) -> tuple[list[dict[str, object]], dict[str, dict[str, object]]]:
+    def _points(
+        points: Sequence[pb.MetricPoint], columns: rpc.MetricColumns | None
+    ) -> tuple[list[dict[str, object]], dict[str, dict[str, object]]]:
         stamp = time.time()
+        tuples = [
+            (p.key, p.step, p.value, p.time.ToNanoseconds() / 1e9 if p.HasField("time") else stamp) for p in points
+        ]
+        if columns is not None and columns.values:
+            tuples += _columns(columns, stamp)
         rows: list[dict[str, object]] = []
-        latest: dict[str, dict[str, object]] = {}
-        for point in points:
-            if not point.key or len(point.key) > 250:
-                raise InvalidArgument(f"metric key {point.key!r} must be 1-250 characters", metadata={"field": "key"})
-            moment = point.time.ToNanoseconds() / 1e9 if point.HasField("time") else stamp
-            row: dict[str, object] = {"key": point.key, "step": point.step, "value": point.value, "time": moment}
-            rows.append(row)
-            best = latest.get(point.key)
-            if best is None or (point.step, moment) >= (best["step"], best["time"]):  # type: ignore[operator]
-                latest[point.key] = {"key": point.key, "step": point.step, "value": point.value, "time": moment}
-        return rows, latest
+        latest: dict[str, tuple[str, int, float, float]] = {}
+        for point in tuples:
+            key = point[0]
+            if not key or len(key) > 250:
+                raise InvalidArgument(f"metric key {key!r} must be 1-250 characters", metadata={"field": "key"})
+            rows.append({"key": key, "step": point[1], "value": point[2], "time": point[3]})
+            best = latest.get(key)
+            if best is None or (point[1], point[3]) >= (best[1], best[3]):
+                latest[key] = point
+        last = {k: {"key": k, "step": p[1], "value": p[2], "time": p[3]} for k, p in latest.items()}
+        return rows, last  # type: ignore[return-value]
 
     def _add_params(self, session: Session, run: RunRow, params: dict[str, str]) -> None:
         if not params:

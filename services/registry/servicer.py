@@ -78,8 +78,9 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         return empty_pb2.Empty()
 
     async def LogRunData(self, request: rpc.LogRunDataRequest, context: Context) -> rpc.LogRunDataResponse:
+        columns = request.columns if request.HasField("columns") else None
         stored = await self.run(
-            self.tracking.log, request.run, list(request.metrics), dict(request.params), dict(request.tags)
+            self.tracking.log, request.run, list(request.metrics), dict(request.params), dict(request.tags), columns
         )
         return rpc.LogRunDataResponse(stored_points=stored)
 

@@ -350,11 +350,12 @@ class LogRunDataRequest(_message.Message):
     METRICS_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     run: _builtins.str
     """`projects/{project}/experiments/{experiment}/runs/{run}`."""
     @_builtins.property
     def metrics(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.MetricPoint]:
-        """Metric points (at most 10,000 per call)."""
+        """Metric points (with `columns`, at most 100,000 per call)."""
 
     @_builtins.property
     def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -364,6 +365,10 @@ class LogRunDataRequest(_message.Message):
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Tags to set."""
 
+    @_builtins.property
+    def columns(self) -> Global___MetricColumns:
+        """More metric points, column-wise: the compact form the SDK sends from training loops."""
+
     def __init__(
         self,
         *,
@@ -371,14 +376,63 @@ class LogRunDataRequest(_message.Message):
         metrics: _abc.Iterable[_resources_pb2.MetricPoint] | None = ...,
         params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        columns: Global___MetricColumns | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics", "params", b"params", "run", b"run", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "metrics", b"metrics", "params", b"params", "run", b"run", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LogRunDataRequest: _TypeAlias = LogRunDataRequest  # noqa: Y015
+
+@_typing.final
+class MetricColumns(_message.Message):
+    """Metric points as parallel columns (point i is keys[key_index[i]], steps[i], values[i], times[i])."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    KEY_INDEX_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    TIMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Distinct metric names."""
+
+    @_builtins.property
+    def key_index(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Index into `keys` of each point."""
+
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Step of each point."""
+
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Value of each point."""
+
+    @_builtins.property
+    def times(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Seconds since the Unix epoch of each point."""
+
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[_builtins.str] | None = ...,
+        key_index: _abc.Iterable[_builtins.int] | None = ...,
+        steps: _abc.Iterable[_builtins.int] | None = ...,
+        values: _abc.Iterable[_builtins.float] | None = ...,
+        times: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_index", b"key_index", "keys", b"keys", "steps", b"steps", "times", b"times", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MetricColumns: _TypeAlias = MetricColumns  # noqa: Y015
 
 @_typing.final
 class LogRunDataResponse(_message.Message):
