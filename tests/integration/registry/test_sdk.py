@@ -80,10 +80,17 @@ def test_training_script_logs_run_and_model(clients: tuple[DataClient, RegistryC
 
 def test_exception_marks_the_run_failed(clients: tuple[DataClient, RegistryClient]) -> None:
     _, registry = clients
-    with pytest.raises(RuntimeError), atelier.start_run(experiment="digits") as run:
-        run.log_metrics({"loss": 1.0}, step=0)
-        raise RuntimeError("diverged")
-    failed = registry.get_run(run.name)
+    started: list[str] = []
+
+    def train() -> None:
+        with atelier.start_run(experiment="digits") as run:
+            started.append(run.name)
+            run.log_metrics({"loss": 1.0}, step=0)
+            raise RuntimeError("diverged")
+
+    with pytest.raises(RuntimeError, match="diverged"):
+        train()
+    failed = registry.get_run(started[0])
     assert failed.state == pb.RUN_STATE_FAILED
     assert failed.state_message == "RuntimeError: diverged"
 
