@@ -92,8 +92,8 @@ class DatasetRef:
         return f"{self.project}/{self.dataset}@{self.ref}"
 
 
-def parse_dataset_ref(text: str, default_project: str) -> DatasetRef:
-    """Parse `[PROJECT/]DATASET[@REF]` or a full version resource name."""
+def parse_dataset_ref(text: str, default_project: str, kind: str = "dataset") -> DatasetRef:
+    """Parse `[PROJECT/]DATASET[@REF]` or a full version resource name (`kind` names the id in errors)."""
     if text.startswith("projects/"):
         if "/versions/" in text:
             v = parse_name(text, "projects/{project}/datasets/{dataset}/versions/{version}")
@@ -104,10 +104,42 @@ def parse_dataset_ref(text: str, default_project: str) -> DatasetRef:
     project, _, dataset = body.rpartition("/")
     project = project or default_project
     validate_id("project", project)
-    validate_id("dataset", dataset)
+    validate_id(kind, dataset)
     if "@" in text and not _REF.fullmatch(ref):
         raise InvalidArgument(
             f"invalid version reference {ref!r} in {text!r}: use vN, latest, a tag or a digest prefix",
             metadata={"field": "ref", "value": text},
         )
     return DatasetRef(project, dataset, ref or "latest")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model plus a version reference (`v3`, `latest` or an alias)."""
+
+    project: str
+    model: str
+    ref: str = "latest"
+
+    @property
+    def model_name(self) -> str:
+        return f"projects/{self.project}/models/{self.model}"
+
+    @property
+    def version_name(self) -> str:
+        return f"{self.model_name}/versions/{self.ref}"
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.model}@{self.ref}"
+
+
+def parse_model_ref(text: str, default_project: str) -> ModelRef:
+    """Parse `[PROJECT/]MODEL[@REF]` or a full model (version) resource name."""
+    if text.startswith("projects/"):
+        if "/versions/" in text:
+            v = parse_name(text, "projects/{project}/models/{model}/versions/{version}")
+            return ModelRef(v["project"], v["model"], v["version"])
+        m = parse_name(text, "projects/{project}/models/{model}")
+        return ModelRef(m["project"], m["model"])
+    ref = parse_dataset_ref(text, default_project, kind="model")
+    return ModelRef(ref.project, ref.dataset, ref.ref)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from atelier.cli import data as data_cli
+from atelier.cli import registry as registry_cli
 from atelier.cli import stack as stack_cli
 from atelier.errors import AtelierError
 from atelier.runtime.settings import atelier_home
@@ -47,6 +48,9 @@ def _options(
 
 stack_cli.register(app)
 app.add_typer(data_cli.app, name="data")
+app.add_typer(registry_cli.experiments, name="experiments")
+app.add_typer(registry_cli.runs, name="runs")
+app.add_typer(registry_cli.models, name="models")
 
 
 def print_error(error: AtelierError) -> None:
