@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 
 from atelier.client import DataClient, RegistryClient
+from atelier.datasets.push import push
+from atelier.names import parse_dataset_ref
+from tests.integration.data.helpers import write_tree
 
 
 @pytest.fixture
@@ -27,3 +30,10 @@ def stack(
     yield data, registry
     data.close()
     registry.close()
+
+
+@pytest.fixture
+def digits(stack: tuple[DataClient, RegistryClient], tmp_path: Path) -> str:
+    """Version v1 of dataset lab/digits."""
+    write_tree(tmp_path / "digits", {"labels.csv": b"a,1\n"})
+    return push(stack[0], tmp_path / "digits", parse_dataset_ref("digits", "lab")).version.name

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from atelier.client import DataClient, RegistryClient
-from tests.integration.registry.test_models import digits, trained  # noqa: F401 - digits is a fixture
+from tests.integration.registry.helpers import trained
 
 
 @pytest.fixture
