@@ -75,6 +75,37 @@ class Runner:
         self.console.print(Text(f"    ({elapsed:.1f}s)", style="dim"))
         return result.stdout
 
+    def python(self, *args: str) -> str:
+        """Run `python ARGS...` from the repository (so runs record its git commit); return stdout."""
+        self.console.print(Text(f"  $ python {shlex.join(args)}", style="cyan"))
+        started = time.monotonic()
+        try:
+            result = subprocess.run(
+                [sys.executable, *args],
+                cwd=ROOT,
+                env=self.env(),
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT_SECONDS,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as error:
+            raise DemoError(f"`python {shlex.join(args)}` did not finish within {error.timeout:.0f}s") from error
+        if result.returncode != 0:
+            self._print_failure(result)
+            raise DemoError(f"`python {shlex.join(args)}` exited with code {result.returncode}: {_first_line(result)}")
+        self.console.print(Text(f"    ({time.monotonic() - started:.1f}s)", style="dim"))
+        return result.stdout
+
+    def atelier_fails(self, *args: str) -> str:
+        """Run a command that must fail; return its error line."""
+        self._print_command(args)
+        result = self._run(args)
+        if result.returncode == 0:
+            raise DemoError(f"`{_display(args)}` should have been refused but succeeded")
+        self._print_failure(result)
+        return _first_line(result)
+
     def atelier_json(self, *args: str) -> Any:
         """Run `atelier ARGS... --json` and return its parsed output (printing only the command)."""
         stdout = self.atelier(*args, "--json", show_output=False)

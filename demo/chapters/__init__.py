@@ -6,6 +6,6 @@ Later chapters (train, register, serve, monitor) each get a module here and an e
 from __future__ import annotations
 
 from demo.chapter import Chapter
-from demo.chapters import data
+from demo.chapters import data, registry
 
-CHAPTERS: tuple[Chapter, ...] = (data.CHAPTER,)
+CHAPTERS: tuple[Chapter, ...] = (data.CHAPTER, registry.CHAPTER)

@@ -381,7 +381,12 @@ def _explain(comparison: Comparison, lookup: Lookup) -> str:
         return f"{comparison.value} is missing"
     if isinstance(expected, Present):
         return f"{comparison.field} is present"
-    return f"{_render(actual)} {comparison.op} {_render(expected)}"
+    return f"{_shown(actual)} {comparison.op} {_shown(expected)}"
+
+
+def _shown(value: object) -> str:
+    """A value in a refusal message: floats to 6 significant digits, the rest as written."""
+    return f"{value:.6g}" if isinstance(value, float) else _render(value)
 
 
 def _kind(value: object) -> str | None:
