@@ -15,11 +15,14 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 console = Console(highlight=False)
 
@@ -51,6 +54,21 @@ def human_bytes(count: float) -> str:
     return f"{count:.1f} TiB"
 
 
+class AmountColumn(ProgressColumn):
+    """Bytes done of total (with speed) for byte phases, `n/m files` for file phases."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bytes = DownloadColumn(binary_units=True)
+        self._speed = TransferSpeedColumn()
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("unit") == "files":
+            total = f"{task.total:.0f}" if task.total is not None else "?"
+            return Text(f"{task.completed:.0f}/{total} files", style="progress.download")
+        return Text.assemble(self._bytes.render(task), " ", self._speed.render(task))
+
+
 class RichProgress:
     """The `atelier.datasets.progress.Progress` hooks drawn as a rich progress bar (on stderr)."""
 
@@ -58,13 +76,12 @@ class RichProgress:
         self._bar = bar
         self._task: TaskID | None = None
 
-    def phase(self, description: str, total: int | None) -> None:
+    def phase(self, description: str, total: int | None, unit: str = "bytes") -> None:
         if self._bar is None:
             return
         if self._task is not None:
-            self._bar.update(self._task, completed=self._bar.tasks[0].total or 0)
             self._bar.remove_task(self._task)
-        self._task = self._bar.add_task(description, total=total)
+        self._task = self._bar.add_task(description, total=total, unit=unit)
 
     def advance(self, amount: int) -> None:
         if self._bar is not None and self._task is not None:
@@ -80,8 +97,7 @@ def progress_bar(enabled: bool) -> Iterator[RichProgress]:
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
+        AmountColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,

@@ -8,8 +8,8 @@ from typing import Protocol
 class Progress(Protocol):
     """Receives how far an operation has got."""
 
-    def phase(self, description: str, total: int | None) -> None:
-        """A new phase starts (`total` units, or unknown)."""
+    def phase(self, description: str, total: int | None, unit: str = "bytes") -> None:
+        """A new phase starts: `total` units (`bytes` or `files`), or unknown."""
 
     def advance(self, amount: int) -> None:
         """`amount` more units of the current phase are done."""
@@ -18,7 +18,7 @@ class Progress(Protocol):
 class NoProgress:
     """Reports nothing."""
 
-    def phase(self, description: str, total: int | None) -> None:
+    def phase(self, description: str, total: int | None, unit: str = "bytes") -> None:
         return None
 
     def advance(self, amount: int) -> None:

@@ -23,8 +23,8 @@ from atelier.datasets.progress import NoProgress, Progress
 from atelier.errors import DataLoss, InvalidArgument
 from atelier.names import DatasetRef
 
-READ_BATCH_BYTES = 32 * 1024 * 1024
-PARALLEL_STREAMS = 4
+READ_BATCH_BYTES = 16 * 1024 * 1024
+PARALLEL_STREAMS = 3
 PARTIAL_SUFFIX = ".atelier-partial"
 
 
@@ -42,28 +42,30 @@ def pull(client: DataClient, source: DatasetRef, directory: Path, *, progress: P
     version = client.get_version(source.version_name)
     files = list(client.list_files(version.name, full=True))
     directory.mkdir(parents=True, exist_ok=True)
-    root = directory.resolve()
-    todo = [f for f in files if not _already_there(root, f)]
-    progress.phase("fetching", sum(f.size_bytes for f in todo))
-    _fetch(client, version, root, todo, progress)
-    return PullResult(version, len(files), len(todo), sum(f.size_bytes for f in todo))
+    root = os.path.realpath(directory)
+    targets = [_target(root, f.path) for f in files]
+    fresh = not any(os.scandir(root))
+    todo = [(f, t) for f, t in zip(files, targets, strict=True) if fresh or not _already_there(t, f)]
+    progress.phase("fetching", sum(f.size_bytes for f, _ in todo))
+    _fetch(client, version, todo, progress)
+    return PullResult(version, len(files), len(todo), sum(f.size_bytes for f, _ in todo))
 
 
-def _target(root: Path, path: str) -> Path:
-    target = (root / path).resolve()
-    if not str(target).startswith(str(root) + os.sep):
+def _target(root: str, path: str) -> str:
+    """Where a file of the version goes, refusing paths that would leave `root`."""
+    target = os.path.normpath(os.path.join(root, path))
+    if not target.startswith(root + os.sep):
         raise InvalidArgument(f"refusing to write {path!r} outside {root}")
     return target
 
 
-def _already_there(root: Path, entry: pb.FileEntry) -> bool:
-    target = _target(root, entry.path)
+def _already_there(target: str, entry: pb.FileEntry) -> bool:
     try:
-        if target.stat().st_size != entry.size_bytes:
+        if os.stat(target).st_size != entry.size_bytes:
             return False
     except FileNotFoundError:
         return False
-    return file_digest(target) == entry.digest
+    return file_digest(Path(target)) == entry.digest
 
 
 def file_digest(path: Path) -> str:
@@ -75,36 +77,52 @@ def file_digest(path: Path) -> str:
 
 
 class _Assembly:
-    """Where each chunk goes, and which files are complete."""
+    """Where each chunk goes, which files are complete, and the writing of files.
 
-    def __init__(self, root: Path, files: list[pb.FileEntry]) -> None:
-        self.root = root
+    A single-chunk file is written whole when its chunk arrives (one open, write, close and
+    rename); a larger one is assembled with positioned writes into a partial file.
+    """
+
+    def __init__(self, files: list[tuple[pb.FileEntry, str]]) -> None:
+        self.files = files
         self.places: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
         self.remaining: dict[int, int] = {}
-        self.files = files
         self.lock = threading.Lock()
-        for index, entry in enumerate(files):
+        self._made: set[str] = set()
+        for index, (entry, target) in enumerate(files):
             position = 0
             for chunk in entry.chunks:
                 self.places[chunk.digest].append((index, position))
                 position += chunk.size_bytes
             self.remaining[index] = len(entry.chunks)
-            partial = self.partial(index)
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            with open(partial, "wb") as handle:
-                handle.truncate(entry.size_bytes)
-            if not entry.chunks:
-                self.finish(index)
+            if len(entry.chunks) != 1:
+                self._create(index, target, entry.size_bytes)
 
-    def partial(self, index: int) -> Path:
-        target = _target(self.root, self.files[index].path)
-        return target.with_name(target.name + PARTIAL_SUFFIX)
+    def _directory(self, target: str) -> None:
+        parent = os.path.dirname(target)
+        if parent not in self._made:
+            os.makedirs(parent, exist_ok=True)
+            self._made.add(parent)
+
+    def _create(self, index: int, target: str, size: int) -> None:
+        self._directory(target)
+        with open(target + PARTIAL_SUFFIX, "wb") as handle:
+            handle.truncate(size)
+        if size == 0:
+            self.finish(index)
 
     def write(self, digest: bytes, data: bytes) -> int:
         """Place a verified chunk everywhere it occurs; returns the bytes written."""
         written = 0
         for index, offset in self.places.get(digest, ()):
-            fd = os.open(self.partial(index), os.O_WRONLY)
+            entry, target = self.files[index]
+            partial = target + PARTIAL_SUFFIX
+            if len(entry.chunks) == 1:
+                self._directory(target)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            else:
+                flags = os.O_WRONLY
+            fd = os.open(partial, flags, 0o644)
             try:
                 os.pwrite(fd, data, offset)
             finally:
@@ -118,21 +136,25 @@ class _Assembly:
         return written
 
     def finish(self, index: int) -> None:
-        entry = self.files[index]
-        partial = self.partial(index)
-        whole = entry.chunks[0].digest.hex() if len(entry.chunks) == 1 else None
-        if whole != entry.digest and (whole is not None or file_digest(partial) != entry.digest):
+        entry, target = self.files[index]
+        partial = target + PARTIAL_SUFFIX
+        if len(entry.chunks) == 1:
+            verified = entry.chunks[0].digest.hex() == entry.digest
+        else:
+            verified = file_digest(Path(partial)) == entry.digest
+        if not verified:
+            os.unlink(partial)
             raise DataLoss(f"file {entry.path!r} does not match its digest after assembly")
-        os.replace(partial, _target(self.root, entry.path))
+        os.replace(partial, target)
 
 
 def _fetch(
-    client: DataClient, version: pb.DatasetVersion, root: Path, files: list[pb.FileEntry], progress: Progress
+    client: DataClient, version: pb.DatasetVersion, files: list[tuple[pb.FileEntry, str]], progress: Progress
 ) -> None:
     if not files:
         return
-    assembly = _Assembly(root, files)
-    sizes = {c.digest: c.size_bytes for f in files for c in f.chunks}
+    assembly = _Assembly(files)
+    sizes = {c.digest: c.size_bytes for f, _ in files for c in f.chunks}
     batches: list[list[bytes]] = [[]]
     batch_bytes = 0
     for digest, size in sizes.items():
@@ -151,6 +173,6 @@ def _fetch(
     with ThreadPoolExecutor(max_workers=PARALLEL_STREAMS) as pool:
         for future in [pool.submit(fetch, b) for b in batches if b]:
             future.result()
-    unfinished = [files[i].path for i, left in assembly.remaining.items() if left > 0]
+    unfinished = [files[i][0].path for i, left in assembly.remaining.items() if left > 0]
     if unfinished:
         raise DataLoss(f"{len(unfinished)} file(s) of {version.name} were not fully received, e.g. {unfinished[0]}")

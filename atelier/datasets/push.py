@@ -7,6 +7,9 @@ in one call: until then nothing is visible.
 
 from __future__ import annotations
 
+import functools
+import mimetypes
+import mmap
 import os
 import queue
 import threading
@@ -27,8 +30,12 @@ from atelier.errors import NotFound
 from atelier.names import DatasetRef
 
 # Chunks are sent in calls of about this many bytes; each call's chunks are durable when it returns.
-BATCH_BYTES = 32 * 1024 * 1024
+BATCH_BYTES = 16 * 1024 * 1024
+# Batches in flight at once: while one waits for the service to store its pack, another is sent.
+SENDERS = 2
 MESSAGE_BYTES = 2 * 1024 * 1024
+# A read this large returns small files whole; a shorter read than asked means end of file.
+_FIRST_READ = 256 * 1024
 # A chunk to send: its digest and its bytes (a view into a memory-mapped file for large files).
 Piece = tuple[bytes, bytes | memoryview]
 
@@ -43,10 +50,16 @@ class PushResult:
     sent_bytes: int
 
 
-def media_type(path: str) -> str:
-    import mimetypes
+@functools.cache
+def _media_type_of(suffix: str) -> str:
+    return mimetypes.guess_type("x" + suffix, strict=False)[0] or ""
 
-    return mimetypes.guess_type(path, strict=False)[0] or ""
+
+def media_type(path: str) -> str:
+    """The media type a file's extension implies (cached per extension: pushes see few of them)."""
+    name = path.rpartition("/")[2]
+    dot = name.rfind(".")
+    return _media_type_of(name[dot:].lower()) if dot > 0 else ""
 
 
 @dataclass(frozen=True)
@@ -72,12 +85,11 @@ class UploadedTree:
 
 def upload_tree(client: DataClient, project: str, files: list[LocalFile], progress: Progress) -> UploadedTree:
     """Chunk `files` and send the chunks the store lacks; the manifest itself is not sent yet."""
-    total = sum(f.size for f in files)
-    progress.phase("chunking and sending", total)
+    progress.phase("chunking and sending files", len(files), unit="files")
     uploader = _Uploader(client, project)
     chunked = uploader.run(files, progress)
     raw = _manifest(files, chunked).SerializeToString(deterministic=True)
-    return UploadedTree(raw, chunk_bytes(raw), len(files), total, uploader)
+    return UploadedTree(raw, chunk_bytes(raw), len(files), sum(c.size for c in chunked), uploader)
 
 
 def push(
@@ -125,7 +137,7 @@ def store_artifact(client: DataClient, project: str, path: Path, *, progress: Pr
     if path.is_dir():
         files = scan(path)
     elif path.is_file():
-        files = [LocalFile(path.name, str(path), path.stat().st_size)]
+        files = [LocalFile(path.name, str(path))]
     else:
         raise NotFound(f"no file or directory {path}")
     client.ensure_project(project)
@@ -139,17 +151,24 @@ def _user() -> str:
 
 
 def _manifest(files: list[LocalFile], chunked: list[ChunkedFile]) -> pb.Manifest:
-    manifest = pb.Manifest()
-    for local, cut in zip(files, chunked, strict=True):
-        entry = manifest.files.add(path=local.path, size_bytes=cut.size, digest=cut.digest)
-        entry.media_type = media_type(local.path)
-        entry.chunks.extend(pb.ChunkRef(digest=c.digest, size_bytes=c.length) for c in cut.chunks)
-    return manifest
+    Ref, Entry = pb.ChunkRef, pb.FileEntry
+    return pb.Manifest(
+        files=[
+            Entry(
+                path=local.path,
+                size_bytes=cut.size,
+                digest=cut.digest,
+                media_type=media_type(local.path),
+                chunks=[Ref(digest=c.digest, size_bytes=c.length) for c in cut.chunks],
+            )
+            for local, cut in zip(files, chunked, strict=True)
+        ]
+    )
 
 
 class _Uploader:
-    """Chunks files on the calling thread while a second thread asks which chunks are missing and
-    sends them, one durable batch per UploadChunks call."""
+    """Reads and cuts files on the calling thread while a second thread asks which chunks are
+    missing and sends them, one durable batch per UploadChunks call."""
 
     def __init__(self, client: DataClient, project: str) -> None:
         self.client = client
@@ -157,36 +176,50 @@ class _Uploader:
         self.sent_chunks = 0
         self.sent_bytes = 0
         self._seen: set[bytes] = set()
+        self._lock = threading.Lock()
 
     def run(self, files: list[LocalFile], progress: Progress) -> list[ChunkedFile]:
-        batches: queue.Queue[list[Piece] | None] = queue.Queue(maxsize=2)
+        batches: queue.Queue[list[Piece] | None] = queue.Queue(maxsize=SENDERS + 1)
         failure: list[BaseException] = []
-        worker = threading.Thread(target=self._send_loop, args=(batches, failure), daemon=True)
-        worker.start()
+        senders = [
+            threading.Thread(target=self._send_loop, args=(batches, failure), daemon=True) for _ in range(SENDERS)
+        ]
+        for sender in senders:
+            sender.start()
         chunked: list[ChunkedFile] = []
         batch: list[Piece] = []
         batch_bytes = 0
+        seen = self._seen
         try:
-            for local in files:
+            for index, local in enumerate(files):
                 if failure:
                     break
-                cut, data = _read_and_cut(local)
+                cut, data = read_and_cut(local.absolute)
                 chunked.append(cut)
                 for span in cut.chunks:
-                    if span.digest in self._seen:
+                    if span.digest in seen:
                         continue
-                    self._seen.add(span.digest)
-                    batch.append((span.digest, data[span.offset : span.offset + span.length]))
+                    seen.add(span.digest)
+                    batch.append(
+                        (
+                            span.digest,
+                            data if span.length == cut.size else data[span.offset : span.offset + span.length],
+                        )
+                    )
                     batch_bytes += span.length
-                    if batch_bytes >= BATCH_BYTES:
-                        batches.put(batch)
-                        batch, batch_bytes = [], 0
-                progress.advance(cut.size)
+                if batch_bytes >= BATCH_BYTES:
+                    batches.put(batch)
+                    batch, batch_bytes = [], 0
+                if index % 256 == 255:
+                    progress.advance(256)
             if batch and not failure:
                 batches.put(batch)
+            progress.advance(len(files) % 256)
         finally:
-            batches.put(None)
-            worker.join()
+            for _ in senders:
+                batches.put(None)
+            for sender in senders:
+                sender.join()
         if failure:
             raise failure[0]
         return chunked
@@ -209,8 +242,9 @@ class _Uploader:
         if not wanted:
             return
         self.client.upload(self.project, _messages(wanted))
-        self.sent_chunks += len(wanted)
-        self.sent_bytes += sum(len(data) for _, data in wanted)
+        with self._lock:
+            self.sent_chunks += len(wanted)
+            self.sent_bytes += sum(len(data) for _, data in wanted)
 
 
 def _messages(chunks: list[Piece]) -> Iterator[list[Piece]]:
@@ -226,19 +260,22 @@ def _messages(chunks: list[Piece]) -> Iterator[list[Piece]]:
         yield message
 
 
-def _read_and_cut(local: LocalFile) -> tuple[ChunkedFile, bytes | memoryview]:
-    """Chunk a file, keeping its bytes for sending (large files are memory-mapped)."""
-    fd = os.open(local.absolute, os.O_RDONLY)
+def read_and_cut(path: str) -> tuple[ChunkedFile, bytes | memoryview]:
+    """Chunk a file, keeping its bytes for sending. A small file takes one open, one read and one
+    close; files over 64 MiB are memory-mapped."""
+    fd = os.open(path, os.O_RDONLY)
     try:
+        data = os.read(fd, _FIRST_READ)
+        if len(data) < _FIRST_READ:
+            return chunk_bytes(data), data
         size = os.fstat(fd).st_size
         if size <= 64 * 1024 * 1024:
-            data = os.read(fd, size) if size else b""
-            while len(data) < size:
-                data += os.read(fd, size - len(data))
-            return chunk_bytes(data), data
-        import mmap
-
-        mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+            parts = [data]
+            while block := os.read(fd, 8 * 1024 * 1024):
+                parts.append(block)
+            whole = b"".join(parts)
+            return chunk_bytes(whole), whole
+        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         view = memoryview(mapped)
         return chunk_bytes(view), view
     finally:

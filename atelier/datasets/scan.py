@@ -1,4 +1,4 @@
-"""Finding and chunking the files of a directory to push."""
+"""Finding the files of a directory to push."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from atelier.chunking import ChunkedFile, chunk_file
 from atelier.errors import InvalidArgument
 
 
@@ -16,17 +15,19 @@ class LocalFile:
 
     path: str  # relative, '/'-separated
     absolute: str
-    size: int
 
 
 def scan(root: Path) -> list[LocalFile]:
-    """Every regular file under `root`, sorted by relative path. Symbolic links are followed only
-    when they point at regular files inside `root`."""
+    """Every regular file under `root`, sorted by relative path, without a stat per file (the
+    directory entries' types suffice). Symbolic links are followed only when they point at regular
+    files inside `root`."""
     if not root.is_dir():
         raise InvalidArgument(f"{root} is not a directory", metadata={"field": "directory", "value": str(root)})
+    base = os.path.abspath(root)
+    real_root = os.path.realpath(base)
+    cut = len(base) + 1
     found: list[LocalFile] = []
-    real_root = os.path.realpath(root)
-    stack = [str(root)]
+    stack = [base]
     while stack:
         current = stack.pop()
         with os.scandir(current) as entries:
@@ -36,11 +37,7 @@ def scan(root: Path) -> list[LocalFile]:
                 elif entry.is_file(follow_symlinks=True):
                     if entry.is_symlink() and not os.path.realpath(entry.path).startswith(real_root + os.sep):
                         continue
-                    relative = os.path.relpath(entry.path, root).replace(os.sep, "/")
-                    found.append(LocalFile(relative, entry.path, entry.stat().st_size))
+                    relative = entry.path[cut:]
+                    found.append(LocalFile(relative if os.sep == "/" else relative.replace(os.sep, "/"), entry.path))
     found.sort(key=lambda f: f.path)
     return found
-
-
-def chunk(file: LocalFile) -> ChunkedFile:
-    return chunk_file(file.absolute)

@@ -154,33 +154,28 @@ def _insert(
 
 def charge_project(
     store: DataStore, session: Session, owner: ProjectRow, referenced: dict[bytes, int], what: str
-) -> dict[bytes, int]:
+) -> None:
     """Add the chunks a new version or artifact references to its project's set, after checking
     that each is stored and that the project's quota allows the bytes new to it."""
     assert owner.id is not None
-    digests = list(referenced)
-    known = store.project_chunks_among(session, owner.id, digests)
-    new = {d: referenced[d] for d in digests if d not in known}
-    present = store.present_chunks(session, list(new))
-    absent = [d for d in new if d not in present]
-    if absent:
+    added, missing, first = store.charge(session, owner.id, referenced)
+    if missing:
+        assert first is not None
         raise FailedPrecondition(
-            f"{len(absent)} chunk(s) referenced by the manifest are not stored (first: {absent[0].hex()}); "
+            f"{missing} chunk(s) referenced by the manifest are not stored (first: {first.hex()}); "
             "upload them and commit again",
             reason=ErrorReason.ERROR_REASON_MISSING_CHUNKS,
-            metadata={"missing": str(len(absent))},
+            metadata={"missing": str(missing)},
         )
-    added = sum(new.values())
     if owner.quota_bytes and owner.stored_bytes + added > owner.quota_bytes:
         raise ResourceExhausted(
             f"project {owner.name!r} quota exceeded: this {what} adds {added} bytes to "
             f"{owner.stored_bytes} stored, quota is {owner.quota_bytes} bytes",
             metadata={"quota_bytes": str(owner.quota_bytes), "needed_bytes": str(owner.stored_bytes + added)},
         )
-    store.add_project_chunks(session, owner.id, new)
+    store.add_staged_to_project(session, owner.id)
     owner.stored_bytes += added
     session.add(owner)
-    return new
 
 
 def _metadata(version: pb.DatasetVersion) -> dict[str, Any]:

@@ -68,8 +68,7 @@ class Content:
                     f"digest of {len(d)} bytes: chunk digests are 32-byte BLAKE3", metadata={"field": "digests"}
                 )
         with self._store.session() as session:
-            present = self._store.present_chunks(session, digests)
-            self._store.touch_chunks(session, list(present), time.time() - grace_seconds / 2)
+            present = self._store.find_and_touch(session, digests, time.time() - grace_seconds / 2)
         return [d for d in digests if d not in present]
 
     def manifest_bytes(self, digests: Sequence[bytes], sizes: Sequence[int]) -> bytes:

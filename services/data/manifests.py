@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -10,7 +9,6 @@ from atelier.data.v1 import resources_pb2 as pb
 from atelier.errors import Aborted, InvalidArgument
 
 MAX_PATH = 4096
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def path_problem(path: str) -> str | None:
@@ -32,39 +30,61 @@ def path_problem(path: str) -> str | None:
 def validate(manifest: pb.Manifest) -> None:
     """Raise InvalidArgument naming the first bad file: bad path, duplicate, wrong order, sizes."""
     previous = ""
+    hexdigits = "0123456789abcdef"
     for index, entry in enumerate(manifest.files):
-        problem = path_problem(entry.path)
-        if problem:
+        path = entry.path
+        framed = f"/{path}/"
+        if (
+            not path
+            or path[0] == "/"
+            or "//" in framed
+            or "/./" in framed
+            or "/../" in framed
+            or "\\" in path
+            or "\x00" in path
+            or len(path) > MAX_PATH // 4
+            and len(path.encode()) > MAX_PATH
+        ):
+            _bad_path(path)
+        if index and path <= previous:
+            kind = "duplicate path" if path == previous else "paths out of order at"
             raise InvalidArgument(
-                f"invalid file path {entry.path!r}: {problem}; paths are relative, '/'-separated, "
-                "without '.', '..' or empty segments",
-                metadata={"field": "manifest.files.path", "value": entry.path},
+                f"{kind} {path!r} in manifest", metadata={"field": "manifest.files.path", "value": path}
             )
-        if index and entry.path <= previous:
-            kind = "duplicate path" if entry.path == previous else "paths out of order at"
+        previous = path
+        digest = entry.digest
+        if len(digest) != 64 or digest.strip(hexdigits):
             raise InvalidArgument(
-                f"{kind} {entry.path!r} in manifest", metadata={"field": "manifest.files.path", "value": entry.path}
+                f"file {path!r} has digest {digest!r}: expected 64 lowercase hex characters (BLAKE3)",
+                metadata={"field": "manifest.files.digest", "value": path},
             )
-        previous = entry.path
-        if not _HEX64.fullmatch(entry.digest):
+        _check_chunks(entry)
+
+
+def _bad_path(path: str) -> None:
+    problem = path_problem(path) or "not a relative path"
+    raise InvalidArgument(
+        f"invalid file path {path!r}: {problem}; paths are relative, '/'-separated, "
+        "without '.', '..' or empty segments",
+        metadata={"field": "manifest.files.path", "value": path},
+    )
+
+
+def _check_chunks(entry: pb.FileEntry) -> None:
+    total = 0
+    for chunk in entry.chunks:
+        if len(chunk.digest) != 32 or chunk.size_bytes <= 0:
             raise InvalidArgument(
-                f"file {entry.path!r} has digest {entry.digest!r}: expected 64 lowercase hex characters (BLAKE3)",
-                metadata={"field": "manifest.files.digest", "value": entry.path},
+                f"file {entry.path!r} has a malformed chunk (digest of {len(chunk.digest)} bytes, "
+                f"size {chunk.size_bytes}): digests are 32 bytes, sizes positive",
+                metadata={"field": "manifest.files.chunks", "value": entry.path},
             )
-        total = 0
-        for chunk in entry.chunks:
-            if len(chunk.digest) != 32 or chunk.size_bytes <= 0:
-                raise InvalidArgument(
-                    f"file {entry.path!r} has a malformed chunk (digest of {len(chunk.digest)} bytes, "
-                    f"size {chunk.size_bytes}): digests are 32 bytes, sizes positive",
-                    metadata={"field": "manifest.files.chunks", "value": entry.path},
-                )
-            total += chunk.size_bytes
-        if total != entry.size_bytes:
-            raise InvalidArgument(
-                f"file {entry.path!r} says {entry.size_bytes} bytes but its chunks add up to {total}",
-                metadata={"field": "manifest.files.size_bytes", "value": entry.path},
-            )
+        total += chunk.size_bytes
+    if total != entry.size_bytes:
+        raise InvalidArgument(
+            f"file {entry.path!r} says {entry.size_bytes} bytes but its chunks add up to {total}",
+            metadata={"field": "manifest.files.size_bytes", "value": entry.path},
+        )
 
 
 def chunk_sizes(manifest: pb.Manifest) -> dict[bytes, int]:

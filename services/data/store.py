@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from atelier.errors import NotFound
 from atelier.runtime.database import transaction
+from services.data import bulk
 from services.data.tables import (
     ChunkRow,
     DatasetRow,
@@ -172,64 +173,86 @@ class DataStore:
 
     def present_chunks(self, session: Session, digests: Sequence[bytes]) -> set[bytes]:
         """Which of `digests` the index holds."""
-        found: set[bytes] = set()
-        for batch in _batches(digests):
-            found.update(session.exec(select(ChunkRow.digest).where(col(ChunkRow.digest).in_(batch))).all())
-        return found
+        if len(digests) <= _BATCH:
+            query = select(ChunkRow.digest).where(col(ChunkRow.digest).in_(list(digests)))
+            return set(session.exec(query).all())
+        bulk.stage(session, [(d, 0, 0) for d in digests])
+        found = bulk.rows(session, f"SELECT s.digest FROM {bulk.STAGE} s JOIN data_chunks c ON c.digest = s.digest")
+        return {bytes(row[0]) for row in found}
 
-    def touch_chunks(self, session: Session, digests: Sequence[bytes], older_than: float) -> None:
-        """Mark chunks as recently seen, so garbage collection leaves them alone for its grace period."""
-        stamp = time.time()
-        for batch in _batches(digests):
-            session.execute(
-                sa.update(ChunkRow)
-                .where(col(ChunkRow.digest).in_(batch), col(ChunkRow.touched_at) < older_than)
-                .values(touched_at=stamp)
+    def find_and_touch(self, session: Session, digests: Sequence[bytes], older_than: float) -> set[bytes]:
+        """Which of `digests` are stored; those last touched before `older_than` are touched now, so
+        garbage collection spares them for its grace period (a push is about to reference them)."""
+        if not digests:
+            return set()
+        bulk.stage(session, [(d, 0, 0) for d in digests])
+        found = bulk.rows(session, f"SELECT s.digest FROM {bulk.STAGE} s JOIN data_chunks c ON c.digest = s.digest")
+        if found:
+            bulk.execute(
+                session,
+                f"UPDATE data_chunks SET touched_at = :now WHERE touched_at < :older "
+                f"AND digest IN (SELECT digest FROM {bulk.STAGE})",
+                now=time.time(),
+                older=older_than,
             )
+        return {bytes(row[0]) for row in found}
 
     def locate_chunks(self, session: Session, digests: Sequence[bytes]) -> dict[bytes, tuple[str, int, int]]:
         """Pack, offset and length of each stored chunk among `digests`."""
-        where: dict[bytes, tuple[str, int, int]] = {}
-        for batch in _batches(digests):
-            query = select(ChunkRow.digest, ChunkRow.pack, ChunkRow.offset, ChunkRow.length).where(
-                col(ChunkRow.digest).in_(batch)
-            )
-            for digest, pack, offset, length in session.exec(query).all():
-                where[digest] = (pack, offset, length)
-        return where
+        bulk.stage(session, [(d, 0, 0) for d in digests])
+        found = bulk.rows(
+            session,
+            f'SELECT c.digest, c.pack, c."offset", c.length FROM {bulk.STAGE} s '
+            "JOIN data_chunks c ON c.digest = s.digest",
+        )
+        return {bytes(d): (pack, offset, length) for d, pack, offset, length in found}
 
     def add_pack(self, session: Session, key: str, size: int, chunks: Sequence[tuple[bytes, int, int]]) -> None:
-        """Record a written pack and index its chunks; a chunk another pack already holds keeps its
-        first location (the duplicate bytes are reclaimed by garbage collection)."""
+        """Record a written pack and index its `(digest, offset, length)` chunks; a chunk another pack
+        already holds keeps its first location (the duplicate bytes are reclaimed by GC)."""
         session.add(PackRow(key=key, size=size, create_time=now()))
-        present = self.present_chunks(session, [d for d, _, _ in chunks])
-        stamp = time.time()
-        rows = [
-            {"digest": d, "pack": key, "offset": o, "length": n, "touched_at": stamp}
-            for d, o, n in chunks
-            if d not in present
-        ]
-        if rows:
-            session.execute(sa.insert(ChunkRow), rows)
+        session.flush()
+        bulk.insert_chunks(session, key, chunks, time.time())
 
     # Project chunk sets ---------------------------------------------------------------------
 
-    def project_chunks_among(self, session: Session, project_id: int, digests: Sequence[bytes]) -> set[bytes]:
-        found: set[bytes] = set()
-        for batch in _batches(digests):
-            query = select(ProjectChunkRow.digest).where(
-                ProjectChunkRow.project_id == project_id, col(ProjectChunkRow.digest).in_(batch)
+    def charge(self, session: Session, project_id: int, chunks: dict[bytes, int]) -> tuple[int, int, bytes | None]:
+        """Stage the chunks a new version references; return (bytes new to the project, chunks not
+        stored, first such digest). `add_staged_to_project` then commits the charge."""
+        bulk.stage(session, [(d, n, 0) for d, n in chunks.items()])
+        absent = bulk.rows(
+            session,
+            f"SELECT s.digest FROM {bulk.STAGE} s WHERE NOT EXISTS "
+            "(SELECT 1 FROM data_chunks c WHERE c.digest = s.digest) LIMIT 1",
+        )
+        missing = 0
+        if absent:
+            missing = bulk.scalar(
+                session,
+                f"SELECT COUNT(*) FROM {bulk.STAGE} s WHERE NOT EXISTS "
+                "(SELECT 1 FROM data_chunks c WHERE c.digest = s.digest)",
             )
-            found.update(session.exec(query).all())
-        return found
+        added = bulk.scalar(
+            session,
+            f"SELECT COALESCE(SUM(s.length), 0) FROM {bulk.STAGE} s WHERE NOT EXISTS "
+            "(SELECT 1 FROM data_project_chunks p WHERE p.project_id = :project AND p.digest = s.digest)",
+            project=project_id,
+        )
+        return int(added), int(missing), bytes(absent[0][0]) if absent else None
 
-    def add_project_chunks(self, session: Session, project_id: int, chunks: dict[bytes, int]) -> None:
-        if chunks:
-            rows = [{"project_id": project_id, "digest": d, "length": n} for d, n in chunks.items()]
-            session.execute(sa.insert(ProjectChunkRow), rows)
+    def add_staged_to_project(self, session: Session, project_id: int) -> None:
+        """Add the staged chunks the project does not reference yet to its set."""
+        bulk.execute(
+            session,
+            f"INSERT INTO data_project_chunks (project_id, digest, length) SELECT :project, s.digest, s.length "
+            f"FROM {bulk.STAGE} s WHERE NOT EXISTS "
+            "(SELECT 1 FROM data_project_chunks p WHERE p.project_id = :project AND p.digest = s.digest)",
+            project=project_id,
+        )
 
     def replace_project_chunks(self, session: Session, project_id: int, chunks: dict[bytes, int]) -> int:
         """Set the project's chunk set to exactly `chunks`; returns its byte total."""
         session.execute(sa.delete(ProjectChunkRow).where(col(ProjectChunkRow.project_id) == project_id))
-        self.add_project_chunks(session, project_id, chunks)
+        bulk.stage(session, [(d, n, 0) for d, n in chunks.items()])
+        self.add_staged_to_project(session, project_id)
         return sum(chunks.values())
