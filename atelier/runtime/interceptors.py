@@ -8,6 +8,7 @@ interceptors use the same base.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -121,3 +122,46 @@ class ErrorInterceptor(MethodInterceptor):
             raise
         except Exception as error:  # noqa: BLE001
             await _abort(method, error, context)
+
+
+class RequestLogInterceptor(MethodInterceptor):
+    """One structured log line per call: method, status code and duration (with the trace id that
+    the log formatter adds). Health checks and reflection log at DEBUG."""
+
+    _QUIET = ("/grpc.health.v1.", "/grpc.reflection.")
+
+    def _log(self, method: str, started: float, code: str) -> None:
+        level = logging.DEBUG if method.startswith(self._QUIET) else logging.INFO
+        duration = (time.perf_counter() - started) * 1000
+        log.log(
+            level, "%s %s %.1fms", method, code, duration, extra={"rpc": method, "code": code, "ms": round(duration, 2)}
+        )
+
+    @staticmethod
+    def _code(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        code = context.code()  # type: ignore[attr-defined]
+        return code.name if isinstance(code, grpc.StatusCode) else "OK" if code in (None, 0) else str(code)
+
+    async def unary(
+        self, method: str, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        started = time.perf_counter()
+        try:
+            result = await behavior(request, context)
+        except BaseException:
+            self._log(method, started, self._code(context) if context.code() else "CANCELLED")  # type: ignore[attr-defined]
+            raise
+        self._log(method, started, self._code(context))
+        return result
+
+    async def stream(
+        self, method: str, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        try:
+            async for item in behavior(request, context):
+                yield item
+        except BaseException:
+            self._log(method, started, self._code(context) if context.code() else "CANCELLED")  # type: ignore[attr-defined]
+            raise
+        self._log(method, started, self._code(context))

@@ -24,7 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-from atelier.runtime.interceptors import ErrorInterceptor
+from atelier.runtime.interceptors import ErrorInterceptor, RequestLogInterceptor
 from atelier.runtime.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class ServiceHost:
             ("grpc.so_reuseport", 0),
         ]
         server = grpc.aio.server(
-            interceptors=[aio_server_interceptor(), ErrorInterceptor(), *self.interceptors],  # type: ignore[no-untyped-call]
+            interceptors=[aio_server_interceptor(), RequestLogInterceptor(), ErrorInterceptor(), *self.interceptors],  # type: ignore[no-untyped-call]
             options=options,
         )
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
