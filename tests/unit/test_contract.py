@@ -11,9 +11,10 @@ import pytest
 from google.api import annotations_pb2
 
 from atelier.data.v1 import data_service_pb2
+from atelier.registry.v1 import registry_service_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICE_MODULES = [data_service_pb2]
+SERVICE_MODULES = [data_service_pb2, registry_service_pb2]
 
 
 def test_committed_stubs_match_make_proto(tmp_path: Path) -> None:
