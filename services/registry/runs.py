@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from atelier.registry.v1 import resources_pb2 as pb
 from atelier.runtime.database import transaction
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from services.registry.datalink import DataLink
+from services.registry.points import decode_points
 from services.registry.search import RUNS, apply_ordering, compile_filter, parse_order_by
 from services.registry.tables import (
     ExperimentRow,
@@ -37,27 +37,6 @@ EXPERIMENT = "projects/{project}/experiments/{experiment}"
 RUN = "projects/{project}/experiments/{experiment}/runs/{run}"
 MAX_POINTS = 100_000
 _FINAL = {pb.RUN_STATE_FINISHED, pb.RUN_STATE_FAILED, pb.RUN_STATE_KILLED}
-
-
-def _columns(columns: rpc.MetricColumns, stamp: float) -> list[tuple[str, int, float, float]]:
-    """Points of a column-wise batch, checking that the columns line up."""
-    count = len(columns.values)
-    if not (len(columns.key_index) == len(columns.steps) == count) or len(columns.times) not in (0, count):
-        raise InvalidArgument(
-            "metric columns differ in length: key_index, steps and values need one entry per point "
-            f"({len(columns.key_index)}, {len(columns.steps)}, {count}), times one or none",
-            metadata={"field": "columns"},
-        )
-    keys = list(columns.keys)
-    if any(i < 0 or i >= len(keys) for i in columns.key_index):
-        raise InvalidArgument(
-            f"metric columns key_index out of range 0..{len(keys) - 1}", metadata={"field": "columns"}
-        )
-    times = list(columns.times) or [stamp] * count
-    return [
-        (keys[i], step, value, moment)
-        for i, step, value, moment in zip(columns.key_index, columns.steps, columns.values, times, strict=True)
-    ]
 
 
 def now() -> datetime:
@@ -302,7 +281,7 @@ class Tracking:
         if count > MAX_POINTS:
             raise InvalidArgument(f"{count} metric points in one call; at most {MAX_POINTS}")
         parts = parse_name(name, RUN, "run")
-        rows, latest = self._points(points, columns)
+        rows, latest = decode_points(points, columns)
         with transaction(self.engine) as session:
             run = self._run(session, parts)
             if run.state in _FINAL and (points or params):
@@ -325,29 +304,6 @@ class Tracking:
             run.heartbeat_time = now()
             session.add(run)
         return len(rows)
-
-    @staticmethod
-    def _points(
-        points: Sequence[pb.MetricPoint], columns: rpc.MetricColumns | None
-    ) -> tuple[list[dict[str, object]], dict[str, dict[str, object]]]:
-        stamp = time.time()
-        tuples = [
-            (p.key, p.step, p.value, p.time.ToNanoseconds() / 1e9 if p.HasField("time") else stamp) for p in points
-        ]
-        if columns is not None and columns.values:
-            tuples += _columns(columns, stamp)
-        rows: list[dict[str, object]] = []
-        latest: dict[str, tuple[str, int, float, float]] = {}
-        for point in tuples:
-            key = point[0]
-            if not key or len(key) > 250:
-                raise InvalidArgument(f"metric key {key!r} must be 1-250 characters", metadata={"field": "key"})
-            rows.append({"key": key, "step": point[1], "value": point[2], "time": point[3]})
-            best = latest.get(key)
-            if best is None or (point[1], point[3]) >= (best[1], best[3]):
-                latest[key] = point
-        last = {k: {"key": k, "step": p[1], "value": p[2], "time": p[3]} for k, p in latest.items()}
-        return rows, last  # type: ignore[return-value]
 
     def _add_params(self, session: Session, run: RunRow, params: dict[str, str]) -> None:
         if not params:
