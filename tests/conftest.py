@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,6 +14,9 @@ from typing import Any
 
 import psycopg
 import pytest
+
+# Pushes remember files in a per-user state cache; the suite keeps its own, away from the user's.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="atelier-test-cache-")
 
 PG_ADMIN = os.environ.get("ATELIER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -26,7 +26,8 @@ from atelier.data.v1 import data_service_pb2 as rpc
 from atelier.data.v1 import resources_pb2 as pb
 from atelier.datasets.progress import NoProgress, Progress
 from atelier.datasets.scan import LocalFile, scan
-from atelier.errors import NotFound
+from atelier.datasets.statecache import Stamp, StateCache, decode, stamp_of
+from atelier.errors import FailedPrecondition, NotFound
 from atelier.names import DatasetRef
 
 # Chunks are sent in calls of about this many bytes; each call's chunks are durable when it returns.
@@ -80,13 +81,23 @@ class UploadedTree:
         return [pb.ChunkRef(digest=c.digest, size_bytes=c.length) for c in self.manifest_cut.chunks]
 
     def send_manifest(self) -> None:
+        """Send what the cache let us skip (if the store lacks it), then the manifest itself."""
+        self.uploader.send_deferred()
         self.uploader.send_bytes(self.manifest, self.manifest_cut)
 
 
-def upload_tree(client: DataClient, project: str, files: list[LocalFile], progress: Progress) -> UploadedTree:
-    """Chunk `files` and send the chunks the store lacks; the manifest itself is not sent yet."""
+def upload_tree(
+    client: DataClient,
+    project: str,
+    files: list[LocalFile],
+    progress: Progress,
+    cache: StateCache | None = None,
+    root: str = "",
+) -> UploadedTree:
+    """Chunk `files` and send the chunks the store lacks, except those of files the state cache
+    knows (see `_Uploader.send_deferred`); the manifest itself is not sent yet."""
     progress.phase("chunking and sending files", len(files), unit="files")
-    uploader = _Uploader(client, project)
+    uploader = _Uploader(client, project, cache, root)
     chunked = uploader.run(files, progress)
     raw = _manifest(files, chunked).SerializeToString(deterministic=True)
     return UploadedTree(raw, chunk_bytes(raw), len(files), sum(c.size for c in chunked), uploader)
@@ -111,9 +122,17 @@ def push(
         head: pb.DatasetVersion | None = client.get_version(f"{target.dataset_name}/versions/latest")
     except NotFound:
         head = None
-    tree = upload_tree(client, target.project, files, progress)
+    cache = StateCache.open()
+    try:
+        tree = upload_tree(client, target.project, files, progress, cache, os.path.abspath(directory))
+        if cache is not None:
+            cache.remember(tree.uploader.learned)
+    finally:
+        if cache is not None:
+            cache.close()
     sent = tree.uploader
     if head is not None and head.digest == tree.digest:
+        # The newest version holds exactly these files: the store has every chunk already.
         return PushResult(head, False, tree.files, tree.total_bytes, sent.sent_chunks, sent.sent_bytes)
     tree.send_manifest()
     version = pb.DatasetVersion(author=author or _user(), message=message, parents=[head.name] if head else [])
@@ -170,11 +189,15 @@ class _Uploader:
     """Reads and cuts files on the calling thread while a second thread asks which chunks are
     missing and sends them, one durable batch per UploadChunks call."""
 
-    def __init__(self, client: DataClient, project: str) -> None:
+    def __init__(self, client: DataClient, project: str, cache: StateCache | None = None, root: str = "") -> None:
         self.client = client
         self.project = project
+        self.cache = cache
         self.sent_chunks = 0
         self.sent_bytes = 0
+        self.deferred: list[tuple[LocalFile, ChunkedFile]] = []
+        self.learned: list[tuple[str, Stamp, ChunkedFile]] = []
+        self._known = cache.lookup(root) if cache is not None and root else {}
         self._seen: set[bytes] = set()
         self._lock = threading.Lock()
 
@@ -194,18 +217,21 @@ class _Uploader:
             for index, local in enumerate(files):
                 if failure:
                     break
-                cut, data = read_and_cut(local.absolute)
+                cached = self._cached(local)
+                if cached is not None:
+                    chunked.append(cached)
+                    self.deferred.append((local, cached))
+                    continue
+                cut, data, stamp = read_and_cut(local.absolute, stamped=self.cache is not None)
                 chunked.append(cut)
+                if stamp is not None:
+                    self.learned.append((local.absolute, stamp, cut))
                 for span in cut.chunks:
                     if span.digest in seen:
                         continue
                     seen.add(span.digest)
-                    batch.append(
-                        (
-                            span.digest,
-                            data if span.length == cut.size else data[span.offset : span.offset + span.length],
-                        )
-                    )
+                    whole = span.length == cut.size
+                    batch.append((span.digest, data if whole else data[span.offset : span.offset + span.length]))
                     batch_bytes += span.length
                 if batch_bytes >= BATCH_BYTES:
                     batches.put(batch)
@@ -223,6 +249,46 @@ class _Uploader:
         if failure:
             raise failure[0]
         return chunked
+
+    def _cached(self, local: LocalFile) -> ChunkedFile | None:
+        """The remembered chunking of an unchanged file, if the state cache has it."""
+        entry = self._known.get(local.absolute)
+        if entry is None or self.cache is None:
+            return None
+        try:
+            stamp = stamp_of(os.stat(local.absolute))
+        except OSError:
+            return None
+        if entry[0] != stamp or not self.cache.trusted(stamp):
+            return None
+        return decode(entry[1], stamp[0])
+
+    def send_deferred(self) -> None:
+        """Send the chunks of files known from the cache that the store lacks, reading those files
+        now; a file that changed since it was scanned fails the push rather than being mixed."""
+        pending = [
+            (local, cut, s.digest) for local, cut in self.deferred for s in cut.chunks if s.digest not in self._seen
+        ]
+        digests = list(dict.fromkeys(d for _, _, d in pending))
+        missing: set[bytes] = set()
+        for start in range(0, len(digests), 50_000):
+            missing.update(self.client.find_missing(self.project, digests[start : start + 50_000]))
+        batch: list[Piece] = []
+        to_read = {local.absolute: (local, cut) for local, cut, digest in pending if digest in missing}
+        for local, cached in to_read.values():
+            cut, data, _ = read_and_cut(local.absolute)
+            if cut.digest != cached.digest:
+                raise FailedPrecondition(f"{local.path} changed during the push; push again")
+            for span in cut.chunks:
+                if span.digest in missing and span.digest not in self._seen:
+                    self._seen.add(span.digest)
+                    batch.append((span.digest, data[span.offset : span.offset + span.length]))
+            if sum(len(d) for _, d in batch) >= BATCH_BYTES:
+                self._send(batch)
+                batch = []
+        if batch:
+            self._send(batch)
+        self.deferred = []
 
     def send_bytes(self, data: bytes, cut: ChunkedFile) -> None:
         self._send([(s.digest, data[s.offset : s.offset + s.length]) for s in cut.chunks])
@@ -260,23 +326,24 @@ def _messages(chunks: list[Piece]) -> Iterator[list[Piece]]:
         yield message
 
 
-def read_and_cut(path: str) -> tuple[ChunkedFile, bytes | memoryview]:
-    """Chunk a file, keeping its bytes for sending. A small file takes one open, one read and one
-    close; files over 64 MiB are memory-mapped."""
+def read_and_cut(path: str, stamped: bool = False) -> tuple[ChunkedFile, bytes | memoryview, Stamp | None]:
+    """Chunk a file, keeping its bytes for sending (and, when asked, its stamp for the state cache).
+    A small file takes one open, one read and one close; files over 64 MiB are memory-mapped."""
     fd = os.open(path, os.O_RDONLY)
     try:
         data = os.read(fd, _FIRST_READ)
+        stamp = stamp_of(os.fstat(fd)) if stamped else None
         if len(data) < _FIRST_READ:
-            return chunk_bytes(data), data
+            return chunk_bytes(data), data, stamp
         size = os.fstat(fd).st_size
         if size <= 64 * 1024 * 1024:
             parts = [data]
             while block := os.read(fd, 8 * 1024 * 1024):
                 parts.append(block)
             whole = b"".join(parts)
-            return chunk_bytes(whole), whole
+            return chunk_bytes(whole), whole, stamp
         mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         view = memoryview(mapped)
-        return chunk_bytes(view), view
+        return chunk_bytes(view), view, stamp
     finally:
         os.close(fd)
