@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from threading import Lock
 
@@ -54,9 +55,16 @@ class Content:
         self._cache: OrderedDict[str, LoadedManifest] = OrderedDict()
         self._cache_entries = cache_entries
         self._lock = Lock()
+        # Packs are written and indexed here while uploads go on receiving; one thread, so pack
+        # writes reach the database one at a time.
+        self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atelier-pack-writer")
+
+    def close(self) -> None:
+        """Finish the pack writes under way."""
+        self._flusher.shutdown(wait=True)
 
     def writer(self) -> PackWriter:
-        return PackWriter(self.objects, self._store, self._pack_target)
+        return PackWriter(self.objects, self._store, self._pack_target, self._flusher)
 
     def missing(self, digests: Sequence[bytes], grace_seconds: float) -> list[bytes]:
         """The digests not stored; the stored ones are touched so GC spares them for a while."""

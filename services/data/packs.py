@@ -11,6 +11,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future
 
 from atelier.chunking import digest as chunk_digest
 from atelier.errors import DataLoss, InvalidArgument
@@ -37,13 +38,17 @@ def pack_age_seconds(key: str) -> float | None:
 class PackWriter:
     """Collects verified chunks of one upload and writes them out as packs."""
 
-    def __init__(self, objects: ObjectStore, store: DataStore, target_bytes: int) -> None:
+    def __init__(
+        self, objects: ObjectStore, store: DataStore, target_bytes: int, flusher: Executor | None = None
+    ) -> None:
         self._objects = objects
         self._store = store
         self._target = target_bytes
+        self._flusher = flusher
         self._buffer = bytearray()
         self._entries: list[tuple[bytes, int, int]] = []
         self._pending: set[bytes] = set()
+        self._writes: list[Future[None]] = []
         self.stored_chunks = 0
         self.stored_bytes = 0
 
@@ -70,21 +75,34 @@ class PackWriter:
             self._entries.append((digest, len(self._buffer), len(data)))
             self._buffer += data
             if len(self._buffer) >= self._target:
-                self.flush()
+                self._seal()
 
-    def flush(self) -> None:
-        """Write the buffered chunks as one pack object, then index them."""
+    def _seal(self) -> None:
+        """Hand the full pack to the flusher (or write it now) and start a new one."""
         if not self._entries:
             return
+        data, entries = bytes(self._buffer), self._entries
+        self._buffer, self._entries, self._pending = bytearray(), [], set()
+        if self._flusher is None:
+            self._write(data, entries)
+        else:
+            self._writes.append(self._flusher.submit(self._write, data, entries))
+
+    def _write(self, data: bytes, entries: list[tuple[bytes, int, int]]) -> None:
+        """Write one pack object durably, then index its chunks."""
         key = pack_key()
-        self._objects.put(key, bytes(self._buffer))
+        self._objects.put(key, data)
         with self._store.session() as session:
-            self._store.add_pack(session, key, len(self._buffer), self._entries)
-        self.stored_chunks += len(self._entries)
-        self.stored_bytes += len(self._buffer)
-        self._buffer = bytearray()
-        self._entries = []
-        self._pending = set()
+            self._store.add_pack(session, key, len(data), entries)
+        self.stored_chunks += len(entries)
+        self.stored_bytes += len(data)
+
+    def flush(self) -> None:
+        """Write what is buffered and wait for every pack of this upload: then all are durable."""
+        self._seal()
+        writes, self._writes = self._writes, []
+        for write in writes:
+            write.result()
 
 
 class ChunkReader:

@@ -39,6 +39,7 @@ def build(settings: DataSettings) -> ServiceHost:
         ],
     )
     host.on_stop.append(runner.shutdown)
+    host.on_stop.append(content.close)
     host.on_stop.append(engine.dispose)
     return host
 
