@@ -157,6 +157,12 @@ class DataClient(ServiceClient):
         """Keep `target` (a dataset version or artifact) from deletion on behalf of `owner`."""
         return self.call(self.stub.CreatePin, rpc.CreatePinRequest(parent=target, pin=pb.Pin(owner=owner)))
 
+    def pin_many(self, project: str, targets: list[str], owner: str) -> list[pb.Pin]:
+        """Pin several dataset versions or artifacts of `project` for `owner`, all or none."""
+        requests = [rpc.CreatePinRequest(parent=t, pin=pb.Pin(owner=owner)) for t in targets]
+        request = rpc.BatchCreatePinsRequest(parent=f"projects/{project}", requests=requests)
+        return list(self.call(self.stub.BatchCreatePins, request).pins)
+
     def list_pins(self, target: str) -> list[pb.Pin]:
         return list(self.pages(self.stub.ListPins, rpc.ListPinsRequest(parent=target), "pins"))
 

@@ -31,28 +31,40 @@ class Pins:
         return self.catalog.get_version(name.split("/pins/")[0])
 
     def create(self, parent: str, owner: str) -> tuple[PinRow, str]:
-        if not owner or len(owner) > 400:
-            raise InvalidArgument(
-                "pin.owner is required: the resource name holding the reference (at most 400 characters)",
-                metadata={"field": "pin.owner"},
-            )
-        target = self.target(parent)
-        project = target.name.split("/")[1]
+        return self.create_many([(parent, owner)])[0]
+
+    def create_many(self, requests: Sequence[tuple[str, str]], project: str | None = None) -> list[tuple[PinRow, str]]:
+        """Pin each `(target, owner)` in one transaction; pinning twice for an owner returns the pin."""
+        if len(requests) > 1000:
+            raise InvalidArgument(f"{len(requests)} pins in one call; at most 1000")
+        targets = []
+        for parent, owner in requests:
+            if not owner or len(owner) > 400:
+                raise InvalidArgument(
+                    "pin.owner is required: the resource name holding the reference (at most 400 characters)",
+                    metadata={"field": "pin.owner"},
+                )
+            target = self.target(parent).name
+            if project is not None and target.split("/")[1] != project:
+                raise InvalidArgument(f"{target} is not in projects/{project}", metadata={"field": "requests.parent"})
+            targets.append((target, owner))
+        created: list[tuple[PinRow, str]] = []
         with self.store.session() as session:
-            existing = session.exec(select(PinRow).where(PinRow.target == target.name, PinRow.owner == owner)).first()
-            if existing is not None:
-                return existing, target.name
-            project_row = self.store.project(session, project)
-            assert project_row.id is not None
-            row = PinRow(
-                pin_id=uuid.uuid4().hex[:16],
-                target=target.name,
-                project_id=project_row.id,
-                owner=owner,
-                create_time=now(),
-            )
-            session.add(row)
-        return row, target.name
+            for target, owner in targets:
+                existing = session.exec(select(PinRow).where(PinRow.target == target, PinRow.owner == owner)).first()
+                if existing is None:
+                    project_row = self.store.project(session, target.split("/")[1])
+                    assert project_row.id is not None
+                    existing = PinRow(
+                        pin_id=uuid.uuid4().hex[:16],
+                        target=target,
+                        project_id=project_row.id,
+                        owner=owner,
+                        create_time=now(),
+                    )
+                    session.add(existing)
+                created.append((existing, target))
+        return created
 
     def list(self, parent: str, size: int, token: str) -> tuple[Sequence[PinRow], str, str]:
         target = self.target(parent)

@@ -218,6 +218,14 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
         row, target = await self.run(self.pins.create, request.parent, request.pin.owner)
         return convert.pin(row, target)
 
+    async def BatchCreatePins(
+        self, request: rpc.BatchCreatePinsRequest, context: Context
+    ) -> rpc.BatchCreatePinsResponse:
+        project = parse_name(request.parent, "projects/{project}", "parent")["project"]
+        pairs = [(r.parent, r.pin.owner) for r in request.requests]
+        created = await self.run(self.pins.create_many, pairs, project)
+        return rpc.BatchCreatePinsResponse(pins=[convert.pin(row, target) for row, target in created])
+
     async def ListPins(self, request: rpc.ListPinsRequest, context: Context) -> rpc.ListPinsResponse:
         rows, token, target = await self.run(self.pins.list, request.parent, request.page_size, request.page_token)
         return rpc.ListPinsResponse(pins=[convert.pin(r, target) for r in rows], next_page_token=token)

@@ -14,16 +14,23 @@ class DataLink:
 
     def __init__(self, client: DataClient) -> None:
         self.client = client
+        # Canonical names never change meaning (`vN`, content-addressed artifacts): once checked,
+        # they need not be asked about again. References like `latest` or tags are always asked.
+        self._known: set[str] = set()
 
     def dataset_version(self, reference: str, project: str) -> str:
         """The canonical name (`.../versions/vN`) of a dataset version reference such as `digits@v2`,
         `vision/digits@production` or a full name; FAILED_PRECONDITION when it does not exist."""
+        if reference in self._known:
+            return reference
         try:
             ref = parse_dataset_ref(reference, project)
         except InvalidArgument as error:
             raise InvalidArgument(f"invalid dataset version {reference!r}: {error}") from error
         try:
-            return self.client.get_version(ref.version_name).name
+            name = self.client.get_version(ref.version_name).name
+            self._known.add(name)
+            return name
         except NotFound as error:
             raise FailedPrecondition(
                 f"unknown dataset version {reference!r}: {error}", metadata={"dataset": reference}
@@ -31,13 +38,21 @@ class DataLink:
 
     def artifact(self, name: str) -> str:
         """The canonical name of an artifact; FAILED_PRECONDITION when the data service lacks it."""
+        if name in self._known:
+            return name
         try:
-            return self.client.get_artifact(name).name
+            canonical = self.client.get_artifact(name).name
+            self._known.add(canonical)
+            return canonical
         except NotFound as error:
             raise FailedPrecondition(f"unknown artifact {name!r}: {error}", metadata={"artifact": name}) from error
 
     def pin(self, target: str, owner: str) -> str:
         return self.client.pin(target, owner).name
+
+    def pin_all(self, project: str, targets: list[str], owner: str) -> list[str]:
+        """Pin every target for `owner` in one call, all or none."""
+        return [p.name for p in self.client.pin_many(project, targets, owner)] if targets else []
 
     def unpin(self, pin: str) -> None:
         with contextlib.suppress(NotFound):

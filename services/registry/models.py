@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -149,7 +148,7 @@ class Models:
             session.flush()
             view = VersionView(project, model, row)
             self._index(session, row, lineage)
-            row.pins = self._pin(view.name, [artifact, *lineage.datasets])
+            row.pins = self.data.pin_all(project, [artifact, *lineage.datasets], view.name)
             session.add(row)
         return view
 
@@ -211,18 +210,6 @@ class Models:
             session.execute(
                 sa.insert(VersionDatasetRow), [{"version_id": version_id, "dataset": d} for d in lineage.datasets]
             )
-
-    def _pin(self, owner: str, targets: Sequence[str]) -> list[str]:
-        """Pin the artifact and datasets in the data service; on failure release what was pinned."""
-        pins: list[str] = []
-        try:
-            for target in targets:
-                pins.append(self.data.pin(target, owner))
-        except Exception:
-            for pin in pins:
-                self.data.unpin(pin)
-            raise
-        return pins
 
     def resolve(self, session: Session, project: str, model_name: str, ref: str) -> VersionView:
         """A version by `v{N}`, `latest` or an alias."""

@@ -1289,6 +1289,58 @@ class CreatePinRequest(_message.Message):
 Global___CreatePinRequest: _TypeAlias = CreatePinRequest  # noqa: Y015
 
 @_typing.final
+class BatchCreatePinsRequest(_message.Message):
+    """Request for BatchCreatePins."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """`projects/{project}`: every pinned resource belongs to it."""
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreatePinRequest]:
+        """The pins to create (at most 1000)."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        requests: _abc.Iterable[Global___CreatePinRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreatePinsRequest: _TypeAlias = BatchCreatePinsRequest  # noqa: Y015
+
+@_typing.final
+class BatchCreatePinsResponse(_message.Message):
+    """Response for BatchCreatePins."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PINS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pins(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Pin]:
+        """The pins, in request order."""
+
+    def __init__(
+        self,
+        *,
+        pins: _abc.Iterable[_resources_pb2.Pin] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pins", b"pins"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreatePinsResponse: _TypeAlias = BatchCreatePinsResponse  # noqa: Y015
+
+@_typing.final
 class ListPinsRequest(_message.Message):
     """Request for ListPins."""
 

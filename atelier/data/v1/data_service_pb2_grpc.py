@@ -152,6 +152,11 @@ class DataServiceStub:
                 request_serializer=atelier_dot_data_dot_v1_dot_data__service__pb2.CreatePinRequest.SerializeToString,
                 response_deserializer=atelier_dot_data_dot_v1_dot_resources__pb2.Pin.FromString,
                 _registered_method=True)
+        self.BatchCreatePins = channel.unary_unary(
+                '/atelier.data.v1.DataService/BatchCreatePins',
+                request_serializer=atelier_dot_data_dot_v1_dot_data__service__pb2.BatchCreatePinsRequest.SerializeToString,
+                response_deserializer=atelier_dot_data_dot_v1_dot_data__service__pb2.BatchCreatePinsResponse.FromString,
+                _registered_method=True)
         self.ListPins = channel.unary_unary(
                 '/atelier.data.v1.DataService/ListPins',
                 request_serializer=atelier_dot_data_dot_v1_dot_data__service__pb2.ListPinsRequest.SerializeToString,
@@ -373,6 +378,13 @@ class DataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchCreatePins(self, request, context):
+        """Creates several pins at once, all or none (AIP-233); what the registry does for each model version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPins(self, request, context):
         """Lists the pins on a dataset version or an artifact.
         """
@@ -556,6 +568,11 @@ def add_DataServiceServicer_to_server(servicer, server):
                     servicer.CreatePin,
                     request_deserializer=atelier_dot_data_dot_v1_dot_data__service__pb2.CreatePinRequest.FromString,
                     response_serializer=atelier_dot_data_dot_v1_dot_resources__pb2.Pin.SerializeToString,
+            ),
+            'BatchCreatePins': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreatePins,
+                    request_deserializer=atelier_dot_data_dot_v1_dot_data__service__pb2.BatchCreatePinsRequest.FromString,
+                    response_serializer=atelier_dot_data_dot_v1_dot_data__service__pb2.BatchCreatePinsResponse.SerializeToString,
             ),
             'ListPins': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPins,
@@ -1208,6 +1225,33 @@ class DataService:
             '/atelier.data.v1.DataService/CreatePin',
             atelier_dot_data_dot_v1_dot_data__service__pb2.CreatePinRequest.SerializeToString,
             atelier_dot_data_dot_v1_dot_resources__pb2.Pin.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreatePins(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.data.v1.DataService/BatchCreatePins',
+            atelier_dot_data_dot_v1_dot_data__service__pb2.BatchCreatePinsRequest.SerializeToString,
+            atelier_dot_data_dot_v1_dot_data__service__pb2.BatchCreatePinsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -97,6 +97,8 @@ class DataServiceStub:
     """Pins a dataset version or an artifact on behalf of another resource. Pinning twice for the same
     owner returns the existing pin.
     """
+    BatchCreatePins: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.BatchCreatePinsRequest, _data_service_pb2.BatchCreatePinsResponse]
+    """Creates several pins at once, all or none (AIP-233); what the registry does for each model version."""
     ListPins: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.ListPinsRequest, _data_service_pb2.ListPinsResponse]
     """Lists the pins on a dataset version or an artifact."""
     DeletePin: _grpc.UnaryUnaryMultiCallable[_data_service_pb2.DeletePinRequest, _empty_pb2.Empty]
@@ -187,6 +189,8 @@ class DataServiceAsyncStub(DataServiceStub):
     """Pins a dataset version or an artifact on behalf of another resource. Pinning twice for the same
     owner returns the existing pin.
     """
+    BatchCreatePins: _aio.UnaryUnaryMultiCallable[_data_service_pb2.BatchCreatePinsRequest, _data_service_pb2.BatchCreatePinsResponse]  # type: ignore[assignment]
+    """Creates several pins at once, all or none (AIP-233); what the registry does for each model version."""
     ListPins: _aio.UnaryUnaryMultiCallable[_data_service_pb2.ListPinsRequest, _data_service_pb2.ListPinsResponse]  # type: ignore[assignment]
     """Lists the pins on a dataset version or an artifact."""
     DeletePin: _aio.UnaryUnaryMultiCallable[_data_service_pb2.DeletePinRequest, _empty_pb2.Empty]  # type: ignore[assignment]
@@ -406,6 +410,14 @@ class DataServiceServicer(metaclass=_abc_1.ABCMeta):
         """Pins a dataset version or an artifact on behalf of another resource. Pinning twice for the same
         owner returns the existing pin.
         """
+
+    @_abc_1.abstractmethod
+    def BatchCreatePins(
+        self,
+        request: _data_service_pb2.BatchCreatePinsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_data_service_pb2.BatchCreatePinsResponse, _abc.Awaitable[_data_service_pb2.BatchCreatePinsResponse]]:
+        """Creates several pins at once, all or none (AIP-233); what the registry does for each model version."""
 
     @_abc_1.abstractmethod
     def ListPins(
