@@ -7,8 +7,10 @@ share one PostgreSQL database. Migrations run at start-up.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
-from atelier.errors import AlreadyExists, Unavailable
+from atelier.errors import AlreadyExists, InvalidArgument, Unavailable
 
 
 def default_url(home: Path, service: str) -> str:
@@ -36,11 +38,20 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(synchronous: str) -> Any:
+    def apply(dbapi_connection: Any, _record: Any) -> None:
+        _set_pragmas(dbapi_connection, synchronous)
+
+    return apply
+
+
+def _set_pragmas(dbapi_connection: Any, synchronous: str) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets readers run beside the writer; FULL sync keeps committed versions through a crash.
+    # WAL lets readers run beside the writer. With synchronous=NORMAL a commit is in the WAL file
+    # before it returns, so a crashed or killed process loses nothing committed; only a power cut
+    # can lose the last commits. FULL also survives that, at one fsync per commit.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     # Chunk indexes take random keys: a larger page cache keeps their B-trees in memory.
@@ -48,12 +59,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
     """An engine for `url` with the settings Atelier relies on (SQLite pragmas, pool pre-ping)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        if sqlite_synchronous not in ("NORMAL", "FULL"):
+            raise InvalidArgument(f"sqlite_synchronous is {sqlite_synchronous!r}; use NORMAL or FULL")
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous))
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
@@ -94,12 +107,26 @@ def run_migrations(context: Any, target_metadata: sa.MetaData, table_prefix: str
         context.run_migrations()
 
 
+_SQLITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _serialised(engine: Engine) -> AbstractContextManager[Any]:
+    """SQLite lets one writer in at a time and makes the others sleep and retry; taking turns on a
+    lock in the process instead keeps concurrent calls from stalling each other."""
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _LOCKS_GUARD:
+        lock = _SQLITE_LOCKS.setdefault(engine, threading.RLock())
+    return lock
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """A session in one transaction: committed when the block ends, rolled back on error. Driver
     errors become Atelier errors here, so no SQLAlchemy exception reaches a client."""
     try:
-        with Session(engine, expire_on_commit=False) as session, session.begin():
+        with _serialised(engine), Session(engine, expire_on_commit=False) as session, session.begin():
             yield session
     except IntegrityError as error:
         raise AlreadyExists(f"conflicting write: {error.orig}") from error

@@ -32,6 +32,11 @@ class ServiceSettings(BaseSettings):
         10.0, ge=0, description="How long in-flight calls may run after SIGTERM before they are cancelled."
     )
     database_url: str = Field("", description="SQLAlchemy URL; empty means a SQLite file under $ATELIER_HOME.")
+    sqlite_synchronous: str = Field(
+        "NORMAL",
+        pattern="^(NORMAL|FULL)$",
+        description="SQLite durability: NORMAL survives a crashed process, FULL also a power cut (slower).",
+    )
     home: Path = Field(default_factory=atelier_home, description="State directory of the local stack.")
     log_level: str = Field("INFO", description="Python logging level.")
     log_format: str = Field("json", pattern="^(json|text)$", description="`json` or `text` log lines.")

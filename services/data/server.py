@@ -22,7 +22,7 @@ SERVICE_NAME = data_service_pb2.DESCRIPTOR.services_by_name["DataService"].full_
 
 def build(settings: DataSettings) -> ServiceHost:
     """Wire the data service from its settings (migrating the database on the way)."""
-    engine = create_engine(settings.database_url or default_url(settings.home, "data"))
+    engine = create_engine(settings.database_url or default_url(settings.home, "data"), settings.sqlite_synchronous)
     migrate(engine, MIGRATIONS, "alembic_version_data")
     store = DataStore(engine)
     objects = open_object_store(settings.object_store or str(settings.home / "objects"))

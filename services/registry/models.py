@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 
@@ -96,6 +97,15 @@ class Models:
             )
         return row
 
+    def _ensure_model(self, project: str, name: str) -> None:
+        """Create the registered model if missing; a concurrent creation of it is fine."""
+        with transaction(self.engine) as session:
+            if self._model(session, project, name, missing_ok=True) is not None:
+                return
+        validate_id("registered_model", name)
+        with contextlib.suppress(AlreadyExists), transaction(self.engine) as session:
+            session.add(ModelRow(project=project, name=name, create_time=now()))
+
     def _aliases(self, session: Session, model: ModelRow) -> dict[str, int]:
         """Alias name -> version number."""
         rows = session.exec(
@@ -117,39 +127,45 @@ class Models:
         parent_version = self.get_version(lineage.parent_model_version).name if lineage.parent_model_version else ""
         lineage.parent_model_version = parent_version
         metrics = dict(version.metrics) or (dict(run.metrics) if run else {})
+        self._ensure_model(project, parts["model"])
         with transaction(self.engine) as session:
-            model = self._model(session, project, parts["model"], missing_ok=True)
-            if model is None:
-                validate_id("registered_model", parts["model"])
-                model = ModelRow(project=project, name=parts["model"], create_time=now())
-                session.add(model)
-                session.flush()
+            model = self._model(session, project, parts["model"])
+            assert model is not None
             number = self._next_number(session, model)
-            assert model.id is not None
-            row = ModelVersionRow(
-                model_id=model.id,
-                number=number,
-                description=version.description,
-                artifact=artifact,
-                artifact_digest=version.artifact_digest,
-                format=version.format,
-                module_class=version.module_class,
-                signature=json_format.MessageToDict(version.signature, preserving_proto_field_name=True),
-                lineage=json_format.MessageToDict(lineage, preserving_proto_field_name=True),
-                metrics=metrics,
-                tags=dict(version.tags),
-                author=version.author,
-                create_time=now(),
-                run=run.name if run else "",
-                experiment=f"projects/{project}/experiments/{run.experiment}" if run else "",
-                parent_version=parent_version,
-            )
-            session.add(row)
-            session.flush()
-            view = VersionView(project, model, row)
-            self._index(session, row, lineage)
-            row.pins = self.data.pin_all(project, [artifact, *lineage.datasets], view.name)
-            session.add(row)
+        # Pinned before the version exists and outside any transaction: a failed pin leaves only an
+        # unused number behind, and no database lock is held while the data service answers.
+        name = f"projects/{project}/models/{model.name}/versions/v{number}"
+        pins = self.data.pin_all(project, [artifact, *lineage.datasets], name)
+        try:
+            with transaction(self.engine) as session:
+                assert model.id is not None
+                row = ModelVersionRow(
+                    model_id=model.id,
+                    number=number,
+                    description=version.description,
+                    artifact=artifact,
+                    artifact_digest=version.artifact_digest,
+                    format=version.format,
+                    module_class=version.module_class,
+                    signature=json_format.MessageToDict(version.signature, preserving_proto_field_name=True),
+                    lineage=json_format.MessageToDict(lineage, preserving_proto_field_name=True),
+                    metrics=metrics,
+                    tags=dict(version.tags),
+                    author=version.author,
+                    create_time=now(),
+                    run=run.name if run else "",
+                    experiment=f"projects/{project}/experiments/{run.experiment}" if run else "",
+                    parent_version=parent_version,
+                    pins=pins,
+                )
+                session.add(row)
+                session.flush()
+                self._index(session, row, lineage)
+        except Exception:
+            for pin in pins:
+                self.data.unpin(pin)
+            raise
+        view = VersionView(project, model, row)
         return view
 
     def _lineage(self, version: pb.ModelVersion, run: RunView | None, project: str) -> pb.Lineage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -108,6 +109,15 @@ class Tracking:
             return list(rows[:limit]), encode_token(rows[limit - 1].name)
         return list(rows), ""
 
+    def _ensure_experiment(self, project: str, name: str) -> None:
+        """Create the experiment if missing; a concurrent creation of it is fine."""
+        with transaction(self.engine) as session:
+            if self._experiment(session, project, name, missing_ok=True) is not None:
+                return
+        validate_id("experiment", name)
+        with contextlib.suppress(AlreadyExists), transaction(self.engine) as session:
+            session.add(ExperimentRow(project=project, name=name, create_time=now()))
+
     def _experiment(self, session: Session, project: str, name: str, missing_ok: bool = False) -> ExperimentRow | None:
         row = session.exec(
             select(ExperimentRow).where(ExperimentRow.project == project, ExperimentRow.name == name)
@@ -128,13 +138,10 @@ class Tracking:
         if run.parent_run:
             self.get_run(run.parent_run)
         stamp = now()
+        self._ensure_experiment(project, parts["experiment"])
         with transaction(self.engine) as session:
-            experiment = self._experiment(session, project, parts["experiment"], missing_ok=True)
-            if experiment is None:
-                validate_id("experiment", parts["experiment"])
-                experiment = ExperimentRow(project=project, name=parts["experiment"], create_time=stamp)
-                session.add(experiment)
-                session.flush()
+            experiment = self._experiment(session, project, parts["experiment"])
+            assert experiment is not None
             assert experiment.id is not None
             row = RunRow(
                 run_id=uuid.uuid4().hex[:16],

@@ -24,7 +24,7 @@ SERVICE_NAME = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService
 
 def build(settings: RegistrySettings) -> ServiceHost:
     """Wire the registry from its settings (migrating the database on the way)."""
-    engine = create_engine(settings.database_url or default_url(settings.home, "registry"))
+    engine = create_engine(settings.database_url or default_url(settings.home, "registry"), settings.sqlite_synchronous)
     migrate(engine, MIGRATIONS, "alembic_version_registry")
     data = DataLink(DataClient.at(settings.data_address or service_address("data", settings.home)))
     tracking = Tracking(engine, data)
