@@ -108,3 +108,22 @@ def test_bad_versions_are_refused(stack: tuple[DataClient, RegistryClient]) -> N
         registry.create_version(
             MODEL, pb.ModelVersion(artifact="projects/lab/artifacts/" + "a" * 64, format=pb.MODEL_FORMAT_TORCHSCRIPT)
         )
+
+
+def test_concurrent_registrations_into_a_new_model_get_distinct_numbers(
+    stack: tuple[DataClient, RegistryClient], tmp_path: Path, digits: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    data, registry = stack
+    first = trained(data, registry, tmp_path, "0.1", 0.5)
+
+    def register(i: int) -> int:
+        version = pb.ModelVersion(
+            artifact=first.artifact, format=pb.MODEL_FORMAT_TORCHSCRIPT, metrics={"val_accuracy": i / 10}
+        )
+        return registry.create_version(f"projects/lab/models/fresh-{i % 2}", version).number
+
+    with ThreadPoolExecutor(8) as pool:
+        numbers = list(pool.map(register, range(16)))
+    assert sorted(numbers) == sorted([*range(1, 9), *range(1, 9)])
