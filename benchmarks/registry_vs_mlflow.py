@@ -73,6 +73,11 @@ ATELIER_FILTER = "params.lr < 0.01"
 # exactly "starts with 0.00".
 MLFLOW_FILTER = "params.lr LIKE '0.00%'"
 RESULT = "RESULT "
+# Benchmarks that must not share the machine with a timed step of this one.
+OTHERS = ("benchmarks/data_vs_dvc.py",)
+# Other work on the machine (cores, on average) above which a step is repeated, and below which one starts.
+FOREIGN_LIMIT = 0.25
+QUIET_LIMIT = 0.1
 WORKER_TIMEOUT = 4 * 3600.0
 Result = dict[str, Any]
 
@@ -103,6 +108,7 @@ class Config:
     mlflow_async_points: int
     step_ms: float
     postgres: bool
+    wait: bool
     write_docs: bool
     keep: bool
 
@@ -132,6 +138,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument("--metrics-per-step", type=int, default=10, help="metrics logged per step (default 10)")
     parser.add_argument("--step-ms", type=float, default=1.0, help="CPU work per training step in ms (default 1)")
     parser.add_argument("--no-postgres", action="store_true", help="skip Atelier on PostgreSQL")
+    parser.add_argument(
+        "--no-wait", action="store_true", help=f"start steps without waiting for a quiet machine ({', '.join(OTHERS)})"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run with small counts")
     parser.add_argument("--write-docs", action="store_true", help=f"replace '{SECTION}' in docs/performance.md")
     parser.add_argument("--keep", action="store_true", help="keep the scratch data under benchmarks/.work")
@@ -146,6 +155,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         metrics_per_step=args.metrics_per_step,
         step_ms=args.step_ms,
         postgres=not args.no_postgres,
+        wait=not args.no_wait,
         write_docs=args.write_docs,
         keep=args.keep,
         **counts,
@@ -486,7 +496,7 @@ def worker_main(name: str, spec_text: str) -> None:
 
 def atelier_env(**extra: str) -> dict[str, str]:
     # The checkout is not pip-installed into .venv: PYTHONPATH makes `atelier` and `services` importable.
-    return {**os.environ, "PYTHONPATH": str(REPO), "ATELIER_PROJECT": PROJECT, "ATELIER_LOG_LEVEL": "WARNING", **extra}
+    return {**os.environ, "PYTHONPATH": str(REPO), "ATELIER_PROJECT": PROJECT, **extra}
 
 
 def mlflow_env() -> dict[str, str]:
@@ -751,16 +761,113 @@ def postgres_database(enabled: bool) -> Iterator[str]:
 
 @dataclass
 class Report:
-    """Everything measured."""
+    """Everything measured, and a guard against other work sharing the machine: the benchmarks named
+    in OTHERS, and CPU used by any process that is not this script or one it started."""
 
+    wait: bool = True
     figures: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _foreign: float = 0.0
+    _others_seen: bool = False
 
-    def record(self, key: str, value: Any, label: str = "") -> Any:
-        self.figures[key] = value
-        if label:
-            print(f"  {label}: {summary(value)}", file=sys.stderr, flush=True)
-        return value
+    def __post_init__(self) -> None:
+        threading.Thread(target=self._watch, name="watch-machine", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Every 2 s: the CPU seconds the machine spent outside this script's process tree."""
+        busy, mine = machine_busy(), tree_cpu(os.getpid())
+        while True:
+            time.sleep(2)
+            now_busy, now_mine = machine_busy(), tree_cpu(os.getpid())
+            others = others_running()
+            with self._lock:
+                self._foreign += max(0.0, (now_busy - busy) - (now_mine - mine))
+                self._others_seen |= others
+            busy, mine = now_busy, now_mine
+
+    def _take(self) -> tuple[float, bool]:
+        with self._lock:
+            taken = self._foreign, self._others_seen
+            self._foreign, self._others_seen = 0.0, False
+        return taken
+
+    def measure(self, key: str, label: str, step: Callable[[], Result], retry: bool = True) -> Result:
+        """Run a timed step once the machine is quiet; run it again (twice at most) when other work
+        took more than FOREIGN_LIMIT cores meanwhile, and note it when that never stopped."""
+        for attempt in range(3):
+            self._wait_quiet()
+            self._take()
+            began = time.perf_counter()
+            result = step()
+            foreign, others = self._take()
+            load = foreign / max(time.perf_counter() - began, 1e-9)
+            result["foreign_cores"] = load
+            if load <= FOREIGN_LIMIT and not others:
+                break
+            print(f"  other work took {load:.2f} cores during '{label}'", file=sys.stderr, flush=True)
+            if not retry or attempt == 2:
+                self.notes.append(
+                    f"- Other work on the machine took {load:.2f} cores on average during '{label}'"
+                    + (" (another benchmark ran)." if others else ".")
+                )
+                break
+        self.figures[key] = result
+        print(f"  {label}: {summary(result)}", file=sys.stderr, flush=True)
+        return result
+
+    def _wait_quiet(self, window: float = 10.0, patience: float = 3600.0) -> None:
+        """Wait (at most `patience` seconds) for a `window` with no other benchmark and other work
+        under QUIET_LIMIT cores."""
+        deadline = time.monotonic() + patience
+        while self.wait and time.monotonic() < deadline:
+            self._take()
+            time.sleep(window)
+            foreign, others = self._take()
+            if foreign / window <= QUIET_LIMIT and not others:
+                return
+            why = "another benchmark is running" if others else f"other work takes {foreign / window:.2f} cores"
+            print(f"  {time.strftime('%H:%M:%S')} waiting: {why}", file=sys.stderr, flush=True)
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy so far (all cores, everything but idle and iowait)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds of `root` and its live descendants, with the children each has reaped."""
+    own: dict[int, int] = {}
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split() if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if fields:
+            own[int(entry.name)] = sum(int(v) for v in fields[11:15])
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += own.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def others_running() -> bool:
+    """Whether another benchmark named in OTHERS is running."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if any(other.encode() in command for other in OTHERS):
+            return True
+    return False
 
 
 def summary(value: Any) -> str:
@@ -773,7 +880,6 @@ def summary(value: Any) -> str:
 def make_artifact(stack: Stack) -> str:
     DataClient = atelier_module("atelier.client").DataClient
     store_artifact = atelier_module("atelier.datasets.push").store_artifact
-
     weights = SCRATCH / "model.pt"
     weights.write_bytes(b"benchmark weights " * 64)
     client = DataClient.at(stack.data_address)
@@ -799,28 +905,45 @@ def register_atelier(
     return worker("atelier-register", spec)
 
 
+@dataclass
+class Filling:
+    """Versions of one model numbered 0..next-1 so far (a repeated step registers new ones)."""
+
+    register: Callable[[int, int], Result]
+    next: int = 0
+
+    def add(self, count: int) -> Result:
+        result = self.register(count, self.next)
+        self.next += count
+        return result
+
+
 def measure_atelier(report: Report, config: Config, stack: Stack, work: int) -> None:
     """(1) on SQLite, (2) and (3) for Atelier."""
     address = stack.start_registry("registry")
     artifact = make_artifact(stack)
-    report.record("at_artifact", artifact)
-    r = report.record
+    report.figures["at_artifact"] = artifact
     servers = atelier_servers(stack, "registry")
 
     def register(model: str, count: int, start: int, mode: str) -> Result:
         return with_server_cpu(servers, lambda: register_atelier(address, artifact, model, count, start, config, mode))
 
-    r("at_1a", register("search", config.register, 0, "inline"), "atelier 1a")
-    r("at_1b", register("full", config.register_full, 0, "full"), "atelier 1b")
-    rest = config.search_versions - config.register
-    if rest:
-        r("at_fill", register("search", rest, config.register, "inline"), "atelier 1e (filling the model)")
+    search = Filling(lambda count, start: register("search", count, start, "inline"))
+    full = Filling(lambda count, start: register("full", count, start, "full"))
+    report.measure("at_1a", "atelier 1a", lambda: search.add(config.register))
+    report.measure("at_1b", "atelier 1b", lambda: full.add(config.register_full))
+    if search.next < config.search_versions:
+        rest = config.search_versions - search.next
+        report.figures["at_fill_from"] = search.next
+        report.measure("at_fill", "atelier 1e (filling the model)", lambda: search.add(rest), retry=False)
+    report.figures["at_search_count"] = search.next
     model = f"projects/{PROJECT}/models/search"
-    r("at_search", worker("atelier-search", {"address": address, "model": model, "calls": config.search_calls}), "2")
-    r("at_breakdown", search_breakdown(stack, config), "2 breakdown")
+    query = {"address": address, "model": model, "calls": config.search_calls}
+    report.measure("at_search", "atelier 2", lambda: worker("atelier-search", query))
+    report.measure("at_breakdown", "atelier 2, breakdown", lambda: search_breakdown(stack, config))
     env = {"ATELIER_DATA_ADDRESS": stack.data_address, "ATELIER_REGISTRY_ADDRESS": address}
-    spec = {"points": config.log_points, "per_step": config.metrics_per_step, "work": work, "env": env}
-    r("at_log", worker("atelier-log", spec), "atelier 3")
+    spec = {"points": config.log_points, "per_step": config.metrics_per_step, "work": work}
+    report.measure("at_log", "atelier 3", lambda: worker("atelier-log", {**spec, "env": env}))
 
 
 def atelier_servers(stack: Stack, registry: str) -> dict[str, Callable[[], list[int]]]:
@@ -834,9 +957,12 @@ def measure_postgres(report: Report, config: Config, stack: Stack) -> None:
         address = stack.start_registry("registry-postgres", url)
         artifact = report.figures["at_artifact"]
         servers = atelier_servers(stack, "registry-postgres")
-        run = lambda: register_atelier(address, artifact, "postgres", config.register_pg, 0, config, "inline")  # noqa: E731
-        result = with_server_cpu(servers, run)
-        report.record("at_pg", result, "atelier 1d (PostgreSQL)")
+        versions = Filling(
+            lambda count, start: with_server_cpu(
+                servers, lambda: register_atelier(address, artifact, "postgres", count, start, config, "inline")
+            )
+        )
+        report.measure("at_pg", "atelier 1d (PostgreSQL)", lambda: versions.add(config.register_pg))
         stop(stack.processes.pop())
 
 
@@ -882,19 +1008,30 @@ def search_breakdown(stack: Stack, config: Config) -> Result:
 
 def measure_mlflow_server(report: Report, config: Config, work: int) -> None:
     """(1) through the tracking server, and (3), on a fresh SQLite file."""
-    with mlflow_server(SCRATCH / "mlflow-server.db") as (url, group):
+    database = SCRATCH / "mlflow-server.db"
+    with mlflow_server(database) as (url, group):
         spec = {"uri": url, "model": "register", "experiment": "register", "threads": config.threads}
-        run = lambda: worker("mlflow-register", {**spec, "count": config.mlflow_register, "start": 0})  # noqa: E731
-        result = with_server_cpu({"server": lambda: group_pids(group)}, run)
-        report.record("ml_1b", result, "mlflow 1b (server)")
+        versions = Filling(
+            lambda count, start: with_server_cpu(
+                {"server": lambda: group_pids(group)},
+                lambda: worker("mlflow-register", {**spec, "count": count, "start": start}),
+            )
+        )
+        report.measure("ml_1b", "mlflow 1b (server)", lambda: versions.add(config.mlflow_register))
         for key, points, synchronous in (
             ("ml_log_sync", config.mlflow_sync_points, True),
             ("ml_log_async", config.mlflow_async_points, False),
         ):
             log_spec = {"uri": url, "experiment": key, "per_step": config.metrics_per_step, "work": work}
-            result = worker("mlflow-log", {**log_spec, "points": points, "synchronous": synchronous})
-            result["arrived"] = mlflow_points(SCRATCH / "mlflow-server.db", result["run_id"])
-            report.record(key, result, f"mlflow 3 ({'sync' if synchronous else 'async'})")
+            log = {**log_spec, "points": points, "synchronous": synchronous}
+            label = f"mlflow 3 ({'synchronous' if synchronous else 'synchronous=False'})"
+            report.measure(key, label, lambda log=log: mlflow_log(database, log))  # type: ignore[misc]
+
+
+def mlflow_log(database: Path, spec: Result) -> Result:
+    result = worker("mlflow-log", spec)
+    result["arrived"] = mlflow_points(database, result["run_id"])
+    return result
 
 
 def mlflow_points(database: Path, run_id: str) -> int:
@@ -908,21 +1045,24 @@ def measure_mlflow_direct(report: Report, config: Config) -> None:
     """(1) with MlflowClient on SQLite directly; the same file, filled up, for (2) via the server."""
     database = SCRATCH / "mlflow-search.db"
     spec = {"uri": f"sqlite:///{database}", "model": "search", "experiment": "search", "threads": config.threads}
-    report.record("ml_1c", worker("mlflow-register", {**spec, "count": config.mlflow_direct, "start": 0}), "mlflow 1c")
-    rest = config.mlflow_search_versions - config.mlflow_direct
-    if rest:
-        fill = worker("mlflow-register", {**spec, "count": rest, "start": config.mlflow_direct})
-        report.record("ml_fill", fill, "mlflow fill (direct SQLite)")
+    versions = Filling(lambda count, start: worker("mlflow-register", {**spec, "count": count, "start": start}))
+    report.measure("ml_1c", "mlflow 1c (direct SQLite)", lambda: versions.add(config.mlflow_direct))
+    if versions.next < config.mlflow_search_versions:
+        rest = config.mlflow_search_versions - versions.next
+        report.measure("ml_fill", "mlflow filling (direct SQLite)", lambda: versions.add(rest), retry=False)
+    report.figures["ml_search_count"] = versions.next
     search = {"experiment": "search", "calls": config.search_calls}
-    report.record("ml_search_direct", worker("mlflow-search", {**search, "uri": spec["uri"]}), "mlflow 2 (direct)")
+    direct = {**search, "uri": spec["uri"]}
+    report.measure("ml_search_direct", "mlflow 2 (direct SQLite)", lambda: worker("mlflow-search", direct))
     with mlflow_server(database) as (url, _):
-        report.record("ml_search", worker("mlflow-search", {**search, "uri": url}), "mlflow 2 (server)")
+        served = {**search, "uri": url}
+        report.measure("ml_search", "mlflow 2 (server)", lambda: worker("mlflow-search", served))
 
 
 def measure_baseline(report: Report, config: Config, work: int) -> None:
     steps = min(config.log_points // config.metrics_per_step, 20_000)
     spec = {"steps": steps, "per_step": config.metrics_per_step, "work": work}
-    report.record("baseline", worker("baseline", spec), "loop without logging")
+    report.measure("baseline", "loop without logging", lambda: worker("baseline", spec))
 
 
 # Report ---------------------------------------------------------------------------------------
@@ -991,7 +1131,7 @@ def registration_rows(f: dict[str, Any], config: Config) -> list[Row]:
     if "at_pg" in f:
         rows.append(("1d. Atelier 1a on PostgreSQL (registry database only)", rate_text(f["at_pg"]), "—", "", "", None))
     if "at_fill" in f:
-        start, end = config.register, config.search_versions
+        start, end = f["at_fill_from"], f["at_search_count"]
         rows.append(
             (
                 f"1e. Atelier 1a while the model grows from {start:,} to {end:,} versions",
@@ -1010,8 +1150,8 @@ def search_rows(f: dict[str, Any], config: Config) -> list[Row]:
     at_median = statistics.median(at["times"])
     label = (
         f"2. Best version by val_accuracy with lr < 0.01, median / p99 of {config.search_calls} calls. Atelier: "
-        f"{config.search_versions:,} versions in one model, 1 ListModelVersions over gRPC; MLflow: "
-        f"{config.mlflow_search_versions:,} versions in one model, search_runs + search_model_versions via the server"
+        f"{f['at_search_count']:,} versions in one model, 1 ListModelVersions over gRPC; MLflow: "
+        f"{f['ml_search_count']:,} versions in one model, search_runs + search_model_versions via the server"
     )
     return [
         (
@@ -1032,8 +1172,8 @@ def search_rows(f: dict[str, Any], config: Config) -> list[Row]:
         ),
         (
             "2''. Answer equals the best val_accuracy in the generated data",
-            answer_text(at["answer"], expected_best(config.search_versions)),
-            answer_text(server["answer"], expected_best(config.mlflow_search_versions)),
+            answer_text(at["answer"], expected_best(f["at_search_count"])),
+            answer_text(server["answer"], expected_best(f["ml_search_count"])),
             "",
             "",
             None,
@@ -1230,8 +1370,8 @@ def method_notes(f: dict[str, Any], config: Config) -> list[str]:
         f"- Each measurement's client is a fresh process with {config.threads} threads sharing one client; the "
         "versions' values come from a seeded generator shared by both tools (val_accuracy and loss uniform in "
         f"[0, 1), lr one of {', '.join(LRS)}, batch one of {', '.join(BATCHES)}).",
-        f"- Search: Atelier holds {config.search_versions:,} versions in the single model `search` (filled over gRPC "
-        f"with the 1a path); MLflow {config.mlflow_search_versions:,} in the single model `search`, filled by "
+        f"- Search: Atelier holds {f['at_search_count']:,} versions in the single model `search` (filled over gRPC "
+        f"with the 1a path); MLflow {f['ml_search_count']:,} in the single model `search`, filled by "
         f"MlflowClient directly on SQLite{filled}, then served by `mlflow server` for the timed calls. MLflow "
         "refuses `params.lr < '0.01'` (params compare as strings: `=`, `!=`, `LIKE`, `ILIKE` only) and cannot "
         f'filter or order model versions by metrics, so it runs `search_runs(filter_string="{MLFLOW_FILTER}", '
@@ -1299,7 +1439,8 @@ def write_docs(body: str) -> None:
 
 def run_all(config: Config, report: Report) -> None:
     work = calibrate(config.step_ms)
-    report.record("work", work, "busy() iterations per step")
+    report.figures["work"] = work
+    print(f"  busy() iterations per ~{config.step_ms:g} ms step: {work}", file=sys.stderr)
     with atelier_stack(SCRATCH / "atelier-home") as stack:
         measure_atelier(report, config, stack, work)
         measure_postgres(report, config, stack)
@@ -1317,7 +1458,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     mlflow_version = ensure_mlflow()
     shutil.rmtree(SCRATCH, ignore_errors=True)
     SCRATCH.mkdir(parents=True)
-    report = Report()
+    report = Report(wait=config.wait)
     try:
         run_all(config, report)
     finally:
