@@ -94,14 +94,15 @@ class DataClient(ServiceClient):
     def upload(
         self, project: str, batches: Iterable[list[tuple[bytes, bytes | memoryview]]]
     ) -> rpc.UploadChunksResponse:
-        """Send chunk batches in one UploadChunks call; they are durable once it returns."""
+        """Send chunk batches in one UploadChunks call, each batch as one packed message (its chunks
+        end to end in one buffer); they are durable once the call returns."""
         parent = f"projects/{project}"
 
         def requests() -> Iterator[rpc.UploadChunksRequest]:
             for batch in batches:
-                yield rpc.UploadChunksRequest(
-                    parent=parent, chunks=[rpc.Chunk(digest=d, data=bytes(data)) for d, data in batch]
-                )
+                digests, datas = zip(*batch, strict=True) if batch else ((), ())
+                pack = rpc.ChunkPack(digests=digests, sizes=map(len, datas), data=b"".join(datas))
+                yield rpc.UploadChunksRequest(parent=parent, pack=pack)
 
         return self.call(self.stub.UploadChunks, requests(), timeout=STREAM_TIMEOUT)
 

@@ -1,60 +1,89 @@
 """Statements over many chunk digests at once.
 
 A push of 100,000 small files means 100,000 chunk digests to index, check and charge to a
-project. Rather than row-by-row ORM work, digests are staged into a temporary table (COPY on
-PostgreSQL, executemany on SQLite) and the checks become single set-based statements.
+project. Rather than row-by-row work, the digests become one table expression that set-based
+statements read: on SQLite, the digests travel as one blob and their lengths and offsets as one
+JSON array, unpacked inside the statement (no per-row binding, no temporary table); on PostgreSQL
+they are staged into a temporary table with COPY.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
 STAGE = "data_staged_chunks"
-_CREATE = {
-    "sqlite": f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (digest BLOB PRIMARY KEY, length INTEGER NOT NULL, "
-    "offset INTEGER NOT NULL)",
-    "postgresql": f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (digest BYTEA PRIMARY KEY, length BIGINT NOT NULL, "
-    '"offset" BIGINT NOT NULL)',
-}
+_CREATE_PG = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (digest BYTEA PRIMARY KEY, length BIGINT NOT NULL, "
+    '"offset" BIGINT NOT NULL)'
+)
+# Row i: the i-th 32 bytes of :digests, with the i-th element of the JSON array :sizes (a length, or
+# a [length, offset] pair).
+_SQLITE_LENGTHS = (
+    '(SELECT substr(:digests, key * 32 + 1, 32) AS digest, value AS length, 0 AS "offset" FROM json_each(:sizes))'
+)
+_SQLITE_PAIRS = (
+    '(SELECT substr(:digests, key * 32 + 1, 32) AS digest, value ->> 0 AS length, value ->> 1 AS "offset" '
+    "FROM json_each(:sizes))"
+)
+
+
+@dataclass(frozen=True)
+class ChunkTable:
+    """Rows `(digest, length, offset)` usable as `FROM {table.sql} s`, with the statement parameters
+    they need; each digest appears once."""
+
+    sql: str
+    params: dict[str, Any]
 
 
 def dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def stage(session: Session, rows: Sequence[tuple[bytes, int, int]]) -> None:
-    """Fill the (connection-local) staging table with `(digest, length, offset)`, replacing what it held.
+def chunk_table(
+    session: Session,
+    digests: Sequence[bytes],
+    lengths: Sequence[int] | None = None,
+    offsets: Sequence[int] | None = None,
+) -> ChunkTable:
+    """Chunks given in columns (lengths and offsets 0 when not given) as a table expression; a
+    digest given twice keeps its first row."""
+    count = len(digests)
+    lengths = lengths if lengths is not None else [0] * count
+    if len(set(digests)) != count:
+        first: dict[bytes, int] = {}
+        for i, digest in enumerate(digests):
+            first.setdefault(digest, i)
+        keep = sorted(first.values())
+        digests, lengths = [digests[i] for i in keep], [lengths[i] for i in keep]
+        offsets = [offsets[i] for i in keep] if offsets is not None else None
+    if dialect(session) == "postgresql":
+        _stage(session, digests, lengths, offsets if offsets is not None else [0] * len(digests))
+        return ChunkTable(STAGE, {})
+    blob = b"".join(digests)
+    if offsets is None:
+        return ChunkTable(_SQLITE_LENGTHS, {"digests": blob, "sizes": json.dumps(list(lengths))})
+    pairs = json.dumps(list(zip(lengths, offsets, strict=True)), separators=(",", ":"))
+    return ChunkTable(_SQLITE_PAIRS, {"digests": blob, "sizes": pairs})
 
-    Duplicate digests keep their first row.
-    """
-    kind = dialect(session)
+
+def _stage(session: Session, digests: Sequence[bytes], lengths: Sequence[int], offsets: Sequence[int]) -> None:
+    """COPY distinct rows into the (connection-local) staging table, replacing what it held."""
     connection = session.connection()
-    connection.exec_driver_sql(_CREATE[kind])
+    connection.exec_driver_sql(_CREATE_PG)
     connection.exec_driver_sql(f"DELETE FROM {STAGE}")
-    if not rows:
+    if not digests:
         return
-    if kind == "postgresql":
-        _copy(connection, rows)
-    else:
-        connection.exec_driver_sql(
-            f"INSERT OR IGNORE INTO {STAGE} (digest, length, offset) VALUES (?, ?, ?)", list(rows)
-        )
-
-
-def _copy(connection: sa.Connection, rows: Sequence[tuple[bytes, int, int]]) -> None:
-    """COPY into the staging table (via a second temp table, as COPY cannot skip duplicates)."""
     raw: Any = connection.connection.dbapi_connection
-    with raw.cursor() as cursor:
-        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE}_raw (LIKE {STAGE})")
-        cursor.execute(f"DELETE FROM {STAGE}_raw")
-        with cursor.copy(f'COPY {STAGE}_raw (digest, length, "offset") FROM STDIN') as copy:
-            for row in rows:
-                copy.write_row(row)
-        cursor.execute(f"INSERT INTO {STAGE} SELECT * FROM {STAGE}_raw ON CONFLICT DO NOTHING")
+    with raw.cursor() as cursor, cursor.copy(f'COPY {STAGE} (digest, length, "offset") FROM STDIN') as copy:
+        for row in zip(digests, lengths, offsets, strict=True):
+            copy.write_row(row)
 
 
 def scalar(session: Session, sql: str, **params: Any) -> Any:
@@ -70,21 +99,19 @@ def execute(session: Session, sql: str, **params: Any) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def insert_chunks(session: Session, pack: str, chunks: Sequence[tuple[bytes, int, int]], now: float) -> None:
-    """Index `(digest, offset, length)` chunks of a pack, keeping existing rows for known digests."""
-    if not chunks:
+def insert_chunks(
+    session: Session, pack: str, digests: Sequence[bytes], offsets: Sequence[int], lengths: Sequence[int], now: float
+) -> None:
+    """Index the chunks of a pack, keeping existing rows for known digests."""
+    if not digests:
         return
-    if dialect(session) == "postgresql":
-        stage(session, [(d, n, o) for d, o, n in chunks])
-        execute(
-            session,
-            f'INSERT INTO data_chunks (digest, pack, "offset", length, touched_at) '
-            f'SELECT digest, :pack, "offset", length, :now FROM {STAGE} ON CONFLICT DO NOTHING',
-            pack=pack,
-            now=now,
-        )
-        return
-    session.connection().exec_driver_sql(
-        'INSERT OR IGNORE INTO data_chunks (digest, pack, "offset", length, touched_at) VALUES (?, ?, ?, ?, ?)',
-        [(d, pack, o, n, now) for d, o, n in chunks],
+    table = chunk_table(session, digests, lengths, offsets)
+    conflict = "ON CONFLICT DO NOTHING" if dialect(session) == "postgresql" else "ON CONFLICT (digest) DO NOTHING"
+    execute(
+        session,
+        f'INSERT INTO data_chunks (digest, pack, "offset", length, touched_at) '
+        f'SELECT s.digest, :pack, s."offset", s.length, :now FROM {table.sql} s WHERE true {conflict}',
+        pack=pack,
+        now=now,
+        **table.params,
     )

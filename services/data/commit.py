@@ -158,8 +158,10 @@ def charge_project(
     """Add the chunks a new version or artifact references to its project's set, after checking
     that each is stored and that the project's quota allows the bytes new to it."""
     assert owner.id is not None
-    added, missing, first = store.charge(session, owner.id, referenced)
+    charge = store.charge(session, owner.id, referenced)
+    added, missing = charge.added_bytes, charge.missing_chunks
     if missing:
+        first = charge.first_missing
         assert first is not None
         raise FailedPrecondition(
             f"{missing} chunk(s) referenced by the manifest are not stored (first: {first.hex()}); "
@@ -173,7 +175,7 @@ def charge_project(
             f"{owner.stored_bytes} stored, quota is {owner.quota_bytes} bytes",
             metadata={"quota_bytes": str(owner.quota_bytes), "needed_bytes": str(owner.stored_bytes + added)},
         )
-    store.add_staged_to_project(session, owner.id)
+    store.add_to_project(session, owner.id, charge)
     owner.stored_bytes += added
     session.add(owner)
 

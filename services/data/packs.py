@@ -12,11 +12,14 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future
+from itertools import accumulate
+
+from blake3 import blake3
 
 from atelier.chunking import digest as chunk_digest
 from atelier.errors import DataLoss, InvalidArgument
 from atelier.runtime.objectstore import ObjectStore
-from services.data.store import DataStore
+from services.data.store import DataStore, PackIndex
 
 # Neighbouring chunks of one pack are fetched in one read when the gap between them is small.
 _MAX_GAP = 256 * 1024
@@ -36,7 +39,10 @@ def pack_age_seconds(key: str) -> float | None:
 
 
 class PackWriter:
-    """Collects verified chunks of one upload and writes them out as packs."""
+    """Collects verified chunks of one upload and writes them out as packs.
+
+    A pack being filled is the list of buffers received (written out one after another, never
+    joined) and its index in columns: digests, offsets, lengths."""
 
     def __init__(
         self, objects: ObjectStore, store: DataStore, target_bytes: int, flusher: Executor | None = None
@@ -45,8 +51,9 @@ class PackWriter:
         self._store = store
         self._target = target_bytes
         self._flusher = flusher
-        self._buffer = bytearray()
-        self._entries: list[tuple[bytes, int, int]] = []
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._index = PackIndex([], [], [])
         self._pending: set[bytes] = set()
         self._writes: list[Future[None]] = []
         self.stored_chunks = 0
@@ -55,47 +62,70 @@ class PackWriter:
     def add_many(self, chunks: Sequence[tuple[bytes, bytes]]) -> None:
         """Verify and buffer chunks the store does not hold yet; flush whenever a pack is full."""
         for digest, data in chunks:
-            if len(digest) != 32:
-                raise InvalidArgument(
-                    f"chunk digest must be 32 bytes of BLAKE3, got {len(digest)} bytes",
-                    metadata={"field": "chunks.digest"},
-                )
-            actual = chunk_digest(data)
-            if actual != digest:
-                raise InvalidArgument(
-                    f"chunk bytes do not match their digest {digest.hex()}: the bytes hash to {actual.hex()}",
-                    metadata={"field": "chunks.data", "digest": digest.hex()},
-                )
+            _verify(digest, data, "chunks")
         # The client sends only what FindMissingChunks reported missing; a chunk stored meanwhile by
         # another push is skipped when the pack is indexed, its bytes left for GC.
         for digest, data in chunks:
             if digest in self._pending:
                 continue
             self._pending.add(digest)
-            self._entries.append((digest, len(self._buffer), len(data)))
-            self._buffer += data
-            if len(self._buffer) >= self._target:
-                self._seal()
+            self._append(data, [digest], [len(data)])
+
+    def add_packed(self, digests: Sequence[bytes], sizes: Sequence[int], data: bytes) -> None:
+        """Verify chunks sent end to end in `data` and buffer them; unless some are already
+        buffered, `data` joins the pack as it is, without a copy per chunk."""
+        if len(digests) != len(sizes) or sum(sizes) != len(data) or (sizes and min(sizes) <= 0):
+            raise InvalidArgument(
+                f"pack of {len(digests)} digests, {len(sizes)} sizes adding up to {sum(sizes)} and "
+                f"{len(data)} bytes: give one positive size per digest, adding up to the data's length",
+                metadata={"field": "pack.sizes"},
+            )
+        view = memoryview(data)
+        start = 0
+        for digest, end in zip(digests, accumulate(sizes), strict=True):
+            # A digest of the wrong length never equals a BLAKE3 digest: _verify says which it was.
+            if blake3(view[start:end]).digest() != digest:
+                _verify(digest, view[start:end], "pack")
+            start = end
+        pending = self._pending
+        if len(pending.union(digests)) != len(pending) + len(digests):
+            spans = zip(digests, accumulate(sizes, initial=0), sizes, strict=False)
+            self.add_many([(d, data[o : o + n]) for d, o, n in spans])
+            return
+        pending.update(digests)
+        self._append(data, digests, sizes)
+
+    def _append(self, data: bytes, digests: Sequence[bytes], sizes: Sequence[int]) -> None:
+        index = self._index
+        index.digests.extend(digests)
+        index.offsets.extend(accumulate(sizes, initial=self._size))
+        index.offsets.pop()
+        index.lengths.extend(sizes)
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size >= self._target:
+            self._seal()
 
     def _seal(self) -> None:
         """Hand the full pack to the flusher (or write it now) and start a new one."""
-        if not self._entries:
+        if not self._parts:
             return
-        data, entries = bytes(self._buffer), self._entries
-        self._buffer, self._entries, self._pending = bytearray(), [], set()
+        parts, index = self._parts, self._index
+        self._parts, self._size, self._index, self._pending = [], 0, PackIndex([], [], []), set()
         if self._flusher is None:
-            self._write(data, entries)
+            self._write(parts, index)
         else:
-            self._writes.append(self._flusher.submit(self._write, data, entries))
+            self._writes.append(self._flusher.submit(self._write, parts, index))
 
-    def _write(self, data: bytes, entries: list[tuple[bytes, int, int]]) -> None:
+    def _write(self, parts: list[bytes], index: PackIndex) -> None:
         """Write one pack object durably, then index its chunks."""
         key = pack_key()
-        self._objects.put(key, data)
+        self._objects.put_parts(key, parts)
+        size = sum(len(part) for part in parts)
         with self._store.session() as session:
-            self._store.add_pack(session, key, len(data), entries)
-        self.stored_chunks += len(entries)
-        self.stored_bytes += len(data)
+            self._store.add_pack(session, key, size, index)
+        self.stored_chunks += len(index.digests)
+        self.stored_bytes += size
 
     def flush(self) -> None:
         """Write what is buffered and wait for every pack of this upload: then all are durable."""
@@ -157,3 +187,17 @@ def _coalesce(
         end = max(end, offset + length) if len(group) > 1 else offset + length
     if group:
         yield start, end, group
+
+
+def _verify(digest: bytes, data: bytes | memoryview, field: str) -> None:
+    """Raise InvalidArgument unless `data` hashes to `digest`."""
+    if len(digest) != 32:
+        raise InvalidArgument(
+            f"chunk digest must be 32 bytes of BLAKE3, got {len(digest)} bytes", metadata={"field": f"{field}.digest"}
+        )
+    actual = chunk_digest(data)
+    if actual != digest:
+        raise InvalidArgument(
+            f"chunk bytes do not match their digest {digest.hex()}: the bytes hash to {actual.hex()}",
+            metadata={"field": f"{field}.data", "digest": digest.hex()},
+        )

@@ -131,8 +131,12 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
             if first:
                 await self.run(self.catalog.get_project, message.parent)
                 first = False
-            received += len(message.chunks)
-            await self.run(writer.add_many, [(c.digest, c.data) for c in message.chunks])
+            received += len(message.chunks) + len(message.pack.digests)
+            if message.chunks:
+                await self.run(writer.add_many, [(c.digest, c.data) for c in message.chunks])
+            if message.HasField("pack"):
+                pack = message.pack
+                await self.run(writer.add_packed, list(pack.digests), list(pack.sizes), pack.data)
         await self.run(writer.flush)
         return rpc.UploadChunksResponse(
             received_chunks=received, stored_chunks=writer.stored_chunks, stored_bytes=writer.stored_bytes

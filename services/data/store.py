@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -176,8 +177,10 @@ class DataStore:
         if len(digests) <= _BATCH:
             query = select(ChunkRow.digest).where(col(ChunkRow.digest).in_(list(digests)))
             return set(session.exec(query).all())
-        bulk.stage(session, [(d, 0, 0) for d in digests])
-        found = bulk.rows(session, f"SELECT s.digest FROM {bulk.STAGE} s JOIN data_chunks c ON c.digest = s.digest")
+        table = bulk.chunk_table(session, digests)
+        found = bulk.rows(
+            session, f"SELECT s.digest FROM {table.sql} s JOIN data_chunks c ON c.digest = s.digest", **table.params
+        )
         return {bytes(row[0]) for row in found}
 
     def find_and_touch(self, session: Session, digests: Sequence[bytes], older_than: float) -> set[bytes]:
@@ -185,74 +188,102 @@ class DataStore:
         garbage collection spares them for its grace period (a push is about to reference them)."""
         if not digests:
             return set()
-        bulk.stage(session, [(d, 0, 0) for d in digests])
-        found = bulk.rows(session, f"SELECT s.digest FROM {bulk.STAGE} s JOIN data_chunks c ON c.digest = s.digest")
+        table = bulk.chunk_table(session, digests)
+        found = bulk.rows(
+            session, f"SELECT s.digest FROM {table.sql} s JOIN data_chunks c ON c.digest = s.digest", **table.params
+        )
         if found:
             bulk.execute(
                 session,
                 f"UPDATE data_chunks SET touched_at = :now WHERE touched_at < :older "
-                f"AND digest IN (SELECT digest FROM {bulk.STAGE})",
+                f"AND digest IN (SELECT s.digest FROM {table.sql} s)",
                 now=time.time(),
                 older=older_than,
+                **table.params,
             )
         return {bytes(row[0]) for row in found}
 
     def locate_chunks(self, session: Session, digests: Sequence[bytes]) -> dict[bytes, tuple[str, int, int]]:
         """Pack, offset and length of each stored chunk among `digests`."""
-        bulk.stage(session, [(d, 0, 0) for d in digests])
+        table = bulk.chunk_table(session, digests)
         found = bulk.rows(
             session,
-            f'SELECT c.digest, c.pack, c."offset", c.length FROM {bulk.STAGE} s '
+            f'SELECT c.digest, c.pack, c."offset", c.length FROM {table.sql} s '
             "JOIN data_chunks c ON c.digest = s.digest",
+            **table.params,
         )
         return {bytes(d): (pack, offset, length) for d, pack, offset, length in found}
 
-    def add_pack(self, session: Session, key: str, size: int, chunks: Sequence[tuple[bytes, int, int]]) -> None:
-        """Record a written pack and index its `(digest, offset, length)` chunks; a chunk another pack
-        already holds keeps its first location (the duplicate bytes are reclaimed by GC)."""
+    def add_pack(self, session: Session, key: str, size: int, index: PackIndex) -> None:
+        """Record a written pack and index its chunks; a chunk another pack already holds keeps its
+        first location (the duplicate bytes are reclaimed by GC)."""
         session.add(PackRow(key=key, size=size, create_time=now()))
         session.flush()
-        bulk.insert_chunks(session, key, chunks, time.time())
+        bulk.insert_chunks(session, key, index.digests, index.offsets, index.lengths, time.time())
 
     # Project chunk sets ---------------------------------------------------------------------
 
-    def charge(self, session: Session, project_id: int, chunks: dict[bytes, int]) -> tuple[int, int, bytes | None]:
-        """Stage the chunks a new version references; return (bytes new to the project, chunks not
-        stored, first such digest). `add_staged_to_project` then commits the charge."""
-        bulk.stage(session, [(d, n, 0) for d, n in chunks.items()])
+    def charge(self, session: Session, project_id: int, chunks: dict[bytes, int]) -> Charge:
+        """How the chunks a new version references would change the project's set: the bytes new
+        to it, and how many of the chunks are not stored. `add_to_project` then makes the charge."""
+        table = bulk.chunk_table(session, list(chunks), list(chunks.values()))
         absent = bulk.rows(
             session,
-            f"SELECT s.digest FROM {bulk.STAGE} s WHERE NOT EXISTS "
+            f"SELECT s.digest FROM {table.sql} s WHERE NOT EXISTS "
             "(SELECT 1 FROM data_chunks c WHERE c.digest = s.digest) LIMIT 1",
+            **table.params,
         )
         missing = 0
         if absent:
             missing = bulk.scalar(
                 session,
-                f"SELECT COUNT(*) FROM {bulk.STAGE} s WHERE NOT EXISTS "
+                f"SELECT COUNT(*) FROM {table.sql} s WHERE NOT EXISTS "
                 "(SELECT 1 FROM data_chunks c WHERE c.digest = s.digest)",
+                **table.params,
             )
         added = bulk.scalar(
             session,
-            f"SELECT COALESCE(SUM(s.length), 0) FROM {bulk.STAGE} s WHERE NOT EXISTS "
+            f"SELECT COALESCE(SUM(s.length), 0) FROM {table.sql} s WHERE NOT EXISTS "
             "(SELECT 1 FROM data_project_chunks p WHERE p.project_id = :project AND p.digest = s.digest)",
             project=project_id,
+            **table.params,
         )
-        return int(added), int(missing), bytes(absent[0][0]) if absent else None
+        return Charge(table, int(added), int(missing), bytes(absent[0][0]) if absent else None)
 
-    def add_staged_to_project(self, session: Session, project_id: int) -> None:
-        """Add the staged chunks the project does not reference yet to its set."""
+    def add_to_project(self, session: Session, project_id: int, charge: Charge) -> None:
+        """Add the charged chunks the project does not reference yet to its set."""
+        table = charge.table
         bulk.execute(
             session,
             f"INSERT INTO data_project_chunks (project_id, digest, length) SELECT :project, s.digest, s.length "
-            f"FROM {bulk.STAGE} s WHERE NOT EXISTS "
+            f"FROM {table.sql} s WHERE NOT EXISTS "
             "(SELECT 1 FROM data_project_chunks p WHERE p.project_id = :project AND p.digest = s.digest)",
             project=project_id,
+            **table.params,
         )
 
     def replace_project_chunks(self, session: Session, project_id: int, chunks: dict[bytes, int]) -> int:
         """Set the project's chunk set to exactly `chunks`; returns its byte total."""
         session.execute(sa.delete(ProjectChunkRow).where(col(ProjectChunkRow.project_id) == project_id))
-        bulk.stage(session, [(d, n, 0) for d, n in chunks.items()])
-        self.add_staged_to_project(session, project_id)
+        table = bulk.chunk_table(session, list(chunks), list(chunks.values()))
+        self.add_to_project(session, project_id, Charge(table, 0, 0, None))
         return sum(chunks.values())
+
+
+@dataclass(frozen=True)
+class PackIndex:
+    """Where each chunk of a pack lies, in columns: digest, offset and length of chunk i."""
+
+    digests: list[bytes]
+    offsets: list[int]
+    lengths: list[int]
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What committing a version or artifact costs its project (see `DataStore.charge`)."""
+
+    table: bulk.ChunkTable
+    added_bytes: int
+    missing_chunks: int
+    first_missing: bytes | None

@@ -397,6 +397,43 @@ class Chunk(_message.Message):
 Global___Chunk: _TypeAlias = Chunk  # noqa: Y015
 
 @_typing.final
+class ChunkPack(_message.Message):
+    """Many chunks laid end to end in one buffer, the cheap way to send small chunks: one message
+    field instead of one per chunk. The service verifies every chunk against its digest and stores
+    the buffer as it is.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIGESTS_FIELD_NUMBER: _builtins.int
+    SIZES_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """The chunks' bytes, concatenated in order."""
+    @_builtins.property
+    def digests(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """BLAKE3 digest of each chunk, in order (32 bytes each)."""
+
+    @_builtins.property
+    def sizes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Length of each chunk in bytes, in the same order; they add up to the length of `data`."""
+
+    def __init__(
+        self,
+        *,
+        digests: _abc.Iterable[_builtins.bytes] | None = ...,
+        sizes: _abc.Iterable[_builtins.int] | None = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "digests", b"digests", "sizes", b"sizes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChunkPack: _TypeAlias = ChunkPack  # noqa: Y015
+
+@_typing.final
 class UploadChunksRequest(_message.Message):
     """One message of an UploadChunks stream."""
 
@@ -404,21 +441,27 @@ class UploadChunksRequest(_message.Message):
 
     PARENT_FIELD_NUMBER: _builtins.int
     CHUNKS_FIELD_NUMBER: _builtins.int
+    PACK_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """`projects/{project}`; required in the first message, ignored in later ones."""
     @_builtins.property
     def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Chunk]:
         """Chunks to store."""
 
+    @_builtins.property
+    def pack(self) -> Global___ChunkPack:
+        """More chunks to store, packed (may be combined with `chunks`)."""
+
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         chunks: _abc.Iterable[Global___Chunk] | None = ...,
+        pack: Global___ChunkPack | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pack", b"pack"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "pack", b"pack", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -284,8 +284,8 @@ class DataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UploadChunks(self, request_iterator, context):
-        """Stores a stream of chunks. Each chunk is verified against its digest; chunks already held
-        are skipped. Chunks are durable once the call returns.
+        """Stores a stream of chunks, given one by one or packed. Each chunk is verified against its
+        digest; chunks already held are skipped. Chunks are durable once the call returns.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -64,8 +64,8 @@ class DataServiceStub:
     does hold are protected from garbage collection for the grace period.
     """
     UploadChunks: _grpc.StreamUnaryMultiCallable[_data_service_pb2.UploadChunksRequest, _data_service_pb2.UploadChunksResponse]
-    """Stores a stream of chunks. Each chunk is verified against its digest; chunks already held
-    are skipped. Chunks are durable once the call returns.
+    """Stores a stream of chunks, given one by one or packed. Each chunk is verified against its
+    digest; chunks already held are skipped. Chunks are durable once the call returns.
     """
     ReadChunks: _grpc.UnaryStreamMultiCallable[_data_service_pb2.ReadChunksRequest, _data_service_pb2.ReadChunksResponse]
     """Streams chunks of a version (or an artifact) back, verified."""
@@ -156,8 +156,8 @@ class DataServiceAsyncStub(DataServiceStub):
     does hold are protected from garbage collection for the grace period.
     """
     UploadChunks: _aio.StreamUnaryMultiCallable[_data_service_pb2.UploadChunksRequest, _data_service_pb2.UploadChunksResponse]  # type: ignore[assignment]
-    """Stores a stream of chunks. Each chunk is verified against its digest; chunks already held
-    are skipped. Chunks are durable once the call returns.
+    """Stores a stream of chunks, given one by one or packed. Each chunk is verified against its
+    digest; chunks already held are skipped. Chunks are durable once the call returns.
     """
     ReadChunks: _aio.UnaryStreamMultiCallable[_data_service_pb2.ReadChunksRequest, _data_service_pb2.ReadChunksResponse]  # type: ignore[assignment]
     """Streams chunks of a version (or an artifact) back, verified."""
@@ -305,8 +305,8 @@ class DataServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_data_service_pb2.UploadChunksRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_data_service_pb2.UploadChunksResponse, _abc.Awaitable[_data_service_pb2.UploadChunksResponse]]:
-        """Stores a stream of chunks. Each chunk is verified against its digest; chunks already held
-        are skipped. Chunks are durable once the call returns.
+        """Stores a stream of chunks, given one by one or packed. Each chunk is verified against its
+        digest; chunks already held are skipped. Chunks are durable once the call returns.
         """
 
     @_abc_1.abstractmethod

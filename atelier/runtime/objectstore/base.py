@@ -8,7 +8,7 @@ never a partial one.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 
 class ObjectStore(ABC):
@@ -17,6 +17,11 @@ class ObjectStore(ABC):
     @abstractmethod
     def put(self, key: str, data: bytes) -> None:
         """Store `data` under `key` atomically and durably, replacing any previous object."""
+
+    def put_parts(self, key: str, parts: Sequence[bytes]) -> None:
+        """`put` of the concatenation of `parts`; stores that can write them one after another
+        without joining them first do so."""
+        self.put(key, b"".join(parts))
 
     @abstractmethod
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:

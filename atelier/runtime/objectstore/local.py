@@ -11,7 +11,7 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from atelier.errors import (
@@ -133,14 +133,26 @@ class LocalObjectStore(ObjectStore):
         except OSError as exc:
             raise _translate_os_error(key, "write", exc) from exc
 
+    def put_parts(self, key: str, parts: Sequence[bytes]) -> None:
+        """Write the parts one after another to a temp file, sync it, then rename it over the target."""
+        path = self._path(key)
+        try:
+            _make_dirs_durably(path.parent)
+            self._write_atomically(path, parts)
+        except OSError as exc:
+            raise _translate_os_error(key, "write", exc) from exc
+
     @staticmethod
-    def _write_atomically(path: Path, data: bytes) -> None:
+    def _write_atomically(path: Path, data: bytes | Sequence[bytes]) -> None:
         temp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
         # O_EXCL: the random name must be ours alone; 0o644 (less the umask) like an ordinary file.
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             with os.fdopen(fd, "wb") as file:
-                file.write(data)
+                if isinstance(data, bytes):
+                    file.write(data)
+                else:
+                    file.writelines(data)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temp, path)

@@ -84,6 +84,33 @@ def test_chunk_bytes_that_do_not_match_their_digest(data_client: DataClient, dat
     ]
 
 
+def test_one_bad_chunk_in_a_pack_stores_none_of_it(data_client: DataClient, dataset: str) -> None:
+    good = [(digest(bytes([i]) * 100), bytes([i]) * 100) for i in range(5)]
+    bad = (digest(b"expected"), b"something else")
+    with pytest.raises(InvalidArgument, match=f"do not match their digest {bad[0].hex()}"):
+        data_client.upload("lab", [[*good[:3], bad, *good[3:]]])
+    wanted = [d for d, _ in good]
+    assert data_client.find_missing("lab", wanted) == wanted
+
+
+def _raw_pack(client: DataClient, pack: rpc.ChunkPack) -> None:
+    client.call(client.stub.UploadChunks, iter([rpc.UploadChunksRequest(parent="projects/lab", pack=pack)]))
+
+
+def test_pack_sizes_must_add_up_to_its_data(data_client: DataClient, dataset: str) -> None:
+    one, two = b"first chunk", b"second"
+    digests = [digest(one), digest(two)]
+    for sizes in ([len(one)], [len(one), len(two) + 1], [0, len(one) + len(two)]):
+        with pytest.raises(InvalidArgument, match="one positive size per digest"):
+            _raw_pack(data_client, rpc.ChunkPack(digests=digests, sizes=sizes, data=one + two))
+    assert data_client.find_missing("lab", digests) == digests
+
+
+def test_pack_digest_of_wrong_length(data_client: DataClient, dataset: str) -> None:
+    with pytest.raises(InvalidArgument, match="must be 32 bytes"):
+        _raw_pack(data_client, rpc.ChunkPack(digests=[b"short"], sizes=[3], data=b"abc"))
+
+
 def test_commit_with_missing_chunks_is_failed_precondition(data_client: DataClient, dataset: str) -> None:
     with pytest.raises(FailedPrecondition, match="not stored"):
         commit_raw(data_client, "lab", "ds", [("a", b"never uploaded")], upload=False)
