@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import mmap
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from blake3 import blake3
 from fastcdc.fastcdc_cy import fastcdc_cy
@@ -36,8 +36,7 @@ def cut_points(data: bytes | memoryview | mmap.mmap) -> list[tuple[int, int]]:
     return [(c.offset, c.length) for c in fastcdc_cy(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)]
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkSpan:
+class ChunkSpan(NamedTuple):
     """One chunk of a file: its digest and where it lies in the file."""
 
     digest: bytes
@@ -45,13 +44,19 @@ class ChunkSpan:
     length: int
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkedFile:
-    """A file cut into chunks, with the digest of the whole content."""
+class ChunkedFile(NamedTuple):
+    """A file cut into chunks, with the digest of the whole content. (Named tuples: a push of
+    100,000 small files makes 200,000 of them.)"""
 
     size: int
     digest: str
     chunks: tuple[ChunkSpan, ...]
+
+
+def chunk_small(data: bytes) -> ChunkedFile:
+    """`chunk_bytes` of data no longer than MIN_CHUNK (one chunk, or none when empty), faster."""
+    one = blake3(data).digest()
+    return ChunkedFile(len(data), one.hex(), (ChunkSpan(one, 0, len(data)),) if data else ())
 
 
 def chunk_bytes(data: bytes | memoryview | mmap.mmap) -> ChunkedFile:

@@ -13,28 +13,34 @@ import mmap
 import os
 import queue
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
 
-from atelier.chunking import ChunkedFile, chunk_bytes
+from atelier.chunking import MIN_CHUNK, ChunkedFile, chunk_bytes, chunk_small
 from atelier.client.data import DataClient
 from atelier.data.v1 import data_service_pb2 as rpc
 from atelier.data.v1 import resources_pb2 as pb
+from atelier.datasets.manifest import encode_manifest
 from atelier.datasets.progress import NoProgress, Progress
 from atelier.datasets.scan import LocalFile, scan
 from atelier.datasets.statecache import Stamp, StateCache, decode, stamp_of
 from atelier.errors import FailedPrecondition, NotFound
 from atelier.names import DatasetRef
 
-# Chunks are sent in calls of about this many bytes; each call's chunks are durable when it returns.
-BATCH_BYTES = 16 * 1024 * 1024
+# Chunks are sent in calls of about this many bytes (about one pack of the service); each call's
+# chunks are durable when it returns.
+BATCH_BYTES = 48 * 1024 * 1024
 # Batches in flight at once: while one waits for the service to store its pack, another is sent.
 SENDERS = 2
-MESSAGE_BYTES = 2 * 1024 * 1024
+# Each message carries its chunks end to end in one buffer of about this size (under the
+# service's default 8 MiB message limit).
+MESSAGE_BYTES = 4 * 1024 * 1024
 # A read this large returns small files whole; a shorter read than asked means end of file.
 _FIRST_READ = 256 * 1024
 # A chunk to send: its digest and its bytes (a view into a memory-mapped file for large files).
@@ -99,7 +105,7 @@ def upload_tree(
     progress.phase("chunking and sending files", len(files), unit="files")
     uploader = _Uploader(client, project, cache, root)
     chunked = uploader.run(files, progress)
-    raw = _manifest(files, chunked).SerializeToString(deterministic=True)
+    raw = encode_manifest([f.path for f in files], [media_type(f.path) for f in files], chunked)
     return UploadedTree(raw, chunk_bytes(raw), len(files), sum(c.size for c in chunked), uploader)
 
 
@@ -169,22 +175,6 @@ def _user() -> str:
     return os.environ.get("ATELIER_USER") or os.environ.get("USER") or "unknown"
 
 
-def _manifest(files: list[LocalFile], chunked: list[ChunkedFile]) -> pb.Manifest:
-    Ref, Entry = pb.ChunkRef, pb.FileEntry
-    return pb.Manifest(
-        files=[
-            Entry(
-                path=local.path,
-                size_bytes=cut.size,
-                digest=cut.digest,
-                media_type=media_type(local.path),
-                chunks=[Ref(digest=c.digest, size_bytes=c.length) for c in cut.chunks],
-            )
-            for local, cut in zip(files, chunked, strict=True)
-        ]
-    )
-
-
 class _Uploader:
     """Reads and cuts files on the calling thread while a second thread asks which chunks are
     missing and sends them, one durable batch per UploadChunks call."""
@@ -202,7 +192,7 @@ class _Uploader:
         self._lock = threading.Lock()
 
     def run(self, files: list[LocalFile], progress: Progress) -> list[ChunkedFile]:
-        batches: queue.Queue[list[Piece] | None] = queue.Queue(maxsize=SENDERS + 1)
+        batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=SENDERS + 1)
         failure: list[BaseException] = []
         senders = [
             threading.Thread(target=self._send_loop, args=(batches, failure), daemon=True) for _ in range(SENDERS)
@@ -210,19 +200,19 @@ class _Uploader:
         for sender in senders:
             sender.start()
         chunked: list[ChunkedFile] = []
-        batch: list[Piece] = []
-        batch_bytes = 0
+        batch = _Batch()
         seen = self._seen
+        stamped = self.cache is not None
         try:
             for index, local in enumerate(files):
                 if failure:
                     break
-                cached = self._cached(local)
+                cached = self._cached(local) if self._known else None
                 if cached is not None:
                     chunked.append(cached)
                     self.deferred.append((local, cached))
                     continue
-                cut, data, stamp = read_and_cut(local.absolute, stamped=self.cache is not None)
+                cut, data, stamp = read_and_cut(local.absolute, stamped=stamped)
                 chunked.append(cut)
                 if stamp is not None:
                     self.learned.append((local.absolute, stamp, cut))
@@ -231,14 +221,13 @@ class _Uploader:
                         continue
                     seen.add(span.digest)
                     whole = span.length == cut.size
-                    batch.append((span.digest, data if whole else data[span.offset : span.offset + span.length]))
-                    batch_bytes += span.length
-                if batch_bytes >= BATCH_BYTES:
+                    batch.add(span.digest, data if whole else data[span.offset : span.offset + span.length])
+                if batch.size >= BATCH_BYTES:
                     batches.put(batch)
-                    batch, batch_bytes = [], 0
+                    batch = _Batch()
                 if index % 256 == 255:
                     progress.advance(256)
-            if batch and not failure:
+            if batch.digests and not failure:
                 batches.put(batch)
             progress.advance(len(files) % 256)
         finally:
@@ -273,7 +262,7 @@ class _Uploader:
         missing: set[bytes] = set()
         for start in range(0, len(digests), 50_000):
             missing.update(self.client.find_missing(self.project, digests[start : start + 50_000]))
-        batch: list[Piece] = []
+        batch = _Batch()
         to_read = {local.absolute: (local, cut) for local, cut, digest in pending if digest in missing}
         for local, cached in to_read.values():
             cut, data, _ = read_and_cut(local.absolute)
@@ -282,18 +271,18 @@ class _Uploader:
             for span in cut.chunks:
                 if span.digest in missing and span.digest not in self._seen:
                     self._seen.add(span.digest)
-                    batch.append((span.digest, data[span.offset : span.offset + span.length]))
-            if sum(len(d) for _, d in batch) >= BATCH_BYTES:
+                    batch.add(span.digest, data[span.offset : span.offset + span.length])
+            if batch.size >= BATCH_BYTES:
                 self._send(batch)
-                batch = []
-        if batch:
+                batch = _Batch()
+        if batch.digests:
             self._send(batch)
         self.deferred = []
 
     def send_bytes(self, data: bytes, cut: ChunkedFile) -> None:
-        self._send([(s.digest, data[s.offset : s.offset + s.length]) for s in cut.chunks])
+        self._send(_Batch.of([(s.digest, data[s.offset : s.offset + s.length]) for s in cut.chunks]))
 
-    def _send_loop(self, batches: queue.Queue[list[Piece] | None], failure: list[BaseException]) -> None:
+    def _send_loop(self, batches: queue.Queue[_Batch | None], failure: list[BaseException]) -> None:
         while (batch := batches.get()) is not None:
             if failure:
                 continue
@@ -302,28 +291,47 @@ class _Uploader:
             except BaseException as error:  # noqa: BLE001 - handed to the pushing thread
                 failure.append(error)
 
-    def _send(self, batch: list[Piece]) -> None:
-        missing = set(self.client.find_missing(self.project, [d for d, _ in batch]))
-        wanted = [(d, data) for d, data in batch if d in missing]
-        if not wanted:
+    def _send(self, batch: _Batch) -> None:
+        missing = self.client.find_missing(self.project, batch.digests)
+        if len(missing) < len(batch.digests):
+            wanted = set(missing)
+            batch = _Batch.of([(d, data) for d, data in zip(batch.digests, batch.datas, strict=True) if d in wanted])
+        if not batch.digests:
             return
-        self.client.upload(self.project, _messages(wanted))
+        self.client.upload(self.project, batch.messages())
         with self._lock:
-            self.sent_chunks += len(wanted)
-            self.sent_bytes += sum(len(data) for _, data in wanted)
+            self.sent_chunks += len(batch.digests)
+            self.sent_bytes += batch.size
 
 
-def _messages(chunks: list[Piece]) -> Iterator[list[Piece]]:
-    message: list[Piece] = []
-    size = 0
-    for item in chunks:
-        message.append(item)
-        size += len(item[1])
-        if size >= MESSAGE_BYTES:
-            yield message
-            message, size = [], 0
-    if message:
-        yield message
+class _Batch:
+    """Chunks to send in one UploadChunks call, in columns."""
+
+    def __init__(self) -> None:
+        self.digests: list[bytes] = []
+        self.datas: list[bytes | memoryview] = []
+        self.size = 0
+
+    @classmethod
+    def of(cls, pieces: list[Piece]) -> _Batch:
+        batch = cls()
+        for digest, data in pieces:
+            batch.add(digest, data)
+        return batch
+
+    def add(self, digest: bytes, data: bytes | memoryview) -> None:
+        self.digests.append(digest)
+        self.datas.append(data)
+        self.size += len(data)
+
+    def messages(self) -> Iterator[list[Piece]]:
+        """The chunks cut into messages of about MESSAGE_BYTES each."""
+        ends = list(accumulate(len(data) for data in self.datas))
+        start = 0
+        while start < len(ends):
+            stop = bisect_left(ends, (ends[start - 1] if start else 0) + MESSAGE_BYTES, lo=start) + 1
+            yield list(zip(self.digests[start:stop], self.datas[start:stop], strict=True))
+            start = stop
 
 
 def read_and_cut(path: str, stamped: bool = False) -> tuple[ChunkedFile, bytes | memoryview, Stamp | None]:
@@ -333,6 +341,8 @@ def read_and_cut(path: str, stamped: bool = False) -> tuple[ChunkedFile, bytes |
     try:
         data = os.read(fd, _FIRST_READ)
         stamp = stamp_of(os.fstat(fd)) if stamped else None
+        if len(data) <= MIN_CHUNK:
+            return chunk_small(data), data, stamp
         if len(data) < _FIRST_READ:
             return chunk_bytes(data), data, stamp
         size = os.fstat(fd).st_size

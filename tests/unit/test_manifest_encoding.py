@@ -1,0 +1,36 @@
+"""The push's hand-written manifest bytes are exactly protobuf's deterministic serialization."""
+
+from __future__ import annotations
+
+import os
+
+from atelier.chunking import chunk_bytes
+from atelier.data.v1 import resources_pb2 as pb
+from atelier.datasets.manifest import encode_manifest
+
+
+def _reference(paths: list[str], media: list[str], datas: list[bytes]) -> bytes:
+    manifest = pb.Manifest()
+    for path, media_type, data in zip(paths, media, datas, strict=True):
+        cut = chunk_bytes(data)
+        manifest.files.add(
+            path=path,
+            size_bytes=cut.size,
+            digest=cut.digest,
+            media_type=media_type,
+            chunks=[pb.ChunkRef(digest=c.digest, size_bytes=c.length) for c in cut.chunks],
+        )
+    return manifest.SerializeToString(deterministic=True)
+
+
+def test_encoding_matches_protobuf() -> None:
+    datas = [b"", b"x", os.urandom(4096), os.urandom(200_000), os.urandom(3 * 1024 * 1024)]
+    paths = ["empty", "one", "d/small.bin", "d/\u00e9t\u00e9/mid.png", "z/" + "long" * 300 + ".bin"]
+    media = ["", "text/plain", "", "image/png", "application/octet-stream"]
+    encoded = encode_manifest(paths, media, [chunk_bytes(d) for d in datas])
+    assert encoded == _reference(paths, media, datas)
+    assert [f.path for f in pb.Manifest.FromString(encoded).files] == paths
+
+
+def test_empty_manifest() -> None:
+    assert encode_manifest([], [], []) == b""
