@@ -61,18 +61,18 @@ class Artifacts:
         if not chunks:
             raise InvalidArgument("manifest_chunks is empty: upload the serialized manifest and list its chunks")
         manifest = self.catalog.content.parse_uploaded_manifest(chunks, digest)
-        manifests.validate(manifest)
+        checked = manifests.validate(manifest)
         with self.store.session() as session:
             owner = self.store.project(session, project)
             existing = self._find(session, owner, digest)
             if existing is not None:
                 return ResolvedArtifact(project, existing)
-            charge_project(self.store, session, owner, manifests.chunk_sizes(manifest), "artifact")
+            charge_project(self.store, session, owner, checked.chunks, "artifact")
             assert owner.id is not None
             row = ArtifactRow(
                 project_id=owner.id,
                 digest=digest,
-                total_size=sum(f.size_bytes for f in manifest.files),
+                total_size=checked.total_size,
                 file_count=len(manifest.files),
                 create_time=now(),
                 manifest_digests=b"".join(c.digest for c in chunks),

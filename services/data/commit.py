@@ -47,7 +47,7 @@ def create_version(
     if len(version.parents) > 1:
         raise InvalidArgument("a version has at most one parent (the version its changes are based on)")
     ours = catalog.content.parse_uploaded_manifest(manifest_chunks, manifest_digest)
-    manifests.validate(ours)
+    checked = manifests.validate(ours)
     chunks_of_manifest = [(c.digest, c.size_bytes) for c in manifest_chunks]
 
     with catalog.store.session() as session:
@@ -68,6 +68,7 @@ def create_version(
             assert head is not None
             base_manifest = catalog.manifest(base).manifest if base else pb.Manifest()
             ours = manifests.rebase(base_manifest, ours, catalog.manifest(head).manifest, head.name)
+            checked = manifests.validate(ours)
             digest, stored = catalog.content.store_manifest(ours)
             chunks_of_manifest = [(s.digest, s.length) for s in stored.chunks]
             base, base_number = head, head.row.number
@@ -79,6 +80,7 @@ def create_version(
             dataset_id=dataset_id,
             expected_head=base_number,
             manifest=ours,
+            checked=checked,
             digest=digest,
             manifest_chunks=chunks_of_manifest,
             version=version,
@@ -114,6 +116,7 @@ def _insert(
     dataset_id: str,
     expected_head: int,
     manifest: pb.Manifest,
+    checked: manifests.Checked,
     digest: str,
     manifest_chunks: list[tuple[bytes, int]],
     version: pb.DatasetVersion,
@@ -122,7 +125,6 @@ def _insert(
     """One transaction: check chunks and quota, compare-and-set the head, insert. None if the head moved."""
     store = catalog.store
     # Manifests are not counted as project usage; the version rows protect their chunks from GC.
-    referenced = manifests.chunk_sizes(manifest)
     with store.session() as session:
         dataset: DatasetRow = store.dataset(session, project, dataset_id, for_update=True)
         owner: ProjectRow = session.get(ProjectRow, dataset.project_id)  # type: ignore[assignment]
@@ -131,7 +133,7 @@ def _insert(
         number = store.advance_head(session, dataset.id, expected_head)
         if number is None:
             return None
-        charge_project(store, session, owner, referenced, "version")
+        charge_project(store, session, owner, checked.chunks, "version")
         row = VersionRow(
             dataset_id=dataset.id,
             number=number,
@@ -141,7 +143,7 @@ def _insert(
             message=version.message,
             create_time=now(),
             user_metadata=_metadata(version),
-            total_size=sum(f.size_bytes for f in manifest.files),
+            total_size=checked.total_size,
             file_count=len(manifest.files),
             manifest_digests=b"".join(d for d, _ in manifest_chunks),
             manifest_sizes=[n for _, n in manifest_chunks],

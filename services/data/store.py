@@ -227,28 +227,24 @@ class DataStore:
         """How the chunks a new version references would change the project's set: the bytes new
         to it, and how many of the chunks are not stored. `add_to_project` then makes the charge."""
         table = bulk.chunk_table(session, list(chunks), list(chunks.values()))
-        absent = bulk.rows(
+        missing, added = bulk.rows(
             session,
-            f"SELECT s.digest FROM {table.sql} s WHERE NOT EXISTS "
-            "(SELECT 1 FROM data_chunks c WHERE c.digest = s.digest) LIMIT 1",
-            **table.params,
-        )
-        missing = 0
-        if absent:
-            missing = bulk.scalar(
-                session,
-                f"SELECT COUNT(*) FROM {table.sql} s WHERE NOT EXISTS "
-                "(SELECT 1 FROM data_chunks c WHERE c.digest = s.digest)",
-                **table.params,
-            )
-        added = bulk.scalar(
-            session,
-            f"SELECT COALESCE(SUM(s.length), 0) FROM {table.sql} s WHERE NOT EXISTS "
-            "(SELECT 1 FROM data_project_chunks p WHERE p.project_id = :project AND p.digest = s.digest)",
+            "SELECT COALESCE(SUM(CASE WHEN c.digest IS NULL THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN p.digest IS NULL THEN s.length ELSE 0 END), 0) "
+            f"FROM {table.sql} s LEFT JOIN data_chunks c ON c.digest = s.digest "
+            "LEFT JOIN data_project_chunks p ON p.project_id = :project AND p.digest = s.digest",
             project=project_id,
             **table.params,
-        )
-        return Charge(table, int(added), int(missing), bytes(absent[0][0]) if absent else None)
+        )[0]
+        first = None
+        if missing:
+            first = bulk.scalar(
+                session,
+                f"SELECT s.digest FROM {table.sql} s WHERE NOT EXISTS "
+                "(SELECT 1 FROM data_chunks c WHERE c.digest = s.digest) LIMIT 1",
+                **table.params,
+            )
+        return Charge(table, int(added), int(missing), bytes(first) if first is not None else None)
 
     def add_to_project(self, session: Session, project_id: int, charge: Charge) -> None:
         """Add the charged chunks the project does not reference yet to its set."""
@@ -257,7 +253,8 @@ class DataStore:
             session,
             f"INSERT INTO data_project_chunks (project_id, digest, length) SELECT :project, s.digest, s.length "
             f"FROM {table.sql} s WHERE NOT EXISTS "
-            "(SELECT 1 FROM data_project_chunks p WHERE p.project_id = :project AND p.digest = s.digest)",
+            "(SELECT 1 FROM data_project_chunks p WHERE p.project_id = :project AND p.digest = s.digest) "
+            "ORDER BY s.digest",
             project=project_id,
             **table.params,
         )
