@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 from atelier.client import DataClient
+from atelier.data.v1 import data_service_pb2 as data_rpc
+from atelier.data.v1 import resources_pb2 as data_pb
 from atelier.errors import FailedPrecondition, InvalidArgument, NotFound
 from atelier.names import parse_dataset_ref
 
@@ -50,9 +53,19 @@ class DataLink:
     def pin(self, target: str, owner: str) -> str:
         return self.client.pin(target, owner).name
 
-    def pin_all(self, project: str, targets: list[str], owner: str) -> list[str]:
-        """Pin every target for `owner` in one call, all or none."""
-        return [p.name for p in self.client.pin_many(project, targets, owner)] if targets else []
+    def pin_groups(self, project: str, groups: Sequence[tuple[list[str], str]]) -> list[list[str]]:
+        """Pin each group's targets for its owner, every group in one call, all or none; the pin
+        names of each group, in order."""
+        requests = [
+            data_rpc.CreatePinRequest(parent=target, pin=data_pb.Pin(owner=owner))
+            for targets, owner in groups
+            for target in targets
+        ]
+        if not requests:
+            return [[] for _ in groups]
+        request = data_rpc.BatchCreatePinsRequest(parent=f"projects/{project}", requests=requests)
+        pins = iter(self.client.call(self.client.stub.BatchCreatePins, request).pins)
+        return [[next(pins).name for _ in targets] for targets, _ in groups]
 
     def unpin(self, pin: str) -> None:
         with contextlib.suppress(NotFound):

@@ -17,6 +17,7 @@ from atelier.registry.v1 import resources_pb2 as pb
 from atelier.runtime.database import transaction
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from services.registry.datalink import DataLink
+from services.registry.registration import Registration, Registrations
 from services.registry.runs import RunView, Tracking, now, numeric
 from services.registry.search import VERSIONS, apply_ordering, compile_filter, parse_order_by
 from services.registry.tables import (
@@ -55,6 +56,8 @@ class Models:
         self.engine = engine
         self.data = data
         self.tracking = tracking
+        self.registrations = Registrations(engine, data, now)
+        self._known_models: dict[tuple[str, str], ModelRow] = {}
 
     # Registered models ------------------------------------------------------------------------
 
@@ -97,14 +100,23 @@ class Models:
             )
         return row
 
-    def _ensure_model(self, project: str, name: str) -> None:
-        """Create the registered model if missing; a concurrent creation of it is fine."""
+    def _ensure_model(self, project: str, name: str) -> ModelRow:
+        """The registered model, created if missing (a concurrent creation of it is fine). Models
+        are never renamed or deleted, so once seen they are remembered."""
+        known = self._known_models.get((project, name))
+        if known is not None:
+            return known
         with transaction(self.engine) as session:
-            if self._model(session, project, name, missing_ok=True) is not None:
-                return
-        validate_id("registered_model", name)
-        with contextlib.suppress(AlreadyExists), transaction(self.engine) as session:
-            session.add(ModelRow(project=project, name=name, create_time=now()))
+            row = self._model(session, project, name, missing_ok=True)
+        if row is None:
+            validate_id("registered_model", name)
+            with contextlib.suppress(AlreadyExists), transaction(self.engine) as session:
+                session.add(ModelRow(project=project, name=name, create_time=now()))
+            with transaction(self.engine) as session:
+                row = self._model(session, project, name)
+        assert row is not None
+        self._known_models[(project, name)] = row
+        return row
 
     def _aliases(self, session: Session, model: ModelRow) -> dict[str, int]:
         """Alias name -> version number."""
@@ -127,46 +139,37 @@ class Models:
         parent_version = self.get_version(lineage.parent_model_version).name if lineage.parent_model_version else ""
         lineage.parent_model_version = parent_version
         metrics = dict(version.metrics) or (dict(run.metrics) if run else {})
-        self._ensure_model(project, parts["model"])
-        with transaction(self.engine) as session:
-            model = self._model(session, project, parts["model"])
-            assert model is not None
-            number = self._next_number(session, model)
-        # Pinned before the version exists and outside any transaction: a failed pin leaves only an
-        # unused number behind, and no database lock is held while the data service answers.
-        name = f"projects/{project}/models/{model.name}/versions/v{number}"
-        pins = self.data.pin_all(project, [artifact, *lineage.datasets], name)
-        try:
-            with transaction(self.engine) as session:
-                assert model.id is not None
-                row = ModelVersionRow(
-                    model_id=model.id,
-                    number=number,
-                    description=version.description,
-                    artifact=artifact,
-                    artifact_digest=version.artifact_digest,
-                    format=version.format,
-                    module_class=version.module_class,
-                    signature=json_format.MessageToDict(version.signature, preserving_proto_field_name=True),
-                    lineage=json_format.MessageToDict(lineage, preserving_proto_field_name=True),
-                    metrics=metrics,
-                    tags=dict(version.tags),
-                    author=version.author,
-                    create_time=now(),
-                    run=run.name if run else "",
-                    experiment=f"projects/{project}/experiments/{run.experiment}" if run else "",
-                    parent_version=parent_version,
-                    pins=pins,
-                )
-                session.add(row)
-                session.flush()
-                self._index(session, row, lineage)
-        except Exception:
-            for pin in pins:
-                self.data.unpin(pin)
-            raise
-        view = VersionView(project, model, row)
-        return view
+        model = self._ensure_model(project, parts["model"])
+        assert model.id is not None
+        registration = self.registrations.commit(
+            Registration(
+                project=project,
+                model_id=model.id,
+                model_name=model.name,
+                row={
+                    "description": version.description,
+                    "artifact": artifact,
+                    "artifact_digest": version.artifact_digest,
+                    "format": version.format,
+                    "module_class": version.module_class,
+                    "signature": json_format.MessageToDict(version.signature, preserving_proto_field_name=True),
+                    "lineage": json_format.MessageToDict(lineage, preserving_proto_field_name=True),
+                    "metrics": metrics,
+                    "tags": dict(version.tags),
+                    "author": version.author,
+                    "run": run.name if run else "",
+                    "experiment": f"projects/{project}/experiments/{run.experiment}" if run else "",
+                    "parent_version": parent_version,
+                },
+                metrics=metrics,
+                params={k: (v, numeric(v)) for k, v in lineage.params.items()},
+                tags=dict(version.tags),
+                datasets=list(lineage.datasets),
+                targets=[artifact, *lineage.datasets],
+            )
+        )
+        row = ModelVersionRow(id=registration.version_id, **registration.row)
+        return VersionView(project, model, row)
 
     def _lineage(self, version: pb.ModelVersion, run: RunView | None, project: str) -> pb.Lineage:
         lineage = pb.Lineage()
@@ -183,49 +186,6 @@ class Models:
         del lineage.datasets[:]
         lineage.datasets.extend(canonical)
         return lineage
-
-    def _next_number(self, session: Session, model: ModelRow) -> int:
-        """Take the next version number by compare-and-set, so concurrent registrations never collide."""
-        while True:
-            current = model.last_number
-            result = session.execute(
-                sa.update(ModelRow)
-                .where(col(ModelRow.id) == model.id, col(ModelRow.last_number) == current)
-                .values(last_number=current + 1)
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                model.last_number = current + 1
-                return current + 1
-            session.refresh(model)
-
-    def _index(self, session: Session, row: ModelVersionRow, lineage: pb.Lineage) -> None:
-        """The key/value rows filters and orderings run on."""
-        version_id = row.id
-        if row.metrics:
-            session.execute(
-                sa.insert(VersionMetricRow),
-                [
-                    {"version_id": version_id, "model_id": row.model_id, "key": k, "value": v}
-                    for k, v in row.metrics.items()
-                ],
-            )
-        if lineage.params:
-            session.execute(
-                sa.insert(VersionParamRow),
-                [
-                    {"version_id": version_id, "key": k, "value": v, "value_num": numeric(v)}
-                    for k, v in lineage.params.items()
-                ],
-            )
-        if row.tags:
-            session.execute(
-                sa.insert(VersionTagRow),
-                [{"version_id": version_id, "key": k, "value": v} for k, v in row.tags.items()],
-            )
-        if lineage.datasets:
-            session.execute(
-                sa.insert(VersionDatasetRow), [{"version_id": version_id, "dataset": d} for d in lineage.datasets]
-            )
 
     def resolve(self, session: Session, project: str, model_name: str, ref: str) -> VersionView:
         """A version by `v{N}`, `latest` or an alias."""
