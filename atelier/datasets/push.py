@@ -131,11 +131,38 @@ def push(
     cache = StateCache.open()
     try:
         tree = upload_tree(client, target.project, files, progress, cache, os.path.abspath(directory))
-        if cache is not None:
-            cache.remember(tree.uploader.learned)
-    finally:
+    except BaseException:
         if cache is not None:
             cache.close()
+        raise
+    # What the push learned is written to the state cache while the service commits.
+    remembering = threading.Thread(target=_remember, args=(cache, tree.uploader.learned), daemon=True)
+    remembering.start()
+    try:
+        return _commit(client, target, tree, head, author, message, metadata, rebase)
+    finally:
+        remembering.join()
+
+
+def _remember(cache: StateCache | None, learned: list[tuple[str, Stamp, ChunkedFile]]) -> None:
+    if cache is not None:
+        try:
+            cache.remember(learned)
+        finally:
+            cache.close()
+
+
+def _commit(
+    client: DataClient,
+    target: DatasetRef,
+    tree: UploadedTree,
+    head: pb.DatasetVersion | None,
+    author: str,
+    message: str,
+    metadata: dict[str, Any] | None,
+    rebase: bool,
+) -> PushResult:
+    """Send the manifest and commit it as the dataset's next version (unless it is the newest already)."""
     sent = tree.uploader
     if head is not None and head.digest == tree.digest:
         # The newest version holds exactly these files: the store has every chunk already.

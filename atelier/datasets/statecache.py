@@ -52,7 +52,8 @@ class StateCache:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=5, isolation_level=None)
+        # Written from a background thread while a push commits (one thread at a time).
+        self._db = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(

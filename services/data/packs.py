@@ -87,6 +87,8 @@ class PackWriter:
             if blake3(view[start:end]).digest() != digest:
                 _verify(digest, view[start:end], "pack")
             start = end
+        if not digests:
+            return
         pending = self._pending
         if len(pending.union(digests)) != len(pending) + len(digests):
             spans = zip(digests, accumulate(sizes, initial=0), sizes, strict=False)
