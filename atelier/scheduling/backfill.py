@@ -1,0 +1,86 @@
+"""EASY backfill: the reservation of the job at the head of the queue.
+
+The head job's start is the earliest time at which, with running jobs ending no later than their maximum run
+times, enough nodes hold enough fitting free cards (the shadow time). Its nodes are reserved: a later job may
+start on them only if its own maximum run time ends before the shadow time, and on other nodes at any time,
+so no backfilled job can delay the head job (Lifka's EASY scheduler; Slurm's sched/backfill works alike).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from atelier.scheduling.capacity import FreeCapacity
+from atelier.scheduling.jobs import RunningJob
+from atelier.scheduling.request import JobRequest
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Nodes held for a job that cannot start yet, and when it will start at the latest."""
+
+    job_id: str
+    start_time: float
+    nodes: tuple[str, ...]
+
+
+def reserve(
+    request: JobRequest, capacity: FreeCapacity, running: Sequence[RunningJob], now: float
+) -> tuple[float, list[int]] | None:
+    """(shadow time, node ordinals) for a job that does not fit now; None when it would not fit even with every
+    running job ended (cards unhealthy, nodes drained)."""
+    accepted = set(capacity.kinds_for(request.cards))
+    gpus, want = request.gpus_per_node, request.nodes
+    extra_cards: dict[int, int] = {}
+    extra_cpus: dict[int, float] = {}
+    extra_memory: dict[int, int] = {}
+
+    def fits(ordinal: int) -> bool:
+        if capacity.cpus[ordinal] + extra_cpus.get(ordinal, 0.0) < request.cpus_per_node:
+            return False
+        if capacity.memory[ordinal] + extra_memory.get(ordinal, 0) < request.memory_bytes_per_node:
+            return False
+        return len(capacity.fitting(ordinal, request.cards)) + extra_cards.get(ordinal, 0) >= gpus
+
+    ready = {o for o in _candidates(request, capacity) if fits(o)}
+    if len(ready) >= want:
+        return now, _best(ready, capacity, want)
+    for job in sorted(running, key=lambda j: now if j.stopping else j.expected_end):
+        touched = False
+        for assignment in job.placement.assignments:
+            ordinal = capacity.ordinal.get(assignment.node)
+            if ordinal is None:
+                continue
+            kinds, usable = capacity.card_kinds[ordinal], capacity.usable[ordinal]
+            count = sum(1 for i in assignment.cards if i in usable and kinds[i] in accepted)
+            extra_cards[ordinal] = extra_cards.get(ordinal, 0) + count
+            extra_cpus[ordinal] = extra_cpus.get(ordinal, 0.0) + job.request.cpus_per_node
+            extra_memory[ordinal] = extra_memory.get(ordinal, 0) + job.request.memory_bytes_per_node
+            if ordinal not in ready and fits(ordinal):
+                ready.add(ordinal)
+                touched = True
+        if touched and len(ready) >= want:
+            end = now if job.stopping else max(job.expected_end, now)
+            return end, _best(ready, capacity, want)
+    return None
+
+
+def _candidates(request: JobRequest, capacity: FreeCapacity) -> list[int]:
+    found = list(capacity.mixed)
+    for kind in capacity.kinds_for(request.cards):
+        buckets = capacity.buckets.get(kind, [])
+        for count in range(request.gpus_per_node, len(buckets)):
+            found.extend(buckets[count])
+    return found
+
+
+def _best(ready: set[int], capacity: FreeCapacity, want: int) -> list[int]:
+    """Least scarce kinds first, then by name for a stable choice."""
+    kind_of, nodes = capacity.kind_of, capacity.nodes
+
+    def key(ordinal: int) -> tuple[int, tuple[object, ...], str]:
+        kind = kind_of[ordinal]
+        return (0, kind.scarcity, nodes[ordinal].name) if kind else (1, (), nodes[ordinal].name)
+
+    return sorted(ready, key=key)[:want]

@@ -1,0 +1,137 @@
+"""What is free right now, indexed so that a placement finds fitting nodes without scanning the cluster.
+
+Homogeneous nodes (all cards of one kind, the common case) are grouped into equivalence classes by
+(card kind, number of free cards): a request for G cards of acceptable kinds looks only at the buckets
+with at least G free cards of those kinds, least scarce kind and tightest fit first. Nodes mixing kinds
+are rare and are scanned. Unhealthy cards and cards in MIG mode are never free (whole-card jobs only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from atelier.scheduling.inventory import CardKind, Node
+from atelier.scheduling.request import CardFilter
+
+if TYPE_CHECKING:
+    from atelier.scheduling.jobs import RunningJob
+
+
+class FreeCapacity:
+    """The free cards, CPUs and host memory of every schedulable node, with the bucket index.
+
+    Nodes are addressed by ordinal (position in `nodes`); `ordinal` maps names to them.
+    """
+
+    def __init__(self, nodes: Sequence[Node]) -> None:
+        self.nodes: list[Node] = [node for node in nodes if node.schedulable]
+        self.ordinal: dict[str, int] = {node.name: i for i, node in enumerate(self.nodes)}
+        self.usable: list[frozenset[int]] = [
+            frozenset(card.index for card in node.cards if card.healthy and not card.mig_enabled) for node in self.nodes
+        ]
+        self.free: list[set[int]] = [set(usable) for usable in self.usable]
+        self.cpus: list[float] = [node.cpus for node in self.nodes]
+        self.memory: list[int] = [node.memory_bytes for node in self.nodes]
+        self.kind_of: list[CardKind | None] = [node.kind for node in self.nodes]
+        self.card_kinds: list[dict[int, CardKind]] = [
+            {card.index: card.kind for card in node.cards} for node in self.nodes
+        ]
+        self.buckets: dict[CardKind, list[dict[int, None]]] = {}
+        self.mixed: dict[int, None] = {}
+        self.free_by_kind: dict[CardKind, int] = {}
+        self.total_free = 0
+        self._kinds_for: dict[CardFilter, tuple[CardKind, ...]] = {}
+        for i, node in enumerate(self.nodes):
+            kind = self.kind_of[i]
+            if kind is None:
+                if node.cards:
+                    self.mixed[i] = None
+            else:
+                buckets = self.buckets.setdefault(kind, [])
+                while len(buckets) <= len(node.cards):
+                    buckets.append({})
+                buckets[len(self.free[i])][i] = None
+            for index in self.free[i]:
+                card_kind = self.card_kinds[i][index]
+                self.free_by_kind[card_kind] = self.free_by_kind.get(card_kind, 0) + 1
+            self.total_free += len(self.free[i])
+        self.kinds: tuple[CardKind, ...] = tuple(
+            sorted({card.kind for node in self.nodes for card in node.cards}, key=lambda k: k.scarcity)
+        )
+
+    @classmethod
+    def build(cls, nodes: Sequence[Node], running: Iterable[RunningJob]) -> FreeCapacity:
+        """The capacity `running` jobs leave free on `nodes` (assignments to unknown or drained nodes are ignored)."""
+        capacity = cls(nodes)
+        for job in running:
+            capacity.take_job(job)
+        return capacity
+
+    def kinds_for(self, cards: CardFilter) -> tuple[CardKind, ...]:
+        """Card kinds of this cluster that meet a filter, least scarce first (memoised)."""
+        kinds = self._kinds_for.get(cards)
+        if kinds is None:
+            kinds = self._kinds_for[cards] = tuple(k for k in self.kinds if cards.accepts(k))
+        return kinds
+
+    def fitting(self, ordinal: int, cards: CardFilter) -> list[int]:
+        """Free card indices of a node that meet a filter."""
+        kind = self.kind_of[ordinal]
+        if kind is not None:
+            return sorted(self.free[ordinal]) if cards.accepts(kind) else []
+        kinds = self.card_kinds[ordinal]
+        return sorted(i for i in self.free[ordinal] if cards.accepts(kinds[i]))
+
+    def take_job(self, job: RunningJob) -> None:
+        """Mark a running job's cards, CPUs and memory as used."""
+        request = job.request
+        for assignment in job.placement.assignments:
+            ordinal = self.ordinal.get(assignment.node)
+            if ordinal is not None:
+                self.take(ordinal, assignment.cards, request.cpus_per_node, request.memory_bytes_per_node)
+
+    def release_job(self, job: RunningJob) -> None:
+        """Give a finished job's cards, CPUs and memory back."""
+        request = job.request
+        for assignment in job.placement.assignments:
+            ordinal = self.ordinal.get(assignment.node)
+            if ordinal is not None:
+                self.release(ordinal, assignment.cards, request.cpus_per_node, request.memory_bytes_per_node)
+
+    def take(self, ordinal: int, cards: Iterable[int], cpus: float, memory: int) -> None:
+        """Use cards (those not free are ignored), CPUs and memory of a node."""
+        free = self.free[ordinal]
+        before = len(free)
+        kinds = self.card_kinds[ordinal]
+        for index in cards:
+            if index in free:
+                free.discard(index)
+                self.free_by_kind[kinds[index]] -= 1
+        self._moved(ordinal, before, len(free))
+        self.cpus[ordinal] -= cpus
+        self.memory[ordinal] -= memory
+
+    def release(self, ordinal: int, cards: Iterable[int], cpus: float, memory: int) -> None:
+        """Free cards (only usable ones come back), CPUs and memory of a node."""
+        free = self.free[ordinal]
+        before = len(free)
+        kinds = self.card_kinds[ordinal]
+        usable = self.usable[ordinal]
+        for index in cards:
+            if index in usable and index not in free:
+                free.add(index)
+                self.free_by_kind[kinds[index]] += 1
+        self._moved(ordinal, before, len(free))
+        self.cpus[ordinal] += cpus
+        self.memory[ordinal] += memory
+
+    def _moved(self, ordinal: int, before: int, after: int) -> None:
+        if before == after:
+            return
+        self.total_free += after - before
+        kind = self.kind_of[ordinal]
+        if kind is not None:
+            buckets = self.buckets[kind]
+            del buckets[before][ordinal]
+            buckets[after][ordinal] = None

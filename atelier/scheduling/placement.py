@@ -1,0 +1,148 @@
+"""Placement strategies: which nodes and cards a request gets out of the free capacity, or None.
+
+`BestFit` is Atelier's heterogeneity-aware placement; `FirstFit` is the naive baseline the simulator compares
+against. Both place gangs all or nothing and never change the capacity themselves (the cycle takes the cards).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Protocol
+
+from atelier.scheduling.capacity import FreeCapacity
+from atelier.scheduling.jobs import NodeAssignment, Placement
+from atelier.scheduling.request import JobRequest
+from atelier.scheduling.topology import choose_cards
+
+Choice = list[tuple[int, tuple[int, ...]]]
+"""(node ordinal, card indices) per node of a gang, rank order."""
+
+
+class PlacementStrategy(Protocol):
+    """Finds nodes and cards for a request in the free capacity."""
+
+    name: str
+
+    def place(self, request: JobRequest, capacity: FreeCapacity, exclude: Collection[int] = ()) -> Choice | None:
+        """The gang's nodes and cards, avoiding the `exclude`d node ordinals; None when it does not fit now."""
+        ...
+
+
+def to_placement(choice: Choice, capacity: FreeCapacity) -> Placement:
+    """The named placement of a choice."""
+    return Placement(tuple(NodeAssignment(capacity.nodes[o].name, cards) for o, cards in choice))
+
+
+def could_fit_in_total(request: JobRequest, capacity: FreeCapacity) -> bool:
+    """Quick rejection: enough free cards of acceptable kinds in the whole cluster."""
+    free_by_kind = capacity.free_by_kind
+    need = request.gpus
+    have = 0
+    for kind in capacity.kinds_for(request.cards):
+        have += free_by_kind.get(kind, 0)
+        if have >= need:
+            return True
+    return False
+
+
+class BestFit:
+    """Heterogeneity-aware best fit.
+
+    Among nodes with enough free cards that meet the request, prefer the least scarce card kind (fewest native
+    precisions, then least memory, then oldest capability), then the tightest fit (fewest free cards, so whole
+    nodes stay whole for gangs), and a gang of one kind; on each node take the best-connected cards.
+    """
+
+    name = "best-fit"
+
+    def place(self, request: JobRequest, capacity: FreeCapacity, exclude: Collection[int] = ()) -> Choice | None:
+        """See `PlacementStrategy.place`."""
+        if not could_fit_in_total(request, capacity):
+            return None
+        ordinals = self._nodes(request, capacity, exclude)
+        if ordinals is None:
+            return None
+        choice: Choice = []
+        for ordinal in ordinals:
+            fitting = capacity.fitting(ordinal, request.cards)
+            if capacity.kind_of[ordinal] is None:
+                fitting = _cheapest(capacity, ordinal, fitting, request.gpus_per_node)
+            choice.append((ordinal, choose_cards(capacity.nodes[ordinal], fitting, request.gpus_per_node)))
+        return choice
+
+    def _nodes(self, request: JobRequest, capacity: FreeCapacity, exclude: Collection[int]) -> list[int] | None:
+        want, gpus = request.nodes, request.gpus_per_node
+        cpus, memory = request.cpus_per_node, request.memory_bytes_per_node
+        free_cpus, free_memory = capacity.cpus, capacity.memory
+        pool: list[int] = []
+        for kind in capacity.kinds_for(request.cards):
+            buckets = capacity.buckets.get(kind)
+            if not buckets:
+                continue
+            same_kind: list[int] = []
+            for count in range(gpus, len(buckets)):
+                for ordinal in buckets[count]:
+                    if ordinal in exclude or free_cpus[ordinal] < cpus or free_memory[ordinal] < memory:
+                        continue
+                    same_kind.append(ordinal)
+                    if len(same_kind) == want:
+                        return same_kind
+            pool.extend(same_kind)
+        pool.extend(self._mixed(request, capacity, exclude))
+        return pool[:want] if len(pool) >= want else None
+
+    @staticmethod
+    def _mixed(request: JobRequest, capacity: FreeCapacity, exclude: Collection[int]) -> list[int]:
+        """Mixed-kind nodes that fit, tightest first."""
+        fits = []
+        for ordinal in capacity.mixed:
+            if ordinal in exclude or capacity.cpus[ordinal] < request.cpus_per_node:
+                continue
+            if capacity.memory[ordinal] < request.memory_bytes_per_node:
+                continue
+            count = len(capacity.fitting(ordinal, request.cards))
+            if count >= request.gpus_per_node:
+                fits.append((count, ordinal))
+        return [ordinal for _, ordinal in sorted(fits)]
+
+
+def _cheapest(capacity: FreeCapacity, ordinal: int, fitting: list[int], count: int) -> list[int]:
+    """On a mixed node, only cards of the least scarce kinds that can make up `count`."""
+    kinds = capacity.card_kinds[ordinal]
+    ranked = sorted(fitting, key=lambda i: kinds[i].scarcity)
+    limit = kinds[ranked[count - 1]].scarcity
+    return [i for i in ranked if kinds[i].scarcity <= limit]
+
+
+class FirstFit:
+    """Baseline: the first nodes in inventory order with enough fitting free cards; the lowest card indices.
+
+    Knows nothing of card scarcity, fragmentation or topology.
+    """
+
+    name = "first-fit"
+
+    def place(self, request: JobRequest, capacity: FreeCapacity, exclude: Collection[int] = ()) -> Choice | None:
+        """See `PlacementStrategy.place`."""
+        if not could_fit_in_total(request, capacity):
+            return None
+        gpus = request.gpus_per_node
+        accepted = set(capacity.kinds_for(request.cards))
+        choice: Choice = []
+        for ordinal, free in enumerate(capacity.free):
+            if len(free) < gpus or ordinal in exclude:
+                continue
+            kind = capacity.kind_of[ordinal]
+            if kind is not None and kind not in accepted:
+                continue
+            if (
+                capacity.cpus[ordinal] < request.cpus_per_node
+                or capacity.memory[ordinal] < request.memory_bytes_per_node
+            ):
+                continue
+            fitting = capacity.fitting(ordinal, request.cards)
+            if len(fitting) >= gpus:
+                choice.append((ordinal, tuple(fitting[:gpus])))
+                if len(choice) == request.nodes:
+                    return choice
+        return None
