@@ -13,10 +13,12 @@ from atelier.runtime.database import create_engine, migrate
 from services.data import server as data_server
 from services.data.tables import metadata
 from services.registry import server as registry_server
+from services.scheduler import server as scheduler_server
 
 SERVICES = [
     ("data", data_server.MIGRATIONS, "data_"),
     ("registry", registry_server.MIGRATIONS, "reg_"),
+    ("scheduler", scheduler_server.MIGRATIONS, "sched_"),
 ]
 
 

@@ -1,0 +1,3 @@
+from services.scheduler.agent.main import main
+
+main()

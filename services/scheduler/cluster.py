@@ -1,0 +1,109 @@
+"""The cluster as the database knows it, and what a job's request means for its cards."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from atelier.errors import FailedPrecondition
+from atelier.scheduler.v1 import resources_pb2 as pb
+from services.scheduler.spec import Shape
+from services.scheduler.tables import NodeRow
+
+GIB = 1024**3
+_MIN_CAPABILITY = {
+    pb.PRECISION_FP32: (0, 0),
+    pb.PRECISION_FP16: (7, 0),
+    pb.PRECISION_TF32: (8, 0),
+    pb.PRECISION_BF16: (8, 0),
+    pb.PRECISION_FP8: (8, 9),
+}
+
+
+def capability(text: str) -> tuple[int, int]:
+    major, _, minor = text.partition(".")
+    return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else (0, 0)
+
+
+def precisions_of(compute_capability: str) -> list[int]:
+    """Precisions a card computes natively, from its compute capability (fp16 from 7.0, tf32 and
+    bf16 from 8.0, fp8 from 8.9)."""
+    have = capability(compute_capability)
+    return [p for p, needed in _MIN_CAPABILITY.items() if have >= needed]
+
+
+def precision_name(value: int) -> str:
+    return pb.Precision.Name(value).removeprefix("PRECISION_").lower()  # type: ignore[arg-type]
+
+
+def card_fits(card: dict[str, Any], resources: pb.Resources) -> bool:
+    """Whether one card (as stored) meets the request's memory, precision and model constraints."""
+    if not card.get("health", {}).get("healthy", False):
+        return False
+    if int(card.get("memory_total_bytes", 0)) < resources.min_gpu_memory_bytes:
+        return False
+    if resources.precision and resources.precision not in precisions_of(card.get("compute_capability", "")):
+        return False
+    model = card.get("model", "")
+    if resources.allowed_card_models and model not in resources.allowed_card_models:
+        return False
+    return model not in resources.forbidden_card_models
+
+
+def describe_need(shape: Shape, resources: pb.Resources) -> str:
+    parts = [f"{shape.gpus_per_node} GPUs"]
+    if resources.min_gpu_memory_bytes:
+        parts.append(f"with >= {resources.min_gpu_memory_bytes / GIB:g} GiB")
+    if resources.precision:
+        parts.append(("and " if len(parts) > 1 else "with ") + precision_name(resources.precision))
+    if resources.allowed_card_models:
+        parts.append(f"of models {'/'.join(resources.allowed_card_models)}")
+    return " ".join(parts)
+
+
+def describe_largest(nodes: list[NodeRow], resources: pb.Resources) -> str:
+    """The biggest node by card count, e.g. `8 x V100M32 (32 GiB) without bf16`."""
+    if not nodes:
+        return "the cluster has no nodes yet (start an agent: atelier agent)"
+    best = max(
+        nodes, key=lambda n: (len(n.cards), max((int(c.get("memory_total_bytes", 0)) for c in n.cards), default=0))
+    )
+    models = Counter(c.get("model", "?") for c in best.cards)
+    text = ", ".join(f"{count} x {model}" for model, count in models.most_common()) or "no GPUs"
+    first = best.cards[0] if best.cards else {}
+    if first:
+        text += f" ({int(first.get('memory_total_bytes', 0)) / GIB:g} GiB"
+        if resources.precision and resources.precision not in precisions_of(first.get("compute_capability", "")):
+            text += f", without {precision_name(resources.precision)}"
+        text += ")"
+    return f"largest: {text} on nodes/{best.name}"
+
+
+class Cluster:
+    """Read-only questions about the registered nodes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def nodes(self) -> list[NodeRow]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(NodeRow)))
+
+    def check_feasible(self, job: pb.Job, shape: Shape) -> None:
+        """FAILED_PRECONDITION when no set of nodes could ever hold the job, even with the cluster
+        empty. Only agent jobs are checked here; Slurm checks its own."""
+        if job.executor == pb.EXECUTOR_KIND_SLURM:
+            return
+        nodes = self.nodes()
+        fitting = [n for n in nodes if sum(card_fits(c, job.resources) for c in n.cards) >= shape.gpus_per_node]
+        if len(fitting) >= shape.nodes:
+            return
+        need = describe_need(shape, job.resources)
+        where = "no node has" if not fitting else f"the job needs {shape.nodes} nodes, only {len(fitting)} have"
+        raise FailedPrecondition(
+            f"{where} {need}; {describe_largest(nodes, job.resources)}",
+            metadata={"nodes": str(shape.nodes), "gpus_per_node": str(shape.gpus_per_node)},
+        )

@@ -1,0 +1,84 @@
+"""Bootstrap of the scheduler: settings, database, domain, servicers, the scheduling cycle; then serve."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from atelier.client import DataClient
+from atelier.runtime.database import create_engine, default_url, migrate
+from atelier.runtime.logging import configure_logging
+from atelier.runtime.server import BlockingRunner, GrpcService, PeriodicJob, ServiceHost
+from atelier.runtime.tracing import configure_tracing
+from atelier.scheduler.v1 import (
+    agent_service_pb2,
+    agent_service_pb2_grpc,
+    scheduler_service_pb2,
+    scheduler_service_pb2_grpc,
+)
+from atelier.scheduler.v1 import resources_pb2 as pb
+from atelier.stack.addresses import service_address
+from services.scheduler.cluster import Cluster, precisions_of
+from services.scheduler.cycle import Cycle
+from services.scheduler.datalink import DatasetLink
+from services.scheduler.jobs import Jobs
+from services.scheduler.logs import Logs
+from services.scheduler.nodes import Nodes
+from services.scheduler.servicer import AgentServicer, SchedulerServicer
+from services.scheduler.settings import SchedulerSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SCHEDULER = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
+AGENTS = agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
+
+
+def build(settings: SchedulerSettings) -> ServiceHost:
+    """Wire the scheduler from its settings (migrating the database on the way)."""
+    engine = create_engine(
+        settings.database_url or default_url(settings.home, "scheduler"), settings.sqlite_synchronous
+    )
+    migrate(engine, MIGRATIONS, "alembic_version_scheduler")
+    datasets = DatasetLink(lambda: DataClient.at(settings.data_address or service_address("data", settings.home)))
+    cluster = Cluster(engine)
+    executor = pb.EXECUTOR_KIND_SLURM if settings.default_executor == "slurm" else pb.EXECUTOR_KIND_AGENTS
+    jobs = Jobs(engine, settings.priority_classes, cluster.check_feasible, datasets.resolve, executor)
+    nodes = Nodes(engine, settings.grace_period_seconds)
+    logs = Logs(engine)
+    cycle = Cycle(engine, settings)
+    runner = BlockingRunner(settings.workers)
+    scheduler = SchedulerServicer(jobs, nodes, logs, precisions_of, runner)
+    agents = AgentServicer(nodes, logs, precisions_of, settings.heartbeat_interval_seconds, runner)
+    host = ServiceHost(
+        name="scheduler",
+        settings=settings,
+        services=[
+            GrpcService(
+                SCHEDULER, lambda s: scheduler_service_pb2_grpc.add_SchedulerServiceServicer_to_server(scheduler, s)
+            ),
+            GrpcService(AGENTS, lambda s: agent_service_pb2_grpc.add_AgentServiceServicer_to_server(agents, s)),
+        ],
+        jobs=[
+            PeriodicJob("schedule", settings.cycle_interval_seconds, cycle.run, runner),
+            PeriodicJob(
+                "lost-nodes",
+                max(settings.heartbeat_interval_seconds, 1.0),
+                lambda: nodes.mark_lost(settings.node_timeout_seconds),
+                runner,
+            ),
+        ],
+    )
+    host.on_stop.append(runner.shutdown)
+    host.on_stop.append(engine.dispose)
+    return host
+
+
+def main() -> None:
+    """`python -m services.scheduler`."""
+    settings = SchedulerSettings()
+    configure_logging("scheduler", settings.log_level, settings.log_format)
+    configure_tracing("atelier-scheduler")
+
+    async def serve() -> None:
+        await build(settings).serve_until_signalled()
+
+    asyncio.run(serve())
