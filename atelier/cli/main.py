@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from atelier.cli import data as data_cli
+from atelier.cli import jobs as jobs_cli
 from atelier.cli import registry as registry_cli
 from atelier.cli import stack as stack_cli
 from atelier.errors import AtelierError
@@ -51,6 +52,9 @@ app.add_typer(data_cli.app, name="data")
 app.add_typer(registry_cli.experiments, name="experiments")
 app.add_typer(registry_cli.runs, name="runs")
 app.add_typer(registry_cli.models, name="models")
+app.add_typer(jobs_cli.jobs, name="jobs")
+app.command("cluster")(jobs_cli.cluster)
+app.command("agent")(jobs_cli.agent)
 
 
 def print_error(error: AtelierError) -> None:

@@ -34,6 +34,9 @@ SERVICES: tuple[StackService, ...] = (
     StackService(
         name="registry", module="services.registry", default_port_offset=1, description="Runs and model registry"
     ),
+    StackService(
+        name="scheduler", module="services.scheduler", default_port_offset=2, description="GPU jobs and node agents"
+    ),
 )
 
 

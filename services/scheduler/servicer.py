@@ -21,6 +21,7 @@ from services.scheduler.nodes import Nodes
 
 Context = grpc.aio.ServicerContext[Any, Any]
 FOLLOW_POLL_SECONDS = 0.2
+FOLLOW_SETTLE_SECONDS = 1.0
 
 
 class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
@@ -54,22 +55,22 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
         self, request: rpc.ReadJobLogsRequest, context: Context
     ) -> AsyncIterator[rpc.ReadJobLogsResponse]:
         offset = request.offset
+        settle = 0.0
         while True:
             lines, state = await self.run(self.logs.read, request.name, offset)
             if lines:
                 offset = lines[-1].id or offset
                 yield rpc.ReadJobLogsResponse(lines=[convert.log_line(r) for r in lines], state=state)  # type: ignore[arg-type]
                 continue
-            if not request.follow or state in ENDED:
-                # One last read: lines written just before the job ended may have landed since.
-                lines, state = await self.run(self.logs.read, request.name, offset)
-                if lines:
-                    offset = lines[-1].id or offset
-                    yield rpc.ReadJobLogsResponse(lines=[convert.log_line(r) for r in lines], state=state)  # type: ignore[arg-type]
-                    continue
-                if not request.follow:
-                    yield rpc.ReadJobLogsResponse(state=state)  # type: ignore[arg-type]
+            if not request.follow:
+                yield rpc.ReadJobLogsResponse(state=state)  # type: ignore[arg-type]
                 return
+            if state in ENDED:
+                # Agents ship a process's last lines just after reporting its exit: wait for them.
+                settle += FOLLOW_POLL_SECONDS
+                if settle > FOLLOW_SETTLE_SECONDS:
+                    yield rpc.ReadJobLogsResponse(state=state)  # type: ignore[arg-type]
+                    return
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
     async def GetNode(self, request: rpc.GetNodeRequest, context: Context) -> pb.Node:
