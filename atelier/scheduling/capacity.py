@@ -34,9 +34,7 @@ class FreeCapacity:
         self.cpus: list[float] = [node.cpus for node in self.nodes]
         self.memory: list[int] = [node.memory_bytes for node in self.nodes]
         self.kind_of: list[CardKind | None] = [node.kind for node in self.nodes]
-        self.card_kinds: list[dict[int, CardKind]] = [
-            {card.index: card.kind for card in node.cards} for node in self.nodes
-        ]
+        self.card_kinds: list[dict[int, CardKind]] = [node.card_kinds for node in self.nodes]
         self.buckets: dict[CardKind, list[dict[int, None]]] = {}
         self.mixed: dict[int, None] = {}
         self.free_by_kind: dict[CardKind, int] = {}
@@ -52,13 +50,20 @@ class FreeCapacity:
                 while len(buckets) <= len(node.cards):
                     buckets.append({})
                 buckets[len(self.free[i])][i] = None
-            for index in self.free[i]:
-                card_kind = self.card_kinds[i][index]
-                self.free_by_kind[card_kind] = self.free_by_kind.get(card_kind, 0) + 1
+            if kind is not None:
+                self.free_by_kind[kind] = self.free_by_kind.get(kind, 0) + len(self.free[i])
+            else:
+                for index in self.free[i]:
+                    card_kind = self.card_kinds[i][index]
+                    self.free_by_kind[card_kind] = self.free_by_kind.get(card_kind, 0) + 1
             self.total_free += len(self.free[i])
-        self.kinds: tuple[CardKind, ...] = tuple(
-            sorted({card.kind for node in self.nodes for card in node.cards}, key=lambda k: k.scarcity)
-        )
+        self.nodes_of_kind: dict[CardKind, list[int]] = {}
+        for i, kind in enumerate(self.kind_of):
+            if kind is not None:
+                self.nodes_of_kind.setdefault(kind, []).append(i)
+        kinds = {kind for kind in self.kind_of if kind is not None}
+        kinds.update(kind for i in self.mixed for kind in self.card_kinds[i].values())
+        self.kinds: tuple[CardKind, ...] = tuple(sorted(kinds, key=lambda k: k.scarcity))
 
     @classmethod
     def build(cls, nodes: Sequence[Node], running: Iterable[RunningJob]) -> FreeCapacity:

@@ -24,19 +24,27 @@ from atelier.scheduling.inventory import Node
 from atelier.scheduling.jobs import Placement, RunningJob
 from atelier.scheduling.placement import to_placement
 from atelier.scheduling.policy import PolicyConfig, strategy_for
-from atelier.scheduling.preemption import choose_victims
+from atelier.scheduling.preemption import Holding, choose_victims, running_by_node
 from atelier.scheduling.queue import JobQueue
 from atelier.scheduling.request import JobRequest
 
 
 @dataclass(frozen=True)
 class Start:
-    """Start a job on these cards. `backfilled`: it starts ahead of the reserved head job, which it cannot delay."""
+    """Start a job on these cards. `backfilled_before`: the reserved head job it starts ahead of (it cannot
+    delay it), empty if none."""
 
     job_id: str
     placement: Placement
-    explanation: str
-    backfilled: bool = False
+    strategy: str
+    models: tuple[str, ...]
+    backfilled_before: str = ""
+
+    @property
+    def explanation(self) -> str:
+        """Where and why, in words: `"best-fit: A100-80 on node-7[0,1] (backfilled; cannot delay job-3)"`."""
+        text = f"{self.strategy}: {'/'.join(self.models)} on {self.placement.describe()}"
+        return text + (f" (backfilled; cannot delay {self.backfilled_before})" if self.backfilled_before else "")
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,10 @@ class _Cycle:
         self.reserved: frozenset[int] = frozenset()
         self.blocked_by = ""
         self.held = self._held()
-        self.running_on: dict[int, list[RunningJob]] | None = None
+        self.running_on: dict[int, list[Holding]] | None = None
         self.victims: set[str] = set()
+        self.failed_preemption: set[object] = set()
+        self.preemptors = 0
 
     def run(self) -> Decisions:
         for job in self.queue.ordered(self.now, self.config, self.fair_share):
@@ -122,10 +132,11 @@ class _Cycle:
 
     def _consider(self, job: JobRequest) -> None:
         waiting = self.decisions.waiting
-        over = self._over_quota(job)
-        if over:
-            waiting[job.job_id] = over
-            return
+        if job.project in self.held:
+            over = self._over_quota(job)
+            if over:
+                waiting[job.job_id] = over
+                return
         reservation = self.reservation
         short = reservation is not None and self.now + job.max_runtime_s <= reservation.start_time
         exclude = self.reserved if reservation is not None and not short else frozenset()
@@ -136,7 +147,7 @@ class _Cycle:
             if choice is None:
                 (self.failed_off_reserved if exclude else self.failed).add(shape)
         if choice is not None:
-            self._start(job, to_placement(choice, self.capacity), choice, backfilled=reservation is not None)
+            self._start(job, choice)
             return
         if self._try_preemption(job):
             return
@@ -150,18 +161,18 @@ class _Cycle:
         else:
             waiting[job.job_id] = "waiting: resources"
 
-    def _start(
-        self, job: JobRequest, placement: Placement, choice: list[tuple[int, tuple[int, ...]]], *, backfilled: bool
-    ) -> None:
+    def _start(self, job: JobRequest, choice: list[tuple[int, tuple[int, ...]]]) -> None:
+        capacity = self.capacity
+        kinds = capacity.card_kinds
+        models: set[str] = set()
         for ordinal, cards in choice:
-            self.capacity.take(ordinal, cards, job.cpus_per_node, job.memory_bytes_per_node)
+            capacity.take(ordinal, cards, job.cpus_per_node, job.memory_bytes_per_node)
+            models.update(kinds[ordinal][c].model for c in cards)
         if job.project in self.held:
             self.held[job.project] += job.gpus
-        models = sorted({self.capacity.card_kinds[o][c].model for o, cards in choice for c in cards})
-        explanation = f"{self.strategy.name}: {'/'.join(models)} on {placement.describe()}"
-        if backfilled and self.reservation is not None:
-            explanation += f" (backfilled; cannot delay {self.reservation.job_id})"
-        self.decisions.starts.append(Start(job.job_id, placement, explanation, backfilled=backfilled))
+        before = self.reservation.job_id if self.reservation is not None else ""
+        start = Start(job.job_id, to_placement(choice, capacity), self.strategy.name, tuple(sorted(models)), before)
+        self.decisions.starts.append(start)
 
     def _reserve(self, job: JobRequest) -> None:
         found = reserve(job, self.capacity, self.running, self.now)
@@ -183,12 +194,7 @@ class _Cycle:
         if cls is None or cls.preempt_after_s is None or self.now - job.submit_time < cls.preempt_after_s:
             return False
         if self.running_on is None:
-            self.running_on = {}
-            for running in self.running:
-                for assignment in running.placement.assignments:
-                    ordinal = self.capacity.ordinal.get(assignment.node)
-                    if ordinal is not None:
-                        self.running_on.setdefault(ordinal, []).append(running)
+            self.running_on = running_by_node(self.capacity, self.running)
 
         def rank(victim: RunningJob) -> int | None:
             victim_class = config.classes.get(victim.request.priority_class)
@@ -196,8 +202,13 @@ class _Cycle:
                 return None
             return victim_class.priority if victim_class.priority < cls.priority else None
 
+        key = (job.shape, cls.priority)
+        if key in self.failed_preemption or self.preemptors >= config.preemptors_per_cycle:
+            return False
+        self.preemptors += 1
         victims = choose_victims(job, self.capacity, self.running_on, rank)
         if victims is None:
+            self.failed_preemption.add(key)
             return False
         fresh = [v for v in victims if not v.stopping]
         for victim in fresh:

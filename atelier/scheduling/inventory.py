@@ -96,6 +96,8 @@ def _intern_kind(model: str, memory_bytes: int, capability: Capability) -> CardK
 Topology = tuple[tuple[Interconnect, ...], ...]
 """Square matrix: `topology[a][b]` is the link between the cards at positions a and b of `Node.cards`."""
 
+_TOPOLOGIES: dict[Topology, Topology] = {}
+
 
 @dataclass(frozen=True)
 class Node:
@@ -119,11 +121,23 @@ class Node:
             raise InvalidArgument(
                 f"node {self.name!r}: topology must be {len(self.cards)} x {len(self.cards)}, one row per card"
             )
+        # One object per distinct matrix, so that memos can key on its identity instead of hashing 64 links.
+        object.__setattr__(self, "topology", _TOPOLOGIES.setdefault(self.topology, self.topology))
 
     @cached_property
     def position(self) -> dict[int, int]:
         """Card index -> position in `cards` (and in the topology matrix)."""
         return {card.index: pos for pos, card in enumerate(self.cards)}
+
+    @cached_property
+    def usable(self) -> frozenset[int]:
+        """Indices of the cards jobs may be given: healthy and not in MIG mode (whole-card jobs only)."""
+        return frozenset(card.index for card in self.cards if card.healthy and not card.mig_enabled)
+
+    @cached_property
+    def card_kinds(self) -> dict[int, CardKind]:
+        """Card index -> kind."""
+        return {card.index: card.kind for card in self.cards}
 
     @cached_property
     def kind(self) -> CardKind | None:

@@ -53,7 +53,11 @@ DEFAULT_CLASSES: Mapping[str, PriorityClass] = MappingProxyType(
 @dataclass(frozen=True)
 class PolicyConfig:
     """Everything a cycle needs to know besides the cluster and the jobs. The defaults are Atelier's policy;
-    `fifo_first_fit()` and `priority_backfill_first_fit()` are the simulator's baselines."""
+    `fifo_first_fit()` and `priority_backfill_first_fit()` are the simulator's baselines.
+
+    `preemptors_per_cycle` bounds how many waiting jobs may look for victims in one cycle (each search looks at
+    every node of the kinds they accept); the others try again next cycle.
+    """
 
     classes: Mapping[str, PriorityClass] = field(default_factory=lambda: DEFAULT_CLASSES)
     shares: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
@@ -66,6 +70,7 @@ class PolicyConfig:
     ordering: Ordering = Ordering.PRIORITY
     backfill: bool = True
     preemption: bool = True
+    preemptors_per_cycle: int = 16
     placement: str = "best-fit"
 
     def __post_init__(self) -> None:
@@ -83,6 +88,8 @@ class PolicyConfig:
         for project, quota in self.gpu_quotas.items():
             if quota < 0:
                 raise InvalidArgument(f"GPU quota of project {project!r} must be >= 0, got {quota}")
+        if self.preemptors_per_cycle < 0:
+            raise InvalidArgument(f"preemptors_per_cycle must be >= 0, got {self.preemptors_per_cycle}")
         strategy_for(self.placement)
 
     def priority_class(self, name: str) -> PriorityClass:

@@ -23,6 +23,17 @@ def _order(job: JobRequest) -> tuple[float, str]:
     return job.submit_time, job.job_id
 
 
+def _rank(
+    job: JobRequest, base: float, now: float, age_weight: float, horizon: float, fifo: bool
+) -> tuple[float, float, str]:
+    """Heap key: lower comes first."""
+    if fifo:
+        return 0.0, job.submit_time, job.job_id
+    age = now - job.submit_time
+    boost = age_weight if age >= horizon else age_weight * age / horizon if age > 0 else 0.0
+    return -(base + boost), job.submit_time, job.job_id
+
+
 class JobQueue:
     """Pending jobs by (priority class, project), each group in (submit time, id) order."""
 
@@ -71,22 +82,34 @@ class JobQueue:
         return {project for (_, project), group in self.groups.items() if group}
 
     def ordered(self, now: float, config: PolicyConfig, fair_share: Mapping[str, float]) -> Iterator[JobRequest]:
-        """Pending jobs, highest priority first (FIFO ordering: oldest first), ties by submit time and id."""
+        """Pending jobs, highest priority first (FIFO ordering: oldest first), ties by submit time and id.
+
+        The heap holds one entry per group; the popped group then yields its jobs for as long as they rank
+        before the best other group's head, so most jobs cost one priority computation and no heap operation.
+        """
         gone = self._gone
-        heap: list[tuple[float, float, str, int, GroupKey]] = []
+        fifo = config.ordering is Ordering.FIFO
+        age_weight, horizon = config.age_weight, config.age_horizon_s
+        heap: list[tuple[tuple[float, float, str], GroupKey, int]] = []
         bases: dict[GroupKey, float] = {}
         for key, group in self.groups.items():
-            if not group:
-                continue
-            bases[key] = self._base(key, config, fair_share)
-            self._push(heap, key, group, 0, bases[key], now, config)
+            if group:
+                bases[key] = base = self._base(key, config, fair_share)
+                heap.append((_rank(group[0], base, now, age_weight, horizon, fifo), key, 0))
+        heapq.heapify(heap)
         while heap:
-            _, _, _, position, key = heapq.heappop(heap)
-            group = self.groups[key]
-            job = group[position]
-            self._push(heap, key, group, position + 1, bases[key], now, config)
-            if job.job_id not in gone:
-                yield job
+            _, key, position = heapq.heappop(heap)
+            group, base = self.groups[key], bases[key]
+            bound = heap[0][0] if heap else None
+            while position < len(group):
+                job = group[position]
+                rank = _rank(job, base, now, age_weight, horizon, fifo)
+                if bound is not None and rank > bound:
+                    heapq.heappush(heap, (rank, key, position))
+                    break
+                position += 1
+                if job.job_id not in gone:
+                    yield job
 
     def priority(self, job: JobRequest, now: float, config: PolicyConfig, fair_share: Mapping[str, float]) -> float:
         """A job's priority now (see `policy`); FIFO ordering: minus its submit time."""
@@ -101,25 +124,6 @@ class JobQueue:
             return 0.0
         cls = config.classes.get(key[0])
         return (cls.priority if cls else 0) + config.fair_share_weight * fair_share.get(key[1], 1.0)
-
-    @staticmethod
-    def _push(
-        heap: list[tuple[float, float, str, int, GroupKey]],
-        key: GroupKey,
-        group: list[JobRequest],
-        position: int,
-        base: float,
-        now: float,
-        config: PolicyConfig,
-    ) -> None:
-        if position >= len(group):
-            return
-        job = group[position]
-        if config.ordering is Ordering.FIFO:
-            rank = 0.0
-        else:
-            rank = -(base + config.age_weight * min(max(now - job.submit_time, 0.0) / config.age_horizon_s, 1.0))
-        heapq.heappush(heap, (rank, job.submit_time, job.job_id, position, key))
 
     def _compact(self) -> None:
         gone = self._gone

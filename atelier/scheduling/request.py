@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from atelier.errors import InvalidArgument
 from atelier.scheduling.catalogue import CARD_MODELS, GIB
@@ -78,6 +77,9 @@ class JobRequest:
     user: str = ""
     submit_time: float = 0.0
     labels: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    shape: int = field(init=False, repr=False, compare=False)
+    """What placement looks at, interned to an int: requests with the same shape fit exactly the same free cards
+    (nodes, GPUs per node, card filter, CPUs and memory per node)."""
 
     def __post_init__(self) -> None:
         if not self.job_id:
@@ -98,6 +100,8 @@ class JobRequest:
         overlap = self.cards.allowed_models & self.cards.forbidden_models
         if overlap:
             raise InvalidArgument(f"card models {sorted(overlap)} are both allowed and forbidden")
+        shape = (self.nodes, self.gpus_per_node, self.cards, self.cpus_per_node, self.memory_bytes_per_node)
+        object.__setattr__(self, "shape", _SHAPES.setdefault(shape, len(_SHAPES)))
 
     @classmethod
     def of(
@@ -149,11 +153,6 @@ class JobRequest:
         """GPUs of the whole gang."""
         return self.nodes * self.gpus_per_node
 
-    @cached_property
-    def shape(self) -> tuple[int, int, CardFilter, float, int]:
-        """What placement looks at: two requests with the same shape fit exactly the same free cards."""
-        return self.nodes, self.gpus_per_node, self.cards, self.cpus_per_node, self.memory_bytes_per_node
-
     def describe(self) -> str:
         """`"4 GPUs with >= 80 GiB and bf16"`, `"2 nodes x 8 GPUs"`: the gang in words."""
         text = f"{self.gpus_per_node} GPU{'s' if self.gpus_per_node > 1 else ''}"
@@ -161,6 +160,9 @@ class JobRequest:
             text = f"{self.nodes} nodes x {text}"
         cards = self.cards.describe()
         return f"{text} {cards}" if cards else text
+
+
+_SHAPES: dict[tuple[int, int, CardFilter, float, int], int] = {}
 
 
 def resolve_shape(

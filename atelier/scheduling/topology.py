@@ -10,7 +10,7 @@ from atelier.scheduling.inventory import Node, Topology
 # Beyond this many candidate sets the choice is made greedily (an 8-card node never gets there: C(8, 4) = 70).
 _MAX_COMBINATIONS = 256
 
-_CHOSEN: dict[tuple[Topology, tuple[int, ...], int], tuple[int, ...]] = {}
+_CHOSEN: dict[tuple[int, tuple[int, ...], int], tuple[int, ...]] = {}
 
 
 def choose_cards(node: Node, free: Collection[int], count: int) -> tuple[int, ...]:
@@ -22,10 +22,12 @@ def choose_cards(node: Node, free: Collection[int], count: int) -> tuple[int, ..
     if count == 0:
         return ()
     positions = node.position
-    key = (node.topology, tuple(positions[i] for i in candidates), count)
+    # Topologies are interned (see `Node`), so their identity stands for their value.
+    slots_free = tuple(positions[i] for i in candidates)
+    key = (id(node.topology), slots_free, count)
     chosen = _CHOSEN.get(key)
     if chosen is None:
-        slots = _choose_slots(node.topology, key[1], count)
+        slots = _choose_slots(node.topology, slots_free, count)
         by_position = {positions[i]: i for i in candidates}
         chosen = tuple(sorted(by_position[p] for p in slots))
         if len(_CHOSEN) > 100_000:
