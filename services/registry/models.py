@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -224,25 +225,45 @@ class Models:
             raise InvalidArgument("page_token is not a token this service issued", metadata={"field": "page_token"})
         condition = compile_filter(text, VERSIONS, lambda ref: self.data.dataset_version(ref, project))
         ordering = parse_order_by(order_by, VERSIONS, "create_time desc")
-        query = select(ModelVersionRow, ModelRow).join(ModelRow, col(ModelRow.id) == ModelVersionRow.model_id)
-        query = query.where(ModelRow.project == project)
+        query = select(ModelVersionRow)
+        known: dict[int | None, ModelRow] = {}
         with transaction(self.engine) as session:
-            if parts["model"] != "-":
-                model = self._model(session, project, parts["model"])
+            if parts["model"] == "-":
+                in_project = select(ModelRow.id).where(ModelRow.project == project)
+                query = query.where(col(ModelVersionRow.model_id).in_(in_project))
+            else:
+                model = self._known_models.get((project, parts["model"])) or self._model(
+                    session, project, parts["model"]
+                )
                 assert model is not None
-                query = query.where(ModelVersionRow.model_id == model.id)
-                if ordering.metric is not None:
-                    # Lets the planner walk (model_id, key, value) of the metric rows.
-                    query = query.where(VersionMetricRow.model_id == model.id)
+                known[model.id] = model
+                # Ordered by a metric, the metric rows (which carry the model id) lead: the planner
+                # walks (model_id, key, value) and stops at the page size. A condition on the
+                # versions' own model_id would have it read all the model's versions and sort.
+                owner = VersionMetricRow.model_id if ordering.metric is not None else ModelVersionRow.model_id
+                query = query.where(owner == model.id)
             if condition is not None:
                 query = query.where(condition)
             query = apply_ordering(query, ordering, VERSIONS).offset(offset).limit(limit + 1)
             rows = session.exec(query).all()
-            views = []
-            for version, model_row in rows[:limit]:
-                aliases = [a for a, n in self._aliases(session, model_row).items() if n == version.number]
-                views.append(VersionView(project, model_row, version, sorted(aliases)))
+            page = rows[:limit]
+            views = self._views(session, project, page, known)
         return views, encode_token(offset + limit) if len(rows) > limit else ""
+
+    def _views(
+        self, session: Session, project: str, rows: Sequence[ModelVersionRow], models: dict[int | None, ModelRow]
+    ) -> list[VersionView]:
+        """Versions with their models (those not in `models` read in one query) and aliases."""
+        ids = [r.id for r in rows]
+        missing = {r.model_id for r in rows} - set(models)
+        if missing:
+            models.update((m.id, m) for m in session.exec(select(ModelRow).where(col(ModelRow.id).in_(missing))).all())
+        aliases: dict[int, list[str]] = {}
+        for version_id, alias in session.exec(
+            select(AliasRow.version_id, AliasRow.name).where(col(AliasRow.version_id).in_(ids))
+        ).all():
+            aliases.setdefault(version_id, []).append(alias)
+        return [VersionView(project, models[r.model_id], r, sorted(aliases.get(r.id or 0, []))) for r in rows]
 
     def delete_version(self, name: str) -> None:
         parts = parse_name(name, VERSION)

@@ -92,7 +92,8 @@ VERSIONS = Target(
         "number": ModelVersionRow.number,
         "create_time": ModelVersionRow.create_time,
         "parent_model_version": ModelVersionRow.parent_version,
-        "model": ModelRow.name,
+        # A correlated lookup rather than a join, so a query needs reg_models only when it asks.
+        "model": sa.select(col(ModelRow.name)).where(col(ModelRow.id) == ModelVersionRow.model_id).scalar_subquery(),
     },
     times=frozenset({"create_time"}),
 )
@@ -239,11 +240,20 @@ def parse_order_by(text: str, target: Target, default: str) -> Ordering:
 
 
 def apply_ordering(query: Any, ordering: Ordering, target: Target) -> Any:
-    """Join the leading metric and add ORDER BY clauses (the owner id last, for a stable order)."""
-    if ordering.metric is not None:
-        table = target.metrics
-        query = query.join(table, sa.and_(_owner_key(table) == target.owner, table.key == ordering.metric))
-        query = query.order_by(table.value.desc() if ordering.metric_desc else table.value.asc())
+    """Join the leading metric and add ORDER BY clauses, the owner id last for a stable order.
+
+    Ordered by a metric alone, ties go by the metric row's owner id in the metric's direction:
+    the order of the (..., key, value, owner) index, which the database can then read as it is."""
+    if ordering.metric is None:
+        for column, desc in ordering.columns:
+            query = query.order_by(column.desc() if desc else column.asc())
+        return query.order_by(col(target.owner).desc())
+    table = target.metrics
+    query = query.join(table, sa.and_(_owner_key(table) == target.owner, table.key == ordering.metric))
+    if not ordering.columns:
+        keys = (table.value, _owner_key(table))
+        return query.order_by(*(k.desc() if ordering.metric_desc else k.asc() for k in keys))
+    query = query.order_by(table.value.desc() if ordering.metric_desc else table.value.asc())
     for column, desc in ordering.columns:
         query = query.order_by(column.desc() if desc else column.asc())
     return query.order_by(col(target.owner).desc())

@@ -95,12 +95,16 @@ class MetricPointRow(SQLModel, table=True):
 
 
 class RunMetricRow(SQLModel, table=True):
-    """The last logged value of each metric of a run (largest step, then latest time)."""
+    """The last logged value of each metric of a run (largest step, then latest time).
+
+    The value indexes end with the run id, the tie-break of an ordering by a metric, so "best
+    runs by a metric" reads them in order and stops at the page size, whatever the planner's
+    statistics say."""
 
     __tablename__ = "reg_run_metrics"
     __table_args__ = (
-        Index("ix_reg_run_metrics_key_value", "key", "value"),
-        Index("ix_reg_run_metrics_experiment_key_value", "experiment_id", "key", "value"),
+        Index("ix_reg_run_metrics_key_value", "key", "value", "run_id"),
+        Index("ix_reg_run_metrics_experiment_key_value", "experiment_id", "key", "value", "run_id"),
     )
 
     run_id: int = Field(foreign_key="reg_runs.id", primary_key=True)
@@ -161,8 +165,8 @@ class ModelVersionRow(SQLModel, table=True):
 class VersionMetricRow(SQLModel, table=True):
     __tablename__ = "reg_version_metrics"
     __table_args__ = (
-        Index("ix_reg_version_metrics_key_value", "key", "value"),
-        Index("ix_reg_version_metrics_model_key_value", "model_id", "key", "value"),
+        Index("ix_reg_version_metrics_key_value", "key", "value", "version_id"),
+        Index("ix_reg_version_metrics_model_key_value", "model_id", "key", "value", "version_id"),
     )
 
     version_id: int = Field(foreign_key="reg_model_versions.id", primary_key=True)
