@@ -1,161 +1,185 @@
-"""One scheduling cycle: read the queue and the free cards, decide, write the decisions.
+"""One scheduling cycle: read the cluster and the queue, let `atelier.scheduling.schedule` decide,
+write the decisions.
 
-The deciding is pure (`Snapshot` in, `Decision`s out) so that it can be swapped and replayed; the
-cycle only reads the database before and writes it after, in one transaction, so a decision is
-either wholly recorded (attempt, tasks, job RUNNING) or not at all.
+The deciding is the pure policy core that `atelier sim` replays too; this module only translates
+rows into its values and its decisions back into rows, in one transaction, so a decision is either
+wholly recorded (attempt, tasks, job RUNNING; or a preemption) or not at all.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+import time
+from datetime import UTC, datetime
 
 from google.protobuf import json_format
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from atelier import scheduling as core
 from atelier.runtime.database import transaction
 from atelier.scheduler.v1 import resources_pb2 as pb
-from services.scheduler.cluster import capability, card_fits
 from services.scheduler.jobs import QUEUED, job_name, spec_of, utcnow
+from services.scheduler.outcomes import preempted
 from services.scheduler.settings import SchedulerSettings
-from services.scheduler.spec import Shape, resolve_shape
+from services.scheduler.spec import resolve_shape
 from services.scheduler.tables import AttemptRow, JobRow, NodeRow, TaskRow
 
 log = logging.getLogger(__name__)
+DEFAULT_MAX_RUN_TIME = 24 * 3600.0
+"""What backfill assumes of a job that gives no max run time."""
+_LINKS = {
+    pb.LINK_TYPE_NVLINK: core.Interconnect.NVLINK,
+    pb.LINK_TYPE_SAME_BOARD: core.Interconnect.SAME_BOARD,
+    pb.LINK_TYPE_PCIE_SWITCH: core.Interconnect.PCIE_SWITCH,
+    pb.LINK_TYPE_PCIE_MULTI_SWITCH: core.Interconnect.PCIE_MULTI_SWITCH,
+    pb.LINK_TYPE_HOST_BRIDGE: core.Interconnect.HOST_BRIDGE,
+    pb.LINK_TYPE_NUMA: core.Interconnect.NUMA,
+    pb.LINK_TYPE_SYSTEM: core.Interconnect.SYSTEM,
+}
 
 
-@dataclass
-class FreeNode:
-    """A READY node and the cards no active task holds."""
-
-    row: NodeRow
-    free: list[dict[str, Any]]
-
-
-@dataclass
-class QueuedJob:
-    row: JobRow
-    spec: pb.Job
-    shape: Shape
-    priority: int
-
-
-@dataclass
-class Snapshot:
-    nodes: list[FreeNode]
-    queue: list[QueuedJob]
-
-
-@dataclass
-class Decision:
-    """Start `job` on these (node, card indexes) pairs, rank 0 first."""
-
-    job: QueuedJob
-    nodes: list[tuple[FreeNode, list[int]]]
-    explanation: str = ""
-
-
-@dataclass
-class Outcome:
-    starts: list[Decision] = field(default_factory=list)
-    waiting: dict[int, str] = field(default_factory=dict)
-    """Job row id -> why it still waits."""
-
-
-Policy = Callable[[Snapshot], Outcome]
-
-
-def _card_rank(card: dict[str, Any]) -> tuple[int, tuple[int, int]]:
-    """Least capable first: smaller memory, older architecture."""
-    return int(card.get("memory_total_bytes", 0)), capability(card.get("compute_capability", ""))
-
-
-def best_fit(snapshot: Snapshot) -> Outcome:
-    """Priority order; each job takes the least capable cards that fit, on as few nodes as it
-    asks for, preferring nodes it fills most exactly (so big free nodes stay whole)."""
-    outcome = Outcome()
-    for job in snapshot.queue:
-        want = job.shape.gpus_per_node
-        candidates = []
-        for node in snapshot.nodes:
-            fits = sorted((c for c in node.free if card_fits(c, job.spec.resources)), key=_card_rank)
-            if len(fits) >= want:
-                chosen = fits[:want]
-                leftover = len(node.free) - want
-                candidates.append(((max((_card_rank(c) for c in chosen), default=(0, (0, 0))), leftover), node, chosen))
-        if len(candidates) < job.shape.nodes:
-            outcome.waiting[job.row.id or 0] = "waiting: resources (not enough free cards that fit)"
-            continue
-        candidates.sort(key=lambda item: item[0])
-        picked = candidates[: job.shape.nodes]
-        decision = Decision(job, [(node, [int(c.get("index", 0)) for c in chosen]) for _, node, chosen in picked])
-        models = sorted({c.get("model", "?") for _, _, chosen in picked for c in chosen})
-        decision.explanation = (
-            f"{job.shape.nodes} node(s) x {want} card(s) of {', '.join(models) or 'no GPU'}: the least capable free "
-            "cards meeting memory and precision"
+def policy_config(settings: SchedulerSettings) -> core.PolicyConfig:
+    """The policy from the settings; known class names keep their default preemption rules."""
+    classes = {}
+    for name, priority in settings.priority_classes.items():
+        default = core.policy.DEFAULT_CLASSES.get(name)
+        classes[name] = core.PriorityClass(
+            name,
+            priority,
+            preempt_after_s=default.preempt_after_s if default else None,
+            preemptible=default.preemptible if default else True,
         )
-        for _, node, chosen in picked:
-            taken = {int(c.get("index", 0)) for c in chosen}
-            node.free = [c for c in node.free if int(c.get("index", 0)) not in taken]
-        outcome.starts.append(decision)
-    return outcome
+    return core.PolicyConfig(
+        classes=classes,
+        shares=settings.project_shares,
+        gpu_quotas=settings.project_gpu_quotas,
+        half_life_s=settings.fair_share_half_life_hours * 3600.0,
+    )
+
+
+def node_of(row: NodeRow) -> core.Node:
+    cards = tuple(
+        core.Card(
+            index=int(c.get("index", 0)),
+            model=c.get("model", ""),
+            memory_total_bytes=int(c.get("memory_total_bytes", 0)),
+            capability=core.parse_capability(c.get("compute_capability", "0.0")),
+            uuid=c.get("uuid", ""),
+            mig_enabled=bool(c.get("mig_enabled", False)),
+            healthy=bool(c.get("health", {}).get("healthy", False)),
+        )
+        for c in row.cards
+    )
+    position = {card.index: i for i, card in enumerate(cards)}
+    matrix = [[core.Interconnect.SYSTEM] * len(cards) for _ in cards]
+    for i in range(len(cards)):
+        matrix[i][i] = core.Interconnect.NVLINK
+    for link in row.links:
+        a, b = position.get(int(link.get("a", 0))), position.get(int(link.get("b", 0)))
+        kind = _LINKS.get(pb.LinkType.Value(link.get("type", "LINK_TYPE_SYSTEM")), core.Interconnect.SYSTEM)
+        if a is not None and b is not None:
+            matrix[a][b] = matrix[b][a] = kind
+    return core.Node(
+        row.name, cards, tuple(tuple(r) for r in matrix), cpus=float(row.cpus), memory_bytes=row.memory_bytes
+    )
+
+
+def request_of(row: JobRow) -> core.JobRequest:
+    spec = spec_of(row)
+    shape = resolve_shape(spec.resources)
+    precision = spec.resources.precision
+    limit = spec.max_run_time.ToNanoseconds() / 1e9 if spec.HasField("max_run_time") else 0.0
+    return core.JobRequest(
+        str(row.id),
+        shape.nodes,
+        shape.gpus_per_node,
+        core.CardFilter(
+            min_memory_bytes=spec.resources.min_gpu_memory_bytes,
+            precision=core.parse_precision(pb.Precision.Name(precision).removeprefix("PRECISION_"))
+            if precision
+            else None,
+            allowed_models=frozenset(spec.resources.allowed_card_models),
+            forbidden_models=frozenset(spec.resources.forbidden_card_models),
+        ),
+        max_runtime_s=limit or DEFAULT_MAX_RUN_TIME,
+        priority_class=row.priority_class or "normal",
+        project=row.project,
+        user=row.user,
+        submit_time=_seconds(row.create_time),
+    )
+
+
+def _seconds(moment: datetime | None) -> float:
+    if moment is None:
+        return 0.0
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 class Cycle:
-    """Runs a `Policy` over the database state and records what it decided."""
+    """Runs the policy core over the database state and records what it decided."""
 
-    def __init__(self, engine: Engine, settings: SchedulerSettings, policy: Policy = best_fit) -> None:
+    def __init__(self, engine: Engine, settings: SchedulerSettings) -> None:
         self.engine = engine
         self.settings = settings
-        self.policy = policy
+        self.config = policy_config(settings)
+        self.usage = core.FairShareUsage()
 
     def run(self) -> int:
         """One cycle; returns how many jobs started."""
+        now = time.time()
         with transaction(self.engine) as session:
-            snapshot = self.snapshot(session)
-            if not snapshot.queue:
-                return 0
-            outcome = self.policy(snapshot)
-            for decision in outcome.starts:
-                self._start(session, decision)
-            for job in snapshot.queue:
-                reason = outcome.waiting.get(job.row.id or 0)
-                if reason and job.row.reason != reason and not job.row.reason.startswith("waiting: retry"):
-                    job.row.reason = reason
-                    session.add(job.row)
-            return len(outcome.starts)
-
-    def snapshot(self, session: Session) -> Snapshot:
-        held: dict[str, set[int]] = {}
-        for task in session.exec(select(TaskRow).where(col(TaskRow.active))):
-            held.setdefault(task.node, set()).update(task.cards)
-        nodes = [
-            FreeNode(row, [c for c in row.cards if int(c.get("index", 0)) not in held.get(row.name, set())])
-            for row in session.exec(
-                select(NodeRow).where(NodeRow.state == pb.NODE_STATE_READY).order_by(col(NodeRow.name))
+            queued = list(
+                session.exec(
+                    select(JobRow).where(col(JobRow.state).in_(QUEUED), JobRow.executor == pb.EXECUTOR_KIND_AGENTS)
+                )
             )
-        ]
-        classes = self.settings.priority_classes
-        queue = []
-        for row in session.exec(
-            select(JobRow).where(col(JobRow.state).in_(QUEUED), JobRow.executor == pb.EXECUTOR_KIND_AGENTS)
-        ):
-            spec = spec_of(row)
-            queue.append(QueuedJob(row, spec, resolve_shape(spec.resources), classes.get(row.priority_class, 0)))
-        queue.sort(key=lambda j: (-j.priority, j.row.id or 0))
-        return Snapshot(nodes, queue)
+            running = self._running(session)
+            self.usage = self.usage.advance(now, running, self.config.half_life_s)
+            if not queued:
+                return 0
+            nodes = [node_of(row) for row in session.exec(select(NodeRow).where(NodeRow.state == pb.NODE_STATE_READY))]
+            decisions = core.schedule(nodes, [request_of(r) for r in queued], running, now, self.config, self.usage)
+            by_id = {str(r.id): r for r in queued}
+            rows = {row.name: row for row in session.exec(select(NodeRow))}
+            for start in decisions.starts:
+                self._start(session, by_id[start.job_id], start, rows)
+            for preemption in decisions.preemptions:
+                victim = session.get(JobRow, int(preemption.job_id))
+                by = by_id.get(preemption.for_job)
+                if victim is not None and victim.state == pb.JOB_STATE_RUNNING:
+                    preempted(session, victim, job_name(by) if by else preemption.for_job, utcnow())
+            for job_id, reason in decisions.waiting.items():
+                row = by_id.get(job_id)
+                if row is not None and row.reason != reason and not row.reason.startswith("waiting: retry"):
+                    row.reason = reason
+                    session.add(row)
+            return len(decisions.starts)
 
-    def _start(self, session: Session, decision: Decision) -> None:
-        row = decision.job.row
+    def _running(self, session: Session) -> list[core.RunningJob]:
+        """Jobs holding cards: running attempts, and ended ones whose processes are still stopping."""
+        held: dict[tuple[int, int], list[TaskRow]] = {}
+        for task in session.exec(select(TaskRow).where(col(TaskRow.active))):
+            held.setdefault((task.job_id, task.attempt), []).append(task)
+        running = []
+        for (job_id, attempt), tasks in held.items():
+            row = session.get(JobRow, job_id)
+            if row is None:
+                continue
+            placement = core.Placement(
+                tuple(core.NodeAssignment(t.node, tuple(t.cards)) for t in sorted(tasks, key=lambda t: t.rank))
+            )
+            stopping = not (row.state == pb.JOB_STATE_RUNNING and row.attempt == attempt)
+            running.append(core.RunningJob(request_of(row), placement, _seconds(row.start_time), stopping))
+        return running
+
+    def _start(self, session: Session, row: JobRow, start: core.Start, nodes: dict[str, NodeRow]) -> None:
         now = utcnow()
-        first = decision.nodes[0][0].row
+        first = nodes[start.placement.assignments[0].node]
         endpoint = f"{first.address}:{self._port_for(row)}"
-        placement = pb.Placement(rendezvous_endpoint=endpoint, explanation=decision.explanation)
-        for rank, (node, cards) in enumerate(decision.nodes):
-            placement.nodes.add(node=f"nodes/{node.row.name}", cards=cards, rank=rank)
+        placement = pb.Placement(rendezvous_endpoint=endpoint, explanation=start.explanation)
+        for rank, assignment in enumerate(start.placement.assignments):
+            placement.nodes.add(node=f"nodes/{assignment.node}", cards=list(assignment.cards), rank=rank)
         row.attempt += 1
         session.add(
             AttemptRow(
@@ -165,16 +189,23 @@ class Cycle:
                 start_time=now,
             )
         )
-        for rank, (node, cards) in enumerate(decision.nodes):
-            session.add(TaskRow(job_id=row.id or 0, attempt=row.attempt, rank=rank, node=node.row.name, cards=cards))
+        for rank, assignment in enumerate(start.placement.assignments):
+            session.add(
+                TaskRow(
+                    job_id=row.id or 0,
+                    attempt=row.attempt,
+                    rank=rank,
+                    node=assignment.node,
+                    cards=list(assignment.cards),
+                )
+            )
         row.state = pb.JOB_STATE_RUNNING
         row.start_time = now
         row.reason = f"running on {', '.join(n.node for n in placement.nodes)}"
         session.add(row)
-        log.info("started %s attempt %d: %s", job_name(row), row.attempt, row.reason)
+        log.info("started %s attempt %d: %s", job_name(row), row.attempt, start.explanation)
 
     def _port_for(self, row: JobRow) -> int:
         """A rendezvous port from the job and attempt: stable across scheduler restarts."""
-        return (
-            self.settings.rendezvous_port_base + ((row.id or 0) * 7 + row.attempt) % self.settings.rendezvous_port_count
-        )
+        offset = ((row.id or 0) * 7 + row.attempt) % self.settings.rendezvous_port_count
+        return self.settings.rendezvous_port_base + offset

@@ -27,8 +27,8 @@ class SchedulerSettings(ServiceSettings):
     rendezvous_port_base: int = Field(29400, ge=1024, le=65000, description="First torch rendezvous port.")
     rendezvous_port_count: int = Field(500, ge=1, description="Rendezvous ports handed out round-robin.")
     priority_classes: dict[str, int] = Field(
-        default_factory=lambda: {"low": 0, "normal": 100, "high": 1000},
-        description='Priority classes and their priorities, e.g. {"low": 0, "normal": 100, "high": 1000}.',
+        default_factory=lambda: {"low": 0, "normal": 1000, "high": 5000},
+        description='Priority classes and their priorities, e.g. {"low": 0, "normal": 1000, "high": 5000}.',
     )
     project_shares: dict[str, float] = Field(
         default_factory=dict, description="Fair-share weight per project; projects not named weigh 1."
