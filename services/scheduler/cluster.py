@@ -8,19 +8,14 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from atelier import scheduling as core
 from atelier.errors import FailedPrecondition
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.spec import Shape
 from services.scheduler.tables import NodeRow
 
 GIB = 1024**3
-_MIN_CAPABILITY = {
-    pb.PRECISION_FP32: (0, 0),
-    pb.PRECISION_FP16: (7, 0),
-    pb.PRECISION_TF32: (8, 0),
-    pb.PRECISION_BF16: (8, 0),
-    pb.PRECISION_FP8: (8, 9),
-}
+_PRECISIONS = {p: pb.Precision.Value(f"PRECISION_{p.name.upper()}") for p in core.Precision}
 
 
 def capability(text: str) -> tuple[int, int]:
@@ -29,10 +24,8 @@ def capability(text: str) -> tuple[int, int]:
 
 
 def precisions_of(compute_capability: str) -> list[int]:
-    """Precisions a card computes natively, from its compute capability (fp16 from 7.0, tf32 and
-    bf16 from 8.0, fp8 from 8.9)."""
-    have = capability(compute_capability)
-    return [p for p, needed in _MIN_CAPABILITY.items() if have >= needed]
+    """Precisions a card computes natively, from its compute capability."""
+    return sorted(_PRECISIONS[p] for p in core.precisions_for(capability(compute_capability)))
 
 
 def precision_name(value: int) -> str:
