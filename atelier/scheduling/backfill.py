@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 from atelier.scheduling.capacity import FreeCapacity
 from atelier.scheduling.jobs import RunningJob
 from atelier.scheduling.request import JobRequest
+
+
+_BY_END = attrgetter("expected_end")
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,11 @@ def reserve(
     ready = {o for o in _candidates(request, capacity) if fits(o)}
     if len(ready) >= want:
         return now, _best(ready, capacity, want)
-    for job in sorted(running, key=lambda j: now if j.stopping else j.expected_end):
+    ordered = sorted(running, key=_BY_END)
+    stopping = [job for job in running if job.stopping]  # these end now, whatever their time limit
+    if stopping:
+        ordered = stopping + [job for job in ordered if not job.stopping]
+    for job in ordered:
         touched = False
         for assignment in job.placement.assignments:
             ordinal = capacity.ordinal.get(assignment.node)

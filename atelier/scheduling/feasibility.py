@@ -20,6 +20,9 @@ def fitting_cards(node: Node, request: JobRequest) -> int:
     if node.cpus < request.cpus_per_node or node.memory_bytes < request.memory_bytes_per_node:
         return 0
     accepts = request.cards.accepts
+    kind = node.kind
+    if kind is not None:
+        return len(node.cards) if accepts(kind) else 0
     return sum(1 for card in node.cards if accepts(card.kind))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from atelier.scheduling.request import JobRequest
 
@@ -48,13 +48,13 @@ class RunningJob:
     placement: Placement
     start_time: float
     stopping: bool = False
+    expected_end: float = field(init=False, repr=False, compare=False)
+    """When its maximum run time runs out: the latest it will hold its cards."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "expected_end", self.start_time + self.request.max_runtime_s)
 
     @property
     def job_id(self) -> str:
         """The job's id."""
         return self.request.job_id
-
-    @property
-    def expected_end(self) -> float:
-        """When its maximum run time runs out: the latest it will hold its cards."""
-        return self.start_time + self.request.max_runtime_s

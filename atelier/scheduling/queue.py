@@ -39,16 +39,16 @@ class JobQueue:
 
     def __init__(self, jobs: Iterable[JobRequest] = ()) -> None:
         self.groups: dict[GroupKey, list[JobRequest]] = {}
-        self._ids: set[str] = set()
+        self._jobs: dict[str, JobRequest] = {}
         self._gone: set[str] = set()
         for job in jobs:
             self.add(job)
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._jobs)
 
     def __contains__(self, job_id: object) -> bool:
-        return job_id in self._ids
+        return job_id in self._jobs
 
     def __iter__(self) -> Iterator[JobRequest]:
         for group in self.groups.values():
@@ -58,10 +58,11 @@ class JobQueue:
 
     def add(self, job: JobRequest) -> None:
         """Queue a job (again, after preemption, with its original submit time so it keeps its age)."""
-        if job.job_id in self._ids:
+        if job.job_id in self._jobs:
             return
-        self._ids.add(job.job_id)
-        self._gone.discard(job.job_id)
+        if job.job_id in self._gone:
+            self._compact()  # its old entry must go before it comes back
+        self._jobs[job.job_id] = job
         group = self.groups.setdefault((job.priority_class, job.project), [])
         if not group or _order(group[-1]) <= _order(job):
             group.append(job)
@@ -70,12 +71,15 @@ class JobQueue:
 
     def remove(self, job_id: str) -> None:
         """Take a job out (started or cancelled); unknown ids are ignored."""
-        if job_id not in self._ids:
+        if self._jobs.pop(job_id, None) is None:
             return
-        self._ids.discard(job_id)
         self._gone.add(job_id)
-        if len(self._gone) > 64 and len(self._gone) * 4 > len(self._ids):
+        if len(self._gone) > 64 and len(self._gone) * 4 > len(self._jobs):
             self._compact()
+
+    def get(self, job_id: str) -> JobRequest | None:
+        """The pending job with that id, if any."""
+        return self._jobs.get(job_id)
 
     def projects(self) -> set[str]:
         """Projects with pending jobs."""
