@@ -1,9 +1,11 @@
 """Metric points from a training loop, sent in batches by a background thread.
 
-`add()` only appends to a deque, so logging every step costs the loop microseconds. The sender
-thread ships column-wise batches; when the registry is unreachable it retries with backoff for a
-bounded time, then drops the batch and counts what was lost. The loop itself never waits on the
-network, and `close()` waits at most its timeout.
+`add()` appends one record per call (the step, the time, the metric names and values as two
+tuples) to a deque, whatever the number of metrics, so logging every step costs the loop a
+microsecond or two and leaves little for the garbage collector. The sender thread turns records
+into column-wise batches and ships them; when the registry is unreachable it retries with backoff
+for a bounded time, then drops the batch and counts what was lost. The loop itself never waits on
+the network, and `close()` waits at most its timeout.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from atelier.errors import AtelierError, InvalidArgument
 from atelier.registry.v1 import registry_service_pb2 as rpc
 
 log = logging.getLogger(__name__)
-Point = tuple[str, int, float, float]
+# One add() call: step, time, metric names, values.
+Record = tuple[int, float, tuple[str, ...], tuple[float, ...]]
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,14 @@ class MetricBuffer:
         self._batch = batch
         self._interval = interval
         self._retry_for = retry_for
-        self._points: deque[Point] = deque(maxlen=capacity)
+        self._records: deque[Record] = deque()
         self._capacity = capacity
         self._wake = threading.Event()
         self._closing = threading.Event()
+        # `added` and `_overflowed` are written by the caller's thread only, `_taken`, `sent` and
+        # `lost` by the sender only: no counter is shared between writers.
         self.added = 0
+        self._taken = 0
         self.sent = 0
         self.lost = 0
         self._overflowed = 0
@@ -58,53 +64,62 @@ class MetricBuffer:
         self._thread.start()
 
     def add(self, metrics: dict[str, float], step: int) -> None:
-        """Queue one value per metric at `step` (never blocks)."""
-        moment = time.time()
-        points = self._points
-        if len(points) + len(metrics) > self._capacity:
-            self._overflowed += len(points) + len(metrics) - self._capacity
-        points.extend((key, step, float(value), moment) for key, value in metrics.items())
-        self.added += len(metrics)
-        if len(points) >= self._batch:
+        """Queue one value per metric at `step` (never blocks). When `capacity` points are
+        already waiting, the call's points are dropped and counted as lost."""
+        record = (step, time.time(), tuple(metrics), tuple(map(float, metrics.values())))
+        count = len(record[2])
+        self.added += count
+        queued = self.added - self._taken
+        if queued > self._capacity:
+            self._overflowed += count
+            return
+        self._records.append(record)
+        if queued >= self._batch:
             self._wake.set()
 
-    def _take(self) -> list[Point]:
-        points = self._points
-        count = min(len(points), self._batch)
-        return [points.popleft() for _ in range(count)]
+    def _take(self) -> tuple[list[Record], int]:
+        """Records holding about `batch` points (at least one record), and their point count."""
+        records = self._records
+        taken: list[Record] = []
+        count = 0
+        while records and count < self._batch:
+            record = records.popleft()
+            taken.append(record)
+            count += len(record[2])
+        self._taken += count
+        return taken, count
 
     def _loop(self) -> None:
         while True:
             self._wake.wait(self._interval)
             self._wake.clear()
-            while self._points:
-                self._deliver(self._take())
-                if not self._closing.is_set() and len(self._points) < self._batch:
+            while self._records:
+                records, count = self._take()
+                self._deliver(records, count)
+                if not self._closing.is_set() and self.added - self._taken < self._batch:
                     break
-            if self._closing.is_set() and not self._points:
+            if self._closing.is_set() and not self._records:
                 return
 
-    def _deliver(self, points: list[Point]) -> None:
-        columns = _columns(points)
+    def _deliver(self, records: list[Record], count: int) -> None:
+        columns = _columns(records)
         deadline = time.monotonic() + self._retry_for
         delay = 0.2
         while True:
             try:
                 self._send(columns)
-                self.sent += len(points)
+                self.sent += count
                 return
             except InvalidArgument as error:
-                log.warning("registry refused %d metric points: %s", len(points), error)
+                log.warning("registry refused %d metric points: %s", count, error)
                 break
             except AtelierError as error:
                 if time.monotonic() + delay > deadline or self._closing.is_set() and self._retry_for == 0:
-                    log.warning(
-                        "dropping %d metric points after retrying for %.0fs: %s", len(points), self._retry_for, error
-                    )
+                    log.warning("dropping %d metric points after retrying for %.0fs: %s", count, self._retry_for, error)
                     break
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self.lost += len(points)
+        self.lost += count
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every point added so far was delivered or given up on; False on timeout."""
@@ -122,19 +137,26 @@ class MetricBuffer:
         self._closing.set()
         self._wake.set()
         self._thread.join(timeout)
-        leftover = len(self._points)
         if self._thread.is_alive():
             self._retry_for = 0
+        leftover = self.added - self._overflowed - self.sent - self.lost
         return BufferReport(self.sent, self.lost + leftover + self._overflowed)
 
 
-def _columns(points: list[Point]) -> rpc.MetricColumns:
+def _columns(records: list[Record]) -> rpc.MetricColumns:
     keys: dict[str, int] = {}
-    index = [keys.setdefault(p[0], len(keys)) for p in points]
-    return rpc.MetricColumns(
-        keys=list(keys),
-        key_index=index,
-        steps=[p[1] for p in points],
-        values=[p[2] for p in points],
-        times=[p[3] for p in points],
-    )
+    # A loop logs the same names step after step: their key indexes are worked out once.
+    indexes: dict[tuple[str, ...], list[int]] = {}
+    key_index: list[int] = []
+    steps: list[int] = []
+    values: list[float] = []
+    times: list[float] = []
+    for step, moment, names, numbers in records:
+        index = indexes.get(names)
+        if index is None:
+            index = indexes[names] = [keys.setdefault(name, len(keys)) for name in names]
+        key_index += index
+        steps += [step] * len(names)
+        times += [moment] * len(names)
+        values += numbers
+    return rpc.MetricColumns(keys=list(keys), key_index=key_index, steps=steps, values=values, times=times)
