@@ -16,7 +16,6 @@ from atelier.scheduling.capacity import FreeCapacity
 from atelier.scheduling.jobs import RunningJob
 from atelier.scheduling.request import JobRequest
 
-
 _BY_END = attrgetter("expected_end")
 
 
