@@ -18,6 +18,7 @@ from rich.text import Text
 from atelier.cli import data as data_cli
 from atelier.cli import jobs as jobs_cli
 from atelier.cli import registry as registry_cli
+from atelier.cli import sim as sim_cli
 from atelier.cli import stack as stack_cli
 from atelier.errors import AtelierError
 from atelier.runtime.settings import atelier_home
@@ -55,6 +56,7 @@ app.add_typer(registry_cli.models, name="models")
 app.add_typer(jobs_cli.jobs, name="jobs")
 app.command("cluster")(jobs_cli.cluster)
 app.command("agent")(jobs_cli.agent)
+app.command("sim")(sim_cli.sim)
 
 
 def print_error(error: AtelierError) -> None:
