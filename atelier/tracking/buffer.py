@@ -1,11 +1,12 @@
 """Metric points from a training loop, sent in batches by a background thread.
 
-`add()` appends one record per call (the step, the time, the metric names and values as two
-tuples) to a deque, whatever the number of metrics, so logging every step costs the loop a
-microsecond or two and leaves little for the garbage collector. The sender thread turns records
-into column-wise batches and ships them; when the registry is unreachable it retries with backoff
-for a bounded time, then drops the batch and counts what was lost. The loop itself never waits on
-the network, and `close()` waits at most its timeout.
+`add()` appends the step, the time and the values to flat arrays and the names as one tuple, so
+logging every step costs the loop a microsecond or two whatever the number of metrics, and
+creates almost nothing for the garbage collector to look at (the pauses of collections it
+triggers would count as time the loop is blocked). The sender thread takes what has piled up,
+turns it into column-wise batches and ships them; when the registry is unreachable it retries
+with backoff for a bounded time, then drops the batch and counts what was lost. The loop itself
+never waits on the network, and `close()` waits at most its timeout.
 """
 
 from __future__ import annotations
@@ -13,16 +14,29 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from atelier.errors import AtelierError, InvalidArgument
 from atelier.registry.v1 import registry_service_pb2 as rpc
 
 log = logging.getLogger(__name__)
-# One add() call: step, time, metric names, values.
-Record = tuple[int, float, tuple[str, ...], tuple[float, ...]]
+
+
+@dataclass
+class _Pending:
+    """Points logged and not yet taken by the sender: per add() call its step, time and names;
+    per point its value."""
+
+    steps: array[int]
+    times: array[float]
+    names: list[tuple[str, ...]]
+    values: array[float]
+
+    @classmethod
+    def empty(cls) -> _Pending:
+        return cls(array("q"), array("d"), [], array("d"))
 
 
 @dataclass(frozen=True)
@@ -49,14 +63,13 @@ class MetricBuffer:
         self._batch = batch
         self._interval = interval
         self._retry_for = retry_for
-        self._records: deque[Record] = deque()
         self._capacity = capacity
+        self._pending = _Pending.empty()
+        # Held for an append or for the sender swapping in empty arrays: never across I/O.
+        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = threading.Event()
-        # `added` and `_overflowed` are written by the caller's thread only, `_taken`, `sent` and
-        # `lost` by the sender only: no counter is shared between writers.
         self.added = 0
-        self._taken = 0
         self.sent = 0
         self.lost = 0
         self._overflowed = 0
@@ -64,45 +77,50 @@ class MetricBuffer:
         self._thread.start()
 
     def add(self, metrics: dict[str, float], step: int) -> None:
-        """Queue one value per metric at `step` (never blocks). When `capacity` points are
-        already waiting, the call's points are dropped and counted as lost."""
-        record = (step, time.time(), tuple(metrics), tuple(map(float, metrics.values())))
-        count = len(record[2])
-        self.added += count
-        queued = self.added - self._taken
-        if queued > self._capacity:
-            self._overflowed += count
-            return
-        self._records.append(record)
-        if queued >= self._batch:
+        """Queue one value per metric at `step` (never blocks). Values are numbers (anything with
+        `__float__`, such as a 0-d tensor); another value is a TypeError and nothing of the call is
+        kept. When `capacity` points are already waiting, the call's points are dropped and
+        counted as lost."""
+        names = tuple(metrics)
+        moment = time.time()
+        with self._lock:
+            pending = self._pending
+            values = pending.values
+            if len(values) + len(names) > self._capacity:
+                self._overflowed += len(names)
+                self.added += len(names)
+                return
+            before = len(values)
+            try:
+                values.extend(metrics.values())
+            except TypeError:
+                del values[before:]
+                raise
+            pending.steps.append(step)
+            pending.times.append(moment)
+            pending.names.append(names)
+            self.added += len(names)
+            full = len(values) >= self._batch
+        if full:
             self._wake.set()
 
-    def _take(self) -> tuple[list[Record], int]:
-        """Records holding about `batch` points (at least one record), and their point count."""
-        records = self._records
-        taken: list[Record] = []
-        count = 0
-        while records and count < self._batch:
-            record = records.popleft()
-            taken.append(record)
-            count += len(record[2])
-        self._taken += count
-        return taken, count
+    def _take(self) -> _Pending:
+        with self._lock:
+            taken, self._pending = self._pending, _Pending.empty()
+        return taken
 
     def _loop(self) -> None:
         while True:
             self._wake.wait(self._interval)
             self._wake.clear()
-            while self._records:
-                records, count = self._take()
-                self._deliver(records, count)
-                if not self._closing.is_set() and self.added - self._taken < self._batch:
-                    break
-            if self._closing.is_set() and not self._records:
+            closing = self._closing.is_set()
+            taken = self._take()
+            for columns, count in _batches(taken, self._batch):
+                self._deliver(columns, count)
+            if closing:
                 return
 
-    def _deliver(self, records: list[Record], count: int) -> None:
-        columns = _columns(records)
+    def _deliver(self, columns: rpc.MetricColumns, count: int) -> None:
         deadline = time.monotonic() + self._retry_for
         delay = 0.2
         while True:
@@ -143,20 +161,32 @@ class MetricBuffer:
         return BufferReport(self.sent, self.lost + leftover + self._overflowed)
 
 
-def _columns(records: list[Record]) -> rpc.MetricColumns:
+def _batches(pending: _Pending, size: int) -> Iterator[tuple[rpc.MetricColumns, int]]:
+    """Column-wise batches of about `size` points (whole add() calls), with their point counts."""
     keys: dict[str, int] = {}
     # A loop logs the same names step after step: their key indexes are worked out once.
     indexes: dict[tuple[str, ...], list[int]] = {}
+    start = 0
     key_index: list[int] = []
     steps: list[int] = []
-    values: list[float] = []
     times: list[float] = []
-    for step, moment, names, numbers in records:
+    for step, moment, names in zip(pending.steps, pending.times, pending.names, strict=True):
         index = indexes.get(names)
         if index is None:
             index = indexes[names] = [keys.setdefault(name, len(keys)) for name in names]
         key_index += index
         steps += [step] * len(names)
         times += [moment] * len(names)
-        values += numbers
-    return rpc.MetricColumns(keys=list(keys), key_index=key_index, steps=steps, values=values, times=times)
+        if len(key_index) >= size:
+            yield _batch(keys, key_index, steps, pending.values[start : start + len(key_index)], times)
+            start += len(key_index)
+            key_index, steps, times = [], [], []
+    if key_index:
+        yield _batch(keys, key_index, steps, pending.values[start:], times)
+
+
+def _batch(
+    keys: dict[str, int], key_index: list[int], steps: list[int], values: array[float], times: list[float]
+) -> tuple[rpc.MetricColumns, int]:
+    columns = rpc.MetricColumns(keys=list(keys), key_index=key_index, steps=steps, values=values, times=times)
+    return columns, len(key_index)

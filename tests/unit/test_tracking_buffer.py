@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from atelier.registry.v1 import registry_service_pb2 as rpc
-from atelier.tracking.buffer import MetricBuffer
+from atelier.tracking.buffer import BufferReport, MetricBuffer
 
 
 def _points(batches: list[rpc.MetricColumns]) -> list[tuple[str, int, float]]:
@@ -59,8 +59,9 @@ def test_points_beyond_capacity_are_counted_as_lost() -> None:
     assert [step for _, step, _ in _points(batches)] == [0, 0, 1, 1]
 
 
-def test_a_value_that_is_not_a_number_is_refused_at_once() -> None:
+def test_a_value_that_is_not_a_number_is_refused_at_once_and_nothing_of_its_call_is_kept() -> None:
     buffer = MetricBuffer(lambda columns: None, interval=0.01)
-    with pytest.raises(ValueError, match="could not convert"):
-        buffer.add({"loss": "high"}, 0)  # type: ignore[dict-item]
-    assert buffer.close(timeout=10).lost == 0
+    buffer.add({"loss": 0.5}, 0)
+    with pytest.raises(TypeError, match="real number"):
+        buffer.add({"acc": 0.1, "loss": "high"}, 1)  # type: ignore[dict-item]
+    assert buffer.close(timeout=10) == BufferReport(sent=1, lost=0)
