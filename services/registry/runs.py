@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from google.protobuf import json_format
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from atelier.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -38,6 +39,8 @@ EXPERIMENT = "projects/{project}/experiments/{experiment}"
 RUN = "projects/{project}/experiments/{experiment}/runs/{run}"
 MAX_POINTS = 100_000
 _FINAL = {pb.RUN_STATE_FINISHED, pb.RUN_STATE_FAILED, pb.RUN_STATE_KILLED}
+# Columns of a run that logging never reads (the environment lists every installed package).
+_HEAVY = ("code", "environment", "command", "inputs")
 
 
 def now() -> datetime:
@@ -74,6 +77,7 @@ class Tracking:
     def __init__(self, engine: Engine, data: DataLink) -> None:
         self.engine = engine
         self.data = data
+        self._known_experiments: dict[tuple[str, str], int] = {}
 
     # Experiments ------------------------------------------------------------------------------
 
@@ -109,14 +113,24 @@ class Tracking:
             return list(rows[:limit]), encode_token(rows[limit - 1].name)
         return list(rows), ""
 
-    def _ensure_experiment(self, project: str, name: str) -> None:
-        """Create the experiment if missing; a concurrent creation of it is fine."""
+    def _ensure_experiment(self, project: str, name: str) -> int:
+        """The experiment's id, creating it if missing (a concurrent creation of it is fine).
+        Experiments are never renamed or deleted, so once seen they are remembered."""
+        known = self._known_experiments.get((project, name))
+        if known is not None:
+            return known
         with transaction(self.engine) as session:
-            if self._experiment(session, project, name, missing_ok=True) is not None:
-                return
-        validate_id("experiment", name)
-        with contextlib.suppress(AlreadyExists), transaction(self.engine) as session:
-            session.add(ExperimentRow(project=project, name=name, create_time=now()))
+            row = self._experiment(session, project, name, missing_ok=True)
+        if row is None:
+            validate_id("experiment", name)
+            with contextlib.suppress(AlreadyExists), transaction(self.engine) as session:
+                session.add(ExperimentRow(project=project, name=name, create_time=now()))
+            with transaction(self.engine) as session:
+                row = self._experiment(session, project, name)
+        assert row is not None
+        assert row.id is not None
+        self._known_experiments[(project, name)] = row.id
+        return row.id
 
     def _experiment(self, session: Session, project: str, name: str, missing_ok: bool = False) -> ExperimentRow | None:
         row = session.exec(
@@ -138,14 +152,11 @@ class Tracking:
         if run.parent_run:
             self.get_run(run.parent_run)
         stamp = now()
-        self._ensure_experiment(project, parts["experiment"])
+        experiment_id = self._ensure_experiment(project, parts["experiment"])
         with transaction(self.engine) as session:
-            experiment = self._experiment(session, project, parts["experiment"])
-            assert experiment is not None
-            assert experiment.id is not None
             row = RunRow(
                 run_id=uuid.uuid4().hex[:16],
-                experiment_id=experiment.id,
+                experiment_id=experiment_id,
                 display_name=run.display_name,
                 state=pb.RUN_STATE_RUNNING,
                 start_time=run.start_time.ToDatetime(UTC) if run.HasField("start_time") else stamp,
@@ -174,11 +185,12 @@ class Tracking:
             row = self._run(session, parts)
             return self._view(session, parts["project"], parts["experiment"], [row])[0]
 
-    def _run(self, session: Session, parts: dict[str, str]) -> RunRow:
+    def _run(self, session: Session, parts: dict[str, str], lean: bool = False) -> RunRow:
+        query = select(RunRow)
+        if lean:
+            query = query.options(*(defer(getattr(RunRow, name)) for name in _HEAVY))
         row = session.exec(
-            select(RunRow)
-            .join(ExperimentRow, col(ExperimentRow.id) == RunRow.experiment_id)
-            .where(
+            query.join(ExperimentRow, col(ExperimentRow.id) == RunRow.experiment_id).where(
                 RunRow.run_id == parts["run"],
                 ExperimentRow.project == parts["project"],
                 ExperimentRow.name == parts["experiment"],
@@ -290,8 +302,10 @@ class Tracking:
         parts = parse_name(name, RUN, "run")
         rows, latest = decode_points(points, columns)
         with transaction(self.engine) as session:
-            run = self._run(session, parts)
-            if run.state in _FINAL and (points or params):
+            # The run's code, environment and command are not needed here: not decoding them keeps
+            # a call that only logs metrics cheap.
+            run = self._run(session, parts, lean=True)
+            if run.state in _FINAL and (rows or params):
                 state = pb.RunState.Name(run.state).removeprefix("RUN_STATE_")  # type: ignore[arg-type]
                 raise FailedPrecondition(f"run {name} is {state}; it takes no more metrics or params")
             assert run.id is not None

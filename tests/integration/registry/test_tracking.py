@@ -10,6 +10,7 @@ from atelier.client import DataClient, RegistryClient
 from atelier.datasets.push import push
 from atelier.errors import FailedPrecondition, InvalidArgument
 from atelier.names import parse_dataset_ref
+from atelier.registry.v1 import registry_service_pb2 as rpc
 from atelier.registry.v1 import resources_pb2 as pb
 from tests.integration.data.helpers import write_tree
 
@@ -58,6 +59,9 @@ def test_finished_run_takes_no_more_metrics(stack: tuple[DataClient, RegistryCli
     assert finished.HasField("end_time")
     with pytest.raises(FailedPrecondition, match="is FINISHED"):
         registry.log(run.name, metrics=[pb.MetricPoint(key="x", step=1, value=1)])
+    columns = rpc.MetricColumns(keys=["x"], key_index=[0], steps=[2], values=[1.0], times=[0.0])
+    with pytest.raises(FailedPrecondition, match="is FINISHED"):  # the SDK's column-wise batches too
+        registry.call(registry.stub.LogRunData, rpc.LogRunDataRequest(run=run.name, columns=columns))
 
 
 def test_search_runs_by_metrics_params_and_state(stack: tuple[DataClient, RegistryClient]) -> None:
