@@ -131,9 +131,12 @@ class Run:
     cold_cache: bool = False
     steps: list[Step] = field(default_factory=list)
     figures: dict[str, float] = field(default_factory=dict)
+    # The machine's 1-minute load average after each step: other work slows both tools.
+    loads: list[float] = field(default_factory=list)
 
     def record(self, tool: str, label: str, seconds: float) -> float:
         self.steps.append(Step(tool, label, seconds))
+        self.loads.append(os.getloadavg()[0])
         print(f"  {tool:<8} {label:<58} {seconds:9.2f} s", file=sys.stderr, flush=True)
         return seconds
 
@@ -609,13 +612,22 @@ def cache_mode(run: Run, config: Config) -> tuple[str, str]:
     return "Warm page cache", f"warm page cache ({why}): files just written or read stay in memory"
 
 
+def load(run: Run) -> str:
+    if not run.loads:
+        return "load average not recorded"
+    return (
+        f"1-minute load average {min(run.loads):.1f} to {max(run.loads):.1f} during the run "
+        f"({os.cpu_count()} CPUs; the benchmark alone makes about 2, more means other work shared them)"
+    )
+
+
 def report(run: Run, config: Config, dvc_version: str) -> tuple[str, str]:
     """The subsection title and its body: when, where, how, and both tables."""
     title, cache = cache_mode(run, config)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = "\n".join(
         [
-            f"{stamp}; Atelier {git_revision()}, DVC {dvc_version}; {machine()}; {cache}.",
+            f"{stamp}; Atelier {git_revision()}, DVC {dvc_version}; {machine()}; {cache}; {load(run)}.",
             "",
             results_table(config, run.figures),
             "",
