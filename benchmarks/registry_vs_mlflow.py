@@ -1407,8 +1407,8 @@ def method_notes(f: dict[str, Any], config: Config) -> list[str]:
         "`search_model_versions(\"run_id = '...'\")`.",
         f"- Logging: one run, {config.metrics_per_step} metrics per step after `busy()` work calibrated to "
         f"~{config.step_ms:g} ms of pure-Python CPU per step (it holds the GIL); `time.perf_counter()` around each "
-        "logging call. Atelier: `atelier.start_run(..., capture_code=False)`, `run.log_metrics` (a deque append; "
-        "a background thread sends column-wise batches), `run.end()`. MLflow: `mlflow.start_run`, "
+        "logging call. Atelier: `atelier.start_run(..., capture_code=False)`, `run.log_metrics` (appends to "
+        "in-memory arrays; a background thread sends column-wise batches), `run.end()`. MLflow: `mlflow.start_run`, "
         f"`mlflow.log_metrics(..., synchronous=...)` against the tracking server, synchronous for "
         f"{config.mlflow_sync_points:,} points only (one HTTP request per call) and with `synchronous=False` for "
         f"{config.mlflow_async_points:,}.",
