@@ -60,8 +60,8 @@ class Registration:
     version_id: int = 0
     pins: list[str] = field(default_factory=list)
     error: BaseException | None = None
-    _ready: threading.Event = field(default_factory=threading.Event)
-    _lead: bool = False
+    _ready: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _lead: bool = field(default=False, init=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -97,7 +97,7 @@ class Registrations:
         with self._lock:
             group, self._queue = self._queue, []
         try:
-            self._write(group)
+            self.write(group)
         finally:
             for item in group:
                 if item.error is None and not item.version_id:
@@ -110,7 +110,9 @@ class Registrations:
                 else:
                     self._leading = False
 
-    def _write(self, group: list[Registration]) -> None:
+    def write(self, group: list[Registration]) -> None:
+        """Write a group now, setting each one's number, id and pins, or its error (the caller
+        must be the only one writing through this object meanwhile)."""
         try:
             self._reserve(group)
         except Exception as error:  # noqa: BLE001 - handed to every caller of the group
