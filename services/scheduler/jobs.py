@@ -174,10 +174,7 @@ class Jobs:
             return self._view(session, row)
 
     def _row(self, session: Session, name: str) -> JobRow:
-        parts = parse_name(name, JOB)
-        row = session.exec(
-            select(JobRow).where(JobRow.project == parts["project"], JobRow.job_id == parts["job"])
-        ).first()
+        row = find_job(session, parse_name(name, JOB))
         if row is None:
             raise NotFound(f"job {name} not found", metadata={"job": name})
         return row
@@ -187,6 +184,11 @@ class Jobs:
             select(AttemptRow).where(AttemptRow.job_id == row.id).order_by(col(AttemptRow.number))
         ).all()
         return JobView(row, list(attempts))
+
+
+def find_job(session: Session, parts: dict[str, str]) -> JobRow | None:
+    """The job of parsed name parts (`project`, `job`), None when there is none."""
+    return session.exec(select(JobRow).where(JobRow.project == parts["project"], JobRow.job_id == parts["job"])).first()
 
 
 def end_attempt(session: Session, row: JobRow, outcome: int, reason: str, now: datetime) -> None:

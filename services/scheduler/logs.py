@@ -12,7 +12,7 @@ from atelier.errors import InvalidArgument, NotFound
 from atelier.names import parse_name
 from atelier.runtime.database import transaction
 from atelier.scheduler.v1 import resources_pb2 as pb
-from services.scheduler.jobs import JOB, utcnow
+from services.scheduler.jobs import JOB, find_job, utcnow
 from services.scheduler.tables import JobRow, LogRow
 
 MAX_LINE = 16 * 1024
@@ -60,8 +60,7 @@ class Logs:
 
 
 def _job(session: Session, name: str) -> JobRow:
-    parts = parse_name(name, JOB, "job")
-    row = session.exec(select(JobRow).where(JobRow.project == parts["project"], JobRow.job_id == parts["job"])).first()
+    row = find_job(session, parse_name(name, JOB, "job"))
     if row is None:
         raise NotFound(f"job {name} not found", metadata={"job": name})
     return row

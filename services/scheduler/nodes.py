@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,7 +15,7 @@ from atelier.runtime.database import transaction
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from atelier.scheduler.v1 import agent_service_pb2 as agent
 from atelier.scheduler.v1 import resources_pb2 as pb
-from services.scheduler.jobs import job_name, spec_of, utcnow
+from services.scheduler.jobs import find_job, job_name, spec_of, utcnow
 from services.scheduler.launch import build_tasks
 from services.scheduler.outcomes import apply_status, attempt_failed, attempt_of, is_live, task_finished
 from services.scheduler.spec import resolve_shape
@@ -55,10 +54,9 @@ class Heartbeat:
 class Nodes:
     """The cluster as agents report it."""
 
-    def __init__(self, engine: Engine, grace_seconds: float, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, engine: Engine, grace_seconds: float) -> None:
         self.engine = engine
         self.grace_seconds = grace_seconds
-        self.on_change = on_change
 
     def register(self, node: pb.Node, node_id: str) -> NodeRow:
         validate_id("node", node_id)
@@ -80,7 +78,6 @@ class Nodes:
             row.register_time = now
             row.heartbeat_time = now
             session.add(row)
-        self.on_change()
         return row
 
     def heartbeat(self, name: str, cards: list[pb.Card], statuses: list[agent.TaskStatus]) -> Heartbeat:
@@ -95,18 +92,15 @@ class Nodes:
                 check_cards(cards)
                 row.cards = [card_dict(c) for c in cards]
             session.add(row)
-            changed = self._reconcile(session, node_id, statuses, now)
+            self._reconcile(session, node_id, statuses, now)
             tasks = self._desired(session, node_id)
-        if changed:
-            self.on_change()
         return Heartbeat(tasks, registered=True)
 
-    def _reconcile(self, session: Session, node_id: str, statuses: list[agent.TaskStatus], now: datetime) -> bool:
+    def _reconcile(self, session: Session, node_id: str, statuses: list[agent.TaskStatus], now: datetime) -> None:
         """Applies the reported statuses; a task the agent ran before but no longer reports is gone."""
         active = {(t.job_id, t.attempt, t.rank): t for t in self._active(session, node_id)}
         jobs: dict[str, JobRow | None] = {}
         reported: set[tuple[int, int, int]] = set()
-        changed = False
         for status in statuses:
             if status.job not in jobs:
                 jobs[status.job] = _job_by_name(session, status.job)
@@ -117,12 +111,9 @@ class Nodes:
             reported.add((task.job_id, task.attempt, task.rank))
             if status.state != task.state:
                 apply_status(session, task, status, now)
-                changed = changed or not task.active
         for key, task in active.items():
             if key not in reported and task.state in (agent.TASK_STATE_STARTING, agent.TASK_STATE_RUNNING):
                 task_finished(session, task, -9, "the agent no longer runs the process (agent restarted?)", now)
-                changed = True
-        return changed
 
     def _desired(self, session: Session, node_id: str) -> list[agent.Task]:
         tasks: list[agent.Task] = []
@@ -165,8 +156,6 @@ class Nodes:
                     job = session.get(JobRow, task.job_id)
                     if job is not None and is_live(job, task):
                         attempt_failed(session, job, f"node nodes/{row.name} stopped heartbeating", now)
-        if lost:
-            self.on_change()
         return lost
 
     def get_node(self, name: str) -> tuple[NodeRow, dict[int, str]]:
@@ -198,6 +187,4 @@ class Nodes:
 
 def _job_by_name(session: Session, name: str) -> JobRow | None:
     parts = name.split("/")
-    if len(parts) != 4:
-        return None
-    return session.exec(select(JobRow).where(JobRow.project == parts[1], JobRow.job_id == parts[3])).first()
+    return find_job(session, {"project": parts[1], "job": parts[3]}) if len(parts) == 4 else None

@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from atelier.scheduler.v1 import agent_service_pb2 as agent
 from atelier.scheduler.v1 import resources_pb2 as pb
-from services.scheduler.jobs import ENDED, end_attempt, spec_of
+from services.scheduler.jobs import end_attempt, spec_of
 from services.scheduler.tables import AttemptRow, JobRow, TaskRow
 
 
@@ -75,4 +75,4 @@ def attempt_of(session: Session, job: JobRow) -> AttemptRow | None:
 
 def is_live(job: JobRow, task: TaskRow) -> bool:
     """Whether a task should be running: its job runs this very attempt."""
-    return job.state == pb.JOB_STATE_RUNNING and job.attempt == task.attempt and job.state not in ENDED
+    return job.state == pb.JOB_STATE_RUNNING and job.attempt == task.attempt
