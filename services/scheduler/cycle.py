@@ -24,6 +24,7 @@ from services.scheduler.outcomes import preempted
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.spec import resolve_shape
 from services.scheduler.tables import AttemptRow, JobRow, NodeRow, TaskRow
+from services.scheduler.usage import load_usage, save_usage
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_RUN_TIME = 24 * 3600.0
@@ -123,7 +124,8 @@ class Cycle:
         self.engine = engine
         self.settings = settings
         self.config = policy_config(settings)
-        self.usage = core.FairShareUsage()
+        self.usage = load_usage(engine, self.config.half_life_s)
+        self._saved_at = self.usage.as_of
 
     def run(self) -> int:
         """One cycle; returns how many jobs started."""
@@ -136,6 +138,9 @@ class Cycle:
             )
             running = self._running(session)
             self.usage = self.usage.advance(now, running, self.config.half_life_s)
+            if now - self._saved_at >= self.settings.usage_save_interval_seconds:
+                save_usage(session, self.usage)
+                self._saved_at = now
             if not queued:
                 return 0
             nodes = [node_of(row) for row in session.exec(select(NodeRow).where(NodeRow.state == pb.NODE_STATE_READY))]

@@ -39,6 +39,9 @@ class SchedulerSettings(ServiceSettings):
     fair_share_half_life_hours: float = Field(
         168.0, gt=0, description="Half-life of past GPU usage in fair share (Slurm's PriorityDecayHalfLife)."
     )
+    usage_save_interval_seconds: float = Field(
+        5.0, ge=0, description="How often fair-share usage is written to the database (what a crash may forget)."
+    )
     default_executor: str = Field("agents", pattern="^(agents|slurm)$", description="Who runs jobs by default.")
     slurm_bin_dir: str = Field("", description="Directory of sbatch/squeue/sacct/scancel; empty means PATH.")
     slurm_partition: str = Field("", description="Partition jobs are submitted to; empty means Slurm's default.")
