@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev,demo,ml]'
+	# tritonclient's metadata asks for protobuf<7; its code runs on the project's protobuf 7.
+	$(PY) -m pip install -q --no-deps -c constraints.txt tritonclient
 	touch $(STAMP)
 
 venv: $(STAMP)

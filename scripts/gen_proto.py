@@ -1,6 +1,12 @@
 """Generate Python code, type stubs and gRPC stubs from `proto/` (what `make proto` runs).
 
 Proto path = import path: `proto/atelier/data/v1/x.proto` becomes `atelier/data/v1/x_pb2.py`.
+The one exception is the KServe v2 / Triton protocol in `proto/inference/` (a standard, package
+`inference`): it keeps its upstream file names (`grpc_service.proto`, `model_config.proto`) so that
+its descriptors are the very ones tritonclient registers in Python's process-wide descriptor pool,
+which lets both be imported in one process. It is compiled with `proto/inference` as include root
+into `atelier/inference/protocol/`, and its two generated cross-imports are made package-relative.
+
 Third-party protos (`google/api`, `google/rpc`) are copied from the installed
 googleapis-common-protos package into the git-ignored `.proto-deps/` so that protoc and buf see
 them without vendoring them into the repository.
@@ -9,8 +15,10 @@ them without vendoring them into the repository.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -18,6 +26,9 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 THIRD_PARTY = ("google/api", "google/rpc")
+STANDARD = Path("inference")  # under proto/: the KServe v2 / Triton protocol
+STANDARD_PACKAGE = Path("atelier/inference/protocol")
+_STANDARD_IMPORT = re.compile(r"^import (grpc_service_pb2|model_config_pb2)\b", re.MULTILINE)
 
 
 def copy_deps(dest: Path) -> None:
@@ -33,22 +44,18 @@ def copy_deps(dest: Path) -> None:
 
 
 def proto_files() -> list[str]:
-    return sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
+    """Atelier's own protos (paths relative to `proto/`), without the standard in `proto/inference/`."""
+    root = ROOT / "proto"
+    found = (p.relative_to(root) for p in root.rglob("*.proto"))
+    return sorted(str(p) for p in found if STANDARD not in p.parents)
 
 
-def generate(out: Path) -> None:
-    """Generate every proto under `proto/` into `out` (the repository root for `make proto`)."""
-    deps = ROOT / ".proto-deps"
-    copy_deps(deps)
-    well_known = Path(str(resources.files("grpc_tools") / "_proto"))
-    files = proto_files()
+def _protoc(include: list[Path], out: Path, files: list[str]) -> None:
     # mypy-protobuf writes the .pyi stubs of messages and, unlike --pyi_out, of the gRPC stubs too.
     bin_dir = Path(sys.executable).parent
     args = [
         "grpc_tools.protoc",
-        f"-I{ROOT / 'proto'}",
-        f"-I{deps}",
-        f"-I{well_known}",
+        *(f"-I{path}" for path in include),
         f"--python_out={out}",
         f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
@@ -59,7 +66,23 @@ def generate(out: Path) -> None:
     ]
     if protoc.main(args) != 0:
         sys.exit("protoc failed")
-    packages = {Path(f).parent for f in files}
+
+
+def generate_standard(out: Path, well_known: Path) -> None:
+    """Generate the KServe v2 / Triton protocol into `atelier/inference/protocol/` under `out`."""
+    source = ROOT / "proto" / STANDARD
+    files = sorted(p.name for p in source.glob("*.proto"))
+    target = out / STANDARD_PACKAGE
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        _protoc([source, well_known], Path(scratch), files)
+        for generated in sorted(Path(scratch).iterdir()):
+            text = _STANDARD_IMPORT.sub(rf"from {'.'.join(STANDARD_PACKAGE.parts)} import \1", generated.read_text())
+            (target / generated.name).write_text(text)
+    _init_files(out, [STANDARD_PACKAGE])
+
+
+def _init_files(out: Path, packages: set[Path] | list[Path]) -> None:
     for package in packages:
         for parent in [package, *package.parents]:
             if parent == Path("."):
@@ -68,6 +91,17 @@ def generate(out: Path) -> None:
             if not init.exists():
                 init.parent.mkdir(parents=True, exist_ok=True)
                 init.write_text("")
+
+
+def generate(out: Path) -> None:
+    """Generate every proto under `proto/` into `out` (the repository root for `make proto`)."""
+    deps = ROOT / ".proto-deps"
+    copy_deps(deps)
+    well_known = Path(str(resources.files("grpc_tools") / "_proto"))
+    files = proto_files()
+    _protoc([ROOT / "proto", deps, well_known], out, files)
+    _init_files(out, {Path(f).parent for f in files})
+    generate_standard(out, well_known)
 
 
 def main() -> None:
