@@ -69,3 +69,15 @@ def test_upstream_field_numbers() -> None:
         "outputs": 5,
         "raw_output_contents": 6,
     }
+
+
+def test_every_management_rpc_has_an_http_rule() -> None:
+    from google.api import annotations_pb2
+
+    from atelier.inference.v1 import inference_service_pb2
+
+    methods = inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"].methods
+    assert {m.name for m in methods} >= {"CreateDeployment", "GetDeployment", "ListDeployments"}
+    for method in methods:
+        rule = method.GetOptions().Extensions[annotations_pb2.http]
+        assert rule.WhichOneof("pattern"), f"{method.full_name} has no google.api.http annotation"
