@@ -114,6 +114,13 @@ class Runner:
         except json.JSONDecodeError as error:
             raise DemoError(f"`{_display(args)} --json` printed no valid JSON: {error}") from error
 
+    def quiet_json(self, *args: str) -> Any:
+        """`atelier ARGS... --json`, parsed, printing nothing (for polling)."""
+        result = self._run((*args, "--json"))
+        if result.returncode != 0:
+            raise DemoError(f"`{_display(args)} --json` exited with code {result.returncode}: {_first_line(result)}")
+        return json.loads(result.stdout)
+
     def env(self) -> dict[str, str]:
         """The environment of every command: this one, less other stacks' settings, plus the demo's home."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_") or k == "ATELIER_USER"}

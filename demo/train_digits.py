@@ -2,10 +2,16 @@
 the digits and track everything with the SDK.
 
     python -m demo.train_digits --dataset digits@v2 --lr 0.05 --hidden 32 --epochs 40
+    atelier jobs submit --nodes 2 --gpus-per-node 1 --dataset digits@v2 -- python -m demo.train_digits ...
 
-It pulls the dataset version through the data service, trains on the `train` split, logs the loss
-every step and accuracy every epoch, and registers the model (TorchScript) as a version of
-`digits` whose lineage records the dataset version, the code commit and the hyper-parameters.
+It reads the dataset version (from the job's data directory when the scheduler fetched it, else
+pulled through the data service), trains on the `train` split, logs the loss every step and
+accuracy every epoch, and registers the model (TorchScript) as a version of `digits` whose lineage
+records the dataset version, the code commit and the hyper-parameters.
+
+Under torchrun (WORLD_SIZE > 1) the same script trains data-parallel: every rank takes its share of
+each batch, DistributedDataParallel averages the gradients (gloo without GPUs, NCCL with them), and
+rank 0 alone tracks the run and registers the model.
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +35,7 @@ from atelier.client import DataClient
 from atelier.datasets.pull import pull
 from atelier.names import parse_dataset_ref
 from atelier.stack.addresses import service_address
-from atelier.tracking.run import default_project
+from atelier.tracking.run import ActiveRun, default_project
 
 
 def load(directory: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -52,6 +61,36 @@ def accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((net(x).argmax(1) == y).float().mean())
 
 
+@contextmanager
+def dataset_files(ref: str) -> Iterator[Path]:
+    """The dataset version's files: in the job's data directory if the scheduler fetched them there,
+    else pulled through the data service into a scratch directory."""
+    fetched = (
+        Path(os.environ.get("ATELIER_DATA_DIR", "/nonexistent")) / parse_dataset_ref(ref, default_project()).dataset
+    )
+    if (fetched / "labels.csv").exists():
+        yield fetched
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        client = DataClient.at(service_address("data"))
+        pull(client, parse_dataset_ref(ref, default_project()), Path(scratch))
+        yield Path(scratch)
+
+
+def distributed() -> tuple[int, int]:
+    """Join the job's process group when torchrun started several workers; (rank, world size)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank()
+    print(f"rank {rank} of {world} ({backend}) on {os.uname().nodename}", flush=True)
+    return rank, world
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", default="digits@latest")
@@ -61,35 +100,66 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    torch.manual_seed(args.seed)
+    rank, world = distributed()
+    if rank == 0:
+        train(args, world)
+    else:
+        with dataset_files(args.dataset) as directory:
+            fit(args, load(directory), rank, world, run=None)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+
+
+def train(args: argparse.Namespace, world: int) -> None:
+    """Rank 0 (or the only process): train while tracking the run, then register the model."""
     params = {"lr": args.lr, "hidden": args.hidden, "epochs": args.epochs, "batch": args.batch, "seed": args.seed}
+    if world > 1:
+        params["world_size"] = world
     with atelier.start_run(experiment="digits", params=params, inputs=[args.dataset]) as run:
-        with tempfile.TemporaryDirectory() as scratch:
-            client = DataClient.at(service_address("data"))
-            pull(client, parse_dataset_ref(args.dataset, default_project()), Path(scratch))
-            x_train, y_train, x_test, y_test = load(Path(scratch))
-        net = model(args.hidden)
-        optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9)
-        step = 0
-        for epoch in range(args.epochs):
-            order = torch.randperm(len(x_train))
-            for start in range(0, len(order), args.batch):
-                batch = order[start : start + args.batch]
-                loss = torch.nn.functional.cross_entropy(net(x_train[batch]), y_train[batch])
-                optimizer.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
-                run.log_metrics({"loss": float(loss)}, step=step)
-                step += 1
-            run.log_metrics(
-                {"train_accuracy": accuracy(net, x_train, y_train), "val_accuracy": accuracy(net, x_test, y_test)},
-                step=epoch,
-            )
-        version = run.log_model(net, x_test[:4], name="digits")
+        with dataset_files(args.dataset) as directory:
+            data = load(directory)
+        net = fit(args, data, 0, world, run)
+        version = run.log_model(net, data[2][:4], name="digits")
     json.dump(
         {"run": run.name, "model_version": version.name, "val_accuracy": version.metrics["val_accuracy"]}, sys.stdout
     )
     sys.stdout.write("\n")
+
+
+def fit(
+    args: argparse.Namespace,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    rank: int,
+    world: int,
+    run: ActiveRun | None,
+) -> torch.nn.Module:
+    """SGD over the train split; each rank takes every `world`-th sample of a batch (same seed, same order)."""
+    x_train, y_train, x_test, y_test = data
+    torch.manual_seed(args.seed)
+    net = model(args.hidden)
+    trained = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    optimizer = torch.optim.SGD(trained.parameters(), lr=args.lr, momentum=0.9)
+    step = 0
+    for epoch in range(args.epochs):
+        order = torch.randperm(len(x_train))
+        for start in range(0, len(order), args.batch):
+            batch = order[start : start + args.batch]
+            if len(batch) < world:  # too few left for every rank: all ranks skip it alike
+                continue
+            batch = batch[rank::world]
+            loss = torch.nn.functional.cross_entropy(trained(x_train[batch]), y_train[batch])
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            if run is not None:
+                run.log_metrics({"loss": float(loss)}, step=step)
+            step += 1
+        if run is not None:
+            run.log_metrics(
+                {"train_accuracy": accuracy(net, x_train, y_train), "val_accuracy": accuracy(net, x_test, y_test)},
+                step=epoch,
+            )
+    return net
 
 
 if __name__ == "__main__":

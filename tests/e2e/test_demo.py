@@ -60,6 +60,10 @@ def test_demo_runs_every_chapter_and_stops_its_stack(tmp_path: Path) -> None:
     stopped = [int(pid) for pid in re.findall(r"stopped data \(pid (\d+)\)", result.stdout)]
     assert stopped, result.stdout
     assert not any(pid_alive(pid) for pid in stopped)
+    assert "both nodes trained together" in result.stdout
+    agents = [int(pid) for pid in re.findall(r"started agent \w+ \(pid (\d+)\)", result.stdout)]
+    assert len(agents) == 2, result.stdout
+    assert not any(pid_alive(pid) for pid in agents), "the demo's agents should be stopped"
     assert not work.exists(), "the working files should be removed without --keep"
 
 
