@@ -69,7 +69,7 @@ def down() -> None:
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Show each service of the local stack: address, pid and health."""
+    """Show each service of the local stack: address, metrics endpoint, pid and health."""
     home = atelier_home()
     statuses = local.status(home)
     if as_json:
@@ -81,7 +81,7 @@ def status(
 
 def _table(statuses: list[ServiceStatus]) -> Table:
     """The statuses as a rich table."""
-    table = Table("service", "address", "pid", "health", title=Text(f"stack in {atelier_home()}"))
+    table = Table("service", "address", "metrics", "pid", "health", title=Text(f"stack in {atelier_home()}"))
     for service in statuses:
         pid = Text("-" if service.pid is None else str(service.pid), style="" if service.alive else "dim")
         if service.pid is not None and not service.alive:
@@ -89,6 +89,7 @@ def _table(statuses: list[ServiceStatus]) -> Table:
         table.add_row(
             service.name,
             service.address or "-",
+            f"http://{service.metrics}/metrics" if service.metrics else "-",
             pid,
             Text(service.health.value, style=_HEALTH_STYLES[service.health]),
         )

@@ -16,6 +16,7 @@ import grpc
 from opentelemetry import trace
 
 from atelier.errors import AtelierError, Internal, to_status
+from atelier.runtime.metrics import RpcMetrics
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,13 @@ else:
 
 
 class MethodInterceptor(_ServerInterceptor):
-    """Wraps every handler; subclasses override `unary()` and `stream()`."""
+    """Wraps every handler; subclasses override `unary()` and `stream()`.
+
+    `kinds` maps each method wrapped so far to its handler kind (`unary_unary`, `unary_stream`,
+    `stream_unary`, `stream_stream`)."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, str] = {}
 
     async def intercept_service(
         self,
@@ -69,6 +76,7 @@ class MethodInterceptor(_ServerInterceptor):
             (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
         }
         attr, factory = kinds[(handler.request_streaming, handler.response_streaming)]
+        self.kinds[method] = attr
         behavior: Behavior = getattr(handler, attr)
 
         if handler.response_streaming:
@@ -124,44 +132,60 @@ class ErrorInterceptor(MethodInterceptor):
             await _abort(method, error, context)
 
 
-class RequestLogInterceptor(MethodInterceptor):
-    """One structured log line per call: method, status code and duration (with the trace id that
-    the log formatter adds). Health checks and reflection log at DEBUG."""
+class CallInterceptor(MethodInterceptor):
+    """Observes every call once it ends: one structured log line (method, status code, duration,
+    with the trace id the log formatter adds; health checks and reflection at DEBUG) and, when given,
+    the RPC metrics (started, handled by code, handling time)."""
 
     _QUIET = ("/grpc.health.v1.", "/grpc.reflection.")
 
-    def _log(self, method: str, started: float, code: str) -> None:
+    def __init__(self, metrics: RpcMetrics | None = None) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+    def _started(self, method: str) -> float:
+        if self.metrics is not None:
+            self.metrics.start(method, self.kinds.get(method, "unary_unary"))
+        return time.perf_counter()
+
+    def _ended(self, method: str, started: float, code: str) -> None:
+        seconds = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.finish(method, self.kinds.get(method, "unary_unary"), code, seconds)
         level = logging.DEBUG if method.startswith(self._QUIET) else logging.INFO
-        duration = (time.perf_counter() - started) * 1000
-        log.log(
-            level, "%s %s %.1fms", method, code, duration, extra={"rpc": method, "code": code, "ms": round(duration, 2)}
-        )
+        if log.isEnabledFor(level):
+            ms = seconds * 1000
+            log.log(level, "%s %s %.1fms", method, code, ms, extra={"rpc": method, "code": code, "ms": round(ms, 2)})
 
     @staticmethod
-    def _code(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    def _code(context: grpc.aio.ServicerContext[Any, Any], failed: bool = False) -> str:
         code = context.code()  # type: ignore[attr-defined]
-        return code.name if isinstance(code, grpc.StatusCode) else "OK" if code in (None, 0) else str(code)
+        if isinstance(code, grpc.StatusCode):
+            return code.name
+        if code in (None, 0):
+            return "CANCELLED" if failed else "OK"
+        return str(code)
 
     async def unary(
         self, method: str, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
-        started = time.perf_counter()
+        started = self._started(method)
         try:
             result = await behavior(request, context)
         except BaseException:
-            self._log(method, started, self._code(context) if context.code() else "CANCELLED")  # type: ignore[attr-defined]
+            self._ended(method, started, self._code(context, failed=True))
             raise
-        self._log(method, started, self._code(context))
+        self._ended(method, started, self._code(context))
         return result
 
     async def stream(
         self, method: str, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        started = time.perf_counter()
+        started = self._started(method)
         try:
             async for item in behavior(request, context):
                 yield item
         except BaseException:
-            self._log(method, started, self._code(context) if context.code() else "CANCELLED")  # type: ignore[attr-defined]
+            self._ended(method, started, self._code(context, failed=True))
             raise
-        self._log(method, started, self._code(context))
+        self._ended(method, started, self._code(context))

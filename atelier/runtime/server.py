@@ -23,8 +23,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from prometheus_client import CollectorRegistry
 
-from atelier.runtime.interceptors import ErrorInterceptor, RequestLogInterceptor
+from atelier.runtime.interceptors import CallInterceptor, ErrorInterceptor
+from atelier.runtime.metrics import MetricsEndpoint, RpcMetrics, serve_metrics, service_registry
 from atelier.runtime.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,10 @@ class ServiceHost:
     # Periodic jobs of the service (e.g. failing runs whose process went silent): started with the
     # server, cancelled before it stops.
     jobs: list[PeriodicJob] = field(default_factory=list)
+    # The service's Prometheus registry: RPC and process metrics, plus what the service adds.
+    registry: CollectorRegistry = field(default_factory=service_registry)
     address: str = ""
+    metrics: MetricsEndpoint | None = None
     _server: grpc.aio.Server | None = None
     _health: Any = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -100,7 +105,12 @@ class ServiceHost:
             ("grpc.so_reuseport", 0),
         ]
         server = grpc.aio.server(
-            interceptors=[aio_server_interceptor(), RequestLogInterceptor(), ErrorInterceptor(), *self.interceptors],  # type: ignore[no-untyped-call]
+            interceptors=[
+                aio_server_interceptor(),  # type: ignore[no-untyped-call]
+                CallInterceptor(RpcMetrics(self.registry)),
+                ErrorInterceptor(),
+                *self.interceptors,
+            ],
             options=options,
         )
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -116,9 +126,18 @@ class ServiceHost:
         self._server = server
         self._tasks = [asyncio.create_task(job.loop(), name=job.name) for job in self.jobs]
         self.address = f"{self.settings.host}:{port}"
+        if self.settings.metrics_port >= 0:
+            self.metrics = serve_metrics(self.registry, self.settings.host, self.settings.metrics_port)
+        metrics = self.metrics.address if self.metrics else ""
         if self.settings.address_file is not None:
-            _write_address(self.settings.address_file, self.address)
-        log.info("%s serving on %s", self.name, self.address, extra={"address": self.address})
+            _write_address(self.settings.address_file, self.address, metrics)
+        log.info(
+            "%s serving on %s (metrics: %s)",
+            self.name,
+            self.address,
+            f"http://{metrics}/metrics" if metrics else "off",
+            extra={"address": self.address, "metrics": metrics},
+        )
         return self.address
 
     async def stop(self) -> None:
@@ -137,6 +156,9 @@ class ServiceHost:
             result = callback()
             if result is not None:
                 await result
+        if self.metrics is not None:
+            self.metrics.stop()
+            self.metrics = None
         log.info("%s stopped", self.name)
 
     async def serve_until_signalled(self) -> None:
@@ -150,11 +172,11 @@ class ServiceHost:
         await self.stop()
 
 
-def _write_address(path: Path, address: str) -> None:
-    """Atomically publish where the service listens, for `atelier up` and clients to find it."""
+def _write_address(path: Path, address: str, metrics: str) -> None:
+    """Atomically publish where the service listens (and serves metrics), for `atelier up` and clients."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"address": address, "pid": os.getpid()}))
+    tmp.write_text(json.dumps({"address": address, "pid": os.getpid(), "metrics": metrics}))
     os.replace(tmp, path)
 
 

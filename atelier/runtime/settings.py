@@ -25,6 +25,9 @@ class ServiceSettings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(0, ge=0, le=65535, description="Port to listen on; 0 picks a free one.")
+    metrics_port: int = Field(
+        0, ge=-1, le=65535, description="Port of the Prometheus /metrics endpoint; 0 picks a free one, -1 turns it off."
+    )
     max_message_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest request or response message accepted."
     )

@@ -1,7 +1,7 @@
 """Where a service of the local stack listens.
 
 `ATELIER_<NAME>_ADDRESS` wins; otherwise the address file the running service wrote to
-`$ATELIER_HOME/run/<name>.json` (`{"address": "host:port", "pid": N}`).
+`$ATELIER_HOME/run/<name>.json` (`{"address": "host:port", "pid": N, "metrics": "host:port"}`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ class PublishedAddress:
 
     address: str
     pid: int | None
+    metrics: str = ""
+    """host:port of the service's Prometheus endpoint (`/metrics`); empty when it has none."""
 
 
 def run_dir(home: Path) -> Path:
@@ -43,7 +45,12 @@ def read_address_file(path: Path) -> PublishedAddress | None:
     if not isinstance(content, dict) or not isinstance(content.get("address"), str) or not content["address"]:
         return None
     pid = content.get("pid")
-    return PublishedAddress(address=content["address"], pid=pid if isinstance(pid, int) else None)
+    metrics = content.get("metrics")
+    return PublishedAddress(
+        address=content["address"],
+        pid=pid if isinstance(pid, int) else None,
+        metrics=metrics if isinstance(metrics, str) else "",
+    )
 
 
 def pid_alive(pid: int) -> bool:

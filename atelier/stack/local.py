@@ -55,6 +55,7 @@ class ServiceStatus:
     pid: int | None
     alive: bool
     health: Health
+    metrics: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The status as a JSON-ready mapping."""
@@ -64,6 +65,7 @@ class ServiceStatus:
             "pid": self.pid,
             "alive": self.alive,
             "health": self.health.value,
+            "metrics": self.metrics or None,
         }
 
 
@@ -188,7 +190,8 @@ def _service_status(home: Path, name: str, process: ProcessRecord | None) -> Ser
     address = published.address if published is not None and (alive or process is None) else None
     health = check_health(address) if address else Health.UNREACHABLE
     pid = process.pid if process else None
-    return ServiceStatus(name=name, address=address, pid=pid, alive=alive, health=health)
+    metrics = published.metrics if published is not None and address else ""
+    return ServiceStatus(name=name, address=address, pid=pid, alive=alive, health=health, metrics=metrics)
 
 
 def _check_ports(base_port: int, services: Sequence[StackService]) -> None:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ def test_up_status_down(make_home: Any) -> None:
     assert health_check(data["address"]) == health_pb2.HealthCheckResponse.SERVING
     assert service_address("data", home) == data["address"]
     assert json.loads(address_file(home, "data").read_text())["pid"] == data["pid"]
+    with urllib.request.urlopen(f"http://{data['metrics']}/metrics", timeout=10) as scraped:
+        assert b"grpc_server_handled_total" in scraped.read()  # every service is scrapeable
 
     result = atelier(home, "down")
     assert result.returncode == 0, result.stderr
