@@ -20,6 +20,7 @@ from atelier import scheduling as core
 from atelier.runtime.database import transaction
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.jobs import QUEUED, job_name, spec_of, utcnow
+from services.scheduler.metrics import CycleMetrics
 from services.scheduler.outcomes import preempted
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.spec import resolve_shape
@@ -111,6 +112,15 @@ def request_of(row: JobRow) -> core.JobRequest:
     )
 
 
+def _waited(session: Session, row: JobRow, now: datetime) -> float:
+    """Seconds the attempt now starting waited: since submission, or since the previous attempt ended."""
+    previous = session.exec(
+        select(AttemptRow).where(AttemptRow.job_id == row.id, AttemptRow.number == row.attempt - 1)
+    ).first()
+    since = previous.end_time if previous is not None and previous.end_time is not None else row.create_time
+    return now.timestamp() - _seconds(since)
+
+
 def _seconds(moment: datetime | None) -> float:
     if moment is None:
         return 0.0
@@ -120,15 +130,24 @@ def _seconds(moment: datetime | None) -> float:
 class Cycle:
     """Runs the policy core over the database state and records what it decided."""
 
-    def __init__(self, engine: Engine, settings: SchedulerSettings) -> None:
+    def __init__(self, engine: Engine, settings: SchedulerSettings, metrics: CycleMetrics | None = None) -> None:
         self.engine = engine
         self.settings = settings
+        self.metrics = metrics
         self.config = policy_config(settings)
         self.usage = load_usage(engine, self.config.half_life_s)
         self._saved_at = self.usage.as_of
 
     def run(self) -> int:
         """One cycle; returns how many jobs started."""
+        started = time.perf_counter()
+        try:
+            return self._cycle()
+        finally:
+            if self.metrics is not None:
+                self.metrics.cycle_seconds.observe(time.perf_counter() - started)
+
+    def _cycle(self) -> int:
         now = time.time()
         with transaction(self.engine) as session:
             queued = list(
@@ -204,6 +223,8 @@ class Cycle:
                     cards=list(assignment.cards),
                 )
             )
+        if self.metrics is not None:
+            self.metrics.started(row.priority_class or "normal", row.project, _waited(session, row, now))
         row.state = pb.JOB_STATE_RUNNING
         row.start_time = now
         row.reason = f"running on {', '.join(n.node for n in placement.nodes)}"

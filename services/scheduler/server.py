@@ -8,6 +8,7 @@ from pathlib import Path
 from atelier.client import DataClient
 from atelier.runtime.database import create_engine, default_url, migrate
 from atelier.runtime.logging import configure_logging
+from atelier.runtime.metrics import service_registry
 from atelier.runtime.server import BlockingRunner, GrpcService, PeriodicJob, ServiceHost
 from atelier.runtime.tracing import configure_tracing
 from atelier.scheduler.v1 import (
@@ -23,6 +24,7 @@ from services.scheduler.cycle import Cycle
 from services.scheduler.datalink import DatasetLink
 from services.scheduler.jobs import Jobs
 from services.scheduler.logs import Logs
+from services.scheduler.metrics import CycleMetrics, SchedulerCollector
 from services.scheduler.nodes import Nodes
 from services.scheduler.servicer import AgentServicer, SchedulerServicer
 from services.scheduler.settings import SchedulerSettings
@@ -44,13 +46,16 @@ def build(settings: SchedulerSettings) -> ServiceHost:
     jobs = Jobs(engine, settings.priority_classes, cluster.check_feasible, datasets.resolve, executor)
     nodes = Nodes(engine, settings.grace_period_seconds)
     logs = Logs(engine)
-    cycle = Cycle(engine, settings)
+    registry = service_registry()
+    cycle = Cycle(engine, settings, CycleMetrics(registry))
+    registry.register(SchedulerCollector(engine, settings, lambda: cycle.usage))
     runner = BlockingRunner(settings.workers)
     scheduler = SchedulerServicer(jobs, nodes, logs, precisions_of, runner)
     agents = AgentServicer(nodes, logs, precisions_of, settings.heartbeat_interval_seconds, runner)
     host = ServiceHost(
         name="scheduler",
         settings=settings,
+        registry=registry,
         services=[
             GrpcService(
                 SCHEDULER, lambda s: scheduler_service_pb2_grpc.add_SchedulerServiceServicer_to_server(scheduler, s)

@@ -4,35 +4,19 @@ from __future__ import annotations
 
 import json
 import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from prometheus_client import Counter
-from prometheus_client.parser import text_string_to_metric_families
 
 from atelier.errors import FailedPrecondition
 from atelier.runtime.server import GrpcService, ServiceHost
 from atelier.runtime.settings import ServiceSettings
 from tests.conftest import ServerThread
 from tests.integration.runtime.test_server import SERVICE, call, register
-
-
-def scrape(address: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Sample name -> [(labels, value)] from http://address/metrics."""
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return samples
-
-
-def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
-    return sum(v for found, v in samples.get(name, []) if all(found.get(k) == w for k, w in labels.items()))
+from tests.prometheus import scrape, value
 
 
 @pytest.fixture

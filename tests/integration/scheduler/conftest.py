@@ -30,6 +30,11 @@ class Cluster:
         self.agents = AgentClient.at(scheduler)
         self.data = DataClient.at(data)
 
+    @property
+    def metrics_address(self) -> str:
+        """host:port of the scheduler's Prometheus endpoint."""
+        return str(json.loads((self.home / "run" / "scheduler.json").read_text())["metrics"])
+
     def wait_for(self, name: str, states: tuple[int, ...], timeout: float = 60.0) -> pb.Job:
         deadline = time.monotonic() + timeout
         while True:
@@ -59,6 +64,7 @@ def cluster(serve: Callable[[Callable[[], Any]], str], tmp_path: Path, database_
         node_timeout_seconds=3.0,
         grace_period_seconds=3.0,
         rendezvous_port_base=30000 + os.getpid() % 5000 * 5,
+        address_file=home / "run" / "scheduler.json",
     )
     address = serve(lambda: build_scheduler(settings))
     made = Cluster(data, address, home)
