@@ -37,6 +37,9 @@ SERVICES: tuple[StackService, ...] = (
     StackService(
         name="scheduler", module="services.scheduler", default_port_offset=2, description="GPU jobs and node agents"
     ),
+    StackService(
+        name="inference", module="services.inference", default_port_offset=3, description="KServe v2 model serving"
+    ),
 )
 
 

@@ -12,6 +12,7 @@ from alembic.migration import MigrationContext
 from atelier.runtime.database import create_engine, migrate
 from services.data import server as data_server
 from services.data.tables import metadata
+from services.inference import server as inference_server
 from services.registry import server as registry_server
 from services.scheduler import server as scheduler_server
 
@@ -19,6 +20,7 @@ SERVICES = [
     ("data", data_server.MIGRATIONS, "data_"),
     ("registry", registry_server.MIGRATIONS, "reg_"),
     ("scheduler", scheduler_server.MIGRATIONS, "sched_"),
+    ("inference", inference_server.MIGRATIONS, "inf_"),
 ]
 
 

@@ -32,7 +32,7 @@ class CreateDeploymentRequest(_message.Message):
     parent: _builtins.str
     """`projects/{project}`."""
     deployment_id: _builtins.str
-    """The deployment id: lowercase letters, digits and `-`, starting with a letter (at most 63)."""
+    """The deployment id: `[a-z0-9][a-z0-9._-]*`, at most 63 characters; the model name clients call."""
     @_builtins.property
     def deployment(self) -> _resources_pb2.Deployment:
         """The deployment to create; `name` is ignored."""

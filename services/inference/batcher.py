@@ -1,0 +1,266 @@
+"""The dynamic batcher, with Triton's semantics.
+
+Requests wait in one FIFO queue per priority level (1 is the highest and is served first,
+strictly). Each model instance is a thread that, when free, forms a batch from the queued requests
+in priority order: requests whose non-batch dimensions match the first one's, up to
+`max_batch_size` samples. It sends the batch at once when it reaches the maximum or a preferred
+size (the largest preferred size it can make), or when nothing else could join it; otherwise it
+waits until the oldest request has waited `max_queue_delay_us`. Requests are concatenated along the
+batch dimension and the outputs split back by each request's own batch size.
+
+A request that has timed out or whose caller has gone is withdrawn from the queue and never
+reaches the model. A full queue refuses new requests (UNAVAILABLE, "Exceeds maximum queue size").
+When a batch fails, each of its requests runs again alone, so one bad request fails alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from atelier.errors import AtelierError, DeadlineExceeded, Internal, Unavailable
+from services.inference.requests import Prepared
+from services.inference.runner import ModelRunner
+from services.inference.signature import TensorSpec
+from services.inference.spec import DeploymentSpec
+from services.inference.statistics import ModelStatistics
+from services.inference.tensors import encode
+
+log = logging.getLogger(__name__)
+Array = np.ndarray[Any, Any]
+
+
+@dataclass
+class OutputTensor:
+    """One output of one request, ready for the wire."""
+
+    spec: TensorSpec
+    shape: tuple[int, ...]
+    raw: bytes
+
+
+Outcome = list[OutputTensor] | AtelierError
+Resolve = Callable[[Outcome], None]
+
+
+@dataclass(eq=False)
+class Pending:
+    """A queued request."""
+
+    prepared: Prepared
+    level: int
+    arrival_ns: int
+    deadline_ns: int | None
+    resolve: Resolve
+    key: tuple[tuple[int, ...], ...]
+    state: str = "queued"  # queued -> taken | withdrawn
+    taken_ns: int = 0
+
+
+@dataclass
+class _Queues:
+    levels: list[deque[Pending]] = field(default_factory=list)
+    size: int = 0
+
+    def ordered(self) -> list[Pending]:
+        return [p for level in self.levels for p in level]
+
+    def remove(self, pending: Pending) -> None:
+        self.levels[pending.level - 1].remove(pending)
+        self.size -= 1
+
+
+class Batcher:
+    """Queues and instance threads of one loaded model version."""
+
+    def __init__(self, model: str, runner: ModelRunner, spec: DeploymentSpec, statistics: ModelStatistics) -> None:
+        self.model = model
+        self.runner = runner
+        self.spec = spec
+        self.statistics = statistics
+        self.batched = runner.signature.batched
+        self.max_batch = spec.max_batch_size if self.batched else 1
+        self._queues = _Queues([deque() for _ in range(spec.priority_levels)])
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"infer-{model}-{i}", daemon=True) for i in range(spec.instances)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def queued(self) -> int:
+        with self._cond:
+            return self._queues.size
+
+    def submit(self, prepared: Prepared, priority: int, timeout_us: int, resolve: Resolve) -> Pending:
+        """Queue a validated request; `resolve` is called from an instance thread with its outcome."""
+        levels = self.spec.priority_levels
+        # As Triton: 0, or a level the model does not have, means the default level.
+        level = priority if 1 <= priority <= levels else self.spec.default_priority
+        now = time.monotonic_ns()
+        timeout = timeout_us or self.spec.default_timeout_us
+        key = tuple(a.shape[1:] for a in prepared.arrays) if self.batched else ()
+        pending = Pending(prepared, level, now, now + timeout * 1000 if timeout else None, resolve, key)
+        with self._cond:
+            if self._stopping:
+                raise Unavailable(f"model '{self.model}' is unloading")
+            if self.spec.max_queue_size and self._queues.size >= self.spec.max_queue_size:
+                raise Unavailable("Exceeds maximum queue size", metadata={"model": self.model})
+            self._queues.levels[level - 1].append(pending)
+            self._queues.size += 1
+            self._cond.notify()
+        return pending
+
+    def withdraw(self, pending: Pending) -> bool:
+        """Take a request out of the queue before it runs; False when an instance already has it."""
+        with self._cond:
+            if pending.state != "queued":
+                return False
+            pending.state = "withdrawn"
+            self._queues.remove(pending)
+            return True
+
+    def stop(self) -> None:
+        """Refuse new requests, fail the queued ones, let running batches finish."""
+        with self._cond:
+            self._stopping = True
+            dropped = self._queues.ordered()
+            for pending in dropped:
+                pending.state = "withdrawn"
+            self._queues = _Queues([deque() for _ in range(self.spec.priority_levels)])
+            self._cond.notify_all()
+        for pending in dropped:
+            pending.resolve(Unavailable(f"model '{self.model}' was unloaded before the request ran"))
+        for thread in self._threads:
+            thread.join()
+
+    # Instance threads ------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._execute(batch)
+
+    def _next_batch(self) -> list[Pending] | None:
+        with self._cond:
+            while not self._stopping:
+                batch, wait_ns = self._form(time.monotonic_ns())
+                if batch:
+                    now = time.monotonic_ns()
+                    for pending in batch:
+                        pending.state = "taken"
+                        pending.taken_ns = now
+                        self._queues.remove(pending)
+                    return batch
+                self._cond.wait(None if wait_ns is None else wait_ns / 1e9)
+        return None
+
+    def _expire(self, now: int) -> int | None:
+        """Fail the queued requests whose timeout has passed; the nearest remaining deadline."""
+        nearest: int | None = None
+        for pending in self._queues.ordered():
+            if pending.deadline_ns is None:
+                continue
+            if pending.deadline_ns <= now:
+                pending.state = "withdrawn"
+                self._queues.remove(pending)
+                self.statistics.failed(now - pending.arrival_ns)
+                pending.resolve(DeadlineExceeded("Request timeout expired", metadata={"model": self.model}))
+            elif nearest is None or pending.deadline_ns < nearest:
+                nearest = pending.deadline_ns
+        return nearest
+
+    def _form(self, now: int) -> tuple[list[Pending], int | None]:
+        """The batch to send now, or none and how long to wait (None: until notified)."""
+        nearest = self._expire(now)
+        candidates = self._queues.ordered()
+        if not candidates:
+            return [], None
+        if not self.batched:
+            return candidates[:1], None
+        batch: list[Pending] = []
+        size = 0
+        preferred_at = 0
+        can_grow = True
+        for pending in candidates:
+            samples = pending.prepared.batch_size
+            if pending.key != candidates[0].key or size + samples > self.max_batch:
+                can_grow = False
+                break
+            batch.append(pending)
+            size += samples
+            if size in self.spec.preferred_batch_sizes:
+                preferred_at = len(batch)
+        if size >= self.max_batch or not can_grow:
+            return batch, None
+        if preferred_at:
+            return batch[:preferred_at], None
+        delay_ns = self.spec.max_queue_delay_us * 1000
+        waited = now - min(p.arrival_ns for p in batch)
+        if waited >= delay_ns:
+            return batch, None
+        wait = delay_ns - waited
+        if nearest is not None:
+            wait = min(wait, nearest - now)
+        return [], max(wait, 1)
+
+    def _execute(self, batch: list[Pending]) -> None:
+        try:
+            outcomes = self._run(batch)
+        except Exception as error:  # noqa: BLE001 - a model failure is the batch's, not the server's
+            if len(batch) > 1:
+                for pending in batch:
+                    self._execute([pending])
+                return
+            log.warning("model %s failed: %s", self.model, error)
+            message = error.message if isinstance(error, AtelierError) else f"{type(error).__name__}: {error}"
+            outcomes = [Internal(f"model '{self.model}' failed: {message}", metadata={"model": self.model})]
+        done = time.monotonic_ns()
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, AtelierError):
+                self.statistics.failed(done - pending.arrival_ns)
+            else:
+                self.statistics.succeeded(done - pending.arrival_ns, pending.taken_ns - pending.arrival_ns)
+            pending.resolve(outcome)
+
+    def _run(self, batch: list[Pending]) -> list[Outcome]:
+        start = time.monotonic_ns()
+        count = len(batch[0].prepared.arrays)
+        # The one copy of the inputs: into a writable, contiguous batch buffer.
+        inputs = [np.concatenate([p.prepared.arrays[i] for p in batch]) for i in range(count)]
+        samples = sum(p.prepared.batch_size for p in batch)
+        computed = time.monotonic_ns()
+        outputs = self.runner.run(inputs)
+        inferred = time.monotonic_ns()
+        outcomes: list[Outcome] = []
+        offset = 0
+        for pending in batch:
+            size = pending.prepared.batch_size
+            wanted = []
+            for spec in pending.prepared.outputs:
+                full = outputs[self.runner.signature.outputs.index(spec)]
+                if self.batched and full.shape[0] != samples:
+                    raise Internal(
+                        f"output '{spec.name}' has {full.shape[0]} rows for a batch of {samples}; "
+                        "a batching model must keep the batch dimension"
+                    )
+                part = full[offset : offset + size] if self.batched else full
+                wanted.append(OutputTensor(spec, tuple(part.shape), encode(spec.datatype, part)))
+            outcomes.append(wanted)
+            offset += size
+        done = time.monotonic_ns()
+        self.statistics.executed(samples, len(batch), computed - start, inferred - computed, done - inferred)
+        return outcomes

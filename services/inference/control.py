@@ -1,0 +1,183 @@
+"""Deployments end to end: validate, resolve through the registry, store, load, update, delete.
+
+The one place the management API (and RepositoryModelLoad/Unload) changes what is served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from atelier.client import DataClient, RegistryClient
+from atelier.errors import InvalidArgument, NotFound, Unavailable
+from atelier.inference.v1 import resources_pb2 as pb
+from atelier.names import parse_name
+from atelier.runtime.server import BlockingRunner
+from services.inference import loader
+from services.inference.deployments import Deployments, DeploymentView
+from services.inference.repository import ModelRepository
+from services.inference.runner import ModelRunner
+from services.inference.spec import DeploymentSpec, check_device_available, validated
+
+UPDATABLE = ("model", "device", "instances", "batching", "queue", "sequences", "description")
+
+
+@dataclass
+class Links:
+    """Clients of the services the inference service calls, made on first use."""
+
+    registry_address: Callable[[], str]
+    data_address: Callable[[], str]
+    _registry: RegistryClient | None = None
+    _data: DataClient | None = None
+
+    def registry(self) -> RegistryClient:
+        if self._registry is None:
+            self._registry = RegistryClient.at(self.registry_address())
+        return self._registry
+
+    def data(self) -> DataClient:
+        if self._data is None:
+            self._data = DataClient.at(self.data_address())
+        return self._data
+
+    def close(self) -> None:
+        for client in (self._registry, self._data):
+            if client is not None:
+                client.close()
+
+
+class ModelLoader:
+    """What the repository calls to load a deployment: resolve its reference anew (so an alias
+    is followed across restarts), fetch and verify the artifact, load it on the device, warm up."""
+
+    def __init__(self, links: Links, cache: Path) -> None:
+        self.links = links
+        self.cache = cache
+
+    def __call__(self, view: DeploymentView) -> tuple[loader.ResolvedModel, ModelRunner]:
+        resolved = loader.resolve(self.links.registry(), view.model_ref, view.project)
+        path = loader.fetch(self.links.data(), resolved.version, self.cache)
+        return resolved, loader.load(path, resolved.version, view.spec.device)
+
+
+class DeploymentControl:
+    """Create, read, list, update and delete deployments, keeping the repository in step."""
+
+    def __init__(
+        self, deployments: Deployments, repository: ModelRepository, links: Links, run: BlockingRunner
+    ) -> None:
+        self.deployments = deployments
+        self.repository = repository
+        self.links = links
+        self.run = run
+
+    async def create(
+        self, parent: str, deployment_id: str, model_ref: str, spec: DeploymentSpec, description: str
+    ) -> DeploymentView:
+        project = parse_name(parent, "projects/{project}", "parent")["project"]
+        if not model_ref:
+            raise InvalidArgument(
+                "deployment.model is required: MODEL@vN, MODEL@latest or MODEL@ALIAS", metadata={"field": "model"}
+            )
+        spec = validated(spec)
+        check_device_available(spec.device)
+        resolved = await self.run(loader.resolve, self.links.registry(), model_ref, project)
+        view = await self.run(
+            self.deployments.create, project, deployment_id, model_ref, resolved.version.name, spec, description
+        )
+        self.repository.start_loading(view)
+        return view
+
+    async def get(self, name: str) -> DeploymentView:
+        return await self.run(self.deployments.get, name)
+
+    async def list_deployments(self, parent: str, page_size: int, token: str) -> tuple[list[DeploymentView], str]:
+        return await self.run(self.deployments.list_deployments, parent, page_size, token)
+
+    async def update(
+        self, name: str, paths: list[str], model_ref: str, spec: DeploymentSpec, description: str
+    ) -> DeploymentView:
+        """Apply the fields named in `paths` (from `spec` and the other arguments)."""
+        if not paths:
+            raise InvalidArgument(f"update_mask is empty; fields are {', '.join(UPDATABLE)}")
+        unknown = [p for p in paths if p.split(".")[0] not in UPDATABLE]
+        if unknown:
+            raise InvalidArgument(
+                f"cannot update {', '.join(unknown)}; fields are {', '.join(UPDATABLE)}",
+                metadata={"field": "update_mask"},
+            )
+        current = await self.get(name)
+        new_spec = _merge(current.spec, spec, {p.split(".")[0] for p in paths})
+        new_ref = model_ref if "model" in paths else current.model_ref
+        version = current.model_version
+        reload = set(paths) - {"description"}
+        if reload:
+            new_spec = validated(new_spec)
+            check_device_available(new_spec.device)
+            if "model" in paths:
+                version = (await self.run(loader.resolve, self.links.registry(), new_ref, current.project)).version.name
+        view = await self.run(
+            self.deployments.update,
+            name,
+            model_ref=new_ref,
+            model_version=version,
+            spec=new_spec,
+            description=description if "description" in paths else current.description,
+            state=pb.DEPLOYMENT_STATE_LOADING if reload else current.state,
+        )
+        if reload:
+            self.repository.start_loading(view)
+        return view
+
+    async def delete(self, name: str) -> None:
+        view = await self.run(self.deployments.delete, name)
+        await self.repository.unload(view.deployment_id, forget=True)
+
+    async def _by_model(self, model: str) -> DeploymentView:
+        view = await self.run(self.deployments.by_id, model)
+        if view is None:
+            raise NotFound(f"Request for unknown model: '{model}' is not found", metadata={"model": model})
+        return view
+
+    async def load(self, model: str) -> None:
+        """(Re)load a deployment by its model name and wait for the outcome (RepositoryModelLoad)."""
+        view = await self._by_model(model)
+        await self.run(self.deployments.set_state, model, pb.DEPLOYMENT_STATE_LOADING)
+        await self.repository.start_loading(view)
+        status = self.repository.status(model)
+        if status is None or status.state != pb.DEPLOYMENT_STATE_READY:
+            reason = status.reason if status else "deleted while loading"
+            raise Unavailable(f"failed to load '{model}': {reason}", metadata={"model": model})
+
+    async def unload(self, model: str) -> None:
+        """Stop serving a deployment but keep it (RepositoryModelUnload)."""
+        await self._by_model(model)
+        await self.repository.unload(model)
+        await self.run(self.deployments.set_state, model, pb.DEPLOYMENT_STATE_UNLOADED, "unloaded on request")
+
+    async def restore(self) -> None:
+        """At start: load every deployment that was not unloaded on purpose."""
+        for view in await self.run(self.deployments.all):
+            if view.state != pb.DEPLOYMENT_STATE_UNLOADED:
+                self.repository.start_loading(view)
+
+
+def _merge(current: DeploymentSpec, given: DeploymentSpec, fields: set[str]) -> DeploymentSpec:
+    """`current` with the groups named in `fields` taken from `given`."""
+    groups = {
+        "device": ("device",),
+        "instances": ("instances",),
+        "batching": (
+            "max_batch_size",
+            "preferred_batch_sizes",
+            "max_queue_delay_us",
+            "priority_levels",
+            "default_priority",
+        ),
+        "queue": ("max_queue_size", "default_timeout_us"),
+        "sequences": ("sequence_idle_timeout_us", "max_sequences"),
+    }
+    changes = {name: getattr(given, name) for group in fields for name in groups.get(group, ())}
+    return replace(current, **changes)

@@ -1,0 +1,93 @@
+"""The KServe v2 / Triton protocol's operations, free of any transport.
+
+The gRPC servicer (and a REST router) convert their messages to and from these calls; health,
+metadata, configuration, statistics and inference mean the same whichever way they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from atelier.errors import AtelierError, DeadlineExceeded
+from atelier.inference.v1 import resources_pb2 as pb
+from services.inference.batcher import Outcome, OutputTensor
+from services.inference.control import DeploymentControl
+from services.inference.repository import ModelRepository, Served, Status
+from services.inference.requests import InferRequest, prepare
+
+SERVER_VERSION = "2.0.0"
+EXTENSIONS = ("model_repository", "statistics", "model_configuration", "schedule_policy")
+
+
+@dataclass
+class InferResult:
+    """What a request returns: the version that ran it and its outputs."""
+
+    served: Served
+    outputs: list[OutputTensor]
+
+
+class InferenceProtocol:
+    """Operations of the v2 protocol over the repository of served models."""
+
+    def __init__(
+        self, repository: ModelRepository, control: DeploymentControl, name: str, max_tensor_bytes: int
+    ) -> None:
+        self.repository = repository
+        self.control = control
+        self.name = name
+        self.max_tensor_bytes = max_tensor_bytes
+        self.live = True
+
+    def ready(self) -> bool:
+        """Ready when no deployment is still loading for the first time."""
+        loading = pb.DEPLOYMENT_STATE_LOADING
+        return all(s.state != loading or s.version for s in self.repository.known().values())
+
+    def model_ready(self, model: str, version: str = "") -> bool:
+        try:
+            self.repository.get(model, version)
+        except AtelierError:
+            return False
+        return True
+
+    def model(self, model: str, version: str = "") -> Served:
+        return self.repository.get(model, version)
+
+    def index(self) -> dict[str, Status]:
+        return self.repository.known()
+
+    async def infer(self, request: InferRequest) -> InferResult:
+        """Validate, queue, wait for the batch that carries it; a timeout withdraws it from the queue."""
+        served = self.repository.get(request.model_name, request.model_version)
+        prepared = prepare(
+            request.model_name, served.signature, request, served.batcher.max_batch, self.max_tensor_bytes
+        )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+
+        def settle(outcome: Outcome) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        def resolve(outcome: Outcome) -> None:  # called from an instance thread
+            loop.call_soon_threadsafe(settle, outcome)
+
+        pending = served.batcher.submit(prepared, request.priority, request.timeout_us, resolve)
+        timeout = None if pending.deadline_ns is None else max(pending.deadline_ns - time.monotonic_ns(), 0) / 1e9
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            if served.batcher.withdraw(pending):
+                served.statistics.failed(time.monotonic_ns() - pending.arrival_ns)
+                raise DeadlineExceeded("Request timeout expired", metadata={"model": request.model_name}) from None
+            outcome = await future  # already running: its result is on the way
+        except asyncio.CancelledError:
+            # The caller has gone (or its deadline passed): the model never sees the request.
+            served.batcher.withdraw(pending)
+            raise
+        if isinstance(outcome, AtelierError):
+            raise outcome
+        return InferResult(served, outcome)

@@ -1,0 +1,97 @@
+"""Bootstrap of the inference service: settings, database, links to the registry and the data
+service, the repository of served models, both servicers on one server; then serve.
+
+Triton clients connect to one address, so `inference.GRPCInferenceService` and
+`atelier.inference.v1.InferenceService` share the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from atelier.inference.protocol import grpc_service_pb2, grpc_service_pb2_grpc
+from atelier.inference.v1 import inference_service_pb2, inference_service_pb2_grpc
+from atelier.runtime.database import create_engine, default_url, migrate
+from atelier.runtime.logging import configure_logging
+from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost
+from atelier.runtime.tracing import configure_tracing
+from atelier.stack.addresses import service_address
+from services.inference.control import DeploymentControl, Links, ModelLoader
+from services.inference.deployments import Deployments
+from services.inference.protocol import InferenceProtocol
+from services.inference.repository import ModelRepository
+from services.inference.servicer import DeploymentServicer, ProtocolServicer
+from services.inference.settings import InferenceSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+PROTOCOL = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+MANAGEMENT = inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+
+
+@dataclass
+class InferenceHost(ServiceHost):
+    """A ServiceHost that, once serving, loads again the deployments stored before a restart."""
+
+    control: DeploymentControl | None = None
+
+    async def start(self) -> str:
+        address = await super().start()
+        if self.control is not None:
+            await self.control.restore()
+        return address
+
+
+def build(settings: InferenceSettings) -> ServiceHost:
+    """Wire the inference service from its settings (migrating the database on the way)."""
+    engine = create_engine(
+        settings.database_url or default_url(settings.home, "inference"), settings.sqlite_synchronous
+    )
+    migrate(engine, MIGRATIONS, "alembic_version_inference")
+    links = Links(
+        lambda: settings.registry_address or service_address("registry", settings.home),
+        lambda: settings.data_address or service_address("data", settings.home),
+    )
+    runner = BlockingRunner(settings.workers)
+    deployments = Deployments(engine)
+    repository = ModelRepository(
+        ModelLoader(links, settings.cache_dir()),
+        lambda name, state, reason, version: deployments.set_state(name, state, reason, version),
+        runner,
+    )
+    control = DeploymentControl(deployments, repository, links, runner)
+    protocol = InferenceProtocol(repository, control, settings.server_name, settings.max_tensor_bytes)
+    protocol_servicer = ProtocolServicer(protocol, runner)
+    management = DeploymentServicer(control)
+    host = InferenceHost(
+        name="inference",
+        settings=settings,
+        services=[
+            GrpcService(
+                PROTOCOL,
+                lambda s: grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(protocol_servicer, s),
+            ),
+            GrpcService(
+                MANAGEMENT, lambda s: inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(management, s)
+            ),
+        ],
+        control=control,
+    )
+    host.on_stop.append(repository.close)
+    host.on_stop.append(links.close)
+    host.on_stop.append(runner.shutdown)
+    host.on_stop.append(engine.dispose)
+    return host
+
+
+def main() -> None:
+    """`python -m services.inference`."""
+    settings = InferenceSettings()
+    configure_logging("inference", settings.log_level, settings.log_format)
+    configure_tracing("atelier-inference")
+
+    async def serve() -> None:
+        await build(settings).serve_until_signalled()
+
+    asyncio.run(serve())

@@ -1,0 +1,36 @@
+"""Settings of the inference service (`ATELIER_INFERENCE_*`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from atelier.runtime.settings import ServiceSettings
+
+
+class InferenceSettings(ServiceSettings):
+    """What the inference service can be told, on top of what every service can."""
+
+    model_config = SettingsConfigDict(env_prefix="ATELIER_INFERENCE_", extra="ignore")
+
+    max_message_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest request or response message accepted (tensors travel in it)."
+    )
+    registry_address: str = Field(
+        "", description="host:port of the registry; empty means ATELIER_REGISTRY_ADDRESS or the local stack."
+    )
+    data_address: str = Field(
+        "", description="host:port of the data service; empty means ATELIER_DATA_ADDRESS or the local stack."
+    )
+    max_tensor_bytes: int = Field(
+        32 * 1024 * 1024, ge=1, description="Largest input tensor of one request; larger is RESOURCE_EXHAUSTED."
+    )
+    artifact_cache: Path | None = Field(
+        None, description="Where fetched model files are kept, by digest; empty means $ATELIER_HOME/inference."
+    )
+    server_name: str = Field("atelier", description="Name ServerMetadata reports.")
+
+    def cache_dir(self) -> Path:
+        return self.artifact_cache or self.home / "inference" / "artifacts"

@@ -1,0 +1,58 @@
+"""A served model's tensors, from the registry signature: names, datatypes and shapes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from atelier.errors import FailedPrecondition
+from atelier.registry.v1 import resources_pb2 as registry
+from services.inference.tensors import DATATYPES, FROM_REGISTRY, Datatype
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: its shape includes the batch dimension (-1) when the model batches."""
+
+    name: str
+    datatype: Datatype
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Inputs and outputs in call and return order."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def batched(self) -> bool:
+        """Whether every tensor has a dynamic first (batch) dimension, so requests can be stacked."""
+        tensors = (*self.inputs, *self.outputs)
+        return bool(tensors) and all(t.shape and t.shape[0] == -1 for t in tensors)
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((t for t in self.inputs if t.name == name), None)
+
+    def output(self, name: str) -> TensorSpec | None:
+        return next((t for t in self.outputs if t.name == name), None)
+
+
+def from_registry(signature: registry.ModelSignature, version: str) -> Signature:
+    """The signature of a registered version; a version without one cannot be served."""
+    if not signature.inputs or not signature.outputs:
+        raise FailedPrecondition(
+            f"{version} has no signature (inputs and outputs with datatypes and shapes); "
+            "register it with log_model or give one",
+            metadata={"resource": version},
+        )
+
+    def spec(tensor: registry.TensorSpec) -> TensorSpec:
+        name = FROM_REGISTRY.get(tensor.datatype)
+        if name is None:
+            raise FailedPrecondition(
+                f"{version}: tensor '{tensor.name}' has no datatype in its signature", metadata={"resource": version}
+            )
+        return TensorSpec(tensor.name, DATATYPES[name], tuple(int(d) for d in tensor.shape))
+
+    return Signature(tuple(spec(t) for t in signature.inputs), tuple(spec(t) for t in signature.outputs))

@@ -1,0 +1,47 @@
+"""Small torch models the inference tests register and serve."""
+
+from __future__ import annotations
+
+import torch
+
+
+class Affine(torch.nn.Module):
+    """FP32 [B, 4] -> FP32 [B, 3], with fixed weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(7)
+        self.linear = torch.nn.Linear(4, 3)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.randn(3, 4, generator=generator))
+            self.linear.bias.copy_(torch.randn(3, generator=generator))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+class Echo(torch.nn.Module):
+    """Returns each input unchanged (a copy), whatever its dtype: a round trip of every datatype."""
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(x.clone() for x in inputs)
+
+
+ECHO_DTYPES = (
+    torch.bool,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+)
+
+
+def echo_example(batch: int = 2) -> tuple[torch.Tensor, ...]:
+    """One tensor of each registrable dtype, shape [batch, 3]."""
+    base = torch.arange(batch * 3).reshape(batch, 3)
+    return tuple((base % 2 == 0) if d == torch.bool else base.to(d) for d in ECHO_DTYPES)
