@@ -7,11 +7,13 @@ from pathlib import Path
 from atelier.data.v1 import data_service_pb2, data_service_pb2_grpc
 from atelier.runtime.database import create_engine, default_url, migrate
 from atelier.runtime.logging import configure_logging
+from atelier.runtime.metrics import service_registry
 from atelier.runtime.objectstore import open_object_store
 from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost
 from atelier.runtime.tracing import configure_tracing
 from services.data.catalog import Catalog
 from services.data.content import Content
+from services.data.metrics import StorageCollector, TransferMetrics
 from services.data.servicer import DataServicer
 from services.data.settings import DataSettings
 from services.data.store import DataStore
@@ -28,10 +30,13 @@ def build(settings: DataSettings) -> ServiceHost:
     objects = open_object_store(settings.object_store or str(settings.home / "objects"))
     content = Content(objects, store, settings.pack_target_bytes, settings.manifest_cache_entries)
     runner = BlockingRunner(settings.workers)
-    servicer = DataServicer(Catalog(store, content), settings, runner)
+    registry = service_registry()
+    registry.register(StorageCollector(store))
+    servicer = DataServicer(Catalog(store, content), settings, runner, TransferMetrics(registry))
     host = ServiceHost(
         name="data",
         settings=settings,
+        registry=registry,
         services=[
             GrpcService(
                 SERVICE_NAME, lambda server: data_service_pb2_grpc.add_DataServiceServicer_to_server(servicer, server)

@@ -22,6 +22,7 @@ from services.data.commit import create_version
 from services.data.content import not_found_file
 from services.data.listing import diff_versions, list_files
 from services.data.maintenance import garbage_collect, storage_usage
+from services.data.metrics import TransferMetrics, project_of
 from services.data.pins import Pins
 from services.data.settings import DataSettings
 from services.data.tags import Tags
@@ -50,8 +51,11 @@ def _take_bytes(chunks: Iterator[tuple[bytes, bytes]], limit: int) -> list[tuple
 class DataServicer(data_service_pb2_grpc.DataServiceServicer):
     """Thin handlers over `Catalog`, `Tags`, `commit` and `maintenance`."""
 
-    def __init__(self, catalog: Catalog, settings: DataSettings, run: BlockingRunner) -> None:
+    def __init__(
+        self, catalog: Catalog, settings: DataSettings, run: BlockingRunner, transfers: TransferMetrics | None = None
+    ) -> None:
         self.catalog = catalog
+        self.transfers = transfers
         self.tags = Tags(catalog)
         self.artifacts = Artifacts(catalog)
         self.pins = Pins(self.artifacts)
@@ -126,18 +130,25 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
     ) -> rpc.UploadChunksResponse:
         writer = self.catalog.content.writer()
         received = 0
+        received_bytes = 0
         first = True
+        project = ""
         async for message in request_iterator:
             if first:
                 await self.run(self.catalog.get_project, message.parent)
+                project = project_of(message.parent)
                 first = False
             received += len(message.chunks) + len(message.pack.digests)
+            received_bytes += sum(len(c.data) for c in message.chunks) + len(message.pack.data)
             if message.chunks:
                 await self.run(writer.add_many, [(c.digest, c.data) for c in message.chunks])
             if message.HasField("pack"):
                 pack = message.pack
                 await self.run(writer.add_packed, list(pack.digests), list(pack.sizes), pack.data)
         await self.run(writer.flush)
+        if self.transfers is not None and project:
+            self.transfers.received.labels(project).inc(received_bytes)
+            self.transfers.stored.labels(project).inc(writer.stored_bytes)
         return rpc.UploadChunksResponse(
             received_chunks=received, stored_chunks=writer.stored_chunks, stored_bytes=writer.stored_bytes
         )
@@ -151,6 +162,7 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
             got = await self.run(_take_bytes, chunks, _RESPONSE_BYTES)
             if not got:
                 break
+            self._sent(request.name, sum(len(data) for _, data in got))
             yield rpc.ReadChunksResponse(chunks=[rpc.Chunk(digest=d, data=data) for d, data in got])
 
     # Versions -------------------------------------------------------------------------------
@@ -195,7 +207,9 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
             got = await self.run(_take, pieces, 4)
             if not got and not first:
                 break
-            yield rpc.ReadFileResponse(data=b"".join(got), file_size_bytes=entry.size_bytes if first else 0)
+            data = b"".join(got)
+            self._sent(request.name, len(data))
+            yield rpc.ReadFileResponse(data=data, file_size_bytes=entry.size_bytes if first else 0)
             first = False
             if not got:
                 break
@@ -293,6 +307,10 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
         return rpc.GarbageCollectResponse(
             deleted_chunks=report.deleted_chunks, freed_bytes=report.freed_bytes, rewritten_packs=report.rewritten_packs
         )
+
+    def _sent(self, name: str, size: int) -> None:
+        if self.transfers is not None and size:
+            self.transfers.sent.labels(project_of(name)).inc(size)
 
     def _corruption(self, resolved: HasManifest) -> Any:
         def corrupted(digest: bytes) -> DataLoss:
