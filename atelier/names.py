@@ -143,3 +143,10 @@ def parse_model_ref(text: str, default_project: str) -> ModelRef:
         return ModelRef(m["project"], m["model"])
     ref = parse_dataset_ref(text, default_project, kind="model")
     return ModelRef(ref.project, ref.dataset, ref.ref)
+
+
+def project_of(name: str) -> str:
+    """The project id of a resource name (`projects/{project}/...`), empty if it has none (no checks:
+    for labelling, not for access decisions)."""
+    parts = name.split("/", 2)
+    return parts[1] if len(parts) > 1 and parts[0] == "projects" else ""

@@ -20,12 +20,6 @@ from services.data.store import DataStore
 from services.data.tables import DatasetRow, ProjectRow, VersionRow
 
 
-def project_of(name: str) -> str:
-    """The project id of a resource name (`projects/{project}/...`), empty if it has none."""
-    parts = name.split("/", 2)
-    return parts[1] if len(parts) > 1 and parts[0] == "projects" else ""
-
-
 class TransferMetrics:
     """Bytes pushed and pulled, per project."""
 

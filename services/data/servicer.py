@@ -13,7 +13,7 @@ from atelier.data.v1 import data_service_pb2 as rpc
 from atelier.data.v1 import data_service_pb2_grpc
 from atelier.data.v1 import resources_pb2 as pb
 from atelier.errors import DataLoss, InvalidArgument
-from atelier.names import parse_name
+from atelier.names import parse_name, project_of
 from atelier.runtime.server import BlockingRunner
 from services.data import convert
 from services.data.artifacts import Artifacts
@@ -22,7 +22,7 @@ from services.data.commit import create_version
 from services.data.content import not_found_file
 from services.data.listing import diff_versions, list_files
 from services.data.maintenance import garbage_collect, storage_usage
-from services.data.metrics import TransferMetrics, project_of
+from services.data.metrics import TransferMetrics
 from services.data.pins import Pins
 from services.data.settings import DataSettings
 from services.data.tags import Tags

@@ -9,10 +9,12 @@ from atelier.client import DataClient
 from atelier.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from atelier.runtime.database import create_engine, default_url, migrate
 from atelier.runtime.logging import configure_logging
+from atelier.runtime.metrics import service_registry
 from atelier.runtime.server import BlockingRunner, GrpcService, PeriodicJob, ServiceHost
 from atelier.runtime.tracing import configure_tracing
 from atelier.stack.addresses import service_address
 from services.registry.datalink import DataLink
+from services.registry.metrics import RegistryMetrics
 from services.registry.models import Models
 from services.registry.runs import Tracking
 from services.registry.servicer import RegistryServicer
@@ -30,10 +32,12 @@ def build(settings: RegistrySettings) -> ServiceHost:
     tracking = Tracking(engine, data)
     models = Models(engine, data, tracking)
     runner = BlockingRunner(settings.workers)
-    servicer = RegistryServicer(tracking, models, runner)
+    registry = service_registry()
+    servicer = RegistryServicer(tracking, models, runner, RegistryMetrics(registry))
     host = ServiceHost(
         name="registry",
         settings=settings,
+        registry=registry,
         services=[
             GrpcService(
                 SERVICE_NAME,

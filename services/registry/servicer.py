@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from atelier.names import parse_name
+from atelier.names import parse_name, project_of
 from atelier.registry.v1 import registry_service_pb2 as rpc
 from atelier.registry.v1 import registry_service_pb2_grpc
 from atelier.registry.v1 import resources_pb2 as pb
@@ -15,6 +15,7 @@ from atelier.runtime.server import BlockingRunner
 from services.registry import convert
 from services.registry.aliases import Aliases
 from services.registry.lineage import lineage_graph, reproduction_spec
+from services.registry.metrics import RegistryMetrics
 from services.registry.models import Models
 from services.registry.runs import Tracking
 
@@ -24,8 +25,11 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
     """Thin handlers over `Tracking`, `Models` and `Aliases`."""
 
-    def __init__(self, tracking: Tracking, models: Models, run: BlockingRunner) -> None:
+    def __init__(
+        self, tracking: Tracking, models: Models, run: BlockingRunner, metrics: RegistryMetrics | None = None
+    ) -> None:
         self.tracking = tracking
+        self.metrics = metrics
         self.models = models
         self.aliases = Aliases(models)
         self.run = run
@@ -53,7 +57,10 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         )
 
     async def CreateRun(self, request: rpc.CreateRunRequest, context: Context) -> pb.Run:
-        return convert.run(await self.run(self.tracking.create_run, request.parent, request.run))
+        created = await self.run(self.tracking.create_run, request.parent, request.run)
+        if self.metrics is not None:
+            self.metrics.runs.labels(project_of(request.parent)).inc()
+        return convert.run(created)
 
     async def GetRun(self, request: rpc.GetRunRequest, context: Context) -> pb.Run:
         return convert.run(await self.run(self.tracking.get_run, request.name))
@@ -82,6 +89,8 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         stored = await self.run(
             self.tracking.log, request.run, list(request.metrics), dict(request.params), dict(request.tags), columns
         )
+        if self.metrics is not None and stored:
+            self.metrics.points.labels(project_of(request.run)).inc(stored)
         return rpc.LogRunDataResponse(stored_points=stored)
 
     async def ListMetricHistory(
@@ -120,7 +129,10 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         return rpc.ListRegisteredModelsResponse(registered_models=models, next_page_token=token)
 
     async def CreateModelVersion(self, request: rpc.CreateModelVersionRequest, context: Context) -> pb.ModelVersion:
-        return convert.model_version(await self.run(self.models.create_version, request.parent, request.model_version))
+        created = await self.run(self.models.create_version, request.parent, request.model_version)
+        if self.metrics is not None:
+            self.metrics.versions.labels(project_of(request.parent)).inc()
+        return convert.model_version(created)
 
     async def GetModelVersion(self, request: rpc.GetModelVersionRequest, context: Context) -> pb.ModelVersion:
         return convert.model_version(await self.run(self.models.get_version, request.name))

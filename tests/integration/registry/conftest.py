@@ -24,7 +24,12 @@ def stack(
     from services.registry.settings import RegistrySettings
 
     data_address = serve(lambda: build_data(DataSettings(home=tmp_path / "home")))
-    registry_settings = RegistrySettings(home=tmp_path / "home", database_url=database_url, data_address=data_address)
+    registry_settings = RegistrySettings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        data_address=data_address,
+        address_file=tmp_path / "home" / "run" / "registry.json",
+    )
     registry_address = serve(lambda: build_registry(registry_settings))
     data, registry = DataClient.at(data_address), RegistryClient.at(registry_address)
     yield data, registry
