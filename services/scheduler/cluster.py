@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -15,6 +16,7 @@ from services.scheduler.spec import Shape
 from services.scheduler.tables import NodeRow
 
 GIB = 1024**3
+Feasibility = Callable[[pb.Job, Shape], None]
 _PRECISIONS = {p: pb.Precision.Value(f"PRECISION_{p.name.upper()}") for p in core.Precision}
 
 
@@ -78,8 +80,10 @@ def describe_largest(nodes: list[NodeRow], resources: pb.Resources) -> str:
 class Cluster:
     """Read-only questions about the registered nodes."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, external: Mapping[int, Feasibility] | None = None) -> None:
         self.engine = engine
+        self.external = dict(external or {})
+        """The submission check of each external engine, by executor kind."""
 
     def nodes(self) -> list[NodeRow]:
         with Session(self.engine) as session:
@@ -87,8 +91,13 @@ class Cluster:
 
     def check_feasible(self, job: pb.Job, shape: Shape) -> None:
         """FAILED_PRECONDITION when no set of nodes could ever hold the job, even with the cluster
-        empty. Only agent jobs are checked here; Slurm checks its own."""
-        if job.executor == pb.EXECUTOR_KIND_SLURM:
+        empty. Jobs of an external engine (Slurm) are asked of that engine instead."""
+        if job.executor != pb.EXECUTOR_KIND_AGENTS:
+            check = self.external.get(job.executor)
+            if check is None:
+                kind = pb.ExecutorKind.Name(job.executor)  # type: ignore[arg-type]
+                raise FailedPrecondition(f"this scheduler has no {kind} executor; allowed: EXECUTOR_KIND_AGENTS")
+            check(job, shape)
             return
         nodes = self.nodes()
         fitting = [n for n in nodes if sum(card_fits(c, job.resources) for c in n.cards) >= shape.gpus_per_node]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -17,6 +17,7 @@ from atelier.runtime.database import transaction
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler import spec as specs
+from services.scheduler.executors.base import Executor
 from services.scheduler.tables import AttemptRow, JobRow, TaskRow
 
 JOB = "projects/{project}/jobs/{job}"
@@ -80,12 +81,15 @@ class Jobs:
         feasibility: Feasibility,
         datasets: DatasetResolver,
         default_executor: int = pb.EXECUTOR_KIND_AGENTS,
+        executors: Mapping[int, Executor] | None = None,
     ) -> None:
         self.engine = engine
         self.priority_classes = priority_classes
         self.feasibility = feasibility
         self.datasets = datasets
         self.default_executor = default_executor
+        self.executors = dict(executors or {})
+        """External engines by executor kind: a cancel of their jobs goes to them first."""
 
     def create_job(self, parent: str, job: pb.Job, job_id: str) -> JobView:
         project = parse_name(parent, "projects/{project}", "parent")["project"]
@@ -156,14 +160,19 @@ class Jobs:
 
     def cancel_job(self, name: str) -> JobView:
         """Ends a queued job at once; a running one is CANCELLED now and its tasks are no longer
-        handed to agents, which stop them (their exit is recorded when reported)."""
+        handed to agents, which stop them (their exit is recorded when reported). A job an external
+        engine holds is cancelled there first (UNAVAILABLE, and nothing changed, when it cannot be)."""
+        with Session(self.engine) as session:
+            row = self._row(session, name)
+            _check_cancellable(name, row)
+            external = self.executors.get(row.executor) if row.external_active else None
+            if external is not None:
+                external.cancel(row.external_id)
         with transaction(self.engine) as session:
             row = self._row(session, name)
-            if row.state in ENDED:
-                raise FailedPrecondition(
-                    f"job {name} already ended ({pb.JobState.Name(row.state)}); only PENDING, RUNNING or "  # type: ignore[arg-type]
-                    "PREEMPTED jobs can be cancelled"
-                )
+            if external is not None and row.state in ENDED:
+                return self._view(session, row)  # it ended in the engine meanwhile
+            _check_cancellable(name, row)
             now = utcnow()
             if row.state == pb.JOB_STATE_RUNNING:
                 end_attempt(session, row, pb.JOB_STATE_CANCELLED, "cancelled by a user", now)
@@ -184,6 +193,14 @@ class Jobs:
             select(AttemptRow).where(AttemptRow.job_id == row.id).order_by(col(AttemptRow.number))
         ).all()
         return JobView(row, list(attempts))
+
+
+def _check_cancellable(name: str, row: JobRow) -> None:
+    if row.state in ENDED:
+        raise FailedPrecondition(
+            f"job {name} already ended ({pb.JobState.Name(row.state)}); only PENDING, RUNNING or "  # type: ignore[arg-type]
+            "PREEMPTED jobs can be cancelled"
+        )
 
 
 def find_job(session: Session, parts: dict[str, str]) -> JobRow | None:

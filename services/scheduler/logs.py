@@ -28,21 +28,8 @@ class Logs:
     def append(self, job: str, lines: list[pb.LogLine]) -> None:
         if not lines:
             return
-        now = utcnow()
         with transaction(self.engine) as session:
-            row = _job(session, job)
-            values = [
-                {
-                    "job_id": row.id,
-                    "attempt": line.attempt,
-                    "rank": line.rank,
-                    "stream": line.stream or pb.LOG_STREAM_STDOUT,
-                    "time": line.time.ToDatetime(tzinfo=UTC) if line.HasField("time") else now,
-                    "text": line.text if len(line.text) <= MAX_LINE else line.text[:MAX_LINE] + " [line cut]",
-                }
-                for line in lines
-            ]
-            session.execute(insert(LogRow), values)
+            add_lines(session, _job(session, job), lines)
 
     def read(self, job: str, offset: int, limit: int = 1000) -> tuple[list[LogRow], int]:
         """Lines after `offset`, oldest first, and the job's state."""
@@ -57,6 +44,25 @@ class Logs:
                 .limit(limit)
             ).all()
             return list(lines), row.state
+
+
+def add_lines(session: Session, row: JobRow, lines: list[pb.LogLine]) -> None:
+    """Appends lines to a job's log in the caller's transaction (lines without a time get now)."""
+    if not lines:
+        return
+    now = utcnow()
+    values = [
+        {
+            "job_id": row.id,
+            "attempt": line.attempt,
+            "rank": line.rank,
+            "stream": line.stream or pb.LOG_STREAM_STDOUT,
+            "time": line.time.ToDatetime(tzinfo=UTC) if line.HasField("time") else now,
+            "text": line.text if len(line.text) <= MAX_LINE else line.text[:MAX_LINE] + " [line cut]",
+        }
+        for line in lines
+    ]
+    session.execute(insert(LogRow), values)
 
 
 def _job(session: Session, name: str) -> JobRow:

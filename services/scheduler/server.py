@@ -22,6 +22,9 @@ from atelier.stack.addresses import service_address
 from services.scheduler.cluster import Cluster, precisions_of
 from services.scheduler.cycle import Cycle
 from services.scheduler.datalink import DatasetLink
+from services.scheduler.executors.slurm.executor import slurm_executor
+from services.scheduler.executors.slurm.script import ScriptSettings
+from services.scheduler.handoff import Handoff
 from services.scheduler.jobs import Jobs
 from services.scheduler.logs import Logs
 from services.scheduler.metrics import CycleMetrics, SchedulerCollector
@@ -41,9 +44,27 @@ def build(settings: SchedulerSettings) -> ServiceHost:
     )
     migrate(engine, MIGRATIONS, "alembic_version_scheduler")
     datasets = DatasetLink(lambda: DataClient.at(settings.data_address or service_address("data", settings.home)))
-    cluster = Cluster(engine)
+    slurm = slurm_executor(
+        settings.slurm_bin_dir,
+        settings.slurm_conf,
+        settings.slurm_command_timeout_seconds,
+        settings.slurm_gpu_types,
+        settings.slurm_work_dir,
+        settings.home,
+        settings.slurm_partition,
+        ScriptSettings(settings.slurm_python, settings.rendezvous_port_base, settings.rendezvous_port_count),
+    )
+    cluster = Cluster(engine, {pb.EXECUTOR_KIND_SLURM: slurm.check})
     executor = pb.EXECUTOR_KIND_SLURM if settings.default_executor == "slurm" else pb.EXECUTOR_KIND_AGENTS
-    jobs = Jobs(engine, settings.priority_classes, cluster.check_feasible, datasets.resolve, executor)
+    jobs = Jobs(
+        engine,
+        settings.priority_classes,
+        cluster.check_feasible,
+        datasets.resolve,
+        executor,
+        {pb.EXECUTOR_KIND_SLURM: slurm},
+    )
+    handoff = Handoff(engine, pb.EXECUTOR_KIND_SLURM, slurm, "Slurm")
     nodes = Nodes(engine, settings.grace_period_seconds)
     logs = Logs(engine)
     registry = service_registry()
@@ -64,6 +85,7 @@ def build(settings: SchedulerSettings) -> ServiceHost:
         ],
         jobs=[
             PeriodicJob("schedule", settings.cycle_interval_seconds, cycle.run, runner),
+            PeriodicJob("slurm", settings.slurm_poll_interval_seconds, handoff.run, runner),
             PeriodicJob(
                 "lost-nodes",
                 max(settings.heartbeat_interval_seconds, 1.0),

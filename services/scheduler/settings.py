@@ -49,4 +49,20 @@ class SchedulerSettings(ServiceSettings):
         default_factory=dict,
         description='Slurm GPU gres type -> card model, e.g. {"a100": "A100-80", "v100": "V100M32"}.',
     )
-    slurm_work_dir: str = Field("", description="Directory for Slurm batch scripts and logs; empty: under home.")
+    slurm_work_dir: str = Field(
+        "",
+        description="Directory for Slurm batch scripts and job output, shared with the Slurm nodes; "
+        "empty: `slurm` under home.",
+    )
+    slurm_conf: str = Field("", description="slurm.conf the Slurm commands read (SLURM_CONF); empty: Slurm's own.")
+    slurm_python: str = Field(
+        "",
+        description="Python on the Slurm nodes that runs `python ...` commands and torchrun "
+        "(`-m torch.distributed.run`); empty: `python` and `torchrun` from the job's PATH.",
+    )
+    slurm_poll_interval_seconds: float = Field(
+        2.0, gt=0, description="How often jobs are handed to Slurm and their state and output followed."
+    )
+    slurm_command_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest wait for one sbatch/squeue/sacct/scancel/scontrol call."
+    )

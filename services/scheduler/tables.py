@@ -61,6 +61,10 @@ class JobRow(SQLModel, table=True):
     attempt: int = -1
     """Number of the current or last attempt; -1 before the first start."""
     external_id: str = ""
+    external_active: bool = False
+    """True while the external engine (Slurm) may still have state or output of the attempt to collect."""
+    log_offset: int = Field(default=0, sa_type=BigInteger)
+    """How much of the external engine's output of the attempt is already in the log (bytes)."""
 
 
 class AttemptRow(SQLModel, table=True):

@@ -1,0 +1,154 @@
+"""Jobs handed to Slurm: sbatch to submit, squeue and sacct to follow, scancel to stop, and the output
+file (under the work directory, which the Slurm nodes share) read back into the job's log.
+
+Without accounting (no slurmdbd), `sacct` says so; the executor then reads the job completion log
+instead (`sacct --completion`, which needs `JobCompType=jobcomp/filetxt`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from atelier.errors import FailedPrecondition, InvalidArgument
+from atelier.scheduler.v1 import resources_pb2 as pb
+from services.scheduler.executors.base import ExternalState, Output, Submission, Submitted
+from services.scheduler.executors.slurm.commands import SlurmCommands
+from services.scheduler.executors.slurm.gres import choose_gres, gpu_types
+from services.scheduler.executors.slurm.script import ScriptSettings, batch_script, sbatch_arguments
+from services.scheduler.executors.slurm.states import parse_sacct, parse_squeue
+from services.scheduler.spec import Shape
+
+log = logging.getLogger(__name__)
+MAX_READ = 4 * 1024 * 1024
+"""Most output bytes copied per job and round, so one chatty job cannot stall the others."""
+_ALREADY_GONE = ("already completing or completed", "invalid job id")
+"""What scancel says of a job that ended before the cancel reached it."""
+
+
+class SlurmExecutor:
+    """The Slurm side of the scheduler (see `services.scheduler.executors.base.Executor`)."""
+
+    def __init__(
+        self,
+        commands: SlurmCommands,
+        gpu_type_models: Mapping[str, str],
+        work_dir: Path,
+        partition: str = "",
+        script: ScriptSettings | None = None,
+    ) -> None:
+        self.commands = commands
+        self.types = gpu_types(gpu_type_models)
+        self.work_dir = work_dir
+        self.partition = partition
+        self.script = script or ScriptSettings()
+        self.completion_log = False
+        """True once sacct said accounting is off: ended jobs come from the job completion log."""
+
+    def check(self, job: pb.Job, shape: Shape) -> None:
+        if job.datasets:
+            raise FailedPrecondition(
+                "Slurm jobs cannot fetch datasets yet (job.datasets); run with the agents executor or fetch "
+                "the data in the job itself",
+                metadata={"executor": "slurm"},
+            )
+        choose_gres(self.types, job.resources, shape)
+
+    def submit(self, submission: Submission) -> Submitted:
+        gres = choose_gres(self.types, submission.job.resources, submission.shape)
+        folder = self.folder(submission.job_name)
+        folder.mkdir(parents=True, exist_ok=True)
+        chdir = Path(submission.job.working_directory) if submission.job.working_directory else folder
+        output = self.output_path(submission.job_name, submission.attempt)
+        output.unlink(missing_ok=True)  # a resubmitted attempt starts its log afresh
+        arguments = sbatch_arguments(submission, gres.gres, self.partition, output, chdir)
+        script = folder / f"attempt-{submission.attempt}.sbatch"
+        script.write_text(batch_script(submission, self.script, arguments))
+        answer = self.commands.run("sbatch", *arguments, str(script)).strip()
+        external_id = answer.split(";")[0]  # `--parsable` prints `id` or `id;cluster`
+        if not external_id.isdigit():
+            raise FailedPrecondition(f"sbatch answered {answer!r} instead of a job id")
+        request = f"--gres={gres.gres}" if gres.gres else "no GPUs"
+        if len(gres.satisfying) > 1 and ":" in gres.gres.removeprefix("gpu:"):
+            request += f" (the least capable of {', '.join(gres.satisfying)})"
+        return Submitted(external_id, request)
+
+    def poll(self, external_ids: Sequence[str]) -> dict[str, ExternalState]:
+        if not external_ids:
+            return {}
+        ids = ",".join(external_ids)
+        found = self._live(ids)
+        gone = [i for i in external_ids if i not in found]
+        if gone:
+            ended = self._ended(",".join(gone))
+            found.update({i: state for i, state in ended.items() if i in gone})
+        return found
+
+    def cancel(self, external_id: str) -> None:
+        try:
+            self.commands.run("scancel", external_id)
+        except FailedPrecondition as error:
+            if not any(words in error.message.lower() for words in _ALREADY_GONE):
+                raise
+
+    def read_output(self, job_name: str, attempt: int, position: int, final: bool) -> Output:
+        path = self.output_path(job_name, attempt)
+        try:
+            with path.open("rb") as stream:
+                stream.seek(position)
+                chunk = stream.read(MAX_READ)
+                more = bool(stream.read(1))
+        except FileNotFoundError:
+            return Output([], position)
+        end = len(chunk) if final and not more else chunk.rfind(b"\n") + 1
+        text = chunk[:end].decode("utf-8", errors="replace")
+        return Output(text.splitlines(), position + end, more)
+
+    def folder(self, job_name: str) -> Path:
+        _, project, _, job = job_name.split("/")
+        return self.work_dir / project / job
+
+    def output_path(self, job_name: str, attempt: int) -> Path:
+        return self.folder(job_name) / f"attempt-{attempt}.log"
+
+    def _live(self, ids: str) -> dict[str, ExternalState]:
+        try:
+            text = self.commands.run("squeue", "--noheader", f"--jobs={ids}", "--format=%i|%T|%r|%N")
+        except FailedPrecondition as error:
+            if "invalid job id" in error.message.lower():
+                return {}  # none of them is in Slurm's memory any more
+            raise
+        return parse_squeue(text)
+
+    def _ended(self, ids: str) -> dict[str, ExternalState]:
+        fields = ("--noheader", "--parsable2", f"--jobs={ids}", "--format=JobID,State,ExitCode,NodeList")
+        if not self.completion_log:
+            try:
+                return parse_sacct(self.commands.run("sacct", "--allocations", *fields))
+            except FailedPrecondition as error:
+                if "accounting storage is disabled" not in error.message.lower():
+                    raise
+                log.info("Slurm accounting is disabled; reading ended jobs from the job completion log")
+                self.completion_log = True
+        return parse_sacct(self.commands.run("sacct", "--completion", *fields))
+
+
+def slurm_executor(
+    bin_dir: str,
+    conf: str,
+    timeout: float,
+    gpu_type_models: Mapping[str, str],
+    work_dir: str,
+    home: Path,
+    partition: str,
+    script: ScriptSettings,
+) -> SlurmExecutor:
+    """The executor from the scheduler's settings; INVALID_ARGUMENT naming a bad GPU type mapping."""
+    try:
+        commands = SlurmCommands(bin_dir, conf, timeout)
+        folder = Path(work_dir) if work_dir else home / "slurm"
+        return SlurmExecutor(commands, gpu_type_models, Path(os.path.abspath(folder)), partition, script)
+    except InvalidArgument as error:
+        raise InvalidArgument(f"ATELIER_SCHEDULER_SLURM_GPU_TYPES: {error.message}") from None
