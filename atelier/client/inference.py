@@ -59,7 +59,7 @@ class InferenceClient(ServiceClient):
     def get(self, name: str) -> pb.Deployment:
         return self.call(self.stub.GetDeployment, rpc.GetDeploymentRequest(name=name))
 
-    def list(self, project: str = "-") -> Iterator[pb.Deployment]:
+    def list_deployments(self, project: str = "-") -> Iterator[pb.Deployment]:
         request = rpc.ListDeploymentsRequest(parent=f"projects/{project}")
         return self.pages(self.stub.ListDeployments, request, "deployments")
 

@@ -86,7 +86,8 @@ class InferenceProtocol:
             outcome = await future  # already running: its result is on the way
         except asyncio.CancelledError:
             # The caller has gone (or its deadline passed): the model never sees the request.
-            served.batcher.withdraw(pending)
+            if served.batcher.withdraw(pending):
+                served.statistics.failed(time.monotonic_ns() - pending.arrival_ns)
             raise
         if isinstance(outcome, AtelierError):
             raise outcome

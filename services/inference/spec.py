@@ -31,7 +31,7 @@ class DeploymentSpec:
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_delay_us: int = 0
     priority_levels: int = 1
-    default_priority: int = 1
+    default_priority: int = 0  # 0: the lowest level
     max_queue_size: int = 0
     default_timeout_us: int = 0
     sequence_idle_timeout_us: int = DEFAULT_IDLE_TIMEOUT_US

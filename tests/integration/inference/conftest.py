@@ -72,3 +72,54 @@ def platform(
     yield made
     for client in (made.data, made.registry, made.inference):
         client.close()
+
+
+class Stream:
+    """A tritonclient ModelStreamInfer stream whose responses (or errors) arrive on a queue by id."""
+
+    def __init__(self, client: Any) -> None:
+        import queue
+
+        self.client = client
+        self.received: queue.Queue[tuple[str, Any, Any]] = queue.Queue()
+
+        def callback(result: Any, error: Any) -> None:
+            if error is not None:
+                self.received.put(("", None, error))
+            else:
+                self.received.put((result.get_response().id, result, None))
+
+        client.start_stream(callback=callback)
+
+    def send(self, model: str, inputs: list[Any], request_id: str, **options: Any) -> None:
+        self.client.async_stream_infer(model, inputs, request_id=request_id, **options)
+
+    def next(self, timeout: float = 60.0) -> tuple[str, Any, Any]:
+        return self.received.get(timeout=timeout)
+
+    def pending(self) -> bool:
+        return not self.received.empty()
+
+    def close(self) -> None:
+        self.client.stop_stream()
+
+
+def register_scripted(platform: Platform, module: Any, name: str, signature: registry_pb.ModelSignature) -> Any:
+    """Register a scripted TorchScript module with an explicit signature (e.g. dynamic non-batch dims)."""
+    import torch
+
+    from atelier.datasets.pull import file_digest
+    from atelier.datasets.push import store_artifact
+
+    path = platform.home / f"{name}.pt"
+    torch.jit.script(module).save(str(path))
+    with atelier.start_run(experiment=name, capture_code=False) as run:
+        artifact = store_artifact(platform.data, "lab", path)
+        version = registry_pb.ModelVersion(
+            artifact=artifact.name,
+            artifact_digest=file_digest(path),
+            format=registry_pb.MODEL_FORMAT_TORCHSCRIPT,
+            signature=signature,
+            lineage=registry_pb.Lineage(run=run.name),
+        )
+        return platform.registry.create_version(f"projects/lab/models/{name}", version)

@@ -45,3 +45,19 @@ def echo_example(batch: int = 2) -> tuple[torch.Tensor, ...]:
     """One tensor of each registrable dtype, shape [batch, 3]."""
     base = torch.arange(batch * 3).reshape(batch, 3)
     return tuple((base % 2 == 0) if d == torch.bool else base.to(d) for d in ECHO_DTYPES)
+
+
+class Doubler(torch.nn.Module):
+    """FP32 [B, N] -> FP32 [B, N], any N: requests of different widths cannot share a batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+
+class Picky(torch.nn.Module):
+    """FP32 [B, 2] -> FP32 [B, 2], but fails on any negative value: a request that breaks its batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x < 0).any()):
+            raise ValueError("negative input")
+        return x + 1

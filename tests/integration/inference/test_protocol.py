@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import concurrent.futures
+from typing import Any
 
+import ml_dtypes
 import numpy as np
 import pytest
 import torch
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from tests.integration.inference.conftest import Platform
-from tests.integration.inference.models import Affine
+from tests.integration.inference.models import ECHO_DTYPES, Affine, Echo, echo_example
+
+ECHO_DATATYPES = ["BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "BF16", "FP32", "FP64"]
+
+
+def affine_input(x: np.ndarray[Any, Any]) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    return tensor
 
 
 @pytest.mark.parametrize("format", ["torchscript", "export"])
@@ -20,14 +31,129 @@ def test_infer_equals_the_model_offline(platform: Platform, format: str) -> None
     platform.deploy("affine", "affine@latest")
     client = platform.triton()
     x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
-    tensor = grpcclient.InferInput("input", [5, 4], "FP32")
-    tensor.set_data_from_numpy(x)
-    result = client.infer("affine", [tensor], request_id="req-1")
+    result = client.infer("affine", [affine_input(x)], request_id="req-1")
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(result.as_numpy("output"), expected, rtol=1e-6, atol=1e-6)
     response = result.get_response()
-    assert response.id == "req-1"
-    assert response.model_name == "affine"
-    assert response.model_version == str(version.number)
+    assert (response.id, response.model_name, response.model_version) == ("req-1", "affine", str(version.number))
+    client.close()
+
+
+def test_concurrent_requests_are_batched_and_split_back_exactly(platform: Platform) -> None:
+    model = Affine()
+    platform.register(model, torch.randn(2, 4), "affine")
+    # With a delay far longer than the test, a batch only goes out at the preferred size (4) or
+    # the maximum (8, when requests piled up while the instance was busy).
+    platform.deploy(
+        "affine",
+        "affine@v1",
+        batching={"max_batch_size": 8, "preferred_batch_sizes": [4], "max_queue_delay_us": 60_000_000},
+    )
+    client = platform.triton()
+    rows = np.random.default_rng(2).standard_normal((16, 1, 4)).astype(np.float32)
+
+    def call(i: int) -> np.ndarray[Any, Any]:
+        return client.infer("affine", [affine_input(rows[i])], request_id=str(i)).as_numpy("output")  # type: ignore[no-any-return]
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        outputs = list(pool.map(call, range(16)))
+    with torch.no_grad():
+        expected = model(torch.from_numpy(rows.reshape(16, 4))).numpy()
+    for i, output in enumerate(outputs):
+        np.testing.assert_allclose(output, expected[i : i + 1], rtol=1e-6, atol=1e-6)
+    stats = client.get_inference_statistics("affine").model_stats[0]
+    assert stats.inference_count == 16
+    assert stats.execution_count < 16
+    assert {b.batch_size for b in stats.batch_stats} <= {4, 8}
+    assert sum(b.batch_size * b.compute_infer.count for b in stats.batch_stats) == 16
+    assert sum(b.compute_infer.count for b in stats.batch_stats) == stats.execution_count
+    assert stats.inference_stats.success.count == 16
+    assert stats.inference_stats.queue.count == 16
+    client.close()
+
+
+def test_every_datatype_round_trips(platform: Platform) -> None:
+    platform.register(Echo(), echo_example(), "echo")
+    platform.deploy("echo", "echo@latest")
+    client = platform.triton()
+    metadata = client.get_model_metadata("echo")
+    assert [t.datatype for t in metadata.inputs] == ECHO_DATATYPES
+    rng = np.random.default_rng(3)
+    sent = []
+    for dtype, datatype in zip(ECHO_DTYPES, ECHO_DATATYPES, strict=True):
+        if datatype == "BOOL":
+            sent.append(rng.integers(0, 2, (2, 3)).astype(bool))
+        elif datatype == "BF16":
+            sent.append(rng.standard_normal((2, 3)).astype(ml_dtypes.bfloat16))  # tritonclient's BF16 arrays
+        elif dtype.is_floating_point:
+            sent.append(rng.standard_normal((2, 3)).astype(str(dtype).removeprefix("torch.")))
+        else:
+            low = -100 if dtype.is_signed else 0
+            sent.append(rng.integers(low, 100, (2, 3)).astype(str(dtype).removeprefix("torch.")))
+    inputs = []
+    for index, (array, datatype) in enumerate(zip(sent, ECHO_DATATYPES, strict=True)):
+        tensor = grpcclient.InferInput(f"input__{index}", [2, 3], datatype)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    result = client.infer("echo", inputs)
+    for index, (array, datatype) in enumerate(zip(sent, ECHO_DATATYPES, strict=True)):
+        assert result.get_output(f"output__{index}").datatype == datatype
+        received = result.as_numpy(f"output__{index}")
+        assert received.dtype == array.dtype, datatype
+        assert received.tobytes() == array.tobytes(), datatype
+    client.close()
+
+
+def test_metadata_config_and_health(platform: Platform) -> None:
+    platform.register(Affine(), torch.randn(2, 4), "affine")
+    platform.deploy(
+        "affine",
+        "affine@latest",
+        instances=2,
+        batching={"max_batch_size": 16, "preferred_batch_sizes": [4, 8], "max_queue_delay_us": 500},
+        queue={"max_queue_size": 100, "default_timeout_us": 2_000_000},
+    )
+    client = platform.triton()
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("affine")
+    assert client.is_model_ready("affine", "1")
+    assert not client.is_model_ready("affine", "2")
+    assert not client.is_model_ready("nothing")
+    server = client.get_server_metadata()
+    assert server.name == "atelier"
+    assert "model_repository" in server.extensions
+    metadata = client.get_model_metadata("affine")
+    assert (metadata.name, list(metadata.versions), metadata.platform) == ("affine", ["1"], "pytorch_libtorch")
+    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [("input", "FP32", [-1, 4])]
+    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.outputs] == [("output", "FP32", [-1, 3])]
+    config = client.get_model_config("affine").config
+    assert config.max_batch_size == 16
+    assert [(t.name, t.data_type, list(t.dims)) for t in config.input] == [("input", 11, [4])]  # TYPE_FP32
+    assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert config.dynamic_batching.default_queue_policy.max_queue_size == 100
+    assert config.dynamic_batching.default_queue_policy.default_timeout_microseconds == 2_000_000
+    assert (config.instance_group[0].count, config.instance_group[0].kind) == (2, 2)  # KIND_CPU
+    client.close()
+
+
+def test_repository_index_unload_and_load(platform: Platform) -> None:
+    platform.register(Affine(), torch.randn(2, 4), "affine")
+    platform.deploy("affine", "affine@latest")
+    client = platform.triton()
+    index = client.get_model_repository_index()
+    assert [(m.name, m.version, m.state) for m in index.models] == [("affine", "1", "READY")]
+    client.unload_model("affine")
+    assert not client.is_model_ready("affine")
+    x = np.ones((1, 4), dtype=np.float32)
+    with pytest.raises(InferenceServerException) as refused:
+        client.infer("affine", [affine_input(x)])
+    assert refused.value.status() == "StatusCode.UNAVAILABLE"
+    assert "UNLOADED" in refused.value.message()
+    assert platform.inference.get("projects/lab/deployments/affine").state == 4  # UNLOADED
+    client.load_model("affine")
+    assert client.is_model_ready("affine")
+    assert client.infer("affine", [affine_input(x)]).as_numpy("output").shape == (1, 3)
     client.close()

@@ -1,0 +1,120 @@
+"""How the dynamic batcher forms batches, decided at chosen instants (no threads, no clocks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from atelier.errors import AtelierError, Unavailable
+from services.inference.batcher import Batcher, Outcome, Pending
+from services.inference.requests import Prepared
+from services.inference.runner import ModelRunner
+from services.inference.signature import Signature, TensorSpec
+from services.inference.spec import DeploymentSpec, validated
+from services.inference.statistics import ModelStatistics
+from services.inference.tensors import DATATYPES
+
+FP32 = DATATYPES["FP32"]
+SIGNATURE = Signature((TensorSpec("x", FP32, (-1, -1)),), (TensorSpec("y", FP32, (-1, -1)),))
+
+
+def batcher(**settings: Any) -> Batcher:
+    runner = ModelRunner(module=lambda x: x * 2, device="cpu", signature=SIGNATURE)
+    return Batcher("m", runner, validated(DeploymentSpec(**settings)), ModelStatistics())
+
+
+def submit(
+    b: Batcher, rows: int, width: int = 2, priority: int = 0, timeout_us: int = 0
+) -> tuple[Pending, list[Outcome]]:
+    outcomes: list[Outcome] = []
+    array = np.ones((rows, width), dtype=np.float32)
+    pending = b.submit(Prepared([array], rows, list(SIGNATURE.outputs)), priority, timeout_us, outcomes.append)
+    return pending, outcomes
+
+
+def test_sends_at_once_when_the_maximum_is_reached() -> None:
+    b = batcher(max_batch_size=4, max_queue_delay_us=1_000_000)
+    first, _ = submit(b, 3)
+    assert b._form(first.arrival_ns) == ([], 1_000_000_000)
+    second, _ = submit(b, 1)
+    assert b._form(second.arrival_ns)[0] == [first, second]
+
+
+def test_sends_the_largest_preferred_size_it_can_make() -> None:
+    b = batcher(max_batch_size=8, preferred_batch_sizes=[2, 4], max_queue_delay_us=1_000_000)
+    items = [submit(b, 1)[0] for _ in range(5)]
+    assert b._form(items[-1].arrival_ns)[0] == items[:4]
+
+
+def test_otherwise_waits_until_the_oldest_has_waited_the_delay() -> None:
+    b = batcher(max_batch_size=8, max_queue_delay_us=1000)
+    first, _ = submit(b, 1)
+    second, _ = submit(b, 2)
+    batch, wait = b._form(first.arrival_ns + 400_000)
+    assert batch == []
+    assert wait == 600_000
+    assert b._form(first.arrival_ns + 1_000_000)[0] == [first, second]
+
+
+def test_without_a_delay_sends_whatever_is_queued() -> None:
+    b = batcher(max_batch_size=8)
+    first, _ = submit(b, 1)
+    assert b._form(first.arrival_ns)[0] == [first]
+
+
+def test_a_shape_that_cannot_join_ends_the_batch() -> None:
+    b = batcher(max_batch_size=8, max_queue_delay_us=10_000_000)
+    narrow, _ = submit(b, 1, width=2)
+    wide, _ = submit(b, 1, width=3)
+    assert b._form(wide.arrival_ns)[0] == [narrow]
+
+
+def test_priority_one_is_taken_first() -> None:
+    b = batcher(max_batch_size=2, priority_levels=3)
+    low, _ = submit(b, 1, priority=3)
+    default, _ = submit(b, 1)  # the default level is the lowest, 3
+    high, _ = submit(b, 1, priority=1)
+    beyond, _ = submit(b, 1, priority=9)  # not a level: the default
+    assert b._form(beyond.arrival_ns)[0] == [high, low]
+    assert default.level == 3
+    assert beyond.level == 3
+
+
+def test_expired_requests_are_failed_not_batched() -> None:
+    b = batcher(max_batch_size=4, max_queue_delay_us=10_000_000)
+    expiring, outcomes = submit(b, 1, timeout_us=500)
+    other, _ = submit(b, 1)
+    assert b._form(expiring.arrival_ns + 100_000) == ([], 400_000)  # the nearest deadline
+    now = expiring.arrival_ns + 500_000
+    assert b._form(now) == ([], 10_000_000_000 - (now - other.arrival_ns))  # the other one's delay
+    assert isinstance(outcomes[0], AtelierError)
+    assert outcomes[0].message == "Request timeout expired"
+    assert b.queued == 1
+
+
+def test_a_full_queue_and_withdrawal() -> None:
+    b = batcher(max_queue_size=2)
+    first, _ = submit(b, 1)
+    submit(b, 1)
+    with pytest.raises(Unavailable, match="Exceeds maximum queue size"):
+        submit(b, 1)
+    assert b.withdraw(first)
+    assert not b.withdraw(first)
+    submit(b, 1)
+    assert b.queued == 2
+
+
+def test_outputs_are_split_back_by_each_requests_rows() -> None:
+    b = batcher(max_batch_size=8)
+    first, one = submit(b, 1)
+    second, two = submit(b, 3)
+    first.prepared.arrays[0][:] = 1.0
+    second.prepared.arrays[0][:] = np.arange(6, dtype=np.float32).reshape(3, 2)
+    b._execute([first, second])
+    assert np.frombuffer(one[0][0].raw, np.float32).tolist() == [2.0, 2.0]  # type: ignore[index]
+    assert two[0][0].shape == (3, 2)  # type: ignore[index]
+    assert np.frombuffer(two[0][0].raw, np.float32).tolist() == [0, 2, 4, 6, 8, 10]  # type: ignore[index]
+    snapshot = b.statistics.snapshot()
+    assert (snapshot.inference_count, snapshot.execution_count, list(snapshot.batches)) == (4, 1, [4])
