@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 3
 
-.PHONY: venv proto lint test demo services clean
+.PHONY: venv proto lint test demo services prometheus clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,7 +33,12 @@ services:
 	pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not start" >&2; exit 1
 
-test: venv services lint
+## Debian's Prometheus (and promtool), for `atelier up --with-prometheus` and the monitoring tests.
+prometheus:
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus)
+
+test: venv services prometheus lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
 
 demo: venv

@@ -11,9 +11,9 @@ from rich.table import Table
 from rich.text import Text
 
 from atelier.runtime.settings import atelier_home
-from atelier.stack import local
+from atelier.stack import local, prometheus
 from atelier.stack.local import Health, ServiceStatus
-from atelier.stack.services import DEFAULT_BASE_PORT
+from atelier.stack.services import DEFAULT_BASE_PORT, PROMETHEUS, SERVICES
 
 _HEALTH_STYLES = {Health.SERVING: "green", Health.NOT_SERVING: "yellow", Health.UNREACHABLE: "red"}
 
@@ -38,19 +38,26 @@ def up(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, help="Seconds to wait for every service to be serving.")
     ] = 60.0,
+    with_prometheus: Annotated[
+        bool, typer.Option("--with-prometheus", help="Also start Prometheus, scraping every service.")
+    ] = False,
 ) -> None:
     """Start the local stack, one process per service, and wait until every service is serving."""
     console = Console(highlight=False)
+    services = (*SERVICES, PROMETHEUS) if with_prometheus else SERVICES
+    if with_prometheus:
+        prometheus.binary()  # refuse before starting anything when it is not installed
 
     def ready(statuses: list[ServiceStatus]) -> None:
         for service in statuses:
-            console.print(f"[green]✓[/green] {service.name:<12} {service.address}")
+            where = f"http://{service.address}" if service.name == PROMETHEUS.name else service.address
+            console.print(f"[green]✓[/green] {service.name:<12} {where}")
         if detach:
             console.print(f"stack running in {atelier_home()}; stop it with `atelier down`", markup=False)
         else:
             console.print("stack running; press Ctrl-C to stop it")
 
-    local.up(atelier_home(), base_port=base_port, detach=detach, timeout=timeout, on_ready=ready)
+    local.up(atelier_home(), base_port=base_port, services=services, detach=detach, timeout=timeout, on_ready=ready)
     if not detach:
         console.print("stack stopped")
 
@@ -89,7 +96,7 @@ def _table(statuses: list[ServiceStatus]) -> Table:
         table.add_row(
             service.name,
             service.address or "-",
-            f"http://{service.metrics}/metrics" if service.metrics else "-",
+            service.metrics or "-",
             pid,
             Text(service.health.value, style=_HEALTH_STYLES[service.health]),
         )

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import grpc
@@ -28,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from atelier.runtime.interceptors import CallInterceptor, ErrorInterceptor
 from atelier.runtime.metrics import MetricsEndpoint, RpcMetrics, serve_metrics, service_registry
 from atelier.runtime.settings import ServiceSettings
+from atelier.stack.addresses import write_address_file
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -130,7 +129,7 @@ class ServiceHost:
             self.metrics = serve_metrics(self.registry, self.settings.host, self.settings.metrics_port)
         metrics = self.metrics.address if self.metrics else ""
         if self.settings.address_file is not None:
-            _write_address(self.settings.address_file, self.address, metrics)
+            write_address_file(self.settings.address_file, self.address, os.getpid(), metrics)
         log.info(
             "%s serving on %s (metrics: %s)",
             self.name,
@@ -170,14 +169,6 @@ class ServiceHost:
         await self.start()
         await stop.wait()
         await self.stop()
-
-
-def _write_address(path: Path, address: str, metrics: str) -> None:
-    """Atomically publish where the service listens (and serves metrics), for `atelier up` and clients."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"address": address, "pid": os.getpid(), "metrics": metrics}))
-    os.replace(tmp, path)
 
 
 def run(host_factory: Callable[[], Awaitable[ServiceHost]]) -> None:

@@ -53,6 +53,14 @@ def read_address_file(path: Path) -> PublishedAddress | None:
     )
 
 
+def write_address_file(path: Path, address: str, pid: int, metrics: str = "") -> None:
+    """Atomically publish where a process listens (and serves metrics)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"address": address, "pid": pid, "metrics": metrics}))
+    os.replace(tmp, path)
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this pid exists and is not a zombie waiting to be reaped."""
     try:

@@ -29,8 +29,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import atelier
 from atelier.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
-from atelier.stack.addresses import address_file, pid_alive, read_address_file, run_dir
-from atelier.stack.services import DEFAULT_BASE_PORT, SERVICES, StackService
+from atelier.stack import prometheus
+from atelier.stack.addresses import address_file, pid_alive, read_address_file, run_dir, write_address_file
+from atelier.stack.services import DEFAULT_BASE_PORT, KNOWN, SERVICES, StackService
 
 STOP_GRACE_SECONDS = 15.0
 """How long `down` waits after SIGTERM before it sends SIGKILL."""
@@ -188,10 +189,18 @@ def _service_status(home: Path, name: str, process: ProcessRecord | None) -> Ser
         process = ProcessRecord(pid=published.pid, start_time=None)
     alive = process is not None and process.running()
     address = published.address if published is not None and (alive or process is None) else None
-    health = check_health(address) if address else Health.UNREACHABLE
+    health = _health(KNOWN.get(name), address)
     pid = process.pid if process else None
     metrics = published.metrics if published is not None and address else ""
     return ServiceStatus(name=name, address=address, pid=pid, alive=alive, health=health, metrics=metrics)
+
+
+def _health(service: StackService | None, address: str | None) -> Health:
+    if not address:
+        return Health.UNREACHABLE
+    if service is not None and service.kind == "prometheus":
+        return Health.SERVING if prometheus.ready(address) else Health.UNREACHABLE
+    return check_health(address)
 
 
 def _check_ports(base_port: int, services: Sequence[StackService]) -> None:
@@ -218,6 +227,9 @@ def _start_all(
             started.append(_spawn(service, home, base_port, addresses))
             _write_stack(home, supervisor, started)
             addresses[service.env_var("address")] = _wait_serving(home, started[-1], deadline, timeout)
+            published = read_address_file(address_file(home, service.name))
+            if published is not None and published.metrics:
+                prometheus.write_targets(home, service.name, published.metrics)
     except BaseException:
         _stop_started(home, services, started)
         raise
@@ -236,16 +248,19 @@ def _spawn(service: StackService, home: Path, base_port: int, addresses: Mapping
     """Start one service as `python -m <module>` in its own session, its output going to its log."""
     log = home / "logs" / f"{service.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    if service.kind == "prometheus":
+        port = service.port(base_port) or prometheus.free_port()
+        argv, env = prometheus.command(home, port), dict(os.environ)
+    else:
+        argv = [sys.executable, "-m", service.module]
+        env = _service_env(service, home, service.port(base_port), addresses)
     with log.open("ab") as output:
         offset = output.tell()
         process = subprocess.Popen(
-            [sys.executable, "-m", service.module],
-            env=_service_env(service, home, service.port(base_port), addresses),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
+    if service.kind == "prometheus":
+        write_address_file(address_file(home, service.name), f"127.0.0.1:{port}", process.pid)
     record = ProcessRecord.of(process.pid)
     return _Started(service=service, process=process, record=record, log=log, log_offset=offset)
 
@@ -278,7 +293,7 @@ def _wait_serving(home: Path, started: _Started, deadline: float, timeout: float
                 f"last lines of {started.log}:\n{_log_tail(started)}"
             )
         published = read_address_file(address_file(home, name))
-        if published is not None and check_health(published.address, timeout=0.5) is Health.SERVING:
+        if published is not None and _serving(started.service, published.address):
             return published.address
         if time.monotonic() > deadline:
             raise DeadlineExceeded(
@@ -286,6 +301,12 @@ def _wait_serving(home: Path, started: _Started, deadline: float, timeout: float
                 f"last lines of {started.log}:\n{_log_tail(started)}"
             )
         time.sleep(_POLL_SECONDS)
+
+
+def _serving(service: StackService, address: str) -> bool:
+    if service.kind == "prometheus":
+        return prometheus.ready(address, timeout=0.5)
+    return check_health(address, timeout=0.5) is Health.SERVING
 
 
 def _log_tail(started: _Started) -> str:
@@ -379,12 +400,13 @@ def _running_record(home: Path, services: Sequence[StackService]) -> StackRecord
 
 
 def _runs_module(pid: int, module: str) -> bool:
-    """Whether the process runs `python -m <module>` (True where its command line cannot be read)."""
+    """Whether the process runs `python -m <module>` or the program `module` (True where its command
+    line cannot be read)."""
     try:
         arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return not Path("/proc/self").exists()
-    return module.encode() in arguments
+    return module.encode() in arguments or Path(arguments[0].decode(errors="replace")).name == module
 
 
 def _stack_file(home: Path) -> Path:
@@ -439,6 +461,8 @@ def _remove_run_files(
     names = {s.name for s in services} | set(extra or {})
     for path in [_stack_file(home), *(address_file(home, name) for name in names)]:
         path.unlink(missing_ok=True)
+    for name in names:
+        prometheus.remove_targets(home, name)
 
 
 def process_start_time(pid: int) -> int | None:

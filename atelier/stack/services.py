@@ -17,8 +17,11 @@ class StackService:
 
     name: str
     module: str
+    """The Python module run as `python -m <module>` (for `kind` "grpc"), or the program's name."""
     default_port_offset: int
     description: str = ""
+    kind: str = "grpc"
+    """"grpc": an Atelier service (health-checked over gRPC); "prometheus": the metrics server."""
 
     def env_var(self, field: str) -> str:
         """The environment variable of one of its settings, e.g. `ATELIER_DATA_PORT` for `port`."""
@@ -41,6 +44,12 @@ SERVICES: tuple[StackService, ...] = (
         name="inference", module="services.inference", default_port_offset=3, description="KServe v2 model serving"
     ),
 )
+
+PROMETHEUS = StackService(
+    name="prometheus", module="prometheus", default_port_offset=90, description="Metrics", kind="prometheus"
+)
+"""Started by `atelier up --with-prometheus`, after the services, scraping them all."""
+KNOWN: dict[str, StackService] = {s.name: s for s in (*SERVICES, PROMETHEUS)}
 
 
 def env_var(service: str, field: str) -> str:
