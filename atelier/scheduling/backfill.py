@@ -8,15 +8,15 @@ so no backfilled job can delay the head job (Lifka's EASY scheduler; Slurm's sch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import itemgetter
 
-from atelier.scheduling.capacity import FreeCapacity
+from atelier.scheduling.capacity import FreeCapacity, Holder
+from atelier.scheduling.inventory import CardKind
 from atelier.scheduling.jobs import RunningJob
 from atelier.scheduling.request import JobRequest
 
-_BY_END = attrgetter("expected_end")
+_FREES_AT = itemgetter(2)
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,9 @@ class Reservation:
     nodes: tuple[str, ...]
 
 
-def reserve(
-    request: JobRequest, capacity: FreeCapacity, running: Sequence[RunningJob], now: float
-) -> tuple[float, list[int]] | None:
+def reserve(request: JobRequest, capacity: FreeCapacity, now: float) -> tuple[float, list[int]] | None:
     """(shadow time, node ordinals) for a job that does not fit now; None when it would not fit even with every
-    running job ended (cards unhealthy, nodes drained)."""
+    running job ended (cards unhealthy, nodes drained). The running jobs are those `capacity` holds."""
     accepted = set(capacity.kinds_for(request.cards))
     gpus, want = request.gpus_per_node, request.nodes
     extra_cards: dict[int, int] = {}
@@ -49,11 +47,7 @@ def reserve(
     ready = {o for o in _candidates(request, capacity) if fits(o)}
     if len(ready) >= want:
         return now, _best(ready, capacity, want)
-    ordered = sorted(running, key=_BY_END)
-    stopping = [job for job in running if job.stopping]  # these end now, whatever their time limit
-    if stopping:
-        ordered = stopping + [job for job in ordered if not job.stopping]
-    for job in ordered:
+    for job in _ending(capacity, accepted, ready):
         touched = False
         for assignment in job.placement.assignments:
             ordinal = capacity.ordinal.get(assignment.node)
@@ -71,6 +65,21 @@ def reserve(
             end = now if job.stopping else max(job.expected_end, now)
             return end, _best(ready, capacity, want)
     return None
+
+
+def _ending(capacity: FreeCapacity, accepted: set[CardKind], ready: set[int]) -> list[RunningJob]:
+    """The running jobs on nodes with cards of the accepted kinds that do not fit the job yet, in the order their
+    cards come free: those already stopping first, then by the end of their maximum run time."""
+    found: dict[str, Holder] = {}
+    holders = capacity.holders
+    for kind in accepted:
+        for ordinal in capacity.nodes_of_kind.get(kind, ()):
+            if ordinal not in ready:
+                found.update(holders[ordinal])
+    for ordinal in capacity.mixed:
+        if ordinal not in ready:
+            found.update(holders[ordinal])
+    return [job for job, _, _ in sorted(found.values(), key=_FREES_AT)]
 
 
 def _candidates(request: JobRequest, capacity: FreeCapacity) -> list[int]:

@@ -4,18 +4,22 @@ Homogeneous nodes (all cards of one kind, the common case) are grouped into equi
 (card kind, number of free cards): a request for G cards of acceptable kinds looks only at the buckets
 with at least G free cards of those kinds, least scarce kind and tightest fit first. Nodes mixing kinds
 are rare and are scanned. Unhealthy cards and cards in MIG mode are never free (whole-card jobs only).
+
+It also counts the cards held per (card filter, kind), which tells best fit how much of a kind jobs that could
+use little else are holding (see `contention`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 from atelier.scheduling.inventory import CardKind, Node
+from atelier.scheduling.jobs import RunningJob
 from atelier.scheduling.request import CardFilter
 
-if TYPE_CHECKING:
-    from atelier.scheduling.jobs import RunningJob
+Holder = tuple[RunningJob, tuple[int, ...], float]
+"""A running job, the cards it holds on one node, and when they come free at the latest: the end of its maximum
+run time, or minus infinity for a job already stopping."""
 
 
 class FreeCapacity:
@@ -39,6 +43,10 @@ class FreeCapacity:
         self.mixed: dict[int, None] = {}
         self.free_by_kind: dict[CardKind, int] = {}
         self.total_free = 0
+        self.holders: list[dict[str, Holder]] = [{} for _ in self.nodes]
+        """The running jobs on each node (those taken with `take_job`), by job id."""
+        self.held: dict[CardFilter, dict[CardKind, int]] = {}
+        """Cards held per card filter of the jobs holding them, and kind."""
         self._kinds_for: dict[CardFilter, tuple[CardKind, ...]] = {}
         for i, node in enumerate(self.nodes):
             kind = self.kind_of[i]
@@ -57,6 +65,11 @@ class FreeCapacity:
                     card_kind = self.card_kinds[i][index]
                     self.free_by_kind[card_kind] = self.free_by_kind.get(card_kind, 0) + 1
             self.total_free += len(self.free[i])
+        self.at_least: dict[CardKind, list[int]] = {
+            kind: [sum(len(b) for b in buckets[count:]) for count in range(len(buckets))]
+            for kind, buckets in self.buckets.items()
+        }
+        """Per kind, how many of its homogeneous nodes have at least 0, 1, 2, ... free cards."""
         self.nodes_of_kind: dict[CardKind, list[int]] = {}
         for i, kind in enumerate(self.kind_of):
             if kind is not None:
@@ -94,7 +107,11 @@ class FreeCapacity:
         for assignment in job.placement.assignments:
             ordinal = self.ordinal.get(assignment.node)
             if ordinal is not None:
-                self.take(ordinal, assignment.cards, request.cpus_per_node, request.memory_bytes_per_node)
+                frees_at = float("-inf") if job.stopping else job.expected_end
+                self.holders[ordinal][job.job_id] = (job, assignment.cards, frees_at)
+                self.take(
+                    ordinal, assignment.cards, request.cpus_per_node, request.memory_bytes_per_node, request.cards
+                )
 
     def release_job(self, job: RunningJob) -> None:
         """Give a finished job's cards, CPUs and memory back."""
@@ -102,31 +119,46 @@ class FreeCapacity:
         for assignment in job.placement.assignments:
             ordinal = self.ordinal.get(assignment.node)
             if ordinal is not None:
-                self.release(ordinal, assignment.cards, request.cpus_per_node, request.memory_bytes_per_node)
+                self.holders[ordinal].pop(job.job_id, None)
+                self.release(
+                    ordinal, assignment.cards, request.cpus_per_node, request.memory_bytes_per_node, request.cards
+                )
 
-    def take(self, ordinal: int, cards: Iterable[int], cpus: float, memory: int) -> None:
-        """Use cards (those not free are ignored), CPUs and memory of a node."""
+    def take(
+        self, ordinal: int, cards: Iterable[int], cpus: float, memory: int, cards_filter: CardFilter | None = None
+    ) -> None:
+        """Use cards (those not free are ignored), CPUs and memory of a node, for a job with `cards_filter`."""
         free = self.free[ordinal]
         before = len(free)
         kinds = self.card_kinds[ordinal]
+        held = None if cards_filter is None else self.held.setdefault(cards_filter, {})
         for index in cards:
             if index in free:
                 free.discard(index)
-                self.free_by_kind[kinds[index]] -= 1
+                kind = kinds[index]
+                self.free_by_kind[kind] -= 1
+                if held is not None:
+                    held[kind] = held.get(kind, 0) + 1
         self._moved(ordinal, before, len(free))
         self.cpus[ordinal] -= cpus
         self.memory[ordinal] -= memory
 
-    def release(self, ordinal: int, cards: Iterable[int], cpus: float, memory: int) -> None:
-        """Free cards (only usable ones come back), CPUs and memory of a node."""
+    def release(
+        self, ordinal: int, cards: Iterable[int], cpus: float, memory: int, cards_filter: CardFilter | None = None
+    ) -> None:
+        """Free cards (only usable ones come back), CPUs and memory of a node, of a job with `cards_filter`."""
         free = self.free[ordinal]
         before = len(free)
         kinds = self.card_kinds[ordinal]
         usable = self.usable[ordinal]
+        held = None if cards_filter is None else self.held.get(cards_filter)
         for index in cards:
             if index in usable and index not in free:
                 free.add(index)
-                self.free_by_kind[kinds[index]] += 1
+                kind = kinds[index]
+                self.free_by_kind[kind] += 1
+                if held is not None and held.get(kind, 0) > 0:
+                    held[kind] -= 1
         self._moved(ordinal, before, len(free))
         self.cpus[ordinal] += cpus
         self.memory[ordinal] += memory
@@ -140,3 +172,10 @@ class FreeCapacity:
             buckets = self.buckets[kind]
             del buckets[before][ordinal]
             buckets[after][ordinal] = None
+            at_least = self.at_least[kind]
+            if after > before:
+                for count in range(before + 1, after + 1):
+                    at_least[count] += 1
+            else:
+                for count in range(after + 1, before + 1):
+                    at_least[count] -= 1

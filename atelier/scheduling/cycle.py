@@ -15,14 +15,15 @@ What keeps a cycle over 1,000 nodes and 10,000 pending jobs within tens of milli
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from atelier.scheduling.backfill import Reservation, reserve
 from atelier.scheduling.capacity import FreeCapacity
+from atelier.scheduling.contention import Contention
 from atelier.scheduling.fairshare import FairShareUsage, fair_share_factors
 from atelier.scheduling.inventory import Node
 from atelier.scheduling.jobs import Placement, RunningJob
-from atelier.scheduling.placement import to_placement
+from atelier.scheduling.placement import Choice, to_placement
 from atelier.scheduling.policy import PolicyConfig, strategy_for
 from atelier.scheduling.preemption import Holding, choose_victims, running_by_node
 from atelier.scheduling.queue import JobQueue
@@ -104,11 +105,16 @@ class _Cycle:
         self.queue, self.running, self.now, self.config = queue, running, now, config
         self.capacity, self.explain = capacity, explain
         self.strategy = strategy_for(config.placement)
+        self.contention = Contention(capacity, queue.demand, queue.wide)
         self.fair_share = fair_share_factors(usage, config.shares, queue.projects(), config.default_share)
         self.decisions = Decisions()
         self.seen: set[str] = set()
-        self.failed: set[object] = set()
-        self.failed_off_reserved: set[object] = set()
+        self.failed: dict[int, list[tuple[float, int]]] = {}
+        self.failed_off_reserved: dict[int, list[tuple[float, int]]] = {}
+        self.gangs_off_reserved: set[int] = set()
+        self.probed: dict[tuple[int, bool], int] = {}
+        self.dead: set[int] = set()
+        self.alive = len(queue.gangs)
         self.reservation: Reservation | None = None
         self.reserved: frozenset[int] = frozenset()
         self.blocked_by = ""
@@ -120,7 +126,7 @@ class _Cycle:
 
     def run(self) -> Decisions:
         for job in self.queue.ordered(self.now, self.config, self.fair_share):
-            if self.capacity.total_free == 0 or self.blocked_by:
+            if self.capacity.total_free == 0 or self.blocked_by or (self.alive <= 0 and self.reservation is not None):
                 break
             self.seen.add(job.job_id)
             self._consider(job)
@@ -140,12 +146,7 @@ class _Cycle:
         reservation = self.reservation
         short = reservation is not None and self.now + job.max_runtime_s <= reservation.start_time
         exclude = self.reserved if reservation is not None and not short else frozenset()
-        shape = job.shape
-        choice = None
-        if shape not in self.failed and not (exclude and shape in self.failed_off_reserved):
-            choice = self.strategy.place(job, self.capacity, exclude)
-            if choice is None:
-                (self.failed_off_reserved if exclude else self.failed).add(shape)
+        choice = self._place(job, exclude)
         if choice is not None:
             self._start(job, choice)
             return
@@ -161,21 +162,59 @@ class _Cycle:
         else:
             waiting[job.job_id] = "waiting: resources"
 
-    def _start(self, job: JobRequest, choice: list[tuple[int, tuple[int, ...]]]) -> None:
+    def _place(self, job: JobRequest, exclude: frozenset[int]) -> Choice | None:
+        """The strategy's placement, unless a job of the same gang shape asking no more CPUs and host memory did
+        not fit (capacity only shrinks within a cycle), or the whole gang shape does not fit."""
+        gang = job.gang
+        if gang in self.dead or (exclude and gang in self.gangs_off_reserved):
+            return None
+        failed = (self.failed_off_reserved if exclude else self.failed).setdefault(gang, [])
+        cpus, memory = job.cpus_per_node, job.memory_bytes_per_node
+        for failed_cpus, failed_memory in failed:
+            if failed_cpus <= cpus and failed_memory <= memory:
+                return None
+        choice = self.strategy.place(job, self.capacity, exclude, self.contention)
+        if choice is None:
+            failed[:] = [(c, m) for c, m in failed if c < cpus or m < memory]
+            failed.append((cpus, memory))
+            self._count_out(job, exclude)
+        return choice
+
+    def _count_out(self, job: JobRequest, exclude: frozenset[int]) -> None:
+        """After a job did not fit: whether its gang shape fits at all (tried without the job's CPUs and memory),
+        and if not, count the gang shape out. The cycle ends when every gang shape in the queue is out: none
+        fits, or none fits off the reserved nodes and none of its jobs could end before the reservation."""
+        gang = job.gang
+        if job.cpus_per_node or job.memory_bytes_per_node:
+            key, version = (gang, bool(exclude)), len(self.decisions.starts)
+            if self.probed.get(key) == version:
+                return  # the gang shape fitted, and nothing has started since
+            if self.strategy.place(_without_host_resources(job), self.capacity, exclude, self.contention):
+                self.probed[key] = version
+                return
+        reservation = self.reservation
+        if exclude and reservation is not None:
+            self.gangs_off_reserved.add(gang)
+            if self.now + self.queue.shortest_runtime(gang) <= reservation.start_time:
+                return
+        self.dead.add(gang)
+        self.alive -= 1
+
+    def _start(self, job: JobRequest, choice: Choice) -> None:
         capacity = self.capacity
         kinds = capacity.card_kinds
-        models: set[str] = set()
-        for ordinal, cards in choice:
-            capacity.take(ordinal, cards, job.cpus_per_node, job.memory_bytes_per_node)
-            models.update(kinds[ordinal][c].model for c in cards)
+        models = {kinds[ordinal][c].model for ordinal, cards in choice for c in cards}
+        placement = to_placement(choice, capacity)
+        # Held from now on: later jobs of this cycle see its cards taken, and its end, for their reservation.
+        capacity.take_job(RunningJob(job, placement, self.now))
         if job.project in self.held:
             self.held[job.project] += job.gpus
         before = self.reservation.job_id if self.reservation is not None else ""
-        start = Start(job.job_id, to_placement(choice, capacity), self.strategy.name, tuple(sorted(models)), before)
+        start = Start(job.job_id, placement, self.strategy.name, tuple(sorted(models)), before)
         self.decisions.starts.append(start)
 
     def _reserve(self, job: JobRequest) -> None:
-        found = reserve(job, self.capacity, self.running, self.now)
+        found = reserve(job, self.capacity, self.now)
         if found is None:
             self.decisions.waiting[job.job_id] = "waiting: resources (needed cards are unhealthy or drained)"
             return
@@ -270,3 +309,14 @@ class _Cycle:
         if held + job.gpus <= quota:
             return ""
         return f"waiting: quota (project {job.project} holds {held} of its {quota} GPUs, the job needs {job.gpus})"
+
+
+_PROBES: dict[int, JobRequest] = {}
+
+
+def _without_host_resources(job: JobRequest) -> JobRequest:
+    """A request of the job's gang shape asking no CPUs and no host memory (one per gang shape)."""
+    probe = _PROBES.get(job.gang)
+    if probe is None:
+        probe = _PROBES[job.gang] = replace(job, job_id="gang-probe", cpus_per_node=0.0, memory_bytes_per_node=0)
+    return probe

@@ -44,6 +44,14 @@ class CardKind:
     model: str
     memory_bytes: int
     capability: Capability
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Kinds key every free-capacity table; their hash is worked out once.
+        object.__setattr__(self, "_hash", hash((self.model, self.memory_bytes, self.capability)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @cached_property
     def precisions(self) -> frozenset[Precision]:

@@ -6,10 +6,12 @@ against. Both place gangs all or nothing and never change the capacity themselve
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from atelier.scheduling.capacity import FreeCapacity
+from atelier.scheduling.contention import Contention
+from atelier.scheduling.inventory import CardKind
 from atelier.scheduling.jobs import NodeAssignment, Placement
 from atelier.scheduling.request import JobRequest
 from atelier.scheduling.topology import choose_cards
@@ -23,8 +25,15 @@ class PlacementStrategy(Protocol):
 
     name: str
 
-    def place(self, request: JobRequest, capacity: FreeCapacity, exclude: Collection[int] = ()) -> Choice | None:
-        """The gang's nodes and cards, avoiding the `exclude`d node ordinals; None when it does not fit now."""
+    def place(
+        self,
+        request: JobRequest,
+        capacity: FreeCapacity,
+        exclude: Collection[int] = (),
+        contention: Contention | None = None,
+    ) -> Choice | None:
+        """The gang's nodes and cards, avoiding the `exclude`d node ordinals; None when it does not fit now.
+        `contention`: the demand on each card kind (strategies that weigh it; none: no other demand known)."""
         ...
 
 
@@ -46,20 +55,36 @@ def could_fit_in_total(request: JobRequest, capacity: FreeCapacity) -> bool:
 
 
 class BestFit:
-    """Heterogeneity-aware best fit.
+    """Heterogeneity-aware, scarcity-aware best fit.
 
-    Among nodes with enough free cards that meet the request, prefer the least scarce card kind (fewest native
-    precisions, then least memory, then oldest capability), then the tightest fit (fewest free cards, so whole
-    nodes stay whole for gangs), and a gang of one kind; on each node take the best-connected cards.
+    The card kinds a request accepts are tried in the order `contention` gives (kinds that jobs with fewer
+    options need go last, otherwise the least capable first: fewest native precisions, then least memory, then
+    oldest capability). A single-node request takes the tightest node (fewest free cards, so whole nodes stay
+    whole) that does not break up a node a pending wider job needs; a gang takes nodes of one kind when it can.
+    On each node it takes the best-connected cards.
     """
 
     name = "best-fit"
 
-    def place(self, request: JobRequest, capacity: FreeCapacity, exclude: Collection[int] = ()) -> Choice | None:
+    def place(
+        self,
+        request: JobRequest,
+        capacity: FreeCapacity,
+        exclude: Collection[int] = (),
+        contention: Contention | None = None,
+    ) -> Choice | None:
         """See `PlacementStrategy.place`."""
         if not could_fit_in_total(request, capacity):
             return None
-        ordinals = self._nodes(request, capacity, exclude)
+        if contention is None:
+            kinds = capacity.kinds_for(request.cards)
+        else:
+            kinds = contention.order(request.cards, request.gpus)
+        if request.nodes == 1:
+            single = self._single(request, capacity, exclude, kinds, contention)
+            ordinals = None if single is None else [single]
+        else:
+            ordinals = self._gang(request, capacity, exclude, kinds)
         if ordinals is None:
             return None
         choice: Choice = []
@@ -70,12 +95,44 @@ class BestFit:
             choice.append((ordinal, choose_cards(capacity.nodes[ordinal], fitting, request.gpus_per_node)))
         return choice
 
-    def _nodes(self, request: JobRequest, capacity: FreeCapacity, exclude: Collection[int]) -> list[int] | None:
+    @staticmethod
+    def _single(
+        request: JobRequest,
+        capacity: FreeCapacity,
+        exclude: Collection[int],
+        kinds: Sequence[CardKind],
+        contention: Contention | None,
+    ) -> int | None:
+        """The node for a one-node request: the first kind's tightest node that breaks no wide node, else the
+        first node that fits at all."""
+        gpus, cpus, memory = request.gpus_per_node, request.cpus_per_node, request.memory_bytes_per_node
+        free_cpus, free_memory = capacity.cpus, capacity.memory
+        fallback: int | None = None
+        for kind in kinds:
+            buckets = capacity.buckets.get(kind)
+            if not buckets:
+                continue
+            for count in range(gpus, len(buckets)):
+                for ordinal in buckets[count]:
+                    if ordinal in exclude or free_cpus[ordinal] < cpus or free_memory[ordinal] < memory:
+                        continue
+                    if contention is None or not contention.breaks_wide_node(request.cards, kind, count, gpus):
+                        return ordinal
+                    if fallback is None:
+                        fallback = ordinal
+                    break  # the other nodes of this bucket would break up the same way
+        mixed = BestFit._mixed(request, capacity, exclude)
+        return fallback if fallback is not None else mixed[0] if mixed else None
+
+    @staticmethod
+    def _gang(
+        request: JobRequest, capacity: FreeCapacity, exclude: Collection[int], kinds: Sequence[CardKind]
+    ) -> list[int] | None:
         want, gpus = request.nodes, request.gpus_per_node
         cpus, memory = request.cpus_per_node, request.memory_bytes_per_node
         free_cpus, free_memory = capacity.cpus, capacity.memory
         pool: list[int] = []
-        for kind in capacity.kinds_for(request.cards):
+        for kind in kinds:
             buckets = capacity.buckets.get(kind)
             if not buckets:
                 continue
@@ -88,7 +145,7 @@ class BestFit:
                     if len(same_kind) == want:
                         return same_kind
             pool.extend(same_kind)
-        pool.extend(self._mixed(request, capacity, exclude))
+        pool.extend(BestFit._mixed(request, capacity, exclude))
         return pool[:want] if len(pool) >= want else None
 
     @staticmethod
@@ -122,8 +179,14 @@ class FirstFit:
 
     name = "first-fit"
 
-    def place(self, request: JobRequest, capacity: FreeCapacity, exclude: Collection[int] = ()) -> Choice | None:
-        """See `PlacementStrategy.place`."""
+    def place(
+        self,
+        request: JobRequest,
+        capacity: FreeCapacity,
+        exclude: Collection[int] = (),
+        contention: Contention | None = None,
+    ) -> Choice | None:
+        """See `PlacementStrategy.place` (`contention` is ignored)."""
         if not could_fit_in_total(request, capacity):
             return None
         gpus = request.gpus_per_node

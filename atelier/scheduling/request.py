@@ -19,6 +19,15 @@ class CardFilter:
     precision: Precision | None = None
     allowed_models: frozenset[str] = frozenset()
     forbidden_models: frozenset[str] = frozenset()
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Filters key the queue's and the cycle's tables; hashing four fields on every lookup adds up.
+        fields = (self.min_memory_bytes, self.precision, self.allowed_models, self.forbidden_models)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def accepts(self, kind: CardKind) -> bool:
         """Whether a card of this kind meets memory, precision and model constraints."""
@@ -80,6 +89,9 @@ class JobRequest:
     shape: int = field(init=False, repr=False, compare=False)
     """What placement looks at, interned to an int: requests with the same shape fit exactly the same free cards
     (nodes, GPUs per node, card filter, CPUs and memory per node)."""
+    gang: int = field(init=False, repr=False, compare=False)
+    """The shape without CPUs and memory, interned too: when one request of a gang shape does not fit even
+    without CPUs and memory, none of that gang shape does."""
 
     def __post_init__(self) -> None:
         if not self.job_id:
@@ -100,8 +112,12 @@ class JobRequest:
         overlap = self.cards.allowed_models & self.cards.forbidden_models
         if overlap:
             raise InvalidArgument(f"card models {sorted(overlap)} are both allowed and forbidden")
+        # One object per distinct filter, so that table lookups find it by identity.
+        object.__setattr__(self, "cards", _FILTERS.setdefault(self.cards, self.cards))
         shape = (self.nodes, self.gpus_per_node, self.cards, self.cpus_per_node, self.memory_bytes_per_node)
         object.__setattr__(self, "shape", _SHAPES.setdefault(shape, len(_SHAPES)))
+        gang = (self.nodes, self.gpus_per_node, self.cards)
+        object.__setattr__(self, "gang", _GANGS.setdefault(gang, len(_GANGS)))
 
     @classmethod
     def of(
@@ -162,7 +178,9 @@ class JobRequest:
         return f"{text} {cards}" if cards else text
 
 
+_FILTERS: dict[CardFilter, CardFilter] = {}
 _SHAPES: dict[tuple[int, int, CardFilter, float, int], int] = {}
+_GANGS: dict[tuple[int, int, CardFilter], int] = {}
 
 
 def resolve_shape(
