@@ -8,7 +8,6 @@ resolve the addresses of those before it while it starts.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -16,27 +15,34 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import atelier
-from atelier.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
+from atelier.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from atelier.stack import prometheus
-from atelier.stack.addresses import address_file, pid_alive, read_address_file, run_dir, write_address_file
+from atelier.stack.addresses import address_file, read_address_file, write_address_file
+from atelier.stack.processes import POLL_SECONDS, ProcessRecord, StopSignal, send, signals, terminate
+from atelier.stack.records import (
+    StackRecord,
+    read_stack,
+    refuse_running,
+    remove_run_files,
+    running_record,
+    stack_file,
+    startup_lock,
+)
 from atelier.stack.services import DEFAULT_BASE_PORT, KNOWN, SERVICES, StackService
 
 STOP_GRACE_SECONDS = 15.0
 """How long `down` waits after SIGTERM before it sends SIGKILL."""
 LOG_TAIL_LINES = 20
-_POLL_SECONDS = 0.1
 
 
 class Health(StrEnum):
@@ -68,33 +74,6 @@ class ServiceStatus:
             "health": self.health.value,
             "metrics": self.metrics or None,
         }
-
-
-@dataclass(frozen=True)
-class ProcessRecord:
-    """A process the stack started; the start time tells it apart from a later process with its pid."""
-
-    pid: int
-    start_time: int | None
-
-    @classmethod
-    def of(cls, pid: int) -> ProcessRecord:
-        """The record of a running process."""
-        return cls(pid=pid, start_time=process_start_time(pid))
-
-    def running(self) -> bool:
-        """Whether this very process is still running."""
-        if not pid_alive(self.pid):
-            return False
-        return self.start_time is None or process_start_time(self.pid) == self.start_time
-
-
-@dataclass
-class StackRecord:
-    """The contents of `run/stack.json`: the supervising `atelier up` (foreground only) and the services."""
-
-    supervisor: ProcessRecord | None
-    services: dict[str, ProcessRecord]
 
 
 @dataclass
@@ -138,11 +117,11 @@ def up(
     _check_ports(base_port, services)
     home = home.absolute()
     supervisor = None if detach else ProcessRecord.of(os.getpid())
-    stop = _StopSignal()
-    with _signals(stop):
-        with _startup_lock(home):
-            _refuse_running(home, services)
-            _remove_run_files(home, services)
+    stop = StopSignal()
+    with signals(stop):
+        with startup_lock(home):
+            refuse_running(home, services)
+            remove_run_files(home, services)
             started = _start_all(home, base_port, services, supervisor, timeout)
         stop.interrupt = False
         try:
@@ -163,22 +142,22 @@ def down(home: Path, services: Sequence[StackService] = SERVICES) -> dict[str, i
     Returns the pid of each service that was running.
     """
     home = home.absolute()
-    record = _running_record(home, services)
+    record = running_record(home, services)
     supervisor = record.supervisor
     if supervisor is not None and supervisor.pid != os.getpid() and supervisor.running():
-        _send(supervisor.pid, signal.SIGTERM)
+        send(supervisor.pid, signal.SIGTERM)
     running = {name: process for name, process in record.services.items() if process.running()}
-    _terminate(list(running.values()), STOP_GRACE_SECONDS, kill_groups=True)
+    terminate(list(running.values()), STOP_GRACE_SECONDS, kill_groups=True)
     if supervisor is not None and supervisor.pid != os.getpid():
-        _terminate([supervisor], STOP_GRACE_SECONDS)
-    _remove_run_files(home, services, extra=record.services)
+        terminate([supervisor], STOP_GRACE_SECONDS)
+    remove_run_files(home, services, extra=record.services)
     return {name: process.pid for name, process in running.items()}
 
 
 def status(home: Path, services: Sequence[StackService] = SERVICES) -> list[ServiceStatus]:
     """The address, pid, liveness and health of each service of the stack in `home`."""
     home = home.absolute()
-    record = _read_stack(home) or StackRecord(supervisor=None, services={})
+    record = read_stack(home) or StackRecord(supervisor=None, services={})
     names = [s.name for s in services] + [n for n in record.services if n not in {s.name for s in services}]
     return [_service_status(home, name, record.services.get(name)) for name in names]
 
@@ -238,10 +217,10 @@ def _start_all(
 
 def _stop_started(home: Path, services: Sequence[StackService], started: Sequence[_Started]) -> None:
     """Stop the services this process started, reap them and remove the run files."""
-    _terminate([item.record for item in started], STOP_GRACE_SECONDS, kill_groups=True)
+    terminate([item.record for item in started], STOP_GRACE_SECONDS, kill_groups=True)
     for item in started:
         item.process.poll()
-    _remove_run_files(home, services)
+    remove_run_files(home, services)
 
 
 def _spawn(service: StackService, home: Path, base_port: int, addresses: Mapping[str, str]) -> _Started:
@@ -300,7 +279,7 @@ def _wait_serving(home: Path, started: _Started, deadline: float, timeout: float
                 f"the {name} service was not serving after {timeout:g}s; "
                 f"last lines of {started.log}:\n{_log_tail(started)}"
             )
-        time.sleep(_POLL_SECONDS)
+        time.sleep(POLL_SECONDS)
 
 
 def _serving(service: StackService, address: str) -> bool:
@@ -333,86 +312,6 @@ def _wait_for_stop(stop: threading.Event, started: Sequence[_Started]) -> None:
                 )
 
 
-def _terminate(processes: Sequence[ProcessRecord], grace: float, kill_groups: bool = False) -> None:
-    """SIGTERM each process, wait up to `grace` seconds for all to exit, then SIGKILL the rest (with
-    `kill_groups`, the whole process group of those that lead one)."""
-    for process in processes:
-        _send(process.pid, signal.SIGTERM)
-    if _wait_gone(processes, grace):
-        return
-    for process in processes:
-        if process.running():
-            _kill(process.pid, kill_groups)
-    _wait_gone(processes, 5.0)
-
-
-def _wait_gone(processes: Sequence[ProcessRecord], seconds: float) -> bool:
-    """Wait until none of the processes runs (reaping those that are our children)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        for process in processes:
-            with suppress(ChildProcessError):
-                os.waitpid(process.pid, os.WNOHANG)
-        if not any(p.running() for p in processes):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(_POLL_SECONDS)
-
-
-def _send(pid: int, signum: signal.Signals) -> None:
-    with suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signum)
-
-
-def _kill(pid: int, group: bool) -> None:
-    with suppress(ProcessLookupError, PermissionError):
-        if group and os.getpgid(pid) == pid:
-            os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-
-
-def _refuse_running(home: Path, services: Sequence[StackService]) -> None:
-    """Fail when any process of a stack in `home` still runs."""
-    record = _running_record(home, services)
-    running = [f"{name} pid {p.pid}" for name, p in record.services.items() if p.running()]
-    if record.supervisor is not None and record.supervisor.running():
-        running.insert(0, f"atelier up pid {record.supervisor.pid}")
-    if running:
-        raise FailedPrecondition(
-            f"a stack is already running in {home} ({', '.join(running)}): "
-            "stop it with `atelier down` or use another --home"
-        )
-
-
-def _running_record(home: Path, services: Sequence[StackService]) -> StackRecord:
-    """The stack record, completed with services that published an address file but are not in it."""
-    record = _read_stack(home) or StackRecord(supervisor=None, services={})
-    for service in services:
-        if service.name in record.services:
-            continue
-        published = read_address_file(address_file(home, service.name))
-        pid = published.pid if published is not None else None
-        if pid is not None and _runs_module(pid, service.module):
-            record.services[service.name] = ProcessRecord(pid=pid, start_time=None)
-    return record
-
-
-def _runs_module(pid: int, module: str) -> bool:
-    """Whether the process runs `python -m <module>` or the program `module` (True where its command
-    line cannot be read)."""
-    try:
-        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return not Path("/proc/self").exists()
-    return module.encode() in arguments or Path(arguments[0].decode(errors="replace")).name == module
-
-
-def _stack_file(home: Path) -> Path:
-    return run_dir(home) / "stack.json"
-
-
 def _write_stack(home: Path, supervisor: ProcessRecord | None, started: Sequence[_Started]) -> None:
     """Atomically record the processes of the stack in `run/stack.json`."""
 
@@ -430,86 +329,7 @@ def _write_stack(home: Path, supervisor: ProcessRecord | None, started: Sequence
             for item in started
         },
     }
-    path = _stack_file(home)
+    path = stack_file(home)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(content, indent=2))
     os.replace(tmp, path)
-
-
-def _read_stack(home: Path) -> StackRecord | None:
-    """The processes recorded in `run/stack.json`, or None when there is no (readable) record."""
-    try:
-        content = json.loads(_stack_file(home).read_text())
-        supervisor = content.get("supervisor")
-        return StackRecord(
-            supervisor=_process_record(supervisor) if supervisor else None,
-            services={name: _process_record(entry) for name, entry in content.get("services", {}).items()},
-        )
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return None
-
-
-def _process_record(entry: Mapping[str, Any]) -> ProcessRecord:
-    start_time = entry.get("start_time")
-    return ProcessRecord(pid=int(entry["pid"]), start_time=None if start_time is None else int(start_time))
-
-
-def _remove_run_files(
-    home: Path, services: Sequence[StackService], extra: Mapping[str, ProcessRecord] | None = None
-) -> None:
-    """Remove the stack record and the address files of the services."""
-    names = {s.name for s in services} | set(extra or {})
-    for path in [_stack_file(home), *(address_file(home, name) for name in names)]:
-        path.unlink(missing_ok=True)
-    for name in names:
-        prometheus.remove_targets(home, name)
-
-
-def process_start_time(pid: int) -> int | None:
-    """When the process started, in clock ticks since boot (Linux), or None where that is unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    return int(fields[19]) if len(fields) > 19 else None
-
-
-@contextmanager
-def _startup_lock(home: Path) -> Iterator[None]:
-    """Hold `run/stack.lock`, so two `atelier up` in one home cannot start at the same time."""
-    run_dir(home).mkdir(parents=True, exist_ok=True)
-    with (run_dir(home) / "stack.lock").open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FailedPrecondition(f"another `atelier up` is starting a stack in {home}") from None
-        yield
-
-
-class _StopSignal:
-    """Handler of SIGINT and SIGTERM: sets `event`; while `interrupt` (during startup) also raises
-    KeyboardInterrupt, so the services started so far get stopped."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.interrupt = True
-
-    def __call__(self, _signum: int, _frame: FrameType | None) -> None:
-        self.event.set()
-        if self.interrupt:
-            raise KeyboardInterrupt
-
-
-@contextmanager
-def _signals(handler: Callable[[int, FrameType | None], Any]) -> Iterator[None]:
-    """Handle SIGINT and SIGTERM with `handler` inside the block (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
