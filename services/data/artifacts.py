@@ -82,6 +82,11 @@ class Artifacts:
         return ResolvedArtifact(project, row)
 
     def get(self, name: str) -> ResolvedArtifact:
+        with self.store.session() as session:
+            return self.find(session, name)
+
+    def find(self, session: Session, name: str) -> ResolvedArtifact:
+        """`get` inside the caller's transaction."""
         parts = parse_name(name, ARTIFACT)
         ref = parts["artifact"]
         if not _PREFIX.fullmatch(ref):
@@ -89,13 +94,12 @@ class Artifacts:
                 f"artifact id {ref!r} must be a digest (or a prefix of 6+ lowercase hex characters)",
                 metadata={"field": "name", "value": name},
             )
-        with self.store.session() as session:
-            owner = self.store.project(session, parts["project"])
-            rows = session.exec(
-                select(ArtifactRow)
-                .where(ArtifactRow.project_id == owner.id, col(ArtifactRow.digest).startswith(ref))
-                .limit(2)
-            ).all()
+        owner = self.store.project(session, parts["project"])
+        rows = session.exec(
+            select(ArtifactRow)
+            .where(ArtifactRow.project_id == owner.id, col(ArtifactRow.digest).startswith(ref))
+            .limit(2)
+        ).all()
         if not rows:
             raise NotFound(f"no artifact {ref} in project {parts['project']!r}", metadata={"resource": name})
         if len(rows) > 1:

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from sqlmodel import col, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
 
 from atelier.errors import InvalidArgument, NotFound
 from atelier.names import parse_name
 from atelier.runtime.pagination import decode_token, page_size
 from services.data.artifacts import Artifacts
-from services.data.catalog import HasManifest, _page
+from services.data.catalog import VERSION, HasManifest, _page
 from services.data.store import now
 from services.data.tables import PinRow
+
+_PINS: sa.Table = PinRow.__table__  # type: ignore[attr-defined]
+
+
+class PinTarget(NamedTuple):
+    """A pinnable resource: its canonical name, its project and that project's id."""
+
+    name: str
+    project: str
+    project_id: int
 
 
 class Pins:
@@ -34,37 +46,70 @@ class Pins:
         return self.create_many([(parent, owner)])[0]
 
     def create_many(self, requests: Sequence[tuple[str, str]], project: str | None = None) -> list[tuple[PinRow, str]]:
-        """Pin each `(target, owner)` in one transaction; pinning twice for an owner returns the pin."""
+        """Pin each `(target, owner)` in one transaction; pinning twice for an owner returns the pin.
+
+        Each distinct target is resolved once and the existing pins are read in one query, so a
+        call costs a few statements whatever its size (a registry group pins one artifact for
+        every version it writes)."""
         if len(requests) > 1000:
             raise InvalidArgument(f"{len(requests)} pins in one call; at most 1000")
-        targets = []
-        for parent, owner in requests:
+        for _, owner in requests:
             if not owner or len(owner) > 400:
                 raise InvalidArgument(
                     "pin.owner is required: the resource name holding the reference (at most 400 characters)",
                     metadata={"field": "pin.owner"},
                 )
-            target = self.target(parent).name
-            if project is not None and target.split("/")[1] != project:
-                raise InvalidArgument(f"{target} is not in projects/{project}", metadata={"field": "requests.parent"})
-            targets.append((target, owner))
-        created: list[tuple[PinRow, str]] = []
         with self.store.session() as session:
-            for target, owner in targets:
-                existing = session.exec(select(PinRow).where(PinRow.target == target, PinRow.owner == owner)).first()
-                if existing is None:
-                    project_row = self.store.project(session, target.split("/")[1])
-                    assert project_row.id is not None
-                    existing = PinRow(
-                        pin_id=uuid.uuid4().hex[:16],
-                        target=target,
-                        project_id=project_row.id,
-                        owner=owner,
-                        create_time=now(),
-                    )
-                    session.add(existing)
-                created.append((existing, target))
-        return created
+            targets = {parent: self._resolve(session, parent) for parent in dict.fromkeys(p for p, _ in requests)}
+            if project is not None:
+                for target in targets.values():
+                    if target.project != project:
+                        raise InvalidArgument(
+                            f"{target.name} is not in projects/{project}", metadata={"field": "requests.parent"}
+                        )
+            wanted = list(dict.fromkeys((targets[parent].name, owner) for parent, owner in requests))
+            pins = self._existing(session, wanted)
+            project_ids = {target.name: target.project_id for target in targets.values()}
+            stamp = now()
+            added = [
+                PinRow(
+                    pin_id=uuid.uuid4().hex[:16],
+                    target=name,
+                    project_id=project_ids[name],
+                    owner=owner,
+                    create_time=stamp,
+                )
+                for name, owner in wanted
+                if (name, owner) not in pins
+            ]
+            if added:
+                columns = ("pin_id", "target", "project_id", "owner", "create_time")
+                session.connection().execute(
+                    sa.insert(_PINS), [{column: getattr(row, column) for column in columns} for row in added]
+                )
+            pins.update(((row.target, row.owner), row) for row in added)
+        return [(pins[targets[parent].name, owner], targets[parent].name) for parent, owner in requests]
+
+    def _resolve(self, session: Session, name: str) -> PinTarget:
+        """The canonical name and project of the version or artifact `name` refers to."""
+        name = name.split("/pins/")[0]
+        if "/artifacts/" in name:
+            artifact = self.artifacts.find(session, name)
+            return PinTarget(artifact.name, artifact.project, artifact.row.project_id)
+        parts = parse_name(name, VERSION)
+        version = self.catalog.resolve(session, parts["project"], parts["dataset"], parts["version"])
+        return PinTarget(version.name, version.project, version.dataset.project_id)
+
+    @staticmethod
+    def _existing(session: Session, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], PinRow]:
+        """The pins among `wanted` (target, owner) pairs that exist already, in one query."""
+        rows = session.exec(
+            select(PinRow).where(
+                col(PinRow.target).in_({t for t, _ in wanted}), col(PinRow.owner).in_({o for _, o in wanted})
+            )
+        ).all()
+        pairs = set(wanted)
+        return {(row.target, row.owner): row for row in rows if (row.target, row.owner) in pairs}
 
     def list(self, parent: str, size: int, token: str) -> tuple[Sequence[PinRow], str, str]:
         target = self.target(parent)
