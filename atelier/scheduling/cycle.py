@@ -288,8 +288,10 @@ class _Cycle:
                 waiting[job.job_id] = over
             elif self.blocked_by:
                 waiting[job.job_id] = f"waiting: behind {self.blocked_by}"
-            else:
+            elif self.capacity.total_free == 0:
                 waiting[job.job_id] = "waiting: resources (no free cards)"
+            else:
+                waiting[job.job_id] = "waiting: resources (no free cards fit)"
 
     def _held(self) -> dict[str, int]:
         """GPUs held per project that has a quota."""
