@@ -137,6 +137,8 @@ class Cycle:
         self.config = policy_config(settings)
         self.usage = load_usage(engine, self.config.half_life_s)
         self._saved_at = self.usage.as_of
+        self.queue = core.JobQueue()
+        """The pending jobs as the policy core sees them, kept across cycles (see `_queue_of`)."""
 
     def run(self) -> int:
         """One cycle; returns how many jobs started."""
@@ -163,7 +165,7 @@ class Cycle:
             if not queued:
                 return 0
             nodes = [node_of(row) for row in session.exec(select(NodeRow).where(NodeRow.state == pb.NODE_STATE_READY))]
-            decisions = core.schedule(nodes, [request_of(r) for r in queued], running, now, self.config, self.usage)
+            decisions = core.schedule(nodes, self._queue_of(queued), running, now, self.config, self.usage)
             by_id = {str(r.id): r for r in queued}
             rows = {row.name: row for row in session.exec(select(NodeRow))}
             for start in decisions.starts:
@@ -179,6 +181,18 @@ class Cycle:
                     row.reason = reason
                     session.add(row)
             return len(decisions.starts)
+
+    def _queue_of(self, queued: list[JobRow]) -> core.JobQueue:
+        """The queue brought up to date: only jobs that joined or left it since the last cycle are converted or
+        dropped, so a cycle neither parses every waiting job's spec nor re-sorts the queue (a job's request does
+        not change while it waits; `schedule` never changes the queue)."""
+        ids = {str(row.id) for row in queued}
+        for job_id in [job.job_id for job in self.queue if job.job_id not in ids]:
+            self.queue.remove(job_id)
+        for row in queued:
+            if str(row.id) not in self.queue:
+                self.queue.add(request_of(row))
+        return self.queue
 
     def _running(self, session: Session) -> list[core.RunningJob]:
         """Jobs holding cards: running attempts, and ended ones whose processes are still stopping."""
