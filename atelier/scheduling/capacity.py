@@ -130,15 +130,16 @@ class FreeCapacity:
         """Use cards (those not free are ignored), CPUs and memory of a node, for a job with `cards_filter`."""
         free = self.free[ordinal]
         before = len(free)
-        kinds = self.card_kinds[ordinal]
-        held = None if cards_filter is None else self.held.setdefault(cards_filter, {})
-        for index in cards:
-            if index in free:
-                free.discard(index)
-                kind = kinds[index]
-                self.free_by_kind[kind] -= 1
-                if held is not None:
-                    held[kind] = held.get(kind, 0) + 1
+        kind = self.kind_of[ordinal]
+        if kind is not None:
+            free.difference_update(cards)
+            self._count(kind, len(free) - before, cards_filter)
+        else:
+            kinds = self.card_kinds[ordinal]
+            for index in cards:
+                if index in free:
+                    free.discard(index)
+                    self._count(kinds[index], -1, cards_filter)
         self._moved(ordinal, before, len(free))
         self.cpus[ordinal] -= cpus
         self.memory[ordinal] -= memory
@@ -149,19 +150,28 @@ class FreeCapacity:
         """Free cards (only usable ones come back), CPUs and memory of a node, of a job with `cards_filter`."""
         free = self.free[ordinal]
         before = len(free)
-        kinds = self.card_kinds[ordinal]
-        usable = self.usable[ordinal]
-        held = None if cards_filter is None else self.held.get(cards_filter)
-        for index in cards:
-            if index in usable and index not in free:
-                free.add(index)
-                kind = kinds[index]
-                self.free_by_kind[kind] += 1
-                if held is not None and held.get(kind, 0) > 0:
-                    held[kind] -= 1
+        kind = self.kind_of[ordinal]
+        if kind is not None:
+            free.update(self.usable[ordinal].intersection(cards))
+            self._count(kind, len(free) - before, cards_filter)
+        else:
+            kinds, usable = self.card_kinds[ordinal], self.usable[ordinal]
+            for index in cards:
+                if index in usable and index not in free:
+                    free.add(index)
+                    self._count(kinds[index], 1, cards_filter)
         self._moved(ordinal, before, len(free))
         self.cpus[ordinal] += cpus
         self.memory[ordinal] += memory
+
+    def _count(self, kind: CardKind, freed: int, cards_filter: CardFilter | None) -> None:
+        """`freed` cards of a kind came free (negative: were taken) from or for a job with `cards_filter`."""
+        if not freed:
+            return
+        self.free_by_kind[kind] += freed
+        if cards_filter is not None:
+            held = self.held.setdefault(cards_filter, {})
+            held[kind] = max(held.get(kind, 0) - freed, 0)
 
     def _moved(self, ordinal: int, before: int, after: int) -> None:
         if before == after:
