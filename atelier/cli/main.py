@@ -18,6 +18,7 @@ from rich.text import Text
 from atelier.cli import data as data_cli
 from atelier.cli import jobs as jobs_cli
 from atelier.cli import registry as registry_cli
+from atelier.cli import serve as serve_cli
 from atelier.cli import sim as sim_cli
 from atelier.cli import stack as stack_cli
 from atelier.errors import AtelierError
@@ -54,6 +55,7 @@ app.add_typer(registry_cli.experiments, name="experiments")
 app.add_typer(registry_cli.runs, name="runs")
 app.add_typer(registry_cli.models, name="models")
 app.add_typer(jobs_cli.jobs, name="jobs")
+app.add_typer(serve_cli.serve, name="serve")
 app.command("cluster")(jobs_cli.cluster)
 app.command("agent")(jobs_cli.agent)
 app.command("sim")(sim_cli.sim)

@@ -81,6 +81,9 @@ class InferenceClient(ServiceClient):
                 raise DeadlineExceeded(f"{name} still {pb.DeploymentState.Name(deployment.state)} after {timeout:.0f}s")
             time.sleep(poll)
 
+    def model_metadata(self, model: str) -> v2.ModelMetadataResponse:
+        return self.call(self.protocol.ModelMetadata, v2.ModelMetadataRequest(name=model))
+
     def infer(self, model: str, inputs: dict[str, np.ndarray[Any, Any]], version: str = "") -> dict[str, Any]:
         """One request with numpy inputs; outputs as numpy arrays (BF16 as uint16 words)."""
         request = v2.ModelInferRequest(model_name=model, model_version=version)

@@ -1,0 +1,170 @@
+"""`atelier serve ...`: deploy registered model versions and call them (KServe v2)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from atelier.cli.output import console, emit
+from atelier.client.inference import InferenceClient
+from atelier.errors import InvalidArgument
+from atelier.inference.v1 import resources_pb2 as pb
+from atelier.names import parse_model_ref
+from atelier.stack.addresses import service_address
+
+serve = typer.Typer(help="Serving: deploy model versions, list, show, undeploy, infer.", no_args_is_help=True)
+
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+DeploymentArgument = Annotated[str, typer.Argument(help="Deployment id or name.")]
+ProjectOption = Annotated[
+    str | None, typer.Option("--project", "-p", help="Project (default: $ATELIER_PROJECT or 'default').")
+]
+
+
+def _client() -> InferenceClient:
+    return InferenceClient.at(service_address("inference"))
+
+
+def _project(project: str | None) -> str:
+    return project or os.environ.get("ATELIER_PROJECT", "default")
+
+
+def _name(text: str, project: str) -> str:
+    return text if text.startswith("projects/") else f"projects/{project}/deployments/{text}"
+
+
+def _state(deployment: pb.Deployment) -> str:
+    return pb.DeploymentState.Name(deployment.state).removeprefix("DEPLOYMENT_STATE_")
+
+
+def _version(deployment: pb.Deployment) -> str:
+    return deployment.model_version.rpartition("/")[2]
+
+
+@serve.command("deploy", no_args_is_help=True)
+def deploy(
+    model: Annotated[str, typer.Argument(help="MODEL@vN, MODEL@latest or MODEL@ALIAS (an alias is followed).")],
+    name: Annotated[str, typer.Option("--name", help="Deployment id (default: the model's name).")] = "",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
+    instances: Annotated[int, typer.Option("--instances", min=1, help="Model instances.")] = 1,
+    max_batch_size: Annotated[int, typer.Option("--max-batch-size", min=1, help="Largest batch.")] = 8,
+    preferred: Annotated[
+        list[int] | None, typer.Option("--preferred-batch-size", min=1, help="Send at once at this size (repeat).")
+    ] = None,
+    delay: Annotated[
+        int, typer.Option("--max-queue-delay-us", min=0, help="Longest wait for a batch to fill, in us.")
+    ] = 0,
+    max_queue_size: Annotated[int, typer.Option("--max-queue-size", min=0, help="0: no limit.")] = 0,
+    timeout_us: Annotated[int, typer.Option("--timeout-us", min=0, help="Queue timeout per request; 0: none.")] = 0,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it is READY (or FAILED).")] = True,
+    project: ProjectOption = None,
+    as_json: Json = False,
+) -> None:
+    """Deploy a registered model version; Triton clients then call it by its deployment id."""
+    project = _project(project)
+    deployment_id = name or parse_model_ref(model, project).model
+    spec = pb.Deployment(
+        model=model,
+        device=device,
+        instances=instances,
+        batching=pb.BatchingPolicy(
+            max_batch_size=max_batch_size, preferred_batch_sizes=preferred or [], max_queue_delay_us=delay
+        ),
+        queue=pb.QueuePolicy(max_queue_size=max_queue_size, default_timeout_us=timeout_us),
+    )
+    client = _client()
+    created = client.create(project, deployment_id, spec)
+    if wait:
+        created = client.wait_settled(created.name)
+    emit(as_json, created, lambda: _print(created))
+    if created.state == pb.DEPLOYMENT_STATE_FAILED:
+        raise typer.Exit(1)
+
+
+@serve.command("ls")
+def list_deployments(project: ProjectOption = None, as_json: Json = False) -> None:
+    """Deployments of a project with their versions and states."""
+    found = list(_client().list_deployments(_project(project)))
+
+    def render() -> None:
+        table = Table("deployment", "model", "version", "device", "state")
+        for d in found:
+            table.add_row(d.name.rpartition("/")[2], d.model, _version(d), d.device, _state(d))
+        console.print(table)
+
+    emit(as_json, found, render)
+
+
+@serve.command("show", no_args_is_help=True)
+def show(deployment: DeploymentArgument, project: ProjectOption = None, as_json: Json = False) -> None:
+    """A deployment: model, resolved version, device, batching and queue settings, state."""
+    found = _client().get(_name(deployment, _project(project)))
+    emit(as_json, found, lambda: _print(found))
+
+
+@serve.command("undeploy", no_args_is_help=True)
+def undeploy(deployment: DeploymentArgument, project: ProjectOption = None) -> None:
+    """Delete a deployment: queued requests fail, the model is unloaded."""
+    name = _name(deployment, _project(project))
+    _client().delete(name)
+    console.print(f"deleted {name}")
+
+
+@serve.command("infer", no_args_is_help=True)
+def infer(
+    deployment: DeploymentArgument,
+    inputs: Annotated[
+        list[str], typer.Option("--input", "-i", help="FILE.npy for the only input, or NAME=FILE.npy (repeat).")
+    ],
+    project: ProjectOption = None,
+    as_json: Json = False,
+) -> None:
+    """Send one request with inputs from .npy files and print the outputs (a quick check)."""
+    client = _client()
+    found = client.get(_name(deployment, _project(project)))
+    model = found.name.rpartition("/")[2]
+    names = [t.name for t in client.model_metadata(model).inputs]
+    arrays = _read_inputs(inputs, names)
+    outputs = client.infer(model, arrays)
+
+    def render() -> None:
+        for output_name, array in outputs.items():
+            console.print(f"{output_name} {array.dtype} {list(array.shape)}")
+            console.print(np.array2string(array, threshold=64))
+
+    emit(as_json, {k: {"shape": list(v.shape), "data": v.tolist()} for k, v in outputs.items()}, render)
+
+
+def _read_inputs(specs: list[str], names: list[str]) -> dict[str, np.ndarray]:  # type: ignore[type-arg]
+    arrays = {}
+    for spec in specs:
+        if "=" not in spec and len(names) != 1:
+            raise InvalidArgument(f"--input {spec}: the model has inputs {', '.join(names)}; give NAME=FILE.npy")
+        name, _, path = spec.partition("=") if "=" in spec else (names[0], "", spec)
+        file = Path(path)
+        if not file.is_file():
+            raise InvalidArgument(f"--input {spec}: no file {file}")
+        try:
+            arrays[name] = np.load(file, allow_pickle=False)
+        except ValueError as error:
+            raise InvalidArgument(f"--input {spec}: {file} is not a .npy array ({error})") from error
+    return arrays
+
+
+def _print(d: pb.Deployment) -> None:
+    console.print(f"[bold]{d.name}[/bold]  {_state(d)}" + (f" ({d.state_reason})" if d.state_reason else ""))
+    console.print(f"model: {d.model} -> {d.model_version}")
+    console.print(f"device: {d.device}  instances: {d.instances}")
+    b, q = d.batching, d.queue
+    preferred = ",".join(map(str, b.preferred_batch_sizes)) or "-"
+    console.print(
+        f"batching: max {b.max_batch_size}, preferred {preferred}, delay {b.max_queue_delay_us} us, "
+        f"{b.priority_levels} priority level(s)"
+    )
+    limit = q.max_queue_size or "unlimited"
+    console.print(f"queue: {limit}, timeout {q.default_timeout_us or 'none'} us")
