@@ -45,11 +45,11 @@ def targets_dir(home: Path) -> Path:
     return directory(home) / "targets"
 
 
-def write_targets(home: Path, name: str, address: str, labels: dict[str, str] | None = None) -> Path:
-    """Publish one scrape target (host:port serving `/metrics`) as job `name`."""
+def write_targets(home: Path, name: str, address: str, labels: dict[str, str] | None = None, job: str = "") -> Path:
+    """Publish one scrape target (host:port serving `/metrics`) in `<name>.json`, as job `job` (or `name`)."""
     path = targets_dir(home) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    group = {"targets": [address], "labels": {"job": name, "service": name, **(labels or {})}}
+    group = {"targets": [address], "labels": {"job": job or name, "service": job or name, **(labels or {})}}
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps([group], indent=2))
     os.replace(tmp, path)

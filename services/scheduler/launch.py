@@ -75,6 +75,7 @@ def build_tasks(
             datasets=list(job.datasets),
             grace_period=grace,
             working_directory=job.working_directory,
+            user=job.user,
         )
         task.max_run_time.CopyFrom(job.max_run_time)
         tasks.append(task)

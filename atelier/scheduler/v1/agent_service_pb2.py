@@ -31,7 +31,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(atelier/scheduler/v1/agent_service.proto\x12\x14\x61telier.scheduler.v1\x1a$atelier/scheduler/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\"\\\n\x13RegisterNodeRequest\x12.\n\x04node\x18\x01 \x01(\x0b\x32\x1a.atelier.scheduler.v1.NodeB\x04\xe2\x41\x01\x02\x12\x15\n\x07node_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x80\x03\n\x04Task\x12+\n\x03job\x18\x01 \x01(\tB\x1e\xfa\x41\x1b\n\x19scheduler.atelier.dev/Job\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\x0c\n\x04\x61rgv\x18\x04 \x03(\t\x12\x30\n\x03\x65nv\x18\x05 \x03(\x0b\x32#.atelier.scheduler.v1.Task.EnvEntry\x12\r\n\x05\x63\x61rds\x18\x06 \x03(\x05\x12\x34\n\x08\x64\x61tasets\x18\x07 \x03(\x0b\x32\".atelier.scheduler.v1.DatasetInput\x12/\n\x0cgrace_period\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cmax_run_time\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11working_directory\x18\n \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\nTaskStatus\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.atelier.scheduler.v1.TaskState\x12\x11\n\texit_code\x18\x05 \x01(\x05\x12\x0f\n\x07message\x18\x06 \x01(\t\"\xa1\x01\n\x10HeartbeatRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1ascheduler.atelier.dev/Node\x12)\n\x05\x63\x61rds\x18\x02 \x03(\x0b\x32\x1a.atelier.scheduler.v1.Card\x12/\n\x05tasks\x18\x03 \x03(\x0b\x32 .atelier.scheduler.v1.TaskStatus\"\x7f\n\x11HeartbeatResponse\x12)\n\x05tasks\x18\x01 \x03(\x0b\x32\x1a.atelier.scheduler.v1.Task\x12+\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nregistered\x18\x03 \x01(\x08\"u\n\x14WriteTaskLogsRequest\x12/\n\x03job\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19scheduler.atelier.dev/Job\x12,\n\x05lines\x18\x02 \x03(\x0b\x32\x1d.atelier.scheduler.v1.LogLine*\x8f\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_STATE_STARTING\x10\x01\x12\x16\n\x12TASK_STATE_RUNNING\x10\x02\x12\x15\n\x11TASK_STATE_EXITED\x10\x03\x12\x1e\n\x1aTASK_STATE_FAILED_TO_START\x10\x04\x32\xca\x03\n\x0c\x41gentService\x12}\n\x0cRegisterNode\x12).atelier.scheduler.v1.RegisterNodeRequest\x1a\x1a.atelier.scheduler.v1.Node\"&\xda\x41\x0cnode,node_id\x82\xd3\xe4\x93\x02\x11\"\t/v1/nodes:\x04node\x12\x8c\x01\n\tHeartbeat\x12&.atelier.scheduler.v1.HeartbeatRequest\x1a\'.atelier.scheduler.v1.HeartbeatResponse\".\xda\x41\x04name\x82\xd3\xe4\x93\x02!\"\x1c/v1/{name=nodes/*}:heartbeat:\x01*\x12\x91\x01\n\rWriteTaskLogs\x12*.atelier.scheduler.v1.WriteTaskLogsRequest\x1a\x16.google.protobuf.Empty\"<\xda\x41\tjob,lines\x82\xd3\xe4\x93\x02*\"%/v1/{job=projects/*/jobs/*}:writeLogs:\x01*\x1a\x18\xca\x41\x15scheduler.atelier.devb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(atelier/scheduler/v1/agent_service.proto\x12\x14\x61telier.scheduler.v1\x1a$atelier/scheduler/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\"\\\n\x13RegisterNodeRequest\x12.\n\x04node\x18\x01 \x01(\x0b\x32\x1a.atelier.scheduler.v1.NodeB\x04\xe2\x41\x01\x02\x12\x15\n\x07node_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x8e\x03\n\x04Task\x12+\n\x03job\x18\x01 \x01(\tB\x1e\xfa\x41\x1b\n\x19scheduler.atelier.dev/Job\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\x0c\n\x04\x61rgv\x18\x04 \x03(\t\x12\x30\n\x03\x65nv\x18\x05 \x03(\x0b\x32#.atelier.scheduler.v1.Task.EnvEntry\x12\r\n\x05\x63\x61rds\x18\x06 \x03(\x05\x12\x34\n\x08\x64\x61tasets\x18\x07 \x03(\x0b\x32\".atelier.scheduler.v1.DatasetInput\x12/\n\x0cgrace_period\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cmax_run_time\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11working_directory\x18\n \x01(\t\x12\x0c\n\x04user\x18\x0b \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\nTaskStatus\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.atelier.scheduler.v1.TaskState\x12\x11\n\texit_code\x18\x05 \x01(\x05\x12\x0f\n\x07message\x18\x06 \x01(\t\"\xa1\x01\n\x10HeartbeatRequest\x12\x31\n\x04name\x18\x01 \x01(\tB#\xe2\x41\x01\x02\xfa\x41\x1c\n\x1ascheduler.atelier.dev/Node\x12)\n\x05\x63\x61rds\x18\x02 \x03(\x0b\x32\x1a.atelier.scheduler.v1.Card\x12/\n\x05tasks\x18\x03 \x03(\x0b\x32 .atelier.scheduler.v1.TaskStatus\"\x7f\n\x11HeartbeatResponse\x12)\n\x05tasks\x18\x01 \x03(\x0b\x32\x1a.atelier.scheduler.v1.Task\x12+\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nregistered\x18\x03 \x01(\x08\"u\n\x14WriteTaskLogsRequest\x12/\n\x03job\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19scheduler.atelier.dev/Job\x12,\n\x05lines\x18\x02 \x03(\x0b\x32\x1d.atelier.scheduler.v1.LogLine*\x8f\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_STATE_STARTING\x10\x01\x12\x16\n\x12TASK_STATE_RUNNING\x10\x02\x12\x15\n\x11TASK_STATE_EXITED\x10\x03\x12\x1e\n\x1aTASK_STATE_FAILED_TO_START\x10\x04\x32\xca\x03\n\x0c\x41gentService\x12}\n\x0cRegisterNode\x12).atelier.scheduler.v1.RegisterNodeRequest\x1a\x1a.atelier.scheduler.v1.Node\"&\xda\x41\x0cnode,node_id\x82\xd3\xe4\x93\x02\x11\"\t/v1/nodes:\x04node\x12\x8c\x01\n\tHeartbeat\x12&.atelier.scheduler.v1.HeartbeatRequest\x1a\'.atelier.scheduler.v1.HeartbeatResponse\".\xda\x41\x04name\x82\xd3\xe4\x93\x02!\"\x1c/v1/{name=nodes/*}:heartbeat:\x01*\x12\x91\x01\n\rWriteTaskLogs\x12*.atelier.scheduler.v1.WriteTaskLogsRequest\x1a\x16.google.protobuf.Empty\"<\xda\x41\tjob,lines\x82\xd3\xe4\x93\x02*\"%/v1/{job=projects/*/jobs/*}:writeLogs:\x01*\x1a\x18\xca\x41\x15scheduler.atelier.devb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,22 +58,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTSERVICE'].methods_by_name['Heartbeat']._serialized_options = b'\332A\004name\202\323\344\223\002!\"\034/v1/{name=nodes/*}:heartbeat:\001*'
   _globals['_AGENTSERVICE'].methods_by_name['WriteTaskLogs']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['WriteTaskLogs']._serialized_options = b'\332A\tjob,lines\202\323\344\223\002*\"%/v1/{job=projects/*/jobs/*}:writeLogs:\001*'
-  _globals['_TASKSTATE']._serialized_start=1317
-  _globals['_TASKSTATE']._serialized_end=1460
+  _globals['_TASKSTATE']._serialized_start=1331
+  _globals['_TASKSTATE']._serialized_end=1474
   _globals['_REGISTERNODEREQUEST']._serialized_start=280
   _globals['_REGISTERNODEREQUEST']._serialized_end=372
   _globals['_TASK']._serialized_start=375
-  _globals['_TASK']._serialized_end=759
-  _globals['_TASK_ENVENTRY']._serialized_start=717
-  _globals['_TASK_ENVENTRY']._serialized_end=759
-  _globals['_TASKSTATUS']._serialized_start=762
-  _globals['_TASKSTATUS']._serialized_end=902
-  _globals['_HEARTBEATREQUEST']._serialized_start=905
-  _globals['_HEARTBEATREQUEST']._serialized_end=1066
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1068
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1195
-  _globals['_WRITETASKLOGSREQUEST']._serialized_start=1197
-  _globals['_WRITETASKLOGSREQUEST']._serialized_end=1314
-  _globals['_AGENTSERVICE']._serialized_start=1463
-  _globals['_AGENTSERVICE']._serialized_end=1921
+  _globals['_TASK']._serialized_end=773
+  _globals['_TASK_ENVENTRY']._serialized_start=731
+  _globals['_TASK_ENVENTRY']._serialized_end=773
+  _globals['_TASKSTATUS']._serialized_start=776
+  _globals['_TASKSTATUS']._serialized_end=916
+  _globals['_HEARTBEATREQUEST']._serialized_start=919
+  _globals['_HEARTBEATREQUEST']._serialized_end=1080
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1082
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1209
+  _globals['_WRITETASKLOGSREQUEST']._serialized_start=1211
+  _globals['_WRITETASKLOGSREQUEST']._serialized_end=1328
+  _globals['_AGENTSERVICE']._serialized_start=1477
+  _globals['_AGENTSERVICE']._serialized_end=1935
 # @@protoc_insertion_point(module_scope)

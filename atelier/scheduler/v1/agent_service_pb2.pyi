@@ -117,6 +117,7 @@ class Task(_message.Message):
     GRACE_PERIOD_FIELD_NUMBER: _builtins.int
     MAX_RUN_TIME_FIELD_NUMBER: _builtins.int
     WORKING_DIRECTORY_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
     job: _builtins.str
     """`projects/{project}/jobs/{job}`."""
     attempt: _builtins.int
@@ -125,6 +126,8 @@ class Task(_message.Message):
     """Rank of this node in the gang."""
     working_directory: _builtins.str
     """Working directory; empty means a fresh directory per task."""
+    user: _builtins.str
+    """Who submitted the job (for attributing the cards it holds in the node's metrics)."""
     @_builtins.property
     def argv(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The command to run; a first element `torchrun` means the agent's own torch launcher."""
@@ -162,10 +165,11 @@ class Task(_message.Message):
         grace_period: _duration_pb2.Duration | None = ...,
         max_run_time: _duration_pb2.Duration | None = ...,
         working_directory: _builtins.str = ...,
+        user: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["grace_period", b"grace_period", "max_run_time", b"max_run_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["argv", b"argv", "attempt", b"attempt", "cards", b"cards", "datasets", b"datasets", "env", b"env", "grace_period", b"grace_period", "job", b"job", "max_run_time", b"max_run_time", "rank", b"rank", "working_directory", b"working_directory"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["argv", b"argv", "attempt", b"attempt", "cards", b"cards", "datasets", b"datasets", "env", b"env", "grace_period", b"grace_period", "job", b"job", "max_run_time", b"max_run_time", "rank", b"rank", "user", b"user", "working_directory", b"working_directory"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

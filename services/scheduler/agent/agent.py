@@ -24,6 +24,7 @@ from atelier.scheduler.v1 import agent_service_pb2 as agent
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.agent.discovery import GpuDiscovery
 from services.scheduler.agent.processes import TaskProcess
+from services.scheduler.agent.telemetry.exporter import Holder
 
 log = logging.getLogger(__name__)
 TaskKey = tuple[str, int, int]
@@ -105,6 +106,17 @@ class Agent:
         finally:
             self.stop_all()
             self._ship_logs()
+
+    def holders(self) -> dict[int, Holder]:
+        """Card index -> the job holding it, for every task starting or running here."""
+        held = {}
+        with self._lock:
+            for task in self._tasks.values():
+                if task.state in (agent.TASK_STATE_STARTING, agent.TASK_STATE_RUNNING):
+                    project = task.spec.job.split("/")[1] if task.spec.job.count("/") >= 3 else ""
+                    for card in task.spec.cards:
+                        held[card] = Holder(task.spec.job, project, task.spec.user)
+        return held
 
     def register(self) -> pb.Node:
         found = self.discovery.inventory()

@@ -17,6 +17,7 @@ from services.scheduler.agent.agent import Agent, AgentConfig
 from services.scheduler.agent.datasets import DatasetCache
 from services.scheduler.agent.discovery import DeclaredInventory, GpuDiscovery, NvmlDiscovery
 from services.scheduler.agent.settings import AgentSettings
+from services.scheduler.agent.telemetry.endpoint import start_telemetry
 from services.scheduler.catalogue import card_spec
 
 log = logging.getLogger("atelier.agent")
@@ -63,8 +64,15 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    telemetry = None
     try:
-        build(settings).run(stop)
+        agent = build(settings)
+        telemetry = start_telemetry(settings, agent.discovery, agent.holders, stop)
+        agent.run(stop)
     except AtelierError as error:
         print(f"atelier agent: {error.message}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        stop.set()
+        if telemetry is not None:
+            telemetry.stop()

@@ -82,7 +82,7 @@ def inventory(*models: str, nvlink: list[list[int]] | None = None) -> str:
 def start_agent(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(node_id: str, *models: str) -> subprocess.Popen[bytes]:
+    def start(node_id: str, *models: str, **settings: str) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env.update(
             {
@@ -93,9 +93,12 @@ def start_agent(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[..., subp
                 "ATELIER_AGENT_DISCOVERY": "declared",
                 "ATELIER_AGENT_INVENTORY_JSON": inventory(*models),
                 "ATELIER_AGENT_WORK_DIR": str(tmp_path / "agents" / node_id),
+                "ATELIER_AGENT_HOME": str(cluster.home),
+                "ATELIER_AGENT_METRICS_HOST": "127.0.0.1",
                 "PYTHONPATH": str(ROOT),
             }
         )
+        env.update({f"ATELIER_AGENT_{key.upper()}": value for key, value in settings.items()})
         log = (tmp_path / f"agent-{node_id}.log").open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "services.scheduler.agent"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT

@@ -1,0 +1,71 @@
+"""Wiring of an agent's telemetry: the source for its discovery, the collector, the sampler thread, the
+`/metrics` endpoint, and a Prometheus target file when the agent belongs to a local stack."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from atelier.runtime.metrics import MetricsEndpoint, serve_metrics, service_registry
+from atelier.stack import prometheus
+from services.scheduler.agent.discovery import GpuDiscovery, NvmlDiscovery
+from services.scheduler.agent.settings import AgentSettings
+from services.scheduler.agent.telemetry.exporter import DcgmCollector, Holder
+from services.scheduler.agent.telemetry.nvml import NvmlTelemetry
+from services.scheduler.agent.telemetry.sampler import Sampler
+from services.scheduler.agent.telemetry.samples import TelemetrySource
+from services.scheduler.agent.telemetry.simulated import SimulatedTelemetry
+
+log = logging.getLogger(__name__)
+
+
+def source_for(discovery: GpuDiscovery, busy_utilization: float) -> TelemetrySource:
+    """NVML samples for NVML discovery; simulated ones for a declared inventory."""
+    if isinstance(discovery, NvmlDiscovery):
+        return NvmlTelemetry()
+    return SimulatedTelemetry(discovery.inventory().cards, busy_utilization)
+
+
+@dataclass
+class Telemetry:
+    sampler: Sampler
+    endpoint: MetricsEndpoint
+    target_file: Path | None
+
+    def stop(self) -> None:
+        self.endpoint.stop()
+        if self.target_file is not None:
+            self.target_file.unlink(missing_ok=True)
+
+
+def start_telemetry(
+    settings: AgentSettings, discovery: GpuDiscovery, holders: Callable[[], dict[int, Holder]], stop: threading.Event
+) -> Telemetry | None:
+    """Sample every card each interval and serve the series; None when metrics are turned off."""
+    if settings.metrics_port < 0:
+        return None
+    source = source_for(discovery, settings.simulated_busy_utilization)
+    collector = DcgmCollector(
+        socket.gethostname(),
+        source.driver_version,
+        source.simulated,
+        settings.idle_utilization_percent,
+        settings.idle_after_seconds,
+    )
+    registry = service_registry()
+    registry.register(collector)
+    sampler = Sampler(source, collector, holders, settings.telemetry_interval_seconds)
+    sampler.sample_once()
+    sampler.start(stop)
+    endpoint = serve_metrics(registry, settings.metrics_host, settings.metrics_port)
+    port = endpoint.address.rpartition(":")[2]
+    reachable = f"{settings.address or '127.0.0.1'}:{port}"
+    target = prometheus.write_targets(
+        settings.home, f"agent-{settings.node_id}", reachable, job="agent", labels={"node": settings.node_id}
+    )
+    log.info("GPU metrics on http://%s/metrics (%s)", reachable, "simulated" if source.simulated else "NVML")
+    return Telemetry(sampler, endpoint, target)
