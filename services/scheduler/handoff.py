@@ -74,17 +74,20 @@ class Handoff:
             return True
         with transaction(self.engine) as session:
             fresh = session.get(JobRow, row.id)
-            if fresh is None or fresh.state not in QUEUED or fresh.external_active:
-                self._cancel_quietly(submitted.external_id)  # cancelled while it was being submitted
-                return True
-            fresh.attempt = submission.attempt
-            fresh.external_id = submitted.external_id
-            fresh.external_active = True
-            fresh.log_offset = 0
-            fresh.reason = f"waiting: in {self.label} as job {submitted.external_id}"
-            session.add(fresh)
-            text = f"submitted to {self.label} as job {submitted.external_id}: {submitted.request}"
-            add_lines(session, fresh, [pb.LogLine(attempt=fresh.attempt, stream=pb.LOG_STREAM_SYSTEM, text=text)])
+            taken = fresh is not None and fresh.state in QUEUED and not fresh.external_active
+            if fresh is not None and taken:
+                fresh.attempt = submission.attempt
+                fresh.external_id = submitted.external_id
+                fresh.external_active = True
+                fresh.log_offset = 0
+                fresh.reason = f"waiting: in {self.label} as job {submitted.external_id}"
+                session.add(fresh)
+                text = f"submitted to {self.label} as job {submitted.external_id}: {submitted.request}"
+                line = pb.LogLine(attempt=fresh.attempt, stream=pb.LOG_STREAM_SYSTEM, text=text)
+                add_lines(session, fresh, [line])
+        if not taken:
+            self._cancel_quietly(submitted.external_id)  # cancelled while it was being submitted
+            return True
         log.info("%s handed to %s as job %s", submission.job_name, self.label, submitted.external_id)
         return True
 

@@ -64,5 +64,7 @@ class SchedulerSettings(ServiceSettings):
         2.0, gt=0, description="How often jobs are handed to Slurm and their state and output followed."
     )
     slurm_command_timeout_seconds: float = Field(
-        30.0, gt=0, description="Longest wait for one sbatch/squeue/sacct/scancel/scontrol call."
+        20.0,
+        gt=0,
+        description="Longest wait for one sbatch/squeue/sacct/scancel call (below clients' 30 s deadline).",
     )

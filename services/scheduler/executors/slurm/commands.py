@@ -50,9 +50,12 @@ class SlurmCommands:
             )
         except FileNotFoundError:
             where = f"in {self.bin_dir}" if self.bin_dir else "on PATH (set ATELIER_SCHEDULER_SLURM_BIN_DIR)"
-            raise Unavailable(f"Slurm is not reachable: {program} not found {where}") from None
+            raise Unavailable(
+                f"Slurm is not reachable: {program} not found {where}", metadata=_about(program)
+            ) from None
         except subprocess.TimeoutExpired:
-            raise Unavailable(f"Slurm is not reachable: {program} gave no answer in {self.timeout:g} s") from None
+            message = f"Slurm is not reachable: {program} gave no answer in {self.timeout:g} s"
+            raise Unavailable(message, metadata=_about(program)) from None
         if done.returncode != 0:
             raise command_error(program, done.returncode, done.stderr or done.stdout)
         return done.stdout
@@ -64,5 +67,10 @@ def command_error(program: str, code: int, text: str) -> FailedPrecondition | Un
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     line = lines[-1] if lines else f"exit code {code}"
     if any(words in line.lower() for words in _UNREACHABLE):
-        return Unavailable(f"Slurm is not reachable: {line}")
-    return FailedPrecondition(f"{program} failed: {line}", metadata={"command": program})
+        return Unavailable(f"Slurm is not reachable: {line}", metadata=_about(program))
+    return FailedPrecondition(f"{program} failed: {line}", metadata=_about(program))
+
+
+def _about(program: str) -> dict[str, str]:
+    # Metadata also tells clients that the scheduler answered: UNAVAILABLE is Slurm's, not the service's.
+    return {"executor": "slurm", "command": program}

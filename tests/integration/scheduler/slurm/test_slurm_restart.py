@@ -1,0 +1,94 @@
+"""A restarted scheduler re-adopts its Slurm jobs from the database; Slurm out of reach is told as such."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from atelier.errors import Unavailable
+from atelier.scheduler.v1 import resources_pb2 as pb
+from tests.integration.scheduler.slurm.conftest import SlurmScheduler
+from tests.integration.scheduler.slurm.slurm_cluster import Slurm, free_port
+from tests.integration.scheduler.slurm.test_slurm_jobs import ENDED, log_text, python_job
+from tests.integration.scheduler.slurm.test_slurm_running import wait_for_line, wait_until, waits_for
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def unreachable_conf(slurm: Slurm, folder: Path) -> Path:
+    """The test Slurm's config with the controller on a port nobody listens on. The commands give up
+    after MessageTimeout (10 s by default, 2 here: clients retry UNAVAILABLE within their deadline)."""
+    text = re.sub(r"SlurmctldPort=\d+", f"SlurmctldPort={free_port()}", slurm.conf.read_text())
+    text += "MessageTimeout=2\n"
+    path = folder / "unreachable.conf"
+    path.write_text(text)
+    return path
+
+
+def live_in_slurm(slurm: Slurm, external_id: str) -> bool:
+    found = slurm.run("squeue", "--noheader", f"--jobs={external_id}", "--format=%T", check=False)
+    return found.stdout.strip() in ("PENDING", "RUNNING", "COMPLETING")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_restarted_scheduler_readopts_its_slurm_jobs(
+    schedulers: SlurmScheduler, slurm: Slurm, tmp_path: Path
+) -> None:
+    first = schedulers.start()
+    finish, never = tmp_path / "finish", tmp_path / "never"
+    ending = first.client.submit("lab", python_job(waits_for(finish, "before", "after")), "ending")
+    staying = first.client.submit("lab", python_job(waits_for(never, "holding")), "staying")
+    for job, line in ((ending, "before"), (staying, "holding")):
+        first.wait_for(job.name, (pb.JOB_STATE_RUNNING,), timeout=120)
+        wait_for_line(first, job.name, line)
+    ended_id = first.client.get_job(ending.name).external_id
+    schedulers.stop(first)
+
+    finish.touch()  # `ending` ends in Slurm while no scheduler watches
+    wait_until(lambda: not live_in_slurm(slurm, ended_id), "Slurm never saw the job end", 120)
+
+    second = schedulers.start()
+    done = second.wait_for(ending.name, ENDED, timeout=120)
+    assert done.state == pb.JOB_STATE_SUCCEEDED
+    assert done.external_id == ended_id
+    assert [line for line in log_text(second, ending.name) if not line.startswith("submitted")] == ["before", "after"]
+    assert second.client.get_job(staying.name).state == pb.JOB_STATE_RUNNING
+    schedulers.stop(second)
+
+    cut_off = schedulers.start(slurm_conf=str(unreachable_conf(slurm, tmp_path)))
+    with pytest.raises(Unavailable, match="Slurm is not reachable: .*Unable to contact slurm controller"):
+        cut_off.client.cancel(staying.name)
+    assert cut_off.client.get_job(staying.name).state == pb.JOB_STATE_RUNNING  # nothing half done
+    schedulers.stop(cut_off)
+
+    third = schedulers.start()
+    assert third.client.cancel(staying.name).state == pb.JOB_STATE_CANCELLED
+    staying_id = third.client.get_job(staying.name).external_id
+    wait_until(lambda: not live_in_slurm(slurm, staying_id), "scancel did not stop the re-adopted job", 60)
+    assert log_text(third, staying.name).count("holding") == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_job_waits_with_the_reason_while_slurm_is_out_of_reach(
+    schedulers: SlurmScheduler, slurm: Slurm, tmp_path: Path
+) -> None:
+    cut_off = schedulers.start(slurm_conf=str(unreachable_conf(slurm, tmp_path)))
+    job = cut_off.client.submit("lab", python_job("print('hello')"))
+    wait_until(lambda: "not reachable" in cut_off.client.get_job(job.name).reason, "no reason given", 60)
+    waiting = cut_off.client.get_job(job.name)
+    assert waiting.state == pb.JOB_STATE_PENDING
+    assert waiting.reason.startswith("waiting: Slurm is not reachable: sbatch: error: Batch job submission failed")
+    schedulers.stop(cut_off)
+
+    reachable = schedulers.start()  # the same database: the job is handed over once Slurm answers
+    done = reachable.wait_for(job.name, ENDED, timeout=120)
+    assert done.state == pb.JOB_STATE_SUCCEEDED
+    assert "hello" in log_text(reachable, job.name)
+    schedulers.stop(reachable)
+
+    missing = schedulers.start(slurm_bin_dir=str(tmp_path / "no-slurm-here"))
+    other = missing.client.submit("lab", python_job("print('hello')"))
+    wait_until(lambda: "sbatch not found in" in missing.client.get_job(other.name).reason, "no reason given", 60)
+    assert missing.client.cancel(other.name).state == pb.JOB_STATE_CANCELLED
