@@ -60,9 +60,14 @@ def remove_targets(home: Path, name: str) -> None:
     (targets_dir(home) / f"{name}.json").unlink(missing_ok=True)
 
 
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules"
+"""The shipped alert rules (in a source checkout), evaluated by the local Prometheus too."""
+
+
 def write_config(home: Path) -> Path:
-    """`prometheus/prometheus.yml`: scrape whatever the target files name (JSON is valid YAML)."""
-    config = {
+    """`prometheus/prometheus.yml`: scrape whatever the target files name, evaluate the shipped alert
+    rules (JSON is valid YAML)."""
+    config: dict[str, object] = {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
         "scrape_configs": [
             {
@@ -71,6 +76,8 @@ def write_config(home: Path) -> Path:
             }
         ],
     }
+    if RULES.is_dir():
+        config["rule_files"] = [str(RULES / "*.yml")]
     path = directory(home) / "prometheus.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
     targets_dir(home).mkdir(parents=True, exist_ok=True)

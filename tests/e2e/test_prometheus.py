@@ -49,6 +49,9 @@ def test_prometheus_scrapes_every_service(tmp_path: Path) -> None:
         assert wanted <= up
         handled = query(address, "sum by (job) (grpc_server_handled_total)")
         assert wanted <= {r["metric"]["job"] for r in handled}  # the health checks of `up` itself
+        with urllib.request.urlopen(f"http://{address}/api/v1/rules", timeout=10) as response:
+            groups = json.loads(response.read())["data"]["groups"]
+        assert {"atelier-gpus", "atelier-cluster", "atelier-serving"} <= {g["name"] for g in groups}
     finally:
         stopped = atelier(home, "down")
     assert stopped.returncode == 0, stopped.stderr
