@@ -48,13 +48,14 @@ def config(threads: int) -> Config:
     )  # fmt: skip
 
 
-def profile(pids: dict[str, int], directory: Path) -> list[subprocess.Popen[bytes]]:
+def profile(pids: dict[str, int], directory: Path, native: bool) -> list[subprocess.Popen[bytes]]:
     """py-spy recording each service (GIL-holding samples only) until it is interrupted."""
     directory.mkdir(parents=True, exist_ok=True)
     recorders = []
     for name, pid in pids.items():
         output = directory / f"{name.split()[0]}.txt"
         command = [str(PY_SPY), "record", "--pid", str(pid), "--format", "raw", "--gil", "-r", "200", "-o", str(output)]
+        command += ["--native"] if native else []
         recorders.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     time.sleep(1.0)
     return recorders
@@ -78,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--warmup", type=int, default=200, help="versions registered before the timed ones")
     parser.add_argument("--profile", type=Path, help="write py-spy collapsed stacks of both services here")
+    parser.add_argument("--native", action="store_true", help="with --profile: native frames too (gRPC's core)")
     args = parser.parse_args(argv)
     if args.count < 1 or args.threads < 1 or args.warmup < 0:
         parser.error("--count and --threads must be positive, --warmup at least 0")
@@ -93,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if args.warmup:
                 register_atelier(address, artifact, model, args.warmup, 0, settings, args.mode)
             pids = {"registry": stack.pids["registry"], "data service": stack.pids["data"]}
-            recorders = profile(pids, args.profile) if args.profile else []
+            recorders = profile(pids, args.profile, args.native) if args.profile else []
             load, calls = os.getloadavg()[0], pin_calls(stack.home)
             result = with_server_cpu(
                 servers,

@@ -7,6 +7,7 @@ interceptors use the same base.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +18,7 @@ from opentelemetry import trace
 
 from atelier.errors import AtelierError, Internal, to_status
 from atelier.runtime.metrics import RpcMetrics
+from atelier.runtime.spans import OpenSpan, ServerSpans
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +36,12 @@ class MethodInterceptor(_ServerInterceptor):
     """Wraps every handler; subclasses override `unary()` and `stream()`.
 
     `kinds` maps each method wrapped so far to its handler kind (`unary_unary`, `unary_stream`,
-    `stream_unary`, `stream_stream`)."""
+    `stream_unary`, `stream_stream`). A method's wrapped handler is built once and reused while
+    the server hands out the same handler for it, so a call pays only for the wrapper itself."""
 
     def __init__(self) -> None:
         self.kinds: dict[str, str] = {}
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
         self,
@@ -47,7 +51,13 @@ class MethodInterceptor(_ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        return self._wrap(handler, handler_call_details.method)  # type: ignore[attr-defined]
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     def applies_to(self, method: str) -> bool:
         """Whether to wrap this method (e.g. skip health and reflection)."""
@@ -78,17 +88,9 @@ class MethodInterceptor(_ServerInterceptor):
         attr, factory = kinds[(handler.request_streaming, handler.response_streaming)]
         self.kinds[method] = attr
         behavior: Behavior = getattr(handler, attr)
-
-        if handler.response_streaming:
-
-            def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                return self.stream(method, behavior, request, context)
-
-        else:
-
-            async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # type: ignore[misc]
-                return await self.unary(method, behavior, request, context)
-
+        # A partial of the coroutine (or async generator) method: gRPC sees through it to run the
+        # handler as async, and a call costs no extra coroutine frame.
+        wrapped = functools.partial(self.stream if handler.response_streaming else self.unary, method, behavior)
         return factory(  # type: ignore[no-any-return]
             wrapped,
             request_deserializer=handler.request_deserializer,
@@ -135,13 +137,20 @@ class ErrorInterceptor(MethodInterceptor):
 class CallInterceptor(MethodInterceptor):
     """Observes every call once it ends: one structured log line (method, status code, duration,
     with the trace id the log formatter adds; health checks and reflection at DEBUG) and, when given,
-    the RPC metrics (started, handled by code, handling time)."""
+    the RPC metrics (started, handled by code, handling time).
+
+    With `tracing`, each call also runs in a SERVER span continuing the caller's W3C trace context
+    (what OpenTelemetry's gRPC server instrumentation records); with `errors`, it also does the
+    `ErrorInterceptor`'s work. The service host uses both: one wrapper per call instead of a stack
+    of three, each with its own coroutine, context manager and servicer-context proxy."""
 
     _QUIET = ("/grpc.health.v1.", "/grpc.reflection.")
 
-    def __init__(self, metrics: RpcMetrics | None = None) -> None:
+    def __init__(self, metrics: RpcMetrics | None = None, *, tracing: bool = False, errors: bool = False) -> None:
         super().__init__()
         self.metrics = metrics
+        self.errors = errors
+        self.spans = ServerSpans() if tracing else None
 
     def _started(self, method: str) -> float:
         if self.metrics is not None:
@@ -155,7 +164,10 @@ class CallInterceptor(MethodInterceptor):
         level = logging.DEBUG if method.startswith(self._QUIET) else logging.INFO
         if log.isEnabledFor(level):
             ms = seconds * 1000
-            log.log(level, "%s %s %.1fms", method, code, ms, extra={"rpc": method, "code": code, "ms": round(ms, 2)})
+            extra = {"rpc": method, "code": code, "ms": round(ms, 2)}
+            # makeRecord + handle: the same record as log.log() without its walk up the stack for
+            # the caller's file and line, which no formatter of ours prints.
+            log.handle(log.makeRecord(log.name, level, "", 0, "%s %s %.1fms", (method, code, ms), None, extra=extra))
 
     @staticmethod
     def _code(context: grpc.aio.ServicerContext[Any, Any], failed: bool = False) -> str:
@@ -169,23 +181,50 @@ class CallInterceptor(MethodInterceptor):
     async def unary(
         self, method: str, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
+        span = self.spans.open(method, context) if self.spans is not None else None
         started = self._started(method)
+        failure: BaseException | None = None
         try:
-            result = await behavior(request, context)
-        except BaseException:
-            self._ended(method, started, self._code(context, failed=True))
+            try:
+                result = await behavior(request, context)
+            except (grpc.aio.AbortError, grpc.aio.AioRpcError):
+                raise
+            except Exception as error:
+                if not self.errors:
+                    raise
+                failure = None if isinstance(error, AtelierError) else error  # a bug: on the span too
+                await _abort(method, error, context)
+        except BaseException as error:
+            self._close(method, started, self._code(context, failed=True), span, failure or error)
             raise
-        self._ended(method, started, self._code(context))
+        self._close(method, started, self._code(context), span, None)
         return result
 
     async def stream(
         self, method: str, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
+        span = self.spans.open(method, context) if self.spans is not None else None
         started = self._started(method)
+        failure: BaseException | None = None
         try:
-            async for item in behavior(request, context):
-                yield item
-        except BaseException:
-            self._ended(method, started, self._code(context, failed=True))
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except (grpc.aio.AbortError, grpc.aio.AioRpcError):
+                raise
+            except Exception as error:
+                if not self.errors:
+                    raise
+                failure = None if isinstance(error, AtelierError) else error  # a bug: on the span too
+                await _abort(method, error, context)
+        except BaseException as error:
+            self._close(method, started, self._code(context, failed=True), span, failure or error)
             raise
-        self._ended(method, started, self._code(context))
+        self._close(method, started, self._code(context), span, None)
+
+    def _close(
+        self, method: str, started: float, code: str, span: OpenSpan | None, error: BaseException | None
+    ) -> None:
+        self._ended(method, started, code)
+        if span is not None:
+            span.close(code, error)

@@ -20,10 +20,9 @@ from typing import Any, ParamSpec, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from prometheus_client import CollectorRegistry
 
-from atelier.runtime.interceptors import CallInterceptor, ErrorInterceptor
+from atelier.runtime.interceptors import CallInterceptor
 from atelier.runtime.metrics import MetricsEndpoint, RpcMetrics, serve_metrics, service_registry
 from atelier.runtime.settings import ServiceSettings
 from atelier.stack.addresses import write_address_file
@@ -104,12 +103,8 @@ class ServiceHost:
             ("grpc.so_reuseport", 0),
         ]
         server = grpc.aio.server(
-            interceptors=[
-                aio_server_interceptor(),  # type: ignore[no-untyped-call]
-                CallInterceptor(RpcMetrics(self.registry)),
-                ErrorInterceptor(),
-                *self.interceptors,
-            ],
+            # Tracing, the call log line, RPC metrics and errors in one wrapper per call.
+            interceptors=[CallInterceptor(RpcMetrics(self.registry), tracing=True, errors=True), *self.interceptors],
             options=options,
         )
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
