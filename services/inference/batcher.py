@@ -11,6 +11,12 @@ batch dimension and the outputs split back by each request's own batch size.
 A request that has timed out or whose caller has gone is withdrawn from the queue and never
 reaches the model. A full queue refuses new requests (UNAVAILABLE, "Exceeds maximum queue size").
 When a batch fails, each of its requests runs again alone, so one bad request fails alone.
+
+A stateful model (the deployment names a state input and output) serves sequences: every request
+carries a sequence id, a sequence is bound to one instance at its start, its requests run one at a
+time in arrival order (never two in one batch), and batches mix requests of different sequences.
+The state output of each request is kept with its sequence and fed back as the state input of the
+next (zeros at the start); the end flag, or the idle timeout, frees it.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from atelier.errors import AtelierError, DeadlineExceeded, Internal, Unavailable
-from services.inference.requests import Prepared
+from services.inference.requests import Prepared, SequenceFlags
 from services.inference.runner import ModelRunner
+from services.inference.sequences import Sequence, SequenceTable
 from services.inference.signature import TensorSpec
 from services.inference.spec import DeploymentSpec
 from services.inference.statistics import ModelStatistics
@@ -62,6 +69,8 @@ class Pending:
     key: tuple[tuple[int, ...], ...]
     state: str = "queued"  # queued -> taken | withdrawn
     taken_ns: int = 0
+    sequence: Sequence | None = None
+    flags: SequenceFlags | None = None
 
 
 @dataclass
@@ -91,8 +100,15 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._threads = [
-            threading.Thread(target=self._serve, name=f"infer-{model}-{i}", daemon=True) for i in range(spec.instances)
+            threading.Thread(target=self._serve, args=(i,), name=f"infer-{model}-{i}", daemon=True)
+            for i in range(spec.instances)
         ]
+        self.stateful = spec.stateful
+        names_in = [t.name for t in runner.signature.inputs]
+        names_out = [t.name for t in runner.signature.outputs]
+        self._state_in = names_in.index(spec.state_input) if self.stateful else -1
+        self._state_out = names_out.index(spec.state_output) if self.stateful else -1
+        self._sequences = SequenceTable(model, spec, spec.instances)
 
     def start(self) -> None:
         for thread in self._threads:
@@ -103,7 +119,20 @@ class Batcher:
         with self._cond:
             return self._queues.size
 
-    def submit(self, prepared: Prepared, priority: int, timeout_us: int, resolve: Resolve) -> Pending:
+    @property
+    def sequences(self) -> int:
+        """Sequences held (stateful models)."""
+        with self._cond:
+            return len(self._sequences)
+
+    def submit(
+        self,
+        prepared: Prepared,
+        priority: int,
+        timeout_us: int,
+        resolve: Resolve,
+        flags: SequenceFlags | None = None,
+    ) -> Pending:
         """Queue a validated request; `resolve` is called from an instance thread with its outcome."""
         levels = self.spec.priority_levels
         # As Triton: 0, or a level the model does not have, means the default level.
@@ -111,16 +140,22 @@ class Batcher:
         now = time.monotonic_ns()
         timeout = timeout_us or self.spec.default_timeout_us
         key = tuple(a.shape[1:] for a in prepared.arrays) if self.batched else ()
-        pending = Pending(prepared, level, now, now + timeout * 1000 if timeout else None, resolve, key)
+        pending = Pending(prepared, level, now, now + timeout * 1000 if timeout else None, resolve, key, flags=flags)
         with self._cond:
             if self._stopping:
                 raise Unavailable(f"model '{self.model}' is unloading")
             if self.spec.max_queue_size and self._queues.size >= self.spec.max_queue_size:
                 raise Unavailable("Exceeds maximum queue size", metadata={"model": self.model})
+            if self.stateful:
+                pending.sequence = self._sequences.join(pending.flags, prepared.batch_size, now)
             self._queues.levels[level - 1].append(pending)
             self._queues.size += 1
             self._cond.notify()
         return pending
+
+    def _release(self, pending: Pending, ran: bool) -> None:
+        if pending.sequence is not None:
+            self._sequences.release(pending.sequence, pending.flags, ran)
 
     def withdraw(self, pending: Pending) -> bool:
         """Take a request out of the queue before it runs; False when an instance already has it."""
@@ -129,6 +164,8 @@ class Batcher:
                 return False
             pending.state = "withdrawn"
             self._queues.remove(pending)
+            self._release(pending, ran=False)
+            self._cond.notify_all()
             return True
 
     def stop(self) -> None:
@@ -147,23 +184,32 @@ class Batcher:
 
     # Instance threads ------------------------------------------------------------------------
 
-    def _serve(self) -> None:
+    def _serve(self, instance: int) -> None:
         while True:
-            batch = self._next_batch()
+            batch = self._next_batch(instance)
             if batch is None:
                 return
-            self._execute(batch)
+            try:
+                self._execute(batch)
+            finally:
+                if self.stateful:
+                    with self._cond:
+                        for pending in batch:
+                            self._release(pending, ran=True)
+                        self._cond.notify_all()
 
-    def _next_batch(self) -> list[Pending] | None:
+    def _next_batch(self, instance: int) -> list[Pending] | None:
         with self._cond:
             while not self._stopping:
-                batch, wait_ns = self._form(time.monotonic_ns())
+                batch, wait_ns = self._form(time.monotonic_ns(), instance)
                 if batch:
                     now = time.monotonic_ns()
                     for pending in batch:
                         pending.state = "taken"
                         pending.taken_ns = now
                         self._queues.remove(pending)
+                        if pending.sequence is not None:
+                            pending.sequence.busy = True
                     return batch
                 self._cond.wait(None if wait_ns is None else wait_ns / 1e9)
         return None
@@ -177,16 +223,21 @@ class Batcher:
             if pending.deadline_ns <= now:
                 pending.state = "withdrawn"
                 self._queues.remove(pending)
+                self._release(pending, ran=False)
                 self.statistics.failed(now - pending.arrival_ns)
                 pending.resolve(DeadlineExceeded("Request timeout expired", metadata={"model": self.model}))
             elif nearest is None or pending.deadline_ns < nearest:
                 nearest = pending.deadline_ns
         return nearest
 
-    def _form(self, now: int) -> tuple[list[Pending], int | None]:
+    def _eligible(self, instance: int) -> list[Pending]:
+        queued = self._queues.ordered()
+        return self._sequences.eligible(queued, instance) if self.stateful else queued
+
+    def _form(self, now: int, instance: int = 0) -> tuple[list[Pending], int | None]:
         """The batch to send now, or none and how long to wait (None: until notified)."""
         nearest = self._expire(now)
-        candidates = self._queues.ordered()
+        candidates = self._eligible(instance)
         if not candidates:
             return [], None
         if not self.batched:
@@ -217,6 +268,11 @@ class Batcher:
             wait = min(wait, nearest - now)
         return [], max(wait, 1)
 
+    def _state_of(self, pending: Pending) -> Array:
+        assert pending.sequence is not None
+        starts = pending.flags is not None and pending.flags.start
+        return self._sequences.state_in(pending.sequence, starts, self.runner.signature.inputs[self._state_in])
+
     def _execute(self, batch: list[Pending]) -> None:
         try:
             outcomes = self._run(batch)
@@ -241,10 +297,16 @@ class Batcher:
         count = len(batch[0].prepared.arrays)
         # The one copy of the inputs: into a writable, contiguous batch buffer.
         inputs = [np.concatenate([p.prepared.arrays[i] for p in batch]) for i in range(count)]
+        if self.stateful:
+            inputs.insert(self._state_in, np.concatenate([self._state_of(p) for p in batch]))
         samples = sum(p.prepared.batch_size for p in batch)
         computed = time.monotonic_ns()
         outputs = self.runner.run(inputs)
         inferred = time.monotonic_ns()
+        if self.stateful:
+            for row, pending in enumerate(batch):
+                assert pending.sequence is not None
+                pending.sequence.state = outputs[self._state_out][row : row + 1].copy()
         outcomes: list[Outcome] = []
         offset = 0
         for pending in batch:

@@ -18,6 +18,7 @@ from services.inference import loader
 from services.inference.deployments import Deployments, DeploymentView
 from services.inference.repository import ModelRepository
 from services.inference.runner import ModelRunner
+from services.inference.signature import from_registry, without_state
 from services.inference.spec import DeploymentSpec, check_device_available, validated
 
 UPDATABLE = ("model", "device", "instances", "batching", "queue", "sequences", "description")
@@ -84,6 +85,7 @@ class DeploymentControl:
         spec = validated(spec)
         check_device_available(spec.device)
         resolved = await self.run(loader.resolve, self.links.registry(), model_ref, project)
+        _check_state(resolved, spec)
         view = await self.run(
             self.deployments.create, project, deployment_id, model_ref, resolved.version.name, spec, description
         )
@@ -116,8 +118,9 @@ class DeploymentControl:
         if reload:
             new_spec = validated(new_spec)
             check_device_available(new_spec.device)
-            if "model" in paths:
-                version = (await self.run(loader.resolve, self.links.registry(), new_ref, current.project)).version.name
+            resolved = await self.run(loader.resolve, self.links.registry(), new_ref, current.project)
+            _check_state(resolved, new_spec)
+            version = resolved.version.name
         view = await self.run(
             self.deployments.update,
             name,
@@ -164,6 +167,12 @@ class DeploymentControl:
                 self.repository.start_loading(view)
 
 
+def _check_state(resolved: loader.ResolvedModel, spec: DeploymentSpec) -> None:
+    """Refuse state tensors the model does not have (InvalidArgument naming the ones it has)."""
+    signature = from_registry(resolved.version.signature, resolved.version.name)
+    without_state(signature, spec.state_input, spec.state_output, resolved.version.name)
+
+
 def _merge(current: DeploymentSpec, given: DeploymentSpec, fields: set[str]) -> DeploymentSpec:
     """`current` with the groups named in `fields` taken from `given`."""
     groups = {
@@ -177,7 +186,7 @@ def _merge(current: DeploymentSpec, given: DeploymentSpec, fields: set[str]) -> 
             "default_priority",
         ),
         "queue": ("max_queue_size", "default_timeout_us"),
-        "sequences": ("sequence_idle_timeout_us", "max_sequences"),
+        "sequences": ("sequence_idle_timeout_us", "max_sequences", "state_input", "state_output"),
     }
     changes = {name: getattr(given, name) for group in fields for name in groups.get(group, ())}
     return replace(current, **changes)

@@ -11,7 +11,7 @@ from atelier.inference.v1 import resources_pb2 as pb
 from services.inference.deployments import DeploymentView
 from services.inference.protocol import InferResult
 from services.inference.repository import STATE_NAMES, Served, Status
-from services.inference.requests import InferRequest, TensorInput
+from services.inference.requests import InferRequest, SequenceFlags, TensorInput
 from services.inference.spec import DeploymentSpec
 from services.inference.statistics import Duration, ModelStatistics
 
@@ -48,6 +48,27 @@ def _integer(parameters: object, key: str) -> int:
     return value
 
 
+def _sequence(parameters: object) -> SequenceFlags | None:
+    param = parameters.get("sequence_id")  # type: ignore[attr-defined]
+    if param is None:
+        return None
+    choice = param.WhichOneof("parameter_choice")
+    if choice not in ("int64_param", "uint64_param", "string_param"):
+        raise InvalidArgument(
+            f"request parameter 'sequence_id' must be an integer or a string, got {choice or 'nothing'}",
+            metadata={"parameter": "sequence_id"},
+        )
+    value = str(getattr(param, choice))
+    if value in ("", "0"):
+        return None
+
+    def flag(key: str) -> bool:
+        given = parameters.get(key)  # type: ignore[attr-defined]
+        return bool(given is not None and given.WhichOneof("parameter_choice") == "bool_param" and given.bool_param)
+
+    return SequenceFlags(value, flag("sequence_start"), flag("sequence_end"))
+
+
 def infer_request(message: v2.ModelInferRequest) -> InferRequest:
     raw = message.raw_input_contents
     if raw and len(raw) != len(message.inputs):
@@ -73,6 +94,7 @@ def infer_request(message: v2.ModelInferRequest) -> InferRequest:
         outputs=[o.name for o in message.outputs],
         priority=_integer(message.parameters, "priority"),
         timeout_us=_integer(message.parameters, "timeout"),
+        sequence=_sequence(message.parameters),
     )
 
 
@@ -128,7 +150,9 @@ def model_config(served: Served) -> v2.ModelConfigResponse:
         ],
         instance_group=[_instance_group(served)],
     )
-    if batched:
+    if spec.stateful:
+        config.sequence_batching.CopyFrom(_sequence_batching(served))
+    elif batched:
         config.dynamic_batching.CopyFrom(
             mc.ModelDynamicBatching(
                 preferred_batch_size=list(spec.preferred_batch_sizes),
@@ -144,6 +168,29 @@ def model_config(served: Served) -> v2.ModelConfigResponse:
             )
         )
     return v2.ModelConfigResponse(config=config)
+
+
+def _sequence_batching(served: Served) -> mc.ModelSequenceBatching:
+    """Triton's sequence batcher with implicit state, as the deployment runs it."""
+    spec = served.spec
+    state = served.batcher.runner.signature.input(spec.state_input)
+    assert state is not None
+    return mc.ModelSequenceBatching(
+        max_sequence_idle_microseconds=spec.sequence_idle_timeout_us,
+        oldest=mc.ModelSequenceBatching.StrategyOldest(
+            max_candidate_sequences=spec.max_sequences,
+            preferred_batch_size=list(spec.preferred_batch_sizes),
+            max_queue_delay_microseconds=spec.max_queue_delay_us,
+        ),
+        state=[
+            mc.ModelSequenceBatching.State(
+                input_name=spec.state_input,
+                output_name=spec.state_output,
+                data_type=state.datatype.config_type,  # type: ignore[arg-type]
+                dims=list(state.shape[1:]),
+            )
+        ],
+    )
 
 
 def _instance_group(served: Served) -> mc.ModelInstanceGroup:
@@ -236,7 +283,12 @@ def deployment(view: DeploymentView) -> pb.Deployment:
             default_priority=spec.default_priority,
         ),
         queue=pb.QueuePolicy(max_queue_size=spec.max_queue_size, default_timeout_us=spec.default_timeout_us),
-        sequences=pb.SequencePolicy(idle_timeout_us=spec.sequence_idle_timeout_us, max_sequences=spec.max_sequences),
+        sequences=pb.SequencePolicy(
+            idle_timeout_us=spec.sequence_idle_timeout_us,
+            max_sequences=spec.max_sequences,
+            state_input=spec.state_input,
+            state_output=spec.state_output,
+        ),
         state=view.state,  # type: ignore[arg-type]
         state_reason=view.state_reason,
         description=view.description,
@@ -259,4 +311,6 @@ def deployment_spec(message: pb.Deployment) -> DeploymentSpec:
         default_timeout_us=message.queue.default_timeout_us,
         sequence_idle_timeout_us=message.sequences.idle_timeout_us,
         max_sequences=message.sequences.max_sequences,
+        state_input=message.sequences.state_input,
+        state_output=message.sequences.state_output,
     )

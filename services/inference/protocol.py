@@ -75,7 +75,7 @@ class InferenceProtocol:
         def resolve(outcome: Outcome) -> None:  # called from an instance thread
             loop.call_soon_threadsafe(settle, outcome)
 
-        pending = served.batcher.submit(prepared, request.priority, request.timeout_us, resolve)
+        pending = served.batcher.submit(prepared, request.priority, request.timeout_us, resolve, request.sequence)
         timeout = None if pending.deadline_ns is None else max(pending.deadline_ns - time.monotonic_ns(), 0) / 1e9
         try:
             outcome = await asyncio.wait_for(asyncio.shield(future), timeout)

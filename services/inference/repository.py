@@ -19,7 +19,7 @@ from services.inference.batcher import Batcher
 from services.inference.deployments import DeploymentView
 from services.inference.loader import SERVABLE, ResolvedModel
 from services.inference.runner import ModelRunner
-from services.inference.signature import Signature
+from services.inference.signature import Signature, without_state
 from services.inference.spec import DeploymentSpec
 from services.inference.statistics import ModelStatistics
 
@@ -96,6 +96,8 @@ class ModelRepository:
             await self._run(self._record_state, name, pb.DEPLOYMENT_STATE_FAILED, reason, "")
             return
         statistics = self._statistics.setdefault((name, resolved.number), ModelStatistics())
+        spec = view.spec
+        public = without_state(runner.signature, spec.state_input, spec.state_output, resolved.version.name)
         batcher = Batcher(name, runner, view.spec, statistics)
         batcher.start()
         old = self._served.get(name)
@@ -105,7 +107,7 @@ class ModelRepository:
             version=resolved.number,
             version_name=resolved.version.name,
             format=SERVABLE[resolved.version.format],
-            signature=runner.signature,
+            signature=public,
             spec=view.spec,
             batcher=batcher,
             statistics=statistics,

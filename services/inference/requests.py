@@ -45,6 +45,17 @@ class InferRequest:
     """0 means the deployment's default level."""
     timeout_us: int = 0
     """0 means the deployment's default queue timeout."""
+    sequence: SequenceFlags | None = None
+    """Triton's sequence parameters, when the request belongs to a sequence."""
+
+
+@dataclass(frozen=True)
+class SequenceFlags:
+    """`sequence_id`, `sequence_start` and `sequence_end` of a request."""
+
+    id: str
+    start: bool = False
+    end: bool = False
 
 
 @dataclass

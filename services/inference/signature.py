@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from atelier.errors import FailedPrecondition
+from atelier.errors import FailedPrecondition, InvalidArgument
 from atelier.registry.v1 import resources_pb2 as registry
 from services.inference.tensors import DATATYPES, FROM_REGISTRY, Datatype
 
@@ -56,3 +56,36 @@ def from_registry(signature: registry.ModelSignature, version: str) -> Signature
         return TensorSpec(tensor.name, DATATYPES[name], tuple(int(d) for d in tensor.shape))
 
     return Signature(tuple(spec(t) for t in signature.inputs), tuple(spec(t) for t in signature.outputs))
+
+
+def without_state(signature: Signature, state_input: str, state_output: str, version: str) -> Signature:
+    """What clients see of a stateful model: its tensors less the state the server carries.
+
+    InvalidArgument names the tensors a state may be when the names do not fit the model.
+    """
+    if not state_input:
+        return signature
+    given_in, given_out = signature.input(state_input), signature.output(state_output)
+    if given_in is None or given_out is None:
+        inputs = ", ".join(t.name for t in signature.inputs)
+        outputs = ", ".join(t.name for t in signature.outputs)
+        raise InvalidArgument(
+            f"{version} has no input '{state_input}' or no output '{state_output}' to carry a sequence's state; "
+            f"inputs are {inputs}; outputs are {outputs}",
+            metadata={"field": "sequences.state_input"},
+        )
+    if given_in.datatype != given_out.datatype or given_in.shape != given_out.shape:
+        raise InvalidArgument(
+            f"state input '{state_input}' is {given_in.datatype.name} {list(given_in.shape)} but state output "
+            f"'{state_output}' is {given_out.datatype.name} {list(given_out.shape)}; they must match",
+            metadata={"field": "sequences.state_output"},
+        )
+    if not signature.batched:
+        raise InvalidArgument(
+            f"{version} has no dynamic batch dimension; a stateful model stacks its sequences along it",
+            metadata={"field": "sequences"},
+        )
+    return Signature(
+        tuple(t for t in signature.inputs if t.name != state_input),
+        tuple(t for t in signature.outputs if t.name != state_output),
+    )

@@ -36,6 +36,13 @@ class DeploymentSpec:
     default_timeout_us: int = 0
     sequence_idle_timeout_us: int = DEFAULT_IDLE_TIMEOUT_US
     max_sequences: int = DEFAULT_MAX_SEQUENCES
+    state_input: str = ""
+    state_output: str = ""
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the server keeps a state per sequence (both state tensors named)."""
+        return bool(self.state_input and self.state_output)
 
     def to_json(self) -> dict[str, Any]:
         values = asdict(self)
@@ -120,6 +127,12 @@ def validated(spec: DeploymentSpec) -> DeploymentSpec:
     _check(idle > 0, "sequences.idle_timeout_us", spec.sequence_idle_timeout_us, "use more than 0")
     max_sequences = spec.max_sequences or DEFAULT_MAX_SEQUENCES
     _check(max_sequences > 0, "sequences.max_sequences", spec.max_sequences, "use more than 0")
+    _check(
+        bool(spec.state_input) == bool(spec.state_output),
+        "sequences.state_input" if not spec.state_input else "sequences.state_output",
+        "",
+        "a stateful model names both its state input and its state output",
+    )
     return DeploymentSpec(
         device=device,
         instances=instances,
@@ -132,4 +145,6 @@ def validated(spec: DeploymentSpec) -> DeploymentSpec:
         default_timeout_us=spec.default_timeout_us,
         sequence_idle_timeout_us=idle,
         max_sequences=max_sequences,
+        state_input=spec.state_input,
+        state_output=spec.state_output,
     )

@@ -27,7 +27,7 @@ from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$atelier/inference/v1/resources.proto\x12\x14\x61telier.inference.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x01\n\x0e\x42\x61tchingPolicy\x12\x16\n\x0emax_batch_size\x18\x01 \x01(\x05\x12\x1d\n\x15preferred_batch_sizes\x18\x02 \x03(\x05\x12\x1a\n\x12max_queue_delay_us\x18\x03 \x01(\x03\x12\x17\n\x0fpriority_levels\x18\x04 \x01(\x05\x12\x18\n\x10\x64\x65\x66\x61ult_priority\x18\x05 \x01(\x05\"A\n\x0bQueuePolicy\x12\x16\n\x0emax_queue_size\x18\x01 \x01(\x05\x12\x1a\n\x12\x64\x65\x66\x61ult_timeout_us\x18\x02 \x01(\x03\"@\n\x0eSequencePolicy\x12\x17\n\x0fidle_timeout_us\x18\x01 \x01(\x03\x12\x15\n\rmax_sequences\x18\x02 \x01(\x05\"\xc7\x04\n\nDeployment\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x13\n\x05model\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rmodel_version\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x11\n\tinstances\x18\x05 \x01(\x05\x12\x36\n\x08\x62\x61tching\x18\x06 \x01(\x0b\x32$.atelier.inference.v1.BatchingPolicy\x12\x30\n\x05queue\x18\x07 \x01(\x0b\x32!.atelier.inference.v1.QueuePolicy\x12\x37\n\tsequences\x18\x08 \x01(\x0b\x32$.atelier.inference.v1.SequencePolicy\x12:\n\x05state\x18\t \x01(\x0e\x32%.atelier.inference.v1.DeploymentStateB\x04\xe2\x41\x01\x03\x12\x1a\n\x0cstate_reason\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\t\x12\x35\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:R\xea\x41O\n inference.atelier.dev/Deployment\x12+projects/{project}/deployments/{deployment}*\xa9\x01\n\x0f\x44\x65ploymentState\x12 \n\x1c\x44\x45PLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45PLOYMENT_STATE_LOADING\x10\x01\x12\x1a\n\x16\x44\x45PLOYMENT_STATE_READY\x10\x02\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_FAILED\x10\x03\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_UNLOADED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$atelier/inference/v1/resources.proto\x12\x14\x61telier.inference.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x01\n\x0e\x42\x61tchingPolicy\x12\x16\n\x0emax_batch_size\x18\x01 \x01(\x05\x12\x1d\n\x15preferred_batch_sizes\x18\x02 \x03(\x05\x12\x1a\n\x12max_queue_delay_us\x18\x03 \x01(\x03\x12\x17\n\x0fpriority_levels\x18\x04 \x01(\x05\x12\x18\n\x10\x64\x65\x66\x61ult_priority\x18\x05 \x01(\x05\"A\n\x0bQueuePolicy\x12\x16\n\x0emax_queue_size\x18\x01 \x01(\x05\x12\x1a\n\x12\x64\x65\x66\x61ult_timeout_us\x18\x02 \x01(\x03\"k\n\x0eSequencePolicy\x12\x17\n\x0fidle_timeout_us\x18\x01 \x01(\x03\x12\x15\n\rmax_sequences\x18\x02 \x01(\x05\x12\x13\n\x0bstate_input\x18\x03 \x01(\t\x12\x14\n\x0cstate_output\x18\x04 \x01(\t\"\xc7\x04\n\nDeployment\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x13\n\x05model\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rmodel_version\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x11\n\tinstances\x18\x05 \x01(\x05\x12\x36\n\x08\x62\x61tching\x18\x06 \x01(\x0b\x32$.atelier.inference.v1.BatchingPolicy\x12\x30\n\x05queue\x18\x07 \x01(\x0b\x32!.atelier.inference.v1.QueuePolicy\x12\x37\n\tsequences\x18\x08 \x01(\x0b\x32$.atelier.inference.v1.SequencePolicy\x12:\n\x05state\x18\t \x01(\x0e\x32%.atelier.inference.v1.DeploymentStateB\x04\xe2\x41\x01\x03\x12\x1a\n\x0cstate_reason\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\t\x12\x35\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:R\xea\x41O\n inference.atelier.dev/Deployment\x12+projects/{project}/deployments/{deployment}*\xa9\x01\n\x0f\x44\x65ploymentState\x12 \n\x1c\x44\x45PLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45PLOYMENT_STATE_LOADING\x10\x01\x12\x1a\n\x16\x44\x45PLOYMENT_STATE_READY\x10\x02\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_FAILED\x10\x03\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_UNLOADED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,14 +50,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEPLOYMENT'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
   _globals['_DEPLOYMENT']._loaded_options = None
   _globals['_DEPLOYMENT']._serialized_options = b'\352AO\n inference.atelier.dev/Deployment\022+projects/{project}/deployments/{deployment}'
-  _globals['_DEPLOYMENTSTATE']._serialized_start=1028
-  _globals['_DEPLOYMENTSTATE']._serialized_end=1197
+  _globals['_DEPLOYMENTSTATE']._serialized_start=1071
+  _globals['_DEPLOYMENTSTATE']._serialized_end=1240
   _globals['_BATCHINGPOLICY']._serialized_start=156
   _globals['_BATCHINGPOLICY']._serialized_end=306
   _globals['_QUEUEPOLICY']._serialized_start=308
   _globals['_QUEUEPOLICY']._serialized_end=373
   _globals['_SEQUENCEPOLICY']._serialized_start=375
-  _globals['_SEQUENCEPOLICY']._serialized_end=439
-  _globals['_DEPLOYMENT']._serialized_start=442
-  _globals['_DEPLOYMENT']._serialized_end=1025
+  _globals['_SEQUENCEPOLICY']._serialized_end=482
+  _globals['_DEPLOYMENT']._serialized_start=485
+  _globals['_DEPLOYMENT']._serialized_end=1068
 # @@protoc_insertion_point(module_scope)

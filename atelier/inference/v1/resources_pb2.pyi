@@ -122,27 +122,40 @@ Global___QueuePolicy: _TypeAlias = QueuePolicy  # noqa: Y015
 
 @_typing.final
 class SequencePolicy(_message.Message):
-    """Settings for stateful models called with Triton's sequence parameters."""
+    """Settings for stateful models called with Triton's sequence parameters (`sequence_id`,
+    `sequence_start`, `sequence_end`). A model is stateful when `state_input` and `state_output` are
+    set: the server keeps that output of each request and feeds it back as that input of the
+    sequence's next request (zeros at the start), as Triton's implicit state does. Clients send
+    and receive the other tensors only.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     IDLE_TIMEOUT_US_FIELD_NUMBER: _builtins.int
     MAX_SEQUENCES_FIELD_NUMBER: _builtins.int
+    STATE_INPUT_FIELD_NUMBER: _builtins.int
+    STATE_OUTPUT_FIELD_NUMBER: _builtins.int
     idle_timeout_us: _builtins.int
     """A sequence that receives nothing for this long is ended and its state freed, in microseconds.
     Default 60 s.
     """
     max_sequences: _builtins.int
     """Most sequences held at once; a new sequence beyond it is refused with UNAVAILABLE. Default 64."""
+    state_input: _builtins.str
+    """The model input that receives a sequence's state."""
+    state_output: _builtins.str
+    """The model output that returns a sequence's next state (same datatype and shape as the input)."""
     def __init__(
         self,
         *,
         idle_timeout_us: _builtins.int = ...,
         max_sequences: _builtins.int = ...,
+        state_input: _builtins.str = ...,
+        state_output: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idle_timeout_us", b"idle_timeout_us", "max_sequences", b"max_sequences"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idle_timeout_us", b"idle_timeout_us", "max_sequences", b"max_sequences", "state_input", b"state_input", "state_output", b"state_output"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

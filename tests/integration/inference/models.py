@@ -61,3 +61,21 @@ class Picky(torch.nn.Module):
         if bool((x < 0).any()):
             raise ValueError("negative input")
         return x + 1
+
+
+class Recurrent(torch.nn.Module):
+    """A tiny recurrent cell: (x [B, 3], h [B, 5]) -> (y [B, 2], next h [B, 5])."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(11)
+        self.wx = torch.nn.Linear(3, 5)
+        self.wh = torch.nn.Linear(5, 5, bias=False)
+        self.out = torch.nn.Linear(5, 2)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        state = torch.tanh(self.wx(x) + self.wh(h))
+        return self.out(state), state
