@@ -27,6 +27,7 @@ ProjectOption = Annotated[
 _SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(GiB|GB|MiB|MB|TiB|TB)?", re.IGNORECASE)
 _UNITS = {"": 1024**3, "gib": 1024**3, "gb": 10**9, "mib": 1024**2, "mb": 10**6, "tib": 1024**4, "tb": 10**12}
 PRECISIONS = ("fp32", "fp16", "tf32", "bf16", "fp8")
+EXECUTORS = ("agents", "slurm")
 
 
 def _client() -> SchedulerClient:
@@ -55,6 +56,14 @@ def _precision(text: str) -> pb.Precision.ValueType:
     return pb.Precision.Value(f"PRECISION_{text.upper()}")
 
 
+def _executor(text: str) -> pb.ExecutorKind.ValueType:
+    if not text:
+        return pb.EXECUTOR_KIND_UNSPECIFIED
+    if text.lower() not in EXECUTORS:
+        raise InvalidArgument(f"unknown executor {text!r}; allowed: {', '.join(EXECUTORS)}")
+    return pb.ExecutorKind.Value(f"EXECUTOR_KIND_{text.upper()}")
+
+
 def _state(job: pb.Job) -> str:
     return pb.JobState.Name(job.state).removeprefix("JOB_STATE_")
 
@@ -80,6 +89,9 @@ def submit(
     max_run_time: Annotated[float, typer.Option("--max-run-time", min=0, help="Seconds an attempt may run.")] = 0,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", help="NAME=VALUE for the processes.")] = None,
     name: Annotated[str, typer.Option("--name", help="Job id (default: generated).")] = "",
+    executor: Annotated[
+        str, typer.Option("--executor", help=f"Who runs it: {', '.join(EXECUTORS)} (default: the scheduler's).")
+    ] = "",
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Follow the logs until the job ends.")] = False,
     project: ProjectOption = None,
     as_json: Json = False,
@@ -98,6 +110,7 @@ def submit(
             allowed_card_models=card_model or [],
         ),
         priority_class=priority,
+        executor=_executor(executor),
         max_retries=retries,
         user=os.environ.get("USER", ""),
         working_directory=os.getcwd(),
@@ -148,6 +161,9 @@ def show_job(
         console.print(f"[bold]{found.name}[/bold]  {_state(found)}  {found.reason}")
         console.print(f"command: {' '.join(found.command)}")
         console.print(f"asks: {_gpus(found)} GPUs, priority {found.priority_class}, retries {found.max_retries}")
+        if found.external_id:
+            engine = pb.ExecutorKind.Name(found.executor).removeprefix("EXECUTOR_KIND_").capitalize()
+            console.print(f"{engine} job: {found.external_id}")
         if found.placement.nodes:
             console.print(f"placed: {_where(found)} (rendezvous {found.placement.rendezvous_endpoint})")
             console.print(f"why: {found.placement.explanation}")
