@@ -99,6 +99,7 @@ class Batcher:
         self._queues = _Queues([deque() for _ in range(spec.priority_levels)])
         self._cond = threading.Condition()
         self._stopping = False
+        self._draining = False
         self._threads = [
             threading.Thread(target=self._serve, args=(i,), name=f"infer-{model}-{i}", daemon=True)
             for i in range(spec.instances)
@@ -168,6 +169,15 @@ class Batcher:
             self._cond.notify_all()
             return True
 
+    def drain(self) -> None:
+        """Run everything already queued without waiting for batches to fill, then stop the
+        instances: how a replaced version leaves once new requests go to its successor."""
+        with self._cond:
+            self._draining = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()
+
     def stop(self) -> None:
         """Refuse new requests, fail the queued ones, let running batches finish."""
         with self._cond:
@@ -201,6 +211,8 @@ class Batcher:
     def _next_batch(self, instance: int) -> list[Pending] | None:
         with self._cond:
             while not self._stopping:
+                if self._draining and not self._queues.size:
+                    return None
                 batch, wait_ns = self._form(time.monotonic_ns(), instance)
                 if batch:
                     now = time.monotonic_ns()
@@ -259,7 +271,7 @@ class Batcher:
             return batch, None
         if preferred_at:
             return batch[:preferred_at], None
-        delay_ns = self.spec.max_queue_delay_us * 1000
+        delay_ns = 0 if self._draining else self.spec.max_queue_delay_us * 1000
         waited = now - min(p.arrival_ns for p in batch)
         if waited >= delay_ns:
             return batch, None

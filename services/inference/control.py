@@ -5,12 +5,13 @@ The one place the management API (and RepositoryModelLoad/Unload) changes what i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from atelier.client import DataClient, RegistryClient
-from atelier.errors import InvalidArgument, NotFound, Unavailable
+from atelier.errors import AtelierError, InvalidArgument, NotFound, Unavailable
 from atelier.inference.v1 import resources_pb2 as pb
 from atelier.names import parse_name
 from atelier.runtime.server import BlockingRunner
@@ -21,6 +22,7 @@ from services.inference.runner import ModelRunner
 from services.inference.signature import from_registry, without_state
 from services.inference.spec import DeploymentSpec, check_device_available, validated
 
+log = logging.getLogger(__name__)
 UPDATABLE = ("model", "device", "instances", "batching", "queue", "sequences", "description")
 
 
@@ -159,6 +161,27 @@ class DeploymentControl:
         await self._by_model(model)
         await self.repository.unload(model)
         await self.run(self.deployments.set_state, model, pb.DEPLOYMENT_STATE_UNLOADED, "unloaded on request")
+
+    async def follow_aliases(self) -> None:
+        """Reload every READY deployment whose alias (or `latest`) now resolves to another version.
+
+        The new version loads and warms up while the old one serves; then requests switch over
+        and the old version drains, so callers see no failure.
+        """
+        for view in await self.run(self.deployments.all):
+            served = self.repository.status(view.deployment_id)
+            if view.state != pb.DEPLOYMENT_STATE_READY or served is None or not served.version:
+                continue
+            if not loader.follows(view.model_ref, view.project):
+                continue
+            try:
+                resolved = await self.run(loader.resolve, self.links.registry(), view.model_ref, view.project)
+            except AtelierError as error:
+                log.warning("cannot follow %s for %s: %s", view.model_ref, view.name, error)
+                continue
+            if resolved.number != served.version:
+                log.info("%s moved to %s; reloading %s", view.model_ref, resolved.version.name, view.name)
+                await self.repository.start_loading(view)
 
     async def restore(self) -> None:
         """At start: load every deployment that was not unloaded on purpose."""

@@ -35,13 +35,14 @@ class ResolvedModel:
     version: registry.ModelVersion
 
     @property
-    def follows(self) -> bool:
-        """Whether the reference moves (an alias or `latest`) rather than naming one version."""
-        return not (self.ref.ref.startswith("v") and self.ref.ref[1:].isdigit())
-
-    @property
     def number(self) -> int:
         return int(self.version.number)
+
+
+def follows(text: str, project: str) -> bool:
+    """Whether a reference moves (an alias or `latest`) rather than naming one version."""
+    ref = parse_model_ref(text, project).ref
+    return not (ref.startswith("v") and ref[1:].isdigit())
 
 
 def resolve(client: RegistryClient, text: str, project: str) -> ResolvedModel:

@@ -116,7 +116,8 @@ class ModelRepository:
         log.info("deployment %s serves %s", name, resolved.version.name)
         await self._run(self._record_state, name, pb.DEPLOYMENT_STATE_READY, "", resolved.version.name)
         if old is not None:
-            await self._run(old.batcher.stop)
+            # New requests already go to the new version; the old one finishes what it holds.
+            await self._run(old.batcher.drain)
 
     async def unload(self, deployment_id: str, *, forget: bool = False) -> None:
         """Stop serving a deployment (queued requests fail); `forget` drops it altogether."""

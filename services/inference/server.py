@@ -8,6 +8,7 @@ Triton clients connect to one address, so `inference.GRPCInferenceService` and
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from services.inference.repository import ModelRepository
 from services.inference.servicer import DeploymentServicer, ProtocolServicer
 from services.inference.settings import InferenceSettings
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 PROTOCOL = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 MANAGEMENT = inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -35,12 +37,29 @@ class InferenceHost(ServiceHost):
     """A ServiceHost that, once serving, loads again the deployments stored before a restart."""
 
     control: DeploymentControl | None = None
+    follow_interval: float = 2.0
+    _follower: asyncio.Task[None] | None = None
 
     async def start(self) -> str:
         address = await super().start()
         if self.control is not None:
             await self.control.restore()
+            self._follower = asyncio.create_task(self._follow(self.control), name="follow-aliases")
         return address
+
+    async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
+        await super().stop()
+
+    async def _follow(self, control: DeploymentControl) -> None:
+        while True:
+            await asyncio.sleep(self.follow_interval)
+            try:
+                await control.follow_aliases()
+            except Exception:  # noqa: BLE001 - following must outlive one bad round
+                log.exception("following aliases failed")
 
 
 def build(settings: InferenceSettings) -> ServiceHost:
@@ -77,6 +96,7 @@ def build(settings: InferenceSettings) -> ServiceHost:
             ),
         ],
         control=control,
+        follow_interval=settings.alias_poll_seconds,
     )
     host.on_stop.append(repository.close)
     host.on_stop.append(links.close)

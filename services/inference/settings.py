@@ -30,6 +30,9 @@ class InferenceSettings(ServiceSettings):
     artifact_cache: Path | None = Field(
         None, description="Where fetched model files are kept, by digest; empty means $ATELIER_HOME/inference."
     )
+    alias_poll_seconds: float = Field(
+        2.0, gt=0, description="How often deployments of an alias (or latest) check where it points now."
+    )
     server_name: str = Field("atelier", description="Name ServerMetadata reports.")
 
     def cache_dir(self) -> Path:

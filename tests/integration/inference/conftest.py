@@ -64,7 +64,7 @@ def platform(
     home = tmp_path / "home"
     data = serve(lambda: build_data(DataSettings(home=home)))
     registry = serve(lambda: build_registry(RegistrySettings(home=home, data_address=data)))
-    address = start_inference(serve, home, data, registry, max_tensor_bytes=1 << 20)
+    address = start_inference(serve, home, data, registry, max_tensor_bytes=1 << 20, alias_poll_seconds=0.2)
     monkeypatch.setenv("ATELIER_DATA_ADDRESS", data)
     monkeypatch.setenv("ATELIER_REGISTRY_ADDRESS", registry)
     monkeypatch.setenv("ATELIER_PROJECT", "lab")
