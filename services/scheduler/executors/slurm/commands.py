@@ -31,7 +31,9 @@ class SlurmCommands:
     def __init__(self, bin_dir: str = "", conf: str = "", timeout: float = 30.0) -> None:
         self.bin_dir = bin_dir
         self.timeout = timeout
-        self.env = dict(os.environ)
+        # sbatch hands its environment to the job (--export=ALL): not the scheduler's own settings,
+        # which may hold a database URL with its password.
+        self.env = {name: value for name, value in os.environ.items() if not name.startswith("ATELIER_")}
         if conf:
             self.env["SLURM_CONF"] = conf
 

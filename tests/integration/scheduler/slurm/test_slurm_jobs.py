@@ -10,6 +10,7 @@ import pytest
 from atelier.errors import FailedPrecondition
 from atelier.scheduler.v1 import resources_pb2 as pb
 from tests.integration.scheduler.conftest import Cluster
+from tests.integration.scheduler.slurm.conftest import SlurmScheduler
 from tests.integration.scheduler.slurm.slurm_cluster import Slurm
 
 GIB = 1024**3
@@ -92,10 +93,7 @@ def test_a_failing_command_fails_with_its_exit_code_after_its_retries(scheduler:
     assert log_text(scheduler, job.name).count("trying") == 2
 
 
-def test_the_executor_can_be_chosen_per_job(schedulers: object) -> None:
-    from tests.integration.scheduler.slurm.conftest import SlurmScheduler
-
-    assert isinstance(schedulers, SlurmScheduler)
+def test_the_executor_can_be_chosen_per_job(schedulers: SlurmScheduler) -> None:
     cluster = schedulers.start(default_executor="agents")
     with pytest.raises(FailedPrecondition, match="no node has 1 GPUs"):
         cluster.client.submit("lab", python_job("print(1)"))  # agents: no node registered
