@@ -8,15 +8,12 @@ so no backfilled job can delay the head job (Lifka's EASY scheduler; Slurm's sch
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from operator import itemgetter
 
-from atelier.scheduling.capacity import FreeCapacity, Holder
-from atelier.scheduling.inventory import CardKind
+from atelier.scheduling.capacity import FreeCapacity
 from atelier.scheduling.jobs import RunningJob
 from atelier.scheduling.request import JobRequest
-
-_FREES_AT = itemgetter(2)
 
 
 @dataclass(frozen=True)
@@ -47,11 +44,12 @@ def reserve(request: JobRequest, capacity: FreeCapacity, now: float) -> tuple[fl
     ready = {o for o in _candidates(request, capacity) if fits(o)}
     if len(ready) >= want:
         return now, _best(ready, capacity, want)
-    for job in _ending(capacity, accepted, ready):
+    kind_of = capacity.kind_of
+    for job in _ending(capacity):
         touched = False
         for assignment in job.placement.assignments:
             ordinal = capacity.ordinal.get(assignment.node)
-            if ordinal is None:
+            if ordinal is None or (kind_of[ordinal] is not None and kind_of[ordinal] not in accepted):
                 continue
             kinds, usable = capacity.card_kinds[ordinal], capacity.usable[ordinal]
             count = sum(1 for i in assignment.cards if i in usable and kinds[i] in accepted)
@@ -67,19 +65,12 @@ def reserve(request: JobRequest, capacity: FreeCapacity, now: float) -> tuple[fl
     return None
 
 
-def _ending(capacity: FreeCapacity, accepted: set[CardKind], ready: set[int]) -> list[RunningJob]:
-    """The running jobs on nodes with cards of the accepted kinds that do not fit the job yet, in the order their
-    cards come free: those already stopping first, then by the end of their maximum run time."""
-    found: dict[str, Holder] = {}
-    holders = capacity.holders
-    for kind in accepted:
-        for ordinal in capacity.nodes_of_kind.get(kind, ()):
-            if ordinal not in ready:
-                found.update(holders[ordinal])
-    for ordinal in capacity.mixed:
-        if ordinal not in ready:
-            found.update(holders[ordinal])
-    return [job for job, _, _ in sorted(found.values(), key=_FREES_AT)]
+def _ending(capacity: FreeCapacity) -> Iterator[RunningJob]:
+    """The running jobs in the order their cards come free: those already stopping first, then by the end of
+    their maximum run times (the caller stops as soon as enough nodes are ready)."""
+    running = capacity.running
+    for _, job_id in capacity.ending:
+        yield running[job_id]
 
 
 def _candidates(request: JobRequest, capacity: FreeCapacity) -> list[int]:

@@ -11,15 +11,12 @@ use little else are holding (see `contention`).
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
 
 from atelier.scheduling.inventory import CardKind, Node
 from atelier.scheduling.jobs import RunningJob
 from atelier.scheduling.request import CardFilter
-
-Holder = tuple[RunningJob, tuple[int, ...], float]
-"""A running job, the cards it holds on one node, and when they come free at the latest: the end of its maximum
-run time, or minus infinity for a job already stopping."""
 
 
 class FreeCapacity:
@@ -43,8 +40,9 @@ class FreeCapacity:
         self.mixed: dict[int, None] = {}
         self.free_by_kind: dict[CardKind, int] = {}
         self.total_free = 0
-        self.holders: list[dict[str, Holder]] = [{} for _ in self.nodes]
-        """The running jobs on each node (those taken with `take_job`), by job id."""
+        self.ending: list[tuple[float, str]] = []
+        """(when its cards come free at the latest, job id) of every running job taken with `take_job`, sorted."""
+        self.running: dict[str, RunningJob] = {}
         self.held: dict[CardFilter, dict[CardKind, int]] = {}
         """Cards held per card filter of the jobs holding them, and kind."""
         self._kinds_for: dict[CardFilter, tuple[CardKind, ...]] = {}
@@ -104,11 +102,12 @@ class FreeCapacity:
     def take_job(self, job: RunningJob) -> None:
         """Mark a running job's cards, CPUs and memory as used."""
         request = job.request
+        if job.job_id not in self.running:
+            self.running[job.job_id] = job
+            insort(self.ending, (_frees_at(job), job.job_id))
         for assignment in job.placement.assignments:
             ordinal = self.ordinal.get(assignment.node)
             if ordinal is not None:
-                frees_at = float("-inf") if job.stopping else job.expected_end
-                self.holders[ordinal][job.job_id] = (job, assignment.cards, frees_at)
                 self.take(
                     ordinal, assignment.cards, request.cpus_per_node, request.memory_bytes_per_node, request.cards
                 )
@@ -116,10 +115,15 @@ class FreeCapacity:
     def release_job(self, job: RunningJob) -> None:
         """Give a finished job's cards, CPUs and memory back."""
         request = job.request
+        held = self.running.pop(job.job_id, None)
+        if held is not None:
+            key = (_frees_at(held), held.job_id)
+            at = bisect_left(self.ending, key)
+            if at < len(self.ending) and self.ending[at] == key:
+                del self.ending[at]
         for assignment in job.placement.assignments:
             ordinal = self.ordinal.get(assignment.node)
             if ordinal is not None:
-                self.holders[ordinal].pop(job.job_id, None)
                 self.release(
                     ordinal, assignment.cards, request.cpus_per_node, request.memory_bytes_per_node, request.cards
                 )
@@ -189,3 +193,8 @@ class FreeCapacity:
             else:
                 for count in range(after + 1, before + 1):
                     at_least[count] -= 1
+
+
+def _frees_at(job: RunningJob) -> float:
+    """When a running job's cards come free at the latest: now for one already stopping."""
+    return float("-inf") if job.stopping else job.expected_end

@@ -95,9 +95,9 @@ def test_the_capacity_index_follows_take_and_release() -> None:
     (kind,) = capacity.kinds
     assert capacity.at_least[kind] == [2, 2, 1, 1, 1]
     assert capacity.held[job.request.cards] == {kind: 3}
-    assert list(capacity.holders[0]) == ["r"]
+    assert capacity.ending == [(100.0, "r")]
     capacity.release_job(job)
     assert capacity.at_least[kind] == [2, 2, 2, 2, 2]
     assert capacity.held[job.request.cards] == {kind: 0}
-    assert capacity.holders[0] == {}
+    assert (capacity.ending, capacity.running) == ([], {})
     assert capacity.free_by_kind[kind] == capacity.total_free == 8
