@@ -55,11 +55,17 @@ class ModelLoader:
     """What the repository calls to load a deployment: resolve its reference anew (so an alias
     is followed across restarts), fetch and verify the artifact, load it on the device, warm up."""
 
-    def __init__(self, links: Links, cache: Path) -> None:
+    def __init__(self, links: Links, cache: Path, torch_threads: int = 0) -> None:
         self.links = links
         self.cache = cache
+        self.torch_threads = torch_threads
 
     def __call__(self, view: DeploymentView) -> tuple[loader.ResolvedModel, ModelRunner]:
+        if self.torch_threads:
+            import torch
+
+            if torch.get_num_threads() != self.torch_threads:
+                torch.set_num_threads(self.torch_threads)
         resolved = loader.resolve(self.links.registry(), view.model_ref, view.project)
         path = loader.fetch(self.links.data(), resolved.version, self.cache)
         return resolved, loader.load(path, resolved.version, view.spec.device)

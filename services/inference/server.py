@@ -75,7 +75,7 @@ def build(settings: InferenceSettings) -> ServiceHost:
     runner = BlockingRunner(settings.workers)
     deployments = Deployments(engine)
     repository = ModelRepository(
-        ModelLoader(links, settings.cache_dir()),
+        ModelLoader(links, settings.cache_dir(), settings.torch_threads),
         lambda name, state, reason, version: deployments.set_state(name, state, reason, version),
         runner,
     )

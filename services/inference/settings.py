@@ -33,6 +33,12 @@ class InferenceSettings(ServiceSettings):
     alias_poll_seconds: float = Field(
         2.0, gt=0, description="How often deployments of an alias (or latest) check where it points now."
     )
+    torch_threads: int = Field(
+        1,
+        ge=0,
+        description="torch intra-op threads (process-wide; 0 keeps torch's default of one per core). Instances "
+        "already run batches in parallel, and idle intra-op threads spin, so 1 serves small models best on CPU.",
+    )
     server_name: str = Field("atelier", description="Name ServerMetadata reports.")
 
     def cache_dir(self) -> Path:
