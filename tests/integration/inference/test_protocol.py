@@ -157,3 +157,12 @@ def test_repository_index_unload_and_load(platform: Platform) -> None:
     assert client.is_model_ready("affine")
     assert client.infer("affine", [affine_input(x)]).as_numpy("output").shape == (1, 3)
     client.close()
+
+
+def test_extensions_atelier_does_not_offer_are_unimplemented(platform: Platform) -> None:
+    client = platform.triton()
+    with pytest.raises(InferenceServerException) as error:
+        client.get_system_shared_memory_status()
+    assert error.value.status() == "StatusCode.UNIMPLEMENTED"
+    assert "send tensors in raw_input_contents" in error.value.message()
+    client.close()

@@ -118,3 +118,24 @@ def test_outputs_are_split_back_by_each_requests_rows() -> None:
     assert np.frombuffer(two[0][0].raw, np.float32).tolist() == [0, 2, 4, 6, 8, 10]  # type: ignore[index]
     snapshot = b.statistics.snapshot()
     assert (snapshot.inference_count, snapshot.execution_count, list(snapshot.batches)) == (4, 1, [4])
+
+
+def test_drain_runs_what_is_queued_without_waiting_for_the_batch_to_fill() -> None:
+    b = batcher(max_batch_size=8, max_queue_delay_us=3_600_000_000)
+    b.start()
+    _, first = submit(b, 1)
+    _, second = submit(b, 2)
+    b.drain()  # returns once the instance threads have stopped
+    assert [o[0].shape for o in (first[0], second[0])] == [(1, 2), (2, 2)]  # type: ignore[index]
+    assert b.statistics.snapshot().execution_count == 1
+
+
+def test_stop_fails_what_is_queued() -> None:
+    b = batcher(max_batch_size=8, max_queue_delay_us=3_600_000_000)
+    b.start()
+    _, outcomes = submit(b, 1)
+    b.stop()
+    assert isinstance(outcomes[0], Unavailable)
+    assert "unloaded before the request ran" in outcomes[0].message
+    with pytest.raises(Unavailable, match="is unloading"):
+        submit(b, 1)
