@@ -54,7 +54,7 @@ def test_a_running_job_shows_on_its_card(cluster: Cluster, start_agent: Callable
     assert value(samples, "DCGM_FI_DEV_GPU_UTIL", gpu="0") == 3.0  # the job's card, barely used
     assert value(samples, "DCGM_FI_DEV_GPU_UTIL", gpu="1") == 0.0
     assert value(samples, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", gpu="0") > 0
-    held = {"gpu": "0", "job": job.name, "project": "vision", "user": "ana"}
+    held = {"gpu": "0", "atelier_job": job.name, "project": "vision", "user": "ana"}
     assert value(samples, "atelier_gpu_job_info", **held) == 1
     assert value(samples, "atelier_gpu_allocated_idle", **held) == 1  # 3% < 5% for over 0.5 s
     assert value(samples, "process_cpu_seconds_total") > 0

@@ -60,7 +60,7 @@ def test_simulated_cards_carry_dcgm_names_labels_and_the_simulated_mark() -> Non
     assert labels["UUID"].startswith("GPU-")
     assert {labels["gpu"] for labels, _ in samples["DCGM_FI_PROF_PIPE_TENSOR_ACTIVE"]} == {"0", "1"}
     info = samples["atelier_gpu_job_info"]
-    assert [(i["gpu"], i["job"], i["project"], i["user"]) for i, _ in info] == [
+    assert [(i["gpu"], i["atelier_job"], i["project"], i["user"]) for i, _ in info] == [
         ("1", "projects/vision/jobs/train", "vision", "ana")
     ]
 
