@@ -86,8 +86,14 @@ def model_version(view: VersionView) -> pb.ModelVersion:
         author=row.author,
         create_time=timestamp(row.create_time),
     )
-    json_format.ParseDict(row.signature, message.signature, ignore_unknown_fields=True)
-    json_format.ParseDict(row.lineage, message.lineage, ignore_unknown_fields=True)
+    if view.signature is not None:
+        message.signature.CopyFrom(view.signature)
+    else:
+        json_format.ParseDict(row.signature, message.signature, ignore_unknown_fields=True)
+    if view.lineage is not None:
+        message.lineage.CopyFrom(view.lineage)
+    else:
+        json_format.ParseDict(row.lineage, message.lineage, ignore_unknown_fields=True)
     return message
 
 

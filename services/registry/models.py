@@ -44,6 +44,10 @@ class VersionView:
     model: ModelRow
     row: ModelVersionRow
     aliases: list[str] = field(default_factory=list)
+    # The messages the row's `signature` and `lineage` JSON was made from, when at hand (a version
+    # just registered): converting back needs no JSON parsing.
+    signature: pb.ModelSignature | None = None
+    lineage: pb.Lineage | None = None
 
     @property
     def name(self) -> str:
@@ -170,7 +174,7 @@ class Models:
             )
         )
         row = ModelVersionRow(id=registration.version_id, **registration.row)
-        return VersionView(project, model, row)
+        return VersionView(project, model, row, signature=version.signature, lineage=lineage)
 
     def _lineage(self, version: pb.ModelVersion, run: RunView | None, project: str) -> pb.Lineage:
         lineage = pb.Lineage()
