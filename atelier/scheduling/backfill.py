@@ -44,25 +44,43 @@ def reserve(request: JobRequest, capacity: FreeCapacity, now: float) -> tuple[fl
     ready = {o for o in _candidates(request, capacity) if fits(o)}
     if len(ready) >= want:
         return now, _best(ready, capacity, want)
-    kind_of = capacity.kind_of
+    possible = _possible(request, capacity)
     for job in _ending(capacity):
         touched = False
         for assignment in job.placement.assignments:
             ordinal = capacity.ordinal.get(assignment.node)
-            if ordinal is None or (kind_of[ordinal] is not None and kind_of[ordinal] not in accepted):
+            if ordinal not in possible or ordinal in ready:
                 continue
-            kinds, usable = capacity.card_kinds[ordinal], capacity.usable[ordinal]
-            count = sum(1 for i in assignment.cards if i in usable and kinds[i] in accepted)
+            usable = capacity.usable[ordinal]
+            if capacity.kind_of[ordinal] is not None:
+                count = len(usable.intersection(assignment.cards))
+            else:
+                kinds = capacity.card_kinds[ordinal]
+                count = sum(1 for i in assignment.cards if i in usable and kinds[i] in accepted)
             extra_cards[ordinal] = extra_cards.get(ordinal, 0) + count
             extra_cpus[ordinal] = extra_cpus.get(ordinal, 0.0) + job.request.cpus_per_node
             extra_memory[ordinal] = extra_memory.get(ordinal, 0) + job.request.memory_bytes_per_node
-            if ordinal not in ready and fits(ordinal):
+            if fits(ordinal):
                 ready.add(ordinal)
                 touched = True
         if touched and len(ready) >= want:
             end = now if job.stopping else max(job.expected_end, now)
             return end, _best(ready, capacity, want)
     return None
+
+
+def _possible(request: JobRequest, capacity: FreeCapacity) -> frozenset[int]:
+    """The nodes with enough usable cards for one gang member (memoised per gang shape)."""
+    found = capacity.could_hold.get(request.gang)
+    if found is None:
+        cards, kinds, usable = request.cards, capacity.card_kinds, capacity.usable
+        found = frozenset(
+            ordinal
+            for ordinal in range(len(capacity.nodes))
+            if sum(1 for i in usable[ordinal] if cards.accepts(kinds[ordinal][i])) >= request.gpus_per_node
+        )
+        capacity.could_hold[request.gang] = found
+    return found
 
 
 def _ending(capacity: FreeCapacity) -> Iterator[RunningJob]:

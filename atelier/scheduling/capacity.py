@@ -46,6 +46,8 @@ class FreeCapacity:
         self.held: dict[CardFilter, dict[CardKind, int]] = {}
         """Cards held per card filter of the jobs holding them, and kind."""
         self._kinds_for: dict[CardFilter, tuple[CardKind, ...]] = {}
+        self.could_hold: dict[int, frozenset[int]] = {}
+        """Gang shape -> the nodes with enough usable cards for one gang member (backfill's memo)."""
         for i, node in enumerate(self.nodes):
             kind = self.kind_of[i]
             if kind is None:
