@@ -7,9 +7,10 @@ runs, so its state advances one request at a time, in order.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence as Ordered
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -33,11 +34,6 @@ class Sequence:
     """Requests queued or running."""
     busy: bool = False
     last_ns: int = 0
-
-
-class Queued(Protocol):
-    sequence: Sequence | None
-    arrival_ns: int
 
 
 class SequenceTable:
@@ -90,9 +86,11 @@ class SequenceTable:
     def release(self, sequence: Sequence, flags: SequenceFlags | None, ran: bool) -> None:
         """A request of the sequence ran (or left the queue); its end frees the sequence."""
         sequence.outstanding -= 1
+        sequence.last_ns = time.monotonic_ns()
+        if not ran:
+            return  # left the queue: another request of the sequence may be running still
         sequence.busy = False
-        sequence.last_ns = time_ns()
-        if ran and flags is not None and flags.end and not sequence.outstanding:
+        if flags is not None and flags.end and not sequence.outstanding:
             self._live.pop(sequence.id, None)
 
     def eligible(self, queued: Ordered[Any], instance: int) -> list[Any]:
@@ -122,9 +120,3 @@ class SequenceTable:
         idle_ns = self.spec.sequence_idle_timeout_us * 1000
         for key in [k for k, s in self._live.items() if not s.outstanding and now - s.last_ns > idle_ns]:
             del self._live[key]
-
-
-def time_ns() -> int:
-    import time
-
-    return time.monotonic_ns()

@@ -58,3 +58,13 @@ def test_requests_that_cannot_belong_to_a_sequence() -> None:
     with pytest.raises(InvalidArgument, match="has batch size 2; a request of a sequence carries one sample"):
         t.join(SequenceFlags("x", start=True), 2, 0)
     assert len(t) == 0
+
+
+def test_a_queued_request_leaving_does_not_free_a_running_one() -> None:
+    t = table()
+    a = t.join(SequenceFlags("a", start=True), 1, 0)
+    t.join(SequenceFlags("a"), 1, 0)
+    a.busy = True  # the first request runs
+    t.release(a, SequenceFlags("a"), ran=False)  # the second timed out in the queue
+    assert a.busy
+    assert a.outstanding == 1
