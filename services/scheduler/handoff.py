@@ -122,7 +122,7 @@ class Handoff:
         """Copies new output (all of it once the job ended), then records the state."""
         position = row.log_offset
         while True:
-            output = self.executor.read_output(job_name(row), row.attempt, position, state.phase.ended)
+            output = self.executor.read_output(job_name(row), row.external_id, position, state.phase.ended)
             with transaction(self.engine) as session:
                 fresh = session.get(JobRow, row.id)
                 if fresh is None or fresh.external_id != row.external_id or not fresh.external_active:
@@ -144,6 +144,7 @@ class Handoff:
             if row.state == pb.JOB_STATE_RUNNING:
                 end_attempt(session, row, pb.JOB_STATE_PREEMPTED, f"requeued by {self.label}: {state.reason}", now)
                 row.state = pb.JOB_STATE_PENDING
+                row.attempt += 1  # its next run in Slurm is the next attempt
             if row.state in QUEUED:
                 row.reason = f"waiting: in {self.label} as job {row.external_id}: {state.reason}"
             return

@@ -85,6 +85,6 @@ class Executor(Protocol):
     def cancel(self, external_id: str) -> None:
         """Asks the engine to stop the job (queued or running)."""
 
-    def read_output(self, job_name: str, attempt: int, position: int, final: bool) -> Output:
-        """Output of an attempt after `position` (0 at first); `final` also returns an unfinished
-        last line, once the job has ended."""
+    def read_output(self, job_name: str, external_id: str, position: int, final: bool) -> Output:
+        """Output of the engine's job after `position` (0 at first); `final` also returns an
+        unfinished last line, once the job has ended."""

@@ -61,8 +61,7 @@ class SlurmExecutor:
         folder = self.folder(submission.job_name)
         folder.mkdir(parents=True, exist_ok=True)
         chdir = Path(submission.job.working_directory) if submission.job.working_directory else folder
-        output = self.output_path(submission.job_name, submission.attempt)
-        output.unlink(missing_ok=True)  # a resubmitted attempt starts its log afresh
+        output = folder / "slurm-%j.log"  # Slurm puts the job id in: see output_path
         arguments = sbatch_arguments(submission, gres.gres, self.partition, output, chdir)
         script = folder / f"attempt-{submission.attempt}.sbatch"
         script.write_text(batch_script(submission, self.script, arguments))
@@ -93,10 +92,12 @@ class SlurmExecutor:
             if not any(words in error.message.lower() for words in _ALREADY_GONE):
                 raise
 
-    def read_output(self, job_name: str, attempt: int, position: int, final: bool) -> Output:
-        path = self.output_path(job_name, attempt)
+    def read_output(self, job_name: str, external_id: str, position: int, final: bool) -> Output:
+        path = self.output_path(job_name, external_id)
         try:
             with path.open("rb") as stream:
+                if position > os.fstat(stream.fileno()).st_size:
+                    position = 0  # Slurm requeued the job and started its output afresh
                 stream.seek(position)
                 chunk = stream.read(MAX_READ)
                 more = bool(stream.read(1))
@@ -110,8 +111,8 @@ class SlurmExecutor:
         _, project, _, job = job_name.split("/")
         return self.work_dir / project / job
 
-    def output_path(self, job_name: str, attempt: int) -> Path:
-        return self.folder(job_name) / f"attempt-{attempt}.log"
+    def output_path(self, job_name: str, external_id: str) -> Path:
+        return self.folder(job_name) / f"slurm-{external_id}.log"
 
     def _live(self, ids: str) -> dict[str, ExternalState]:
         try:

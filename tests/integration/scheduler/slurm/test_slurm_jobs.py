@@ -108,3 +108,16 @@ def test_a_command_without_gpus_runs_with_no_gres(scheduler: Cluster, slurm: Slu
     done = scheduler.wait_for(job.name, ENDED, timeout=120)
     assert done.state == pb.JOB_STATE_SUCCEEDED
     assert "TresPerNode" not in slurm_job(slurm, done.external_id)
+
+
+def test_a_job_slurm_refuses_fails_with_slurms_reason(schedulers: SlurmScheduler) -> None:
+    cluster = schedulers.start(slurm_partition="nosuchpartition")
+    job = cluster.client.submit("lab", python_job("print(1)", max_retries=2))
+    done = cluster.wait_for(job.name, ENDED, timeout=60)
+    assert done.state == pb.JOB_STATE_FAILED
+    assert done.reason == (
+        "Slurm refused the job: sbatch failed: sbatch: error: Batch job submission failed: "
+        "Invalid partition name specified"
+    )
+    assert done.external_id == ""
+    assert list(done.attempts) == []  # it never started: no retry either
