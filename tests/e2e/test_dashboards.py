@@ -42,7 +42,8 @@ NVIDIA_12239_VARIABLES = {
     "instance": "label_values(DCGM_FI_DEV_GPU_TEMP, instance)",
     "gpu": "label_values(DCGM_FI_DEV_GPU_TEMP, gpu)",
 }
-"""NVIDIA's dcgm-exporter dashboard: its variables and (below) its panels' queries, as its JSON writes them."""
+"""NVIDIA's dcgm-exporter dashboard: its variables and (below) the series and selectors its panels query
+(from ../shared/reference/monitoring.md; the dashboard itself is not vendored)."""
 _SEL = '{instance=~"$instance", gpu=~"$gpu"}'
 NVIDIA_12239_PANELS = {
     "GPU Temperature": f"DCGM_FI_DEV_GPU_TEMP{_SEL}",
