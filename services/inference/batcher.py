@@ -151,7 +151,10 @@ class Batcher:
                 pending.sequence = self._sequences.join(pending.flags, prepared.batch_size, now)
             self._queues.levels[level - 1].append(pending)
             self._queues.size += 1
-            self._cond.notify()
+            if self.stateful:
+                self._cond.notify_all()  # only the sequence's own instance may take it
+            else:
+                self._cond.notify()
         return pending
 
     def _release(self, pending: Pending, ran: bool) -> None:
