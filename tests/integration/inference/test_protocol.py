@@ -166,3 +166,32 @@ def test_extensions_atelier_does_not_offer_are_unimplemented(platform: Platform)
     assert error.value.status() == "StatusCode.UNIMPLEMENTED"
     assert "send tensors in raw_input_contents" in error.value.message()
     client.close()
+
+
+def test_a_model_without_a_batch_dimension_runs_each_request_alone(platform: Platform) -> None:
+    from atelier.registry.v1 import resources_pb2 as registry_pb
+    from tests.integration.inference.conftest import register_scripted
+    from tests.integration.inference.models import Doubler
+
+    fp = registry_pb.TENSOR_DATATYPE_FP32
+    fixed = registry_pb.ModelSignature(
+        inputs=[registry_pb.TensorSpec(name="x", datatype=fp, shape=[2, 3])],
+        outputs=[registry_pb.TensorSpec(name="y", datatype=fp, shape=[2, 3])],
+    )
+    register_scripted(platform, Doubler(), "fixed", fixed)
+    platform.deploy("fixed", "fixed@latest", batching={"max_queue_delay_us": 120_000_000})
+    client = platform.triton()
+    config = client.get_model_config("fixed").config
+    assert config.max_batch_size == 0
+    assert list(config.input[0].dims) == [2, 3]
+    assert config.WhichOneof("scheduling_choice") is None
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    tensor = grpcclient.InferInput("x", [2, 3], "FP32")
+    tensor.set_data_from_numpy(x)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        outputs = list(pool.map(lambda _: client.infer("fixed", [tensor]).as_numpy("y"), range(4)))
+    for output in outputs:
+        np.testing.assert_array_equal(output, x * 2)
+    stats = client.get_inference_statistics("fixed").model_stats[0]
+    assert (stats.inference_count, stats.execution_count) == (4, 4)
+    client.close()
