@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from atelier.data.v1 import resources_pb2 as pb
@@ -19,6 +20,16 @@ from services.data.tables import ArtifactRow, ProjectRow
 
 ARTIFACT = "projects/{project}/artifacts/{artifact}"
 _PREFIX = re.compile(r"[0-9a-f]{6,64}")
+_ARTIFACTS: sa.Table = ArtifactRow.__table__  # type: ignore[attr-defined]
+_PROJECTS: sa.Table = ProjectRow.__table__  # type: ignore[attr-defined]
+_IDS = sa.select(_ARTIFACTS.c.digest, _ARTIFACTS.c.project_id).join(
+    _PROJECTS, _PROJECTS.c.id == _ARTIFACTS.c.project_id
+)
+_BY_DIGEST = _IDS.where(_PROJECTS.c.name == sa.bindparam("project"), _ARTIFACTS.c.digest == sa.bindparam("ref"))
+_BY_PREFIX = _IDS.where(
+    _PROJECTS.c.name == sa.bindparam("project"),
+    _ARTIFACTS.c.digest.startswith(sa.bindparam("ref")),  # ref is hex: nothing to escape
+).limit(2)
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,19 @@ class Artifacts:
         if len(rows) > 1:
             raise InvalidArgument(f"artifact prefix {ref!r} is ambiguous; give more characters")
         return ResolvedArtifact(parts["project"], rows[0])
+
+    def locate(self, session: Session, name: str) -> tuple[str, str, int]:
+        """The canonical name, project and project id of an artifact, reading only those (what a
+        pin needs); the errors of `find`."""
+        parts = parse_name(name, ARTIFACT)
+        ref = parts["artifact"]
+        if _PREFIX.fullmatch(ref):
+            query = _BY_DIGEST if len(ref) == 64 else _BY_PREFIX
+            rows = session.connection().execute(query, {"project": parts["project"], "ref": ref}).all()
+            if len(rows) == 1:
+                return f"projects/{parts['project']}/artifacts/{rows[0][0]}", parts["project"], rows[0][1]
+        found = self.find(session, name)  # none or several: its error says which
+        return found.name, found.project, found.row.project_id
 
     def delete(self, name: str, force: bool) -> None:
         artifact = self.get(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -18,6 +19,15 @@ from services.data.store import now
 from services.data.tables import PinRow
 
 _PINS: sa.Table = PinRow.__table__  # type: ignore[attr-defined]
+
+
+class CreatedPin(NamedTuple):
+    """A pin as `create_many` returns it (what its message needs)."""
+
+    target: str
+    pin_id: str
+    owner: str
+    create_time: datetime
 
 
 class PinTarget(NamedTuple):
@@ -42,15 +52,17 @@ class Pins:
             return self.artifacts.get(name.split("/pins/")[0])
         return self.catalog.get_version(name.split("/pins/")[0])
 
-    def create(self, parent: str, owner: str) -> tuple[PinRow, str]:
+    def create(self, parent: str, owner: str) -> tuple[CreatedPin, str]:
         return self.create_many([(parent, owner)])[0]
 
-    def create_many(self, requests: Sequence[tuple[str, str]], project: str | None = None) -> list[tuple[PinRow, str]]:
+    def create_many(
+        self, requests: Sequence[tuple[str, str]], project: str | None = None
+    ) -> list[tuple[CreatedPin, str]]:
         """Pin each `(target, owner)` in one transaction; pinning twice for an owner returns the pin.
 
-        Each distinct target is resolved once and the existing pins are read in one query, so a
-        call costs a few statements whatever its size (a registry group pins one artifact for
-        every version it writes)."""
+        Each distinct target is resolved once, the existing pins are read in one query and the new
+        ones written in one statement, so a call costs a few statements whatever its size (a
+        registry group pins one artifact for every version it writes)."""
         if len(requests) > 1000:
             raise InvalidArgument(f"{len(requests)} pins in one call; at most 1000")
         for _, owner in requests:
@@ -68,48 +80,28 @@ class Pins:
                             f"{target.name} is not in projects/{project}", metadata={"field": "requests.parent"}
                         )
             wanted = list(dict.fromkeys((targets[parent].name, owner) for parent, owner in requests))
-            pins = self._existing(session, wanted)
+            pins = _existing(session, wanted)
             project_ids = {target.name: target.project_id for target in targets.values()}
             stamp = now()
             added = [
-                PinRow(
-                    pin_id=uuid.uuid4().hex[:16],
-                    target=name,
-                    project_id=project_ids[name],
-                    owner=owner,
-                    create_time=stamp,
-                )
+                CreatedPin(name, uuid.uuid4().hex[:16], owner, stamp)
                 for name, owner in wanted
                 if (name, owner) not in pins
             ]
             if added:
-                columns = ("pin_id", "target", "project_id", "owner", "create_time")
-                session.connection().execute(
-                    sa.insert(_PINS), [{column: getattr(row, column) for column in columns} for row in added]
-                )
-            pins.update(((row.target, row.owner), row) for row in added)
+                rows = [{**pin._asdict(), "project_id": project_ids[pin.target]} for pin in added]
+                session.connection().execute(sa.insert(_PINS), rows)
+            pins.update(((pin.target, pin.owner), pin) for pin in added)
         return [(pins[targets[parent].name, owner], targets[parent].name) for parent, owner in requests]
 
     def _resolve(self, session: Session, name: str) -> PinTarget:
         """The canonical name and project of the version or artifact `name` refers to."""
         name = name.split("/pins/")[0]
         if "/artifacts/" in name:
-            artifact = self.artifacts.find(session, name)
-            return PinTarget(artifact.name, artifact.project, artifact.row.project_id)
+            return PinTarget(*self.artifacts.locate(session, name))
         parts = parse_name(name, VERSION)
         version = self.catalog.resolve(session, parts["project"], parts["dataset"], parts["version"])
         return PinTarget(version.name, version.project, version.dataset.project_id)
-
-    @staticmethod
-    def _existing(session: Session, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], PinRow]:
-        """The pins among `wanted` (target, owner) pairs that exist already, in one query."""
-        rows = session.exec(
-            select(PinRow).where(
-                col(PinRow.target).in_({t for t, _ in wanted}), col(PinRow.owner).in_({o for _, o in wanted})
-            )
-        ).all()
-        pairs = set(wanted)
-        return {(row.target, row.owner): row for row in rows if (row.target, row.owner) in pairs}
 
     def list(self, parent: str, size: int, token: str) -> tuple[Sequence[PinRow], str, str]:
         target = self.target(parent)
@@ -135,3 +127,17 @@ class Pins:
             if row is None:
                 raise NotFound(f"pin {name!r} not found", metadata={"resource": name})
             session.delete(row)
+
+
+_EXISTING = sa.select(_PINS.c.target, _PINS.c.pin_id, _PINS.c.owner, _PINS.c.create_time).where(
+    _PINS.c.target.in_(sa.bindparam("targets", expanding=True)),
+    _PINS.c.owner.in_(sa.bindparam("owners", expanding=True)),
+)
+
+
+def _existing(session: Session, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CreatedPin]:
+    """The pins among `wanted` (target, owner) pairs that exist already, in one query."""
+    names = {"targets": sorted({t for t, _ in wanted}), "owners": sorted({o for _, o in wanted})}
+    pairs = set(wanted)
+    found = (CreatedPin(*row) for row in session.connection().execute(_EXISTING, names))
+    return {(pin.target, pin.owner): pin for pin in found if (pin.target, pin.owner) in pairs}
