@@ -41,6 +41,15 @@ _TAGS: sa.Table = VersionTagRow.__table__  # type: ignore[attr-defined]
 _DATASETS: sa.Table = VersionDatasetRow.__table__  # type: ignore[attr-defined]
 # The data service takes at most this many pins in one call.
 MAX_PINS_PER_CALL = 1000
+# Statements built once: building one costs more than running it on SQLite.
+_RESERVE = (
+    sa.update(_MODELS)
+    .where(_MODELS.c.id == sa.bindparam("model_id"))
+    .values(last_number=_MODELS.c.last_number + sa.bindparam("count"))
+    .returning(_MODELS.c.last_number)
+)
+_INSERT_VERSIONS = sa.insert(_VERSIONS).returning(_VERSIONS.c.id, sort_by_parameter_order=True)
+_INSERT_INDEX = {table: sa.insert(table) for table in (_METRICS, _PARAMS, _TAGS, _DATASETS)}
 
 
 @dataclass(eq=False)
@@ -140,12 +149,7 @@ class Registrations:
         with transaction(self.engine) as session:
             connection = session.connection()
             for model_id, items in by_model.items():
-                last = connection.execute(
-                    sa.update(_MODELS)
-                    .where(_MODELS.c.id == model_id)
-                    .values(last_number=_MODELS.c.last_number + len(items))
-                    .returning(_MODELS.c.last_number)
-                ).scalar_one()
+                last = connection.execute(_RESERVE, {"model_id": model_id, "count": len(items)}).scalar_one()
                 for offset, item in enumerate(items):
                     item.number = last - len(items) + 1 + offset
 
@@ -180,9 +184,7 @@ class Registrations:
         ]
         with transaction(self.engine) as session:
             connection = session.connection()
-            ids = connection.execute(
-                sa.insert(_VERSIONS).returning(_VERSIONS.c.id, sort_by_parameter_order=True), rows
-            ).scalars()
+            ids = connection.execute(_INSERT_VERSIONS, rows).scalars()
             for item, version_id in zip(items, ids, strict=True):
                 item.version_id = version_id
             _index(connection, items)
@@ -223,4 +225,4 @@ def _index(connection: Connection, items: Sequence[Registration]) -> None:
     datasets = [{"version_id": i.version_id, "dataset": d} for i in items for d in i.datasets]
     for table, rows in ((_METRICS, metrics), (_PARAMS, params), (_TAGS, tags), (_DATASETS, datasets)):
         if rows:
-            connection.execute(sa.insert(table), rows)
+            connection.execute(_INSERT_INDEX[table], rows)
