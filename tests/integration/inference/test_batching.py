@@ -119,7 +119,7 @@ def test_a_request_whose_caller_left_never_reaches_the_model(platform: Platform)
     client = platform.triton()
     x = np.ones((1, 4), dtype=np.float32)
     with pytest.raises(InferenceServerException) as gone:
-        client.infer("affine", [fp32("input", x)], client_timeout=0.5)
+        client.infer("affine", [fp32("input", x)], client_timeout=2.0)
     assert gone.value.status() == "StatusCode.DEADLINE_EXCEEDED"
     wait_for_failures(client, "affine", 1)
     # Four new requests fill a batch of four by themselves: the abandoned one is not among them.
