@@ -11,6 +11,7 @@ from atelier.names import dataset_name, version_name
 from services.data.artifacts import ResolvedArtifact
 from services.data.catalog import ResolvedVersion
 from services.data.maintenance import Usage
+from services.data.pins import CreatedPin
 from services.data.tables import DatasetRow, PinRow, ProjectRow, TagEventRow, TagRow
 
 
@@ -104,5 +105,5 @@ def artifact(resolved: ResolvedArtifact) -> pb.Artifact:
     )
 
 
-def pin(row: PinRow, target: str) -> pb.Pin:
+def pin(row: PinRow | CreatedPin, target: str) -> pb.Pin:
     return pb.Pin(name=f"{target}/pins/{row.pin_id}", owner=row.owner, create_time=timestamp(row.create_time))
