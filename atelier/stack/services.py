@@ -43,6 +43,9 @@ SERVICES: tuple[StackService, ...] = (
     StackService(
         name="inference", module="services.inference", default_port_offset=3, description="KServe v2 model serving"
     ),
+    StackService(
+        name="monitor", module="services.monitor", default_port_offset=4, description="GPU accounting and drift"
+    ),
 )
 
 PROMETHEUS = StackService(

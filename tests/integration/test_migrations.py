@@ -13,6 +13,7 @@ from atelier.runtime.database import create_engine, migrate
 from services.data import server as data_server
 from services.data.tables import metadata
 from services.inference import server as inference_server
+from services.monitor import server as monitor_server
 from services.registry import server as registry_server
 from services.scheduler import server as scheduler_server
 
@@ -21,6 +22,7 @@ SERVICES = [
     ("registry", registry_server.MIGRATIONS, "reg_"),
     ("scheduler", scheduler_server.MIGRATIONS, "sched_"),
     ("inference", inference_server.MIGRATIONS, "inf_"),
+    ("monitor", monitor_server.MIGRATIONS, "mon_"),
 ]
 
 

@@ -1,0 +1,3 @@
+from services.monitor.server import main
+
+main()

@@ -1,0 +1,61 @@
+"""Bootstrap of the monitor: settings, database, servicer; then serve."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from atelier.monitor.v1 import monitor_service_pb2, monitor_service_pb2_grpc
+from atelier.runtime.database import create_engine, default_url, migrate
+from atelier.runtime.logging import configure_logging
+from atelier.runtime.server import BlockingRunner, GrpcService, PeriodicJob, ServiceHost
+from atelier.runtime.tracing import configure_tracing
+from services.monitor.accounting import Accounting
+from services.monitor.servicer import MonitorServicer
+from services.monitor.settings import MonitorSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE_NAME = monitor_service_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
+
+
+def build(settings: MonitorSettings) -> ServiceHost:
+    """Wire the monitor from its settings (migrating the database on the way)."""
+    engine = create_engine(settings.database_url or default_url(settings.home, "monitor"), settings.sqlite_synchronous)
+    migrate(engine, MIGRATIONS, "alembic_version_monitor")
+    accounting = Accounting(engine)
+    runner = BlockingRunner(settings.workers)
+    servicer = MonitorServicer(accounting, runner)
+    host = ServiceHost(
+        name="monitor",
+        settings=settings,
+        services=[
+            GrpcService(
+                SERVICE_NAME,
+                lambda server: monitor_service_pb2_grpc.add_MonitorServiceServicer_to_server(servicer, server),
+            )
+        ],
+        jobs=[
+            PeriodicJob(
+                "forget-reports",
+                3600.0,
+                lambda: accounting.forget_reports(timedelta(days=settings.report_memory_days)),
+                runner,
+            )
+        ],
+    )
+    host.on_stop.append(runner.shutdown)
+    host.on_stop.append(engine.dispose)
+    return host
+
+
+def main() -> None:
+    """`python -m services.monitor`."""
+    settings = MonitorSettings()
+    configure_logging("monitor", settings.log_level, settings.log_format)
+    configure_tracing("atelier-monitor")
+
+    async def serve() -> None:
+        await build(settings).serve_until_signalled()
+
+    asyncio.run(serve())
