@@ -112,14 +112,15 @@ class DeploymentControl:
         """Apply the fields named in `paths` (from `spec` and the other arguments)."""
         if not paths:
             raise InvalidArgument(f"update_mask is empty; fields are {', '.join(UPDATABLE)}")
-        unknown = [p for p in paths if p.split(".")[0] not in UPDATABLE]
+        unknown = [p for p in paths if p not in _SPEC_FIELDS and p not in ("model", "description")]
         if unknown:
             raise InvalidArgument(
-                f"cannot update {', '.join(unknown)}; fields are {', '.join(UPDATABLE)}",
+                f"cannot update {', '.join(unknown)}; fields are {', '.join(UPDATABLE)} "
+                "(or one field of batching, queue or sequences, e.g. batching.max_batch_size)",
                 metadata={"field": "update_mask"},
             )
         current = await self.get(name)
-        new_spec = _merge(current.spec, spec, {p.split(".")[0] for p in paths})
+        new_spec = _merge(current.spec, spec, paths)
         new_ref = model_ref if "model" in paths else current.model_ref
         version = current.model_version
         reload = set(paths) - {"description"}
@@ -202,20 +203,29 @@ def _check_state(resolved: loader.ResolvedModel, spec: DeploymentSpec) -> None:
     without_state(signature, spec.state_input, spec.state_output, resolved.version.name)
 
 
-def _merge(current: DeploymentSpec, given: DeploymentSpec, fields: set[str]) -> DeploymentSpec:
-    """`current` with the groups named in `fields` taken from `given`."""
-    groups = {
-        "device": ("device",),
-        "instances": ("instances",),
-        "batching": (
-            "max_batch_size",
-            "preferred_batch_sizes",
-            "max_queue_delay_us",
-            "priority_levels",
-            "default_priority",
-        ),
-        "queue": ("max_queue_size", "default_timeout_us"),
-        "sequences": ("sequence_idle_timeout_us", "max_sequences", "state_input", "state_output"),
-    }
-    changes = {name: getattr(given, name) for group in fields for name in groups.get(group, ())}
+# Update-mask paths (the API's field names) -> the DeploymentSpec fields they set.
+_SPEC_FIELDS: dict[str, tuple[str, ...]] = {
+    "device": ("device",),
+    "instances": ("instances",),
+    "batching.max_batch_size": ("max_batch_size",),
+    "batching.preferred_batch_sizes": ("preferred_batch_sizes",),
+    "batching.max_queue_delay_us": ("max_queue_delay_us",),
+    "batching.priority_levels": ("priority_levels",),
+    "batching.default_priority": ("default_priority",),
+    "queue.max_queue_size": ("max_queue_size",),
+    "queue.default_timeout_us": ("default_timeout_us",),
+    "sequences.idle_timeout_us": ("sequence_idle_timeout_us",),
+    "sequences.max_sequences": ("max_sequences",),
+    "sequences.state_input": ("state_input",),
+    "sequences.state_output": ("state_output",),
+}
+_SPEC_FIELDS["batching"] = tuple(n for p, f in _SPEC_FIELDS.items() if p.startswith("batching.") for n in f)
+_SPEC_FIELDS["queue"] = tuple(n for p, f in _SPEC_FIELDS.items() if p.startswith("queue.") for n in f)
+_SPEC_FIELDS["sequences"] = tuple(n for p, f in _SPEC_FIELDS.items() if p.startswith("sequences.") for n in f)
+
+
+def _merge(current: DeploymentSpec, given: DeploymentSpec, paths: list[str]) -> DeploymentSpec:
+    """`current` with the fields named by the mask's `paths` taken from `given` (a group path
+    such as `batching` takes the whole group, `batching.max_batch_size` one field)."""
+    changes = {name: getattr(given, name) for path in paths for name in _SPEC_FIELDS.get(path, ())}
     return replace(current, **changes)

@@ -146,8 +146,8 @@ class UpdateDeploymentRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to update: `model`, `device`, `instances`, `batching`, `queue`, `sequences`,
-        `description`.
+        """Fields to update: `model`, `device`, `instances`, `batching`, `queue`, `sequences` (or one of
+        their fields, e.g. `batching.max_batch_size`), `description`.
         """
 
     def __init__(

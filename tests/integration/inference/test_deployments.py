@@ -118,8 +118,22 @@ def test_update_with_a_field_mask_reloads_the_model(affine: Platform) -> None:
         np.testing.assert_allclose(result.as_numpy("output"), second(torch.from_numpy(x)).numpy(), rtol=1e-6)
     with pytest.raises(InvalidArgument, match="cannot update state; fields are model, device"):
         affine.inference.update(ready, ["state"])
+    with pytest.raises(InvalidArgument, match="cannot update batching.size; fields are"):
+        affine.inference.update(ready, ["batching.size"])
     with pytest.raises(InvalidArgument, match="update_mask is empty"):
         affine.inference.update(ready, [])
+
+
+def test_a_sub_field_mask_changes_that_field_only(affine: Platform) -> None:
+    deployed = affine.deploy("affine", "affine@v1", batching={"max_batch_size": 8, "preferred_batch_sizes": [2, 4]})
+    change = pb.Deployment(name=deployed.name, batching=pb.BatchingPolicy(max_batch_size=16))
+    affine.inference.update(change, ["batching.max_batch_size"])
+    updated = affine.inference.wait_settled(deployed.name)
+    assert updated.batching.max_batch_size == 16
+    assert list(updated.batching.preferred_batch_sizes) == [2, 4]
+    assert affine.triton().get_model_config("affine").config.max_batch_size == 16
+    affine.inference.update(pb.Deployment(name=deployed.name), ["batching"])  # a whole group: its defaults
+    assert list(affine.inference.wait_settled(deployed.name).batching.preferred_batch_sizes) == []
 
 
 def test_a_model_whose_digest_does_not_match_fails_to_load(affine: Platform) -> None:
