@@ -31,6 +31,11 @@ class AgentSettings(BaseSettings):
     inventory_json: str = Field("", description="The declared inventory itself, as JSON.")
     work_dir: Path | None = Field(None, description="Where jobs run and datasets are cached; default under home.")
     labels: dict[str, str] = Field(default_factory=dict, description="Free-form labels of the node.")
+    monitor_address: str = Field(
+        "",
+        description="host:port of the monitor (usage reports); empty means ATELIER_MONITOR_ADDRESS or the local stack.",
+    )
+    usage_report_interval_seconds: float = Field(15.0, gt=0, description="How often usage is reported to the monitor.")
     metrics_host: str = Field("0.0.0.0", description="Interface of the GPU metrics endpoint (dcgm-exporter names).")
     metrics_port: int = Field(
         0, ge=-1, le=65535, description="Port of the GPU metrics endpoint; 0 picks a free one, -1 turns it off."

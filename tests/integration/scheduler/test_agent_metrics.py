@@ -7,9 +7,12 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from atelier.client.monitor import MonitorClient
 from atelier.scheduler.v1 import resources_pb2 as pb
 from tests.integration.scheduler.conftest import Cluster
 from tests.prometheus import Samples, scrape, value
@@ -63,3 +66,35 @@ def test_a_running_job_shows_on_its_card(cluster: Cluster, start_agent: Callable
     cluster.wait_for(job.name, (pb.JOB_STATE_CANCELLED,))
     samples = agent_samples(cluster, "gpu-a", lambda s: "atelier_gpu_job_info" not in s)
     assert "atelier_gpu_job_info" not in samples
+
+
+def test_the_agent_reports_usage_to_the_monitor(
+    cluster: Cluster, start_agent: Callable[..., object], serve: Callable[[Callable[[], Any]], str], tmp_path: Path
+) -> None:
+    from services.monitor.server import build
+    from services.monitor.settings import MonitorSettings
+
+    monitor_address = serve(lambda: build(MonitorSettings(home=tmp_path / "monitor")))
+    start_agent("gpu-b", "H100", monitor_address=monitor_address, usage_report_interval_seconds="0.5")
+    job = cluster.client.submit(
+        "vision",
+        pb.Job(
+            command=[sys.executable, "-c", "import time; time.sleep(60)"],
+            launcher=pb.LAUNCHER_COMMAND,
+            resources=pb.Resources(gpus_per_node=1),
+            user="ana",
+        ),
+        "measured",
+    )
+    cluster.wait_for(job.name, (pb.JOB_STATE_RUNNING,))
+    monitor = MonitorClient.at(monitor_address)
+    deadline = time.monotonic() + 30
+    while (usage := monitor.query_usage("vision")).total.gpu_hours * 3600 < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    [row] = usage.rows
+    assert (row.job, row.user, row.cards, row.simulated) == (job.name, "ana", 1, True)
+    assert row.gpu_hours * 3600 >= 2
+    # Simulated power while busy is 40 W + 2.5 W per percent at 90%: 265 W for every second held.
+    assert row.energy_kwh * 3.6e6 == pytest.approx(265 * row.gpu_hours * 3600, rel=0.2)
+    cluster.client.cancel(job.name)
+    monitor.close()

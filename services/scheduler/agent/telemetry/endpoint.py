@@ -1,5 +1,6 @@
 """Wiring of an agent's telemetry: the source for its discovery, the collector, the sampler thread, the
-`/metrics` endpoint, and a Prometheus target file when the agent belongs to a local stack."""
+`/metrics` endpoint, a Prometheus target file when the agent belongs to a local stack, and the usage
+reports to the monitor."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from atelier.client.monitor import MonitorClient
+from atelier.monitor.v1.monitor_service_pb2 import UsageSample
 from atelier.runtime.metrics import MetricsEndpoint, serve_metrics, service_registry
 from atelier.stack import prometheus
+from atelier.stack.addresses import service_address
 from services.scheduler.agent.discovery import GpuDiscovery, NvmlDiscovery
 from services.scheduler.agent.settings import AgentSettings
 from services.scheduler.agent.telemetry.exporter import DcgmCollector, Holder
@@ -19,6 +23,7 @@ from services.scheduler.agent.telemetry.nvml import NvmlTelemetry
 from services.scheduler.agent.telemetry.sampler import Sampler
 from services.scheduler.agent.telemetry.samples import TelemetrySource
 from services.scheduler.agent.telemetry.simulated import SimulatedTelemetry
+from services.scheduler.agent.telemetry.usage import UsageMeter, UsageReporter
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,20 @@ def source_for(discovery: GpuDiscovery, busy_utilization: float) -> TelemetrySou
     if isinstance(discovery, NvmlDiscovery):
         return NvmlTelemetry()
     return SimulatedTelemetry(discovery.inventory().cards, busy_utilization)
+
+
+class MonitorLink:
+    """Sends usage reports to the monitor, finding it when first needed (it may start after the agent)."""
+
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.client: MonitorClient | None = None
+
+    def report(self, node: str, report_id: str, samples: list[UsageSample]) -> object:
+        if self.client is None:
+            address = self.settings.monitor_address or service_address("monitor", self.settings.home)
+            self.client = MonitorClient.at(address)
+        return self.client.report_usage(node, report_id, samples)
 
 
 @dataclass
@@ -58,9 +77,12 @@ def start_telemetry(
     )
     registry = service_registry()
     registry.register(collector)
-    sampler = Sampler(source, collector, holders, settings.telemetry_interval_seconds)
+    meter = UsageMeter(f"nodes/{settings.node_id}", source.simulated, max_gap_s=5 * settings.telemetry_interval_seconds)
+    sampler = Sampler(source, collector, holders, settings.telemetry_interval_seconds, [meter.observe])
     sampler.sample_once()
     sampler.start(stop)
+    reporter = UsageReporter(meter, MonitorLink(settings).report, settings.usage_report_interval_seconds)
+    reporter.start(stop)
     endpoint = serve_metrics(registry, settings.metrics_host, settings.metrics_port)
     port = endpoint.address.rpartition(":")[2]
     reachable = f"{settings.address or '127.0.0.1'}:{port}"

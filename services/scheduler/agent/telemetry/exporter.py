@@ -7,8 +7,9 @@ gauges under their exact names (a Prometheus client would append `_total`), whic
 `rate()` working and the dashboards matching. `instance` and `job` are Prometheus's to add.
 
 Attribution: `atelier_gpu_job_info` (value 1) names the job (label `atelier_job`, since Prometheus owns
-`job`), project and user holding each card, to join on `UUID`; `atelier_gpu_allocated_idle_seconds` is how long a held card has stayed under the idle
-threshold, and `atelier_gpu_allocated_idle` turns 1 once that lasts the configured time.
+`job`), project and user holding each card, to join on `UUID`; `atelier_gpu_allocated_idle_seconds` is
+how long a held card has stayed under the idle threshold, and `atelier_gpu_allocated_idle` turns 1 once
+that lasts the configured time.
 """
 
 from __future__ import annotations
@@ -149,7 +150,9 @@ class DcgmCollector(Collector):
         idle_since: dict[tuple[str, Holder], float],
         now: float,
     ) -> Iterator[Metric]:
-        names = ["gpu", "UUID", "Hostname", "atelier_job", "project", "user"] + (["simulated"] if self.simulated else [])
+        names = ["gpu", "UUID", "Hostname", "atelier_job", "project", "user"] + (
+            ["simulated"] if self.simulated else []
+        )
         info = GaugeMetricFamily("atelier_gpu_job_info", "The job, project and user holding a card (1).", labels=names)
         idle_seconds = GaugeMetricFamily(
             "atelier_gpu_allocated_idle_seconds",

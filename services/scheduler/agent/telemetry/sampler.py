@@ -8,9 +8,11 @@ import time
 from collections.abc import Callable
 
 from services.scheduler.agent.telemetry.exporter import DcgmCollector, Holder
-from services.scheduler.agent.telemetry.samples import TelemetrySource
+from services.scheduler.agent.telemetry.samples import CardSample, TelemetrySource
 
 log = logging.getLogger(__name__)
+Observer = Callable[[list[CardSample], dict[int, Holder], float], None]
+"""Also told of every round (the usage meter)."""
 
 
 class Sampler:
@@ -22,16 +24,21 @@ class Sampler:
         collector: DcgmCollector,
         holders: Callable[[], dict[int, Holder]],
         interval_s: float = 1.0,
+        observers: list[Observer] | None = None,
     ) -> None:
         self.source = source
         self.collector = collector
         self.holders = holders
         self.interval_s = interval_s
+        self.observers = observers or []
 
     def sample_once(self) -> None:
         held = self.holders()
         samples = self.source.sample(set(held))
-        self.collector.update(samples, held, time.monotonic())
+        now = time.monotonic()
+        self.collector.update(samples, held, now)
+        for observe in self.observers:
+            observe(samples, held, now)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
