@@ -21,6 +21,7 @@ from atelier.cli import registry as registry_cli
 from atelier.cli import serve as serve_cli
 from atelier.cli import sim as sim_cli
 from atelier.cli import stack as stack_cli
+from atelier.cli import usage as usage_cli
 from atelier.errors import AtelierError
 from atelier.runtime.settings import atelier_home
 
@@ -59,6 +60,7 @@ app.add_typer(serve_cli.serve, name="serve")
 app.command("cluster")(jobs_cli.cluster)
 app.command("agent")(jobs_cli.agent)
 app.command("sim")(sim_cli.sim)
+app.command("usage")(usage_cli.usage)
 
 
 def print_error(error: AtelierError) -> None:

@@ -4,10 +4,7 @@ a retried report counts once; bad reports are refused whole (SQLite and PostgreS
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,16 +13,6 @@ from atelier.errors import InvalidArgument
 from atelier.monitor.v1 import monitor_service_pb2 as pb
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def monitor(serve: Callable[[Callable[[], Any]], str], tmp_path: Path, database_url: str) -> Iterator[MonitorClient]:
-    from services.monitor.server import build
-    from services.monitor.settings import MonitorSettings
-
-    client = MonitorClient.at(serve(lambda: build(MonitorSettings(home=tmp_path, database_url=database_url))))
-    yield client
-    client.close()
 
 
 def sample(job: str, card: str, start: datetime, seconds: float, joules: float, user: str = "ana") -> pb.UsageSample:

@@ -1,0 +1,65 @@
+"""`atelier usage`: GPU-hours and energy by job, project or user, from the monitor's accounting."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from atelier.cli.output import console, emit
+from atelier.client.monitor import MonitorClient
+from atelier.errors import InvalidArgument
+from atelier.monitor.v1 import monitor_service_pb2 as pb
+from atelier.stack.addresses import service_address
+
+GROUPINGS = {"job": pb.USAGE_GROUPING_JOB, "project": pb.USAGE_GROUPING_PROJECT, "user": pb.USAGE_GROUPING_USER}
+
+
+def parse_moment(text: str, option: str) -> datetime:
+    """`2026-12-01`, `2026-12-01T09:00`, or a duration back from now: `7d`, `12h`, `30m`."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    if text[:-1].isdigit() and text[-1:] in units:
+        return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
+    try:
+        moment = (
+            datetime.fromisoformat(text)
+            if "T" in text or " " in text
+            else datetime.combine(date.fromisoformat(text), datetime.min.time())
+        )
+    except ValueError:
+        raise InvalidArgument(
+            f"{option} {text!r} is not a date (2026-12-01), a time (2026-12-01T09:00) or a duration (7d, 12h, 30m)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def usage(
+    project: Annotated[str, typer.Option("--project", "-p", help="Project; default: every project.")] = "-",
+    since: Annotated[str, typer.Option("--since", help="From: a date, a time, or 7d / 12h back.")] = "",
+    until: Annotated[str, typer.Option("--until", help="Up to (exclusive): a date or a time.")] = "",
+    by: Annotated[str, typer.Option("--by", help="Rows per job, project or user.")] = "job",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """GPU-hours and energy used, by job (default), project or user."""
+    if by not in GROUPINGS:
+        raise InvalidArgument(f"--by {by!r} is not one of {', '.join(GROUPINGS)}")
+    start = parse_moment(since, "--since") if since else None
+    end = parse_moment(until, "--until") if until else None
+    client = MonitorClient.at(service_address("monitor"))
+    found = client.query_usage(project, start, end, GROUPINGS[by])
+
+    def render() -> None:
+        columns = {"job": ("job", "user"), "project": ("project",), "user": ("project", "user")}[by]
+        table = Table(*columns, "GPU-hours", "energy kWh", "cards", "last used", box=None)
+        for row in [*found.rows, found.total]:
+            last = row.last_time.ToDatetime(UTC).strftime("%Y-%m-%d %H:%M") if row.last_time.seconds else ""
+            mark = " (simulated)" if row.simulated else ""
+            named = (
+                [getattr(row, c) for c in columns] if row is not found.total else ["total", *[""] * (len(columns) - 1)]
+            )
+            table.add_row(*named, f"{row.gpu_hours:.2f}", f"{row.energy_kwh:.3f}{mark}", str(row.cards), last)
+        console.print(table)
+
+    emit(as_json, found, render)
