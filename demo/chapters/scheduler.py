@@ -42,6 +42,13 @@ def run(context: Context) -> None:
         runner.atelier("jobs", "show", JOB)
         job = runner.quiet_json("jobs", "show", JOB)
     check(job, output)
+    runner.step("What the job cost: GPU-hours and energy the agents measured, from the monitor")
+    runner.atelier("usage", "--project", "default")
+    used = runner.quiet_json("usage", "--project", "default")
+    row = next((r for r in used.get("rows", []) if r.get("job") == job["name"]), None)
+    if row is None or not row.get("gpuHours"):
+        raise DemoError(f"the monitor has no usage for {job['name']}")
+    runner.ok(f"{row['gpuHours'] * 60:.1f} GPU-minutes, {row['energyKwh'] * 1000:.2f} Wh (simulated cards)")
     result = json.loads(next(line for line in output.splitlines() if '"model_version"' in line).split("] ", 1)[1])
     runner.ok(f"both nodes trained together; rank 0 registered {result['model_version']}")
     runner.step("The run the job logged knows the job that ran it")

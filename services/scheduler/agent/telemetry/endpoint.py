@@ -26,6 +26,8 @@ from services.scheduler.agent.telemetry.simulated import SimulatedTelemetry
 from services.scheduler.agent.telemetry.usage import UsageMeter, UsageReporter
 
 log = logging.getLogger(__name__)
+REPORT_ON_EXIT_SECONDS = 10.0
+"""How long a stopping agent waits for its last usage report to reach the monitor."""
 
 
 def source_for(discovery: GpuDiscovery, busy_utilization: float) -> TelemetrySource:
@@ -54,8 +56,11 @@ class Telemetry:
     sampler: Sampler
     endpoint: MetricsEndpoint
     target_file: Path | None
+    reporting: threading.Thread
 
     def stop(self) -> None:
+        """After the stop event: let the last usage report go out, then close the endpoint."""
+        self.reporting.join(timeout=REPORT_ON_EXIT_SECONDS)
         self.endpoint.stop()
         if self.target_file is not None:
             self.target_file.unlink(missing_ok=True)
@@ -82,7 +87,7 @@ def start_telemetry(
     sampler.sample_once()
     sampler.start(stop)
     reporter = UsageReporter(meter, MonitorLink(settings).report, settings.usage_report_interval_seconds)
-    reporter.start(stop)
+    reporting = reporter.start(stop)
     endpoint = serve_metrics(registry, settings.metrics_host, settings.metrics_port)
     port = endpoint.address.rpartition(":")[2]
     reachable = f"{settings.address or '127.0.0.1'}:{port}"
@@ -90,4 +95,4 @@ def start_telemetry(
         settings.home, f"agent-{settings.node_id}", reachable, job="agent", labels={"node": settings.node_id}
     )
     log.info("GPU metrics on http://%s/metrics (%s)", reachable, "simulated" if source.simulated else "NVML")
-    return Telemetry(sampler, endpoint, target)
+    return Telemetry(sampler, endpoint, target, reporting)
