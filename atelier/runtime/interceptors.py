@@ -146,11 +146,18 @@ class CallInterceptor(MethodInterceptor):
 
     _QUIET = ("/grpc.health.v1.", "/grpc.reflection.")
 
-    def __init__(self, metrics: RpcMetrics | None = None, *, tracing: bool = False, errors: bool = False) -> None:
+    def __init__(
+        self,
+        metrics: RpcMetrics | None = None,
+        *,
+        tracing: bool = False,
+        errors: bool = False,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
         super().__init__()
         self.metrics = metrics
         self.errors = errors
-        self.spans = ServerSpans() if tracing else None
+        self.spans = ServerSpans(tracer_provider) if tracing else None
 
     def _started(self, method: str) -> float:
         if self.metrics is not None:

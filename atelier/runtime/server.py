@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from atelier.runtime.interceptors import CallInterceptor
@@ -89,6 +90,8 @@ class ServiceHost:
     jobs: list[PeriodicJob] = field(default_factory=list)
     # The service's Prometheus registry: RPC and process metrics, plus what the service adds.
     registry: CollectorRegistry = field(default_factory=service_registry)
+    # Where the calls' spans come from; the global tracer provider unless given.
+    tracer_provider: TracerProvider | None = None
     address: str = ""
     metrics: MetricsEndpoint | None = None
     _server: grpc.aio.Server | None = None
@@ -104,7 +107,12 @@ class ServiceHost:
         ]
         server = grpc.aio.server(
             # Tracing, the call log line, RPC metrics and errors in one wrapper per call.
-            interceptors=[CallInterceptor(RpcMetrics(self.registry), tracing=True, errors=True), *self.interceptors],
+            interceptors=[
+                CallInterceptor(
+                    RpcMetrics(self.registry), tracing=True, errors=True, tracer_provider=self.tracer_provider
+                ),
+                *self.interceptors,
+            ],
             options=options,
         )
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]

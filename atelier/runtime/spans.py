@@ -5,12 +5,16 @@ propagator, so the call's span, its log lines and the calls it makes to other se
 caller's trace id. The span carries the attributes OpenTelemetry's gRPC server instrumentation
 gives it (`rpc.system`, `rpc.service`, `rpc.method`, `rpc.grpc.status_code`, the peer), at a
 fraction of that instrumentation's cost per call: no servicer-context proxy, no context managers,
-and the peer is parsed only for spans that record.
+and the peer is parsed only for spans that record. While the tracer provider has no span
+processor (no exporter configured: the default), nothing would ever read a span, so a call gets a
+non-recording one: the caller's trace id (or a new one) and a span id of its own, which is all the
+logs and the outgoing calls use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 from urllib.parse import unquote
 
@@ -47,10 +51,11 @@ class OpenSpan:
 
 
 class ServerSpans:
-    """Opens the span of each call (tracer from the global provider unless given)."""
+    """Opens the span of each call, from `provider` (the global tracer provider unless given)."""
 
-    def __init__(self, tracer: trace.Tracer | None = None) -> None:
-        self.tracer = tracer or trace.get_tracer(__name__)
+    def __init__(self, provider: trace.TracerProvider | None = None) -> None:
+        self.provider = provider
+        self.tracer = trace.get_tracer(__name__, tracer_provider=provider)
         self._attributes: dict[str, dict[str, str]] = {}
 
     def open(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> OpenSpan:
@@ -61,10 +66,32 @@ class ServerSpans:
         if attributes is None:
             service, _, name = method.lstrip("/").rpartition("/")
             attributes = self._attributes[method] = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
-        span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
-        if span.is_recording():
-            _peer(span, context.peer(), carrier.get("user-agent"))
+        if _exported(self.provider or trace.get_tracer_provider()):
+            span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+            if span.is_recording():
+                _peer(span, context.peer(), carrier.get("user-agent"))
+        else:
+            span = _unrecorded(trace.get_current_span(parent).get_span_context())
         return OpenSpan(span, otel_context.attach(trace.set_span_in_context(span, parent)))
+
+
+def _exported(provider: trace.TracerProvider) -> bool:
+    """Whether a span of this provider reaches anything: false only for the SDK's provider without
+    span processors (what `configure_tracing` sets up when no exporter is configured)."""
+    processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", None)
+    return not isinstance(processors, tuple) or bool(processors)
+
+
+def _unrecorded(parent: trace.SpanContext) -> trace.Span:
+    """A span nobody records, continuing `parent`'s trace (or starting one)."""
+    if parent.is_valid:
+        trace_id, flags, state = parent.trace_id, parent.trace_flags, parent.trace_state
+    else:
+        trace_id, flags, state = random.getrandbits(128) or 1, trace.TraceFlags(trace.TraceFlags.SAMPLED), None
+    own = trace.SpanContext(
+        trace_id, random.getrandbits(64) or 1, is_remote=False, trace_flags=flags, trace_state=state
+    )
+    return trace.NonRecordingSpan(own)
 
 
 def _peer(span: trace.Span, peer: str, user_agent: object) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 
 import grpc
@@ -14,6 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from atelier.client.channel import ServiceClient, connect
 from atelier.errors import FailedPrecondition, Internal
+from atelier.runtime.logging import JsonFormatter
 from atelier.runtime.server import GrpcService, ServiceHost
 from atelier.runtime.settings import ServiceSettings
 from tests.conftest import ServerThread
@@ -102,3 +105,35 @@ def test_failed_calls_mark_their_span_and_record_unexpected_errors(
     assert [e.name for e in refused.events] == []
     assert broken.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INTERNAL.value[0]
     assert [e.attributes["exception.type"] for e in broken.events if e.attributes] == ["RuntimeError"]
+
+
+def test_without_span_processors_calls_still_carry_the_trace(exporter: InMemorySpanExporter) -> None:
+    """A provider with no processor (no exporter configured) records nothing, yet the call's logs
+    carry the caller's trace id under a span id of the call's own, and a call without a caller's
+    trace gets a trace id of its own."""
+    quiet = TracerProvider()
+    thread = ServerThread(
+        lambda: ServiceHost("echo", ServiceSettings(), [GrpcService(SERVICE, register)], tracer_provider=quiet)
+    )
+    client = ServiceClient(connect(thread.start()))
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(JsonFormatter("echo").format(record))  # type: ignore[method-assign]
+    logger = logging.getLogger("test.echo")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with trace.get_tracer("test").start_as_current_span("caller") as caller:
+            client.call(client.channel.unary_unary(f"/{SERVICE}/Log"), b"")
+        with pytest.raises(Internal, match=r"\(trace [0-9a-f]{32}\)") as untraced:
+            client.call(client.channel.unary_unary(f"/{SERVICE}/Fail"), b"boom")
+    finally:
+        logger.removeHandler(handler)
+        thread.stop()
+    assert len(records) == 1
+    logged = json.loads(records[0])
+    context = caller.get_span_context()
+    assert logged["trace_id"] == format(context.trace_id, "032x")
+    assert logged["span_id"] not in ("", format(context.span_id, "016x"))
+    assert "0" * 32 not in str(untraced.value)
+    assert not [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
