@@ -10,7 +10,8 @@ from google.protobuf import json_format
 from rich.table import Table
 from rich.tree import Tree
 
-from atelier.cli.output import console, emit
+from atelier.cli.output import console, emit, to_json
+from atelier.cli.usage import describe, job_usage
 from atelier.client import RegistryClient
 from atelier.names import parse_model_ref
 from atelier.registry.v1 import resources_pb2 as pb
@@ -108,12 +109,15 @@ def show_run(
     project: ProjectOption = None,
     as_json: Json = False,
 ) -> None:
-    """Show a run: state, params, last metrics, inputs, code and artifacts."""
+    """Show a run: state, params, last metrics, inputs, code, artifacts and (for a job) its GPU use."""
     found = _client().get_run(_run_name(run, _project(project)))
+    used = job_usage(found.job)
 
     def render() -> None:
         console.print(f"[bold]{found.name}[/bold]  {_state(found)} {found.state_message}")
         console.print(f"inputs: {', '.join(found.inputs) or '-'}")
+        if found.job:
+            console.print(f"job: {found.job}; GPU use: {describe(used) if used else 'not recorded'}")
         code = found.code
         if code.commit:
             console.print(
@@ -129,7 +133,7 @@ def show_run(
             table.add_row("artifact", artifact.path, artifact.artifact)
         console.print(table)
 
-    emit(as_json, found, render)
+    emit(as_json, {**to_json(found), "gpuUsage": to_json(used)} if used else found, render)
 
 
 @runs.command("compare")
@@ -191,9 +195,11 @@ def show_model(
     project: ProjectOption = None,
     as_json: Json = False,
 ) -> None:
-    """Show a model version: artifact, signature, metrics and lineage."""
+    """Show a model version: artifact, signature, metrics, lineage and the GPU use that produced it."""
     ref = parse_model_ref(reference, _project(project))
-    version = _client().get_version(ref.version_name)
+    client = _client()
+    version = client.get_version(ref.version_name)
+    used = job_usage(client.get_run(version.lineage.run).job) if version.lineage.run else None
 
     def render() -> None:
         console.print(f"[bold]{version.name}[/bold]  aliases: {', '.join(version.aliases) or '-'}")
@@ -206,8 +212,10 @@ def show_model(
         console.print(f"run: {version.lineage.run or '-'}; datasets: {', '.join(version.lineage.datasets) or '-'}")
         for key, value in sorted(version.metrics.items()):
             console.print(f"  metrics.{key} = {value:.6g}")
+        if used:
+            console.print(f"trained with: {describe(used)} ({used.job})")
 
-    emit(as_json, version, render)
+    emit(as_json, {**to_json(version), "gpuUsage": to_json(used)} if used else version, render)
 
 
 @models.command("versions")

@@ -9,11 +9,14 @@ import typer
 from rich.table import Table
 
 from atelier.cli.output import console, emit
+from atelier.client.channel import connect
 from atelier.client.monitor import MonitorClient
-from atelier.errors import InvalidArgument
+from atelier.errors import AtelierError, InvalidArgument
 from atelier.monitor.v1 import monitor_service_pb2 as pb
 from atelier.stack.addresses import service_address
 
+LOOKUP_TIMEOUT_SECONDS = 3.0
+"""How long `runs show` and `models show` wait for the monitor before showing the run without its cost."""
 GROUPINGS = {"job": pb.USAGE_GROUPING_JOB, "project": pb.USAGE_GROUPING_PROJECT, "user": pb.USAGE_GROUPING_USER}
 
 
@@ -63,3 +66,23 @@ def usage(
         console.print(table)
 
     emit(as_json, found, render)
+
+
+def job_usage(job: str) -> pb.UsageRow | None:
+    """The GPU-hours and energy the monitor has for one job; None when it has none or is not reachable
+    (a run shown without its cost is better than no run)."""
+    if not job:
+        return None
+    try:
+        address = service_address("monitor")
+        client = MonitorClient(connect(address), timeout=LOOKUP_TIMEOUT_SECONDS, address=address)
+        project = job.split("/")[1] if job.startswith("projects/") else "-"
+        found = client.query_usage(project, group_by=pb.USAGE_GROUPING_JOB)
+    except AtelierError:
+        return None
+    return next((row for row in found.rows if row.job == job), None)
+
+
+def describe(row: pb.UsageRow) -> str:
+    simulated = " (simulated cards)" if row.simulated else ""
+    return f"{row.gpu_hours:.3f} GPU-hours, {row.energy_kwh:.3f} kWh on {row.cards} card(s){simulated}"

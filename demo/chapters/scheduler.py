@@ -56,6 +56,9 @@ def run(context: Context) -> None:
     if tracked.get("job") != job["name"]:
         raise DemoError(f"the run records job {tracked.get('job')!r}, not {job['name']}")
     runner.ok(f"run {result['run']} was job {job['name']}; val_accuracy {float(result['val_accuracy']):.3f}")
+    if not tracked.get("gpuUsage", {}).get("gpuHours"):
+        raise DemoError(f"`atelier runs show` gives no GPU use for {result['run']}")
+    runner.ok(f"and shows what it cost: {tracked['gpuUsage']['gpuHours'] * 60:.1f} GPU-minutes")
     context.refs["job"] = job["name"]
 
 
