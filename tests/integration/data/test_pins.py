@@ -55,7 +55,8 @@ def test_a_batch_resolves_references_and_reuses_pins(data_client: DataClient, ta
     names = [p.name for p in pins]
     assert names[0] == existing.name
     assert [n.rpartition("/pins/")[0] for n in names] == [version, artifact, artifact, version, artifact, version]
-    assert names[1] == names[2] and names[3] == names[5]
+    assert names[1] == names[2]
+    assert names[3] == names[5]
     assert len(set(names)) == 4
     assert [p.owner for p in pins] == [V1, V1, V1, V2, V2, V2]
     assert sorted(p.owner for p in data_client.list_pins(version)) == [V1, V2]
