@@ -37,7 +37,7 @@ from services.inference.runner import ModelRunner
 from services.inference.sequences import Sequence, SequenceTable
 from services.inference.signature import TensorSpec
 from services.inference.spec import DeploymentSpec
-from services.inference.statistics import ModelStatistics
+from services.inference.statistics import BACKEND, OTHER, REJECTED, ModelStatistics
 from services.inference.tensors import encode
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,9 @@ class Batcher:
                 pending.state = "withdrawn"
             self._queues = _Queues([deque() for _ in range(self.spec.priority_levels)])
             self._cond.notify_all()
+        now = time.monotonic_ns()
         for pending in dropped:
+            self.statistics.failed(now - pending.arrival_ns, OTHER)
             pending.resolve(Unavailable(f"model '{self.model}' was unloaded before the request ran"))
         for thread in self._threads:
             thread.join()
@@ -239,7 +241,7 @@ class Batcher:
                 pending.state = "withdrawn"
                 self._queues.remove(pending)
                 self._release(pending, ran=False)
-                self.statistics.failed(now - pending.arrival_ns)
+                self.statistics.failed(now - pending.arrival_ns, REJECTED)
                 pending.resolve(DeadlineExceeded("Request timeout expired", metadata={"model": self.model}))
             elif nearest is None or pending.deadline_ns < nearest:
                 nearest = pending.deadline_ns
@@ -302,7 +304,7 @@ class Batcher:
         done = time.monotonic_ns()
         for pending, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, AtelierError):
-                self.statistics.failed(done - pending.arrival_ns)
+                self.statistics.failed(done - pending.arrival_ns, BACKEND)
             else:
                 self.statistics.succeeded(done - pending.arrival_ns, pending.taken_ns - pending.arrival_ns)
             pending.resolve(outcome)

@@ -10,12 +10,13 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from atelier.errors import AtelierError, DeadlineExceeded
+from atelier.errors import AtelierError, DeadlineExceeded, Unavailable
 from atelier.inference.v1 import resources_pb2 as pb
 from services.inference.batcher import Outcome, OutputTensor
 from services.inference.control import DeploymentControl
 from services.inference.repository import ModelRepository, Served, Status
 from services.inference.requests import InferRequest, prepare
+from services.inference.statistics import CANCELED, OTHER, REJECTED
 
 SERVER_VERSION = "2.0.0"
 EXTENSIONS = ("model_repository", "statistics", "model_configuration", "schedule_policy")
@@ -62,9 +63,14 @@ class InferenceProtocol:
     async def infer(self, request: InferRequest) -> InferResult:
         """Validate, queue, wait for the batch that carries it; a timeout withdraws it from the queue."""
         served = self.repository.get(request.model_name, request.model_version)
-        prepared = prepare(
-            request.model_name, served.signature, request, served.batcher.max_batch, self.max_tensor_bytes
-        )
+        arrival = time.monotonic_ns()
+        try:
+            prepared = prepare(
+                request.model_name, served.signature, request, served.batcher.max_batch, self.max_tensor_bytes
+            )
+        except AtelierError:
+            served.statistics.failed(time.monotonic_ns() - arrival, OTHER)
+            raise
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
 
@@ -75,19 +81,25 @@ class InferenceProtocol:
         def resolve(outcome: Outcome) -> None:  # called from an instance thread
             loop.call_soon_threadsafe(settle, outcome)
 
-        pending = served.batcher.submit(prepared, request.priority, request.timeout_us, resolve, request.sequence)
+        try:
+            pending = served.batcher.submit(prepared, request.priority, request.timeout_us, resolve, request.sequence)
+        except AtelierError as error:
+            # A full queue, a model unloading, or too many sequences: the scheduler refused it.
+            reason = REJECTED if isinstance(error, Unavailable) else OTHER
+            served.statistics.failed(time.monotonic_ns() - arrival, reason)
+            raise
         timeout = None if pending.deadline_ns is None else max(pending.deadline_ns - time.monotonic_ns(), 0) / 1e9
         try:
             outcome = await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             if served.batcher.withdraw(pending):
-                served.statistics.failed(time.monotonic_ns() - pending.arrival_ns)
+                served.statistics.failed(time.monotonic_ns() - pending.arrival_ns, REJECTED)
                 raise DeadlineExceeded("Request timeout expired", metadata={"model": request.model_name}) from None
             outcome = await future  # already running: its result is on the way
         except asyncio.CancelledError:
             # The caller has gone (or its deadline passed): the model never sees the request.
             if served.batcher.withdraw(pending):
-                served.statistics.failed(time.monotonic_ns() - pending.arrival_ns)
+                served.statistics.failed(time.monotonic_ns() - pending.arrival_ns, CANCELED)
             raise
         if isinstance(outcome, AtelierError):
             raise outcome

@@ -16,11 +16,13 @@ from atelier.inference.protocol import grpc_service_pb2, grpc_service_pb2_grpc
 from atelier.inference.v1 import inference_service_pb2, inference_service_pb2_grpc
 from atelier.runtime.database import create_engine, default_url, migrate
 from atelier.runtime.logging import configure_logging
+from atelier.runtime.metrics import service_registry
 from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost
 from atelier.runtime.tracing import configure_tracing
 from atelier.stack.addresses import service_address
 from services.inference.control import DeploymentControl, Links, ModelLoader
 from services.inference.deployments import Deployments
+from services.inference.metrics import InferenceCollector
 from services.inference.protocol import InferenceProtocol
 from services.inference.repository import ModelRepository
 from services.inference.servicer import DeploymentServicer, ProtocolServicer
@@ -83,6 +85,8 @@ def build(settings: InferenceSettings) -> ServiceHost:
     protocol = InferenceProtocol(repository, control, settings.server_name, settings.max_tensor_bytes)
     protocol_servicer = ProtocolServicer(protocol, runner)
     management = DeploymentServicer(control)
+    registry = service_registry()
+    registry.register(InferenceCollector(repository))
     host = InferenceHost(
         name="inference",
         settings=settings,
@@ -95,6 +99,7 @@ def build(settings: InferenceSettings) -> ServiceHost:
                 MANAGEMENT, lambda s: inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(management, s)
             ),
         ],
+        registry=registry,
         control=control,
         follow_interval=settings.alias_poll_seconds,
     )

@@ -1,7 +1,9 @@
 """Triton's per-model statistics: counts and cumulative durations by stage and by batch size.
 
 Durations are nanoseconds, as in ModelStatistics. Each request of a batch is charged the batch's
-compute durations (Triton does the same); the per-batch-size table counts executions.
+compute durations (Triton does the same); the per-batch-size table counts executions. Failures are
+also counted by Triton's reasons (the `reason` label of `nv_inference_request_failure`): both
+ModelStatistics and the Prometheus series read these counters, so they always agree.
 """
 
 from __future__ import annotations
@@ -9,6 +11,17 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Final
+
+REJECTED: Final = "REJECTED"
+"""Refused or dropped by the scheduler: a full queue, a queue timeout, too many sequences."""
+CANCELED: Final = "CANCELED"
+"""The caller went away (cancelled, or its own deadline passed) before the request ran."""
+BACKEND: Final = "BACKEND"
+"""The model raised while running the request."""
+OTHER: Final = "OTHER"
+"""Anything else: invalid input, a version unloaded before the request ran."""
+FAILURE_REASONS: Final = (REJECTED, CANCELED, BACKEND, OTHER)
 
 
 @dataclass
@@ -46,6 +59,8 @@ class StatsSnapshot:
     execution_count: int
     last_inference_ms: int
     batches: dict[int, BatchDurations]
+    failures: dict[str, int]
+    """Failed requests by reason (every reason of FAILURE_REASONS, zeros included)."""
 
 
 class ModelStatistics:
@@ -63,6 +78,7 @@ class ModelStatistics:
         self._executions = 0
         self._last_ms = 0
         self._batches: dict[int, BatchDurations] = {}
+        self._failures = dict.fromkeys(FAILURE_REASONS, 0)
 
     def executed(self, batch_size: int, requests: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
         """One model execution of `batch_size` samples carried by `requests` requests."""
@@ -83,9 +99,13 @@ class ModelStatistics:
             self._success.add(total_ns)
             self._queue.add(queue_ns)
 
-    def failed(self, total_ns: int) -> None:
+    def failed(self, total_ns: int, reason: str) -> None:
+        """One request that failed after `total_ns`, for one of FAILURE_REASONS."""
+        if reason not in self._failures:
+            raise ValueError(f"unknown failure reason {reason!r}; allowed: {', '.join(FAILURE_REASONS)}")
         with self._lock:
             self._fail.add(total_ns)
+            self._failures[reason] += 1
 
     def snapshot(self) -> StatsSnapshot:
         def copy(d: Duration) -> Duration:
@@ -106,4 +126,5 @@ class ModelStatistics:
                     size: BatchDurations(copy(b.compute_input), copy(b.compute_infer), copy(b.compute_output))
                     for size, b in sorted(self._batches.items())
                 },
+                failures=dict(self._failures),
             )

@@ -15,6 +15,7 @@ from atelier.client import DataClient, RegistryClient
 from atelier.client.inference import InferenceClient
 from atelier.inference.v1 import resources_pb2 as pb
 from atelier.registry.v1 import resources_pb2 as registry_pb
+from atelier.stack.addresses import PublishedAddress, address_file, read_address_file
 
 
 @dataclass
@@ -35,6 +36,12 @@ class Platform:
         settled = self.inference.wait_settled(created.name)
         assert settled.state == pb.DEPLOYMENT_STATE_READY, settled.state_reason
         return settled
+
+    def published(self) -> PublishedAddress:
+        """What the inference service wrote to its address file (its gRPC, metrics and HTTP addresses)."""
+        published = read_address_file(address_file(self.home, "inference"))
+        assert published is not None
+        return published
 
     def triton(self) -> Any:
         import tritonclient.grpc as grpcclient
@@ -64,7 +71,15 @@ def platform(
     home = tmp_path / "home"
     data = serve(lambda: build_data(DataSettings(home=home)))
     registry = serve(lambda: build_registry(RegistrySettings(home=home, data_address=data)))
-    address = start_inference(serve, home, data, registry, max_tensor_bytes=1 << 20, alias_poll_seconds=0.2)
+    address = start_inference(
+        serve,
+        home,
+        data,
+        registry,
+        max_tensor_bytes=1 << 20,
+        alias_poll_seconds=0.2,
+        address_file=address_file(home, "inference"),
+    )
     monkeypatch.setenv("ATELIER_DATA_ADDRESS", data)
     monkeypatch.setenv("ATELIER_REGISTRY_ADDRESS", registry)
     monkeypatch.setenv("ATELIER_PROJECT", "lab")
