@@ -83,6 +83,10 @@ def submit(
     min_gpu_memory: Annotated[str, typer.Option("--min-gpu-memory", help="Memory per card, e.g. 40GiB.")] = "",
     precision: Annotated[str, typer.Option("--precision", help=f"One of {', '.join(PRECISIONS)}.")] = "",
     card_model: Annotated[list[str] | None, typer.Option("--card-model", help="Accept only this model.")] = None,
+    cpus_per_node: Annotated[int, typer.Option("--cpus-per-node", min=0, help="CPUs on each node.")] = 0,
+    memory_per_node: Annotated[
+        str, typer.Option("--memory-per-node", help="Host memory on each node, e.g. 64GiB.")
+    ] = "",
     dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="DATASET@REF to fetch first.")] = None,
     priority: Annotated[str, typer.Option("--priority", help="Priority class: low, normal, high.")] = "",
     retries: Annotated[int, typer.Option("--retries", min=0, help="Retries of a failed attempt.")] = 0,
@@ -108,6 +112,8 @@ def submit(
             min_gpu_memory_bytes=parse_size(min_gpu_memory) if min_gpu_memory else 0,
             precision=_precision(precision) if precision else pb.PRECISION_UNSPECIFIED,
             allowed_card_models=card_model or [],
+            cpus_per_node=cpus_per_node,
+            memory_bytes_per_node=parse_size(memory_per_node) if memory_per_node else 0,
         ),
         priority_class=priority,
         executor=_executor(executor),
@@ -215,18 +221,20 @@ def cancel(
 
 
 def cluster(as_json: Json = False) -> None:
-    """Nodes and their cards: model, memory, precisions, and which job holds each card."""
+    """Nodes and their cards: host CPUs and memory, each card's model, memory, precisions, and which job holds it."""
     found = list(_client().list_nodes())
 
     def render() -> None:
-        table = Table("node", "state", "card", "model", "memory free/total", "precisions", "job", box=None)
+        table = Table("node", "state", "host", "card", "model", "memory free/total", "precisions", "job", box=None)
         for node in found:
             state = pb.NodeState.Name(node.state).removeprefix("NODE_STATE_")
-            for card in node.cards or [pb.Card()]:
+            host = f"{node.cpus} CPUs, {human_bytes(node.memory_bytes)}"
+            for position, card in enumerate(node.cards or [pb.Card()]):
                 precisions = ",".join(pb.Precision.Name(p).removeprefix("PRECISION_").lower() for p in card.precisions)
                 table.add_row(
                     node.name.removeprefix("nodes/"),
                     state,
+                    "" if position else host,
                     str(card.index),
                     card.model,
                     f"{human_bytes(card.memory_free_bytes)}/{human_bytes(card.memory_total_bytes)}",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from atelier.errors import FailedPrecondition
 from atelier.scheduling.catalogue import GIB
 from atelier.scheduling.inventory import Node
-from atelier.scheduling.request import JobRequest
+from atelier.scheduling.request import JobRequest, describe_need
 
 
 def fitting_cards(node: Node, request: JobRequest) -> int:
@@ -56,18 +56,7 @@ def check_feasible(request: JobRequest, nodes: Sequence[Node]) -> None:
 
 
 def _need(request: JobRequest) -> str:
-    text = f"{request.gpus_per_node} GPU{'s' if request.gpus_per_node > 1 else ''}"
-    cards = request.cards.describe()
-    if cards:
-        text += " " + cards
-    extras = []
-    if request.cpus_per_node:
-        extras.append(f"{request.cpus_per_node:g} CPUs")
-    if request.memory_bytes_per_node:
-        extras.append(f"{request.memory_bytes_per_node / GIB:g} GiB host memory")
-    if extras:
-        text += " and " + " and ".join(extras)
-    return text
+    return describe_need(request.gpus_per_node, request.cards, request.cpus_per_node, request.memory_bytes_per_node)
 
 
 def _largest(request: JobRequest, nodes: Sequence[Node], counts: Sequence[int]) -> str:
@@ -80,13 +69,14 @@ def _largest(request: JobRequest, nodes: Sequence[Node], counts: Sequence[int]) 
     node = nodes[best]
     if not node.cards:
         return f"nodes/{node.name} has no GPUs"
+    where = f" on nodes/{node.name}"
     models = Counter(card.model for card in node.cards)
     text = ", ".join(f"{count} x {model}" for model, count in models.most_common())
     lacks = list(dict.fromkeys(reason for card in node.cards for reason in request.cards.rejections(card.kind)))
     if node.cpus < request.cpus_per_node:
-        lacks.append(f"{node.cpus:g} CPUs")
+        lacks.append(f"only {node.cpus:g} CPUs")
     if node.memory_bytes < request.memory_bytes_per_node:
-        lacks.append(f"{node.memory_bytes / GIB:g} GiB host memory")
+        lacks.append(f"only {node.memory_bytes / GIB:g} GiB host memory")
     if counts[best] and not lacks:
         lacks.append(f"only {counts[best]} fitting")
-    return f"{text} ({', '.join(lacks)})" if lacks else text
+    return (f"{text} ({', '.join(lacks)})" if lacks else text) + where

@@ -66,6 +66,24 @@ class CardFilter:
         return text.strip()
 
 
+def describe_need(
+    gpus_per_node: int, cards: CardFilter, cpus_per_node: float = 0.0, memory_bytes_per_node: int = 0
+) -> str:
+    """What one node of a gang must give: `"4 GPUs with >= 80 GiB and bf16 and 64 CPUs"`, `"1 GPU"`."""
+    text = f"{gpus_per_node} GPU{'' if gpus_per_node == 1 else 's'}"
+    described = cards.describe()
+    if described:
+        text += " " + described
+    extras = []
+    if cpus_per_node:
+        extras.append(f"{cpus_per_node:g} CPU{'' if cpus_per_node == 1 else 's'}")
+    if memory_bytes_per_node:
+        extras.append(f"{memory_bytes_per_node / GIB:g} GiB host memory")
+    if extras:
+        text += " and " + " and ".join(extras)
+    return text
+
+
 @dataclass(frozen=True)
 class JobRequest:
     """A job's resource request, resolved to a gang of `nodes` nodes with `gpus_per_node` cards each.
@@ -170,12 +188,9 @@ class JobRequest:
         return self.nodes * self.gpus_per_node
 
     def describe(self) -> str:
-        """`"4 GPUs with >= 80 GiB and bf16"`, `"2 nodes x 8 GPUs"`: the gang in words."""
-        text = f"{self.gpus_per_node} GPU{'s' if self.gpus_per_node > 1 else ''}"
-        if self.nodes > 1:
-            text = f"{self.nodes} nodes x {text}"
-        cards = self.cards.describe()
-        return f"{text} {cards}" if cards else text
+        """`"4 GPUs with >= 80 GiB and bf16"`, `"2 nodes x 8 GPUs and 16 CPUs"`: the gang in words."""
+        text = describe_need(self.gpus_per_node, self.cards, self.cpus_per_node, self.memory_bytes_per_node)
+        return f"{self.nodes} nodes x {text}" if self.nodes > 1 else text
 
 
 _FILTERS: dict[CardFilter, CardFilter] = {}

@@ -1,17 +1,17 @@
-"""The cluster as the database knows it, and what a job's request means for its cards."""
+"""The cluster as the database knows it, and whether a submitted job could ever run on it (asked of the
+policy core's `infeasibility`, the check `atelier sim` uses too)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from atelier import scheduling as core
-from atelier.errors import FailedPrecondition
+from atelier.errors import FailedPrecondition, InvalidArgument
 from atelier.scheduler.v1 import resources_pb2 as pb
+from services.scheduler.cycle import node_of, request_from
 from services.scheduler.spec import Shape
 from services.scheduler.tables import NodeRow
 
@@ -34,21 +34,8 @@ def precision_name(value: int) -> str:
     return pb.Precision.Name(value).removeprefix("PRECISION_").lower()  # type: ignore[arg-type]
 
 
-def card_fits(card: dict[str, Any], resources: pb.Resources) -> bool:
-    """Whether one card (as stored) meets the request's memory, precision and model constraints."""
-    if not card.get("health", {}).get("healthy", False):
-        return False
-    if int(card.get("memory_total_bytes", 0)) < resources.min_gpu_memory_bytes:
-        return False
-    if resources.precision and resources.precision not in precisions_of(card.get("compute_capability", "")):
-        return False
-    model = card.get("model", "")
-    if resources.allowed_card_models and model not in resources.allowed_card_models:
-        return False
-    return model not in resources.forbidden_card_models
-
-
 def describe_need(shape: Shape, resources: pb.Resources) -> str:
+    """The request in the Slurm executor's words (agent jobs are described by the policy core)."""
     parts = [f"{shape.gpus_per_node} GPUs"]
     if resources.min_gpu_memory_bytes:
         parts.append(f"with >= {resources.min_gpu_memory_bytes / GIB:g} GiB")
@@ -57,24 +44,6 @@ def describe_need(shape: Shape, resources: pb.Resources) -> str:
     if resources.allowed_card_models:
         parts.append(f"of models {'/'.join(resources.allowed_card_models)}")
     return " ".join(parts)
-
-
-def describe_largest(nodes: list[NodeRow], resources: pb.Resources) -> str:
-    """The biggest node by card count, e.g. `8 x V100M32 (32 GiB) without bf16`."""
-    if not nodes:
-        return "the cluster has no nodes yet (start an agent: atelier agent)"
-    best = max(
-        nodes, key=lambda n: (len(n.cards), max((int(c.get("memory_total_bytes", 0)) for c in n.cards), default=0))
-    )
-    models = Counter(c.get("model", "?") for c in best.cards)
-    text = ", ".join(f"{count} x {model}" for model, count in models.most_common()) or "no GPUs"
-    first = best.cards[0] if best.cards else {}
-    if first:
-        text += f" ({int(first.get('memory_total_bytes', 0)) / GIB:g} GiB"
-        if resources.precision and resources.precision not in precisions_of(first.get("compute_capability", "")):
-            text += f", without {precision_name(resources.precision)}"
-        text += ")"
-    return f"largest: {text} on nodes/{best.name}"
 
 
 class Cluster:
@@ -99,13 +68,15 @@ class Cluster:
                 raise FailedPrecondition(f"this scheduler has no {kind} executor; allowed: EXECUTOR_KIND_AGENTS")
             check(job, shape)
             return
-        nodes = self.nodes()
-        fitting = [n for n in nodes if sum(card_fits(c, job.resources) for c in n.cards) >= shape.gpus_per_node]
-        if len(fitting) >= shape.nodes:
-            return
-        need = describe_need(shape, job.resources)
-        where = "no node has" if not fitting else f"the job needs {shape.nodes} nodes, only {len(fitting)} have"
-        raise FailedPrecondition(
-            f"{where} {need}; {describe_largest(nodes, job.resources)}",
-            metadata={"nodes": str(shape.nodes), "gpus_per_node": str(shape.gpus_per_node)},
-        )
+        if shape.gpus_per_node < 1:
+            raise InvalidArgument(
+                "a job run by agents needs GPUs: give resources.gpus_per_node or resources.gpus >= 1 "
+                "(jobs without GPUs can run with executor EXECUTOR_KIND_SLURM)"
+            )
+        nodes = [node_of(row) for row in self.nodes()]
+        reason = core.infeasibility(request_from("submitted", job), nodes)
+        if reason:
+            hint = "" if nodes else " (start an agent: atelier agent)"
+            raise FailedPrecondition(
+                reason + hint, metadata={"nodes": str(shape.nodes), "gpus_per_node": str(shape.gpus_per_node)}
+            )

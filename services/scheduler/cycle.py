@@ -88,27 +88,50 @@ def node_of(row: NodeRow) -> core.Node:
 
 
 def request_of(row: JobRow) -> core.JobRequest:
-    spec = spec_of(row)
-    shape = resolve_shape(spec.resources)
-    precision = spec.resources.precision
-    limit = spec.max_run_time.ToNanoseconds() / 1e9 if spec.HasField("max_run_time") else 0.0
-    return core.JobRequest(
+    """The policy core's request for a stored job."""
+    return request_from(
         str(row.id),
-        shape.nodes,
-        shape.gpus_per_node,
-        core.CardFilter(
-            min_memory_bytes=spec.resources.min_gpu_memory_bytes,
-            precision=core.parse_precision(pb.Precision.Name(precision).removeprefix("PRECISION_"))
-            if precision
-            else None,
-            allowed_models=frozenset(spec.resources.allowed_card_models),
-            forbidden_models=frozenset(spec.resources.forbidden_card_models),
-        ),
-        max_runtime_s=limit or DEFAULT_MAX_RUN_TIME,
+        spec_of(row),
         priority_class=row.priority_class or "normal",
         project=row.project,
         user=row.user,
         submit_time=_seconds(row.create_time),
+    )
+
+
+def request_from(
+    job_id: str,
+    spec: pb.Job,
+    *,
+    priority_class: str = "normal",
+    project: str = "default",
+    user: str = "",
+    submit_time: float = 0.0,
+) -> core.JobRequest:
+    """The policy core's request for a job spec: gang shape, card filter, CPUs and host memory per node."""
+    resources = spec.resources
+    shape = resolve_shape(resources)
+    precision = resources.precision
+    limit = spec.max_run_time.ToNanoseconds() / 1e9 if spec.HasField("max_run_time") else 0.0
+    return core.JobRequest(
+        job_id,
+        shape.nodes,
+        shape.gpus_per_node,
+        core.CardFilter(
+            min_memory_bytes=resources.min_gpu_memory_bytes,
+            precision=core.parse_precision(pb.Precision.Name(precision).removeprefix("PRECISION_"))
+            if precision
+            else None,
+            allowed_models=frozenset(resources.allowed_card_models),
+            forbidden_models=frozenset(resources.forbidden_card_models),
+        ),
+        cpus_per_node=float(resources.cpus_per_node),
+        memory_bytes_per_node=resources.memory_bytes_per_node,
+        max_runtime_s=limit or DEFAULT_MAX_RUN_TIME,
+        priority_class=priority_class,
+        project=project,
+        user=user,
+        submit_time=submit_time,
     )
 
 

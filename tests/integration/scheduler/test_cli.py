@@ -33,7 +33,10 @@ def atelier(cluster: Cluster, tmp_path: Path, *args: str, ok: bool = True) -> An
 
 def test_submit_follow_show_and_cluster(cluster: Cluster, start_agent: Callable[..., object], tmp_path: Path) -> None:
     start_agent("gpu-1", "L4", "L4")
-    (tmp_path / "hello.py").write_text("import os\nprint('hello from rank', os.environ['RANK'])\n")
+    (tmp_path / "hello.py").write_text(
+        # One write per line: the two ranks share the log, and print's separate writes could interleave.
+        "import os, sys\nsys.stdout.write(f\"hello from rank {os.environ['RANK']}\\n\")\n"
+    )
     followed = atelier(
         cluster,
         tmp_path,
@@ -82,8 +85,27 @@ def test_errors_are_one_line(cluster: Cluster, start_agent: Callable[..., object
         "x.py",
         ok=False,
     )
-    assert refused.stderr.startswith("error: no node has 1 GPUs with bf16")
+    assert refused.stderr.startswith("error: no node has 1 GPU with bf16")
     assert len(refused.stderr.strip().splitlines()) == 1
+    host = atelier(
+        cluster,
+        tmp_path,
+        "jobs",
+        "submit",
+        "--gpus-per-node",
+        "1",
+        "--cpus-per-node",
+        "4096",
+        "--memory-per-node",
+        "64TiB",
+        "--",
+        "python",
+        "x.py",
+        ok=False,
+    )
+    assert host.stderr.startswith(
+        "error: no node has 1 GPU and 4096 CPUs and 65536 GiB host memory; largest: 1 x T4 (only "
+    )
     bad = atelier(cluster, tmp_path, "jobs", "submit", "--precision", "fp4", "--", "python", "x.py", ok=False)
     assert "unknown precision 'fp4'; allowed: fp32, fp16, tf32, bf16, fp8" in bad.stderr
     assert list(cluster.client.list_jobs("lab")) == []

@@ -16,11 +16,11 @@ from tests.integration.scheduler.conftest import Cluster, inventory
 GIB = 1024**3
 
 
-def register(cluster: Cluster, node_id: str, *models: str) -> pb.Node:
+def register(cluster: Cluster, node_id: str, *models: str, cpus: int = 0, memory_gib: int = 0) -> pb.Node:
     found = DeclaredInventory(inventory(*models), card_spec).inventory()
-    return cluster.agents.register(
-        pb.Node(address=f"{node_id}.lab", cards=found.cards, links=found.links, discovery="declared"), node_id
-    )
+    node = pb.Node(address=f"{node_id}.lab", cards=found.cards, links=found.links, discovery="declared")
+    node.cpus, node.memory_bytes = cpus, memory_gib * GIB
+    return cluster.agents.register(node, node_id)
 
 
 def tasks_of(cluster: Cluster, node_id: str, statuses: list[agent.TaskStatus] | None = None) -> list[agent.Task]:
@@ -53,6 +53,23 @@ def test_a_request_no_node_could_ever_run_is_refused_with_the_reason(cluster: Cl
     assert "8 x V100M32" in message
     assert "without bf16" in message
     assert list(cluster.client.list_jobs("lab")) == []
+
+
+def test_cpus_and_host_memory_decide_where_a_job_fits(cluster: Cluster) -> None:
+    register(cluster, "a", "A10", "A10", cpus=16, memory_gib=64)
+    register(cluster, "b", "A10", "A10", cpus=16, memory_gib=64)
+    greedy = job(1)
+    greedy.resources.cpus_per_node = 32
+    with pytest.raises(FailedPrecondition) as refused:
+        cluster.client.submit("lab", greedy)
+    assert "no node has 1 GPU and 32 CPUs; largest: 2 x A10 (only 16 CPUs) on nodes/" in refused.value.message
+    first, second = job(1), job(1)
+    first.resources.cpus_per_node, second.resources.cpus_per_node = 12, 8
+    first.resources.memory_bytes_per_node = second.resources.memory_bytes_per_node = 16 * GIB
+    held = cluster.wait_for(cluster.client.submit("lab", first, "first").name, (pb.JOB_STATE_RUNNING,))
+    # The node "first" runs on is the tighter fit by cards, but has only 4 of its CPUs left.
+    placed = cluster.wait_for(cluster.client.submit("lab", second, "second").name, (pb.JOB_STATE_RUNNING,))
+    assert placed.placement.nodes[0].node != held.placement.nodes[0].node
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,7 @@ def test_infeasible_request_is_rejected_with_the_closest_node() -> None:
     with pytest.raises(FailedPrecondition) as error:
         check_feasible(request, nodes)
     assert str(error.value) == (
-        "no node has 4 GPUs with >= 80 GiB and bf16; largest: 8 x V100M32 (32 GiB < 80 GiB, without bf16)"
+        "no node has 4 GPUs with >= 80 GiB and bf16; largest: 8 x V100M32 (32 GiB < 80 GiB, without bf16) on nodes/v"
     )
 
 
