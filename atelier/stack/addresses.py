@@ -1,7 +1,8 @@
 """Where a service of the local stack listens.
 
 `ATELIER_<NAME>_ADDRESS` wins; otherwise the address file the running service wrote to
-`$ATELIER_HOME/run/<name>.json` (`{"address": "host:port", "pid": N, "metrics": "host:port"}`).
+`$ATELIER_HOME/run/<name>.json` (`{"address": "host:port", "pid": N, "metrics": "host:port"}`, plus
+`"http": "host:port"` for a service that also serves HTTP, such as the inference service's REST v2).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class PublishedAddress:
     pid: int | None
     metrics: str = ""
     """host:port of the service's Prometheus endpoint (`/metrics`); empty when it has none."""
+    http: str = ""
+    """host:port of the service's own HTTP API (the inference service's REST v2); empty when none."""
 
 
 def run_dir(home: Path) -> Path:
@@ -46,18 +49,23 @@ def read_address_file(path: Path) -> PublishedAddress | None:
         return None
     pid = content.get("pid")
     metrics = content.get("metrics")
+    http = content.get("http")
     return PublishedAddress(
         address=content["address"],
         pid=pid if isinstance(pid, int) else None,
         metrics=metrics if isinstance(metrics, str) else "",
+        http=http if isinstance(http, str) else "",
     )
 
 
-def write_address_file(path: Path, address: str, pid: int, metrics: str = "") -> None:
-    """Atomically publish where a process listens (and serves metrics)."""
+def write_address_file(path: Path, address: str, pid: int, metrics: str = "", http: str = "") -> None:
+    """Atomically publish where a process listens (and serves metrics, and HTTP when it does)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"address": address, "pid": pid, "metrics": metrics}))
+    content: dict[str, object] = {"address": address, "pid": pid, "metrics": metrics}
+    if http:
+        content["http"] = http
+    tmp.write_text(json.dumps(content))
     os.replace(tmp, path)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +20,14 @@ from atelier.runtime.logging import configure_logging
 from atelier.runtime.metrics import service_registry
 from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost
 from atelier.runtime.tracing import configure_tracing
-from atelier.stack.addresses import service_address
+from atelier.stack.addresses import service_address, write_address_file
 from services.inference.control import DeploymentControl, Links, ModelLoader
 from services.inference.deployments import Deployments
+from services.inference.http import HttpEndpoint
 from services.inference.metrics import InferenceCollector
 from services.inference.protocol import InferenceProtocol
 from services.inference.repository import ModelRepository
+from services.inference.rest import rest_app
 from services.inference.servicer import DeploymentServicer, ProtocolServicer
 from services.inference.settings import InferenceSettings
 
@@ -36,14 +39,23 @@ MANAGEMENT = inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService
 
 @dataclass
 class InferenceHost(ServiceHost):
-    """A ServiceHost that, once serving, loads again the deployments stored before a restart."""
+    """A ServiceHost that also serves REST v2 over HTTP and, once serving, loads again the
+    deployments stored before a restart."""
 
     control: DeploymentControl | None = None
     follow_interval: float = 2.0
+    http: HttpEndpoint | None = None
     _follower: asyncio.Task[None] | None = None
 
     async def start(self) -> str:
+        if self.http is not None:
+            await self.http.start()
         address = await super().start()
+        if self.http is not None:
+            log.info("inference REST v2 on http://%s/v2", self.http.address, extra={"http": self.http.address})
+            if self.settings.address_file is not None:
+                metrics = self.metrics.address if self.metrics else ""
+                write_address_file(self.settings.address_file, address, os.getpid(), metrics, self.http.address)
         if self.control is not None:
             await self.control.restore()
             self._follower = asyncio.create_task(self._follow(self.control), name="follow-aliases")
@@ -53,6 +65,8 @@ class InferenceHost(ServiceHost):
         if self._follower is not None:
             self._follower.cancel()
             await asyncio.gather(self._follower, return_exceptions=True)
+        if self.http is not None:
+            await self.http.stop()
         await super().stop()
 
     async def _follow(self, control: DeploymentControl) -> None:
@@ -102,6 +116,7 @@ def build(settings: InferenceSettings) -> ServiceHost:
         registry=registry,
         control=control,
         follow_interval=settings.alias_poll_seconds,
+        http=HttpEndpoint(rest_app(protocol), settings.host, settings.http_port) if settings.http_port >= 0 else None,
     )
     host.on_stop.append(repository.close)
     host.on_stop.append(links.close)

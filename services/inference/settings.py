@@ -40,6 +40,13 @@ class InferenceSettings(ServiceSettings):
         "already run batches in parallel, and idle intra-op threads spin, so 1 serves small models best on CPU.",
     )
     server_name: str = Field("atelier", description="Name ServerMetadata reports.")
+    http_port: int = Field(
+        0,
+        ge=-1,
+        le=65535,
+        description="Port of the REST v2 API (KServe v2 / Triton HTTP); 0 picks a free one, -1 turns it off. "
+        "The bound address is published as `http` in the address file.",
+    )
 
     def cache_dir(self) -> Path:
         return self.artifact_cache or self.home / "inference" / "artifacts"

@@ -157,7 +157,8 @@ def from_typed(name: str, dt: Datatype, shape: Sequence[int], values: Sequence[A
         return array.reshape(tuple(shape))
     if dt.name in ("FP16", "BF16"):
         raise InvalidArgument(
-            f"input '{name}' of datatype {dt.name} must travel in raw_input_contents, not typed contents",
+            f"input '{name}' of datatype {dt.name} must travel as raw bytes (raw_input_contents over gRPC, "
+            "binary data over HTTP), not typed contents",
             metadata={"input": name, "datatype": dt.name},
         )
     return np.asarray(values, dtype=dt.numpy).reshape(tuple(shape))

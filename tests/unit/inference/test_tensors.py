@@ -69,7 +69,7 @@ def test_byte_length_must_match_the_shape() -> None:
 def test_typed_values() -> None:
     assert from_typed("x", DATATYPES["INT16"], (2,), [1, -2]).tolist() == [1, -2]
     assert from_typed("s", DATATYPES["BYTES"], (1,), [b"hi"]).tolist() == [b"hi"]
-    with pytest.raises(InvalidArgument, match="must travel in raw_input_contents"):
+    with pytest.raises(InvalidArgument, match="must travel as raw bytes"):
         from_typed("h", DATATYPES["FP16"], (1,), [1.0])
     with pytest.raises(InvalidArgument, match="unexpected number of elements 1 for input 'x', expecting 2"):
         from_typed("x", DATATYPES["INT32"], (2,), [1])
