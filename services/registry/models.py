@@ -18,8 +18,9 @@ from atelier.registry.v1 import resources_pb2 as pb
 from atelier.runtime.database import transaction
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from services.registry.datalink import DataLink
+from services.registry.experiments import now
 from services.registry.registration import Registration, Registrations
-from services.registry.runs import RunView, Tracking, now, numeric
+from services.registry.runs import RunView, Tracking, numeric
 from services.registry.search import VERSIONS, apply_ordering, compile_filter, parse_order_by
 from services.registry.tables import (
     AliasRow,

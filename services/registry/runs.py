@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import sqlalchemy as sa
 from google.protobuf import json_format
@@ -14,13 +13,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
-from atelier.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from atelier.names import parse_name, validate_id
+from atelier.errors import FailedPrecondition, InvalidArgument, NotFound
+from atelier.names import parse_name
 from atelier.registry.v1 import registry_service_pb2 as rpc
 from atelier.registry.v1 import resources_pb2 as pb
 from atelier.runtime.database import transaction
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from services.registry.datalink import DataLink
+from services.registry.experiments import EXPERIMENT, Experiments, now
 from services.registry.points import decode_points
 from services.registry.search import RUNS, apply_ordering, compile_filter, parse_order_by
 from services.registry.tables import (
@@ -35,16 +35,28 @@ from services.registry.tables import (
 )
 from services.registry.upsert import insert_ignore, upsert_latest
 
-EXPERIMENT = "projects/{project}/experiments/{experiment}"
 RUN = "projects/{project}/experiments/{experiment}/runs/{run}"
 MAX_POINTS = 100_000
 _FINAL = {pb.RUN_STATE_FINISHED, pb.RUN_STATE_FAILED, pb.RUN_STATE_KILLED}
 # Columns of a run that logging never reads (the environment lists every installed package).
 _HEAVY = ("code", "environment", "command", "inputs")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
+# Statements built once (building one costs more than running it): a run by name, and its
+# metrics' last values and artifacts.
+_RUN = (
+    select(RunRow)
+    .join(ExperimentRow, col(ExperimentRow.id) == RunRow.experiment_id)
+    .where(
+        RunRow.run_id == sa.bindparam("run"),
+        ExperimentRow.project == sa.bindparam("project"),
+        ExperimentRow.name == sa.bindparam("experiment"),
+    )
+)
+_LEAN_RUN = _RUN.options(*(defer(getattr(RunRow, name)) for name in _HEAVY))
+_IDS: sa.BindParameter[list[int]] = sa.bindparam("ids", expanding=True)
+_METRICS_OF = select(RunMetricRow.run_id, RunMetricRow.key, RunMetricRow.value).where(
+    col(RunMetricRow.run_id).in_(_IDS)
+)
+_ARTIFACTS_OF = select(RunArtifactRow).where(col(RunArtifactRow.run_id).in_(_IDS))
 
 
 def numeric(value: str) -> float | None:
@@ -77,71 +89,7 @@ class Tracking:
     def __init__(self, engine: Engine, data: DataLink) -> None:
         self.engine = engine
         self.data = data
-        self._known_experiments: dict[tuple[str, str], int] = {}
-
-    # Experiments ------------------------------------------------------------------------------
-
-    def create_experiment(self, parent: str, experiment_id: str, description: str) -> tuple[str, ExperimentRow]:
-        project = parse_name(parent, "projects/{project}", "parent")["project"]
-        validate_id("experiment", experiment_id)
-        with transaction(self.engine) as session:
-            if self._experiment(session, project, experiment_id, missing_ok=True):
-                raise AlreadyExists(f"experiment {experiment_id!r} already exists in project {project!r}")
-            row = ExperimentRow(project=project, name=experiment_id, description=description, create_time=now())
-            session.add(row)
-        return project, row
-
-    def get_experiment(self, name: str) -> tuple[ExperimentRow, int]:
-        parts = parse_name(name, EXPERIMENT)
-        with transaction(self.engine) as session:
-            row = self._experiment(session, parts["project"], parts["experiment"])
-            assert row is not None
-            count = session.exec(select(sa.func.count()).where(RunRow.experiment_id == row.id)).one()
-        return row, count
-
-    def list_experiments(self, parent: str, size: int, token: str) -> tuple[list[ExperimentRow], str]:
-        project = parse_name(parent, "projects/{project}", "parent")["project"]
-        limit = page_size(size)
-        with transaction(self.engine) as session:
-            rows = session.exec(
-                select(ExperimentRow)
-                .where(ExperimentRow.project == project, ExperimentRow.name > decode_token(token, ""))
-                .order_by(col(ExperimentRow.name))
-                .limit(limit + 1)
-            ).all()
-        if len(rows) > limit:
-            return list(rows[:limit]), encode_token(rows[limit - 1].name)
-        return list(rows), ""
-
-    def _ensure_experiment(self, project: str, name: str) -> int:
-        """The experiment's id, creating it if missing (a concurrent creation of it is fine).
-        Experiments are never renamed or deleted, so once seen they are remembered."""
-        known = self._known_experiments.get((project, name))
-        if known is not None:
-            return known
-        with transaction(self.engine) as session:
-            row = self._experiment(session, project, name, missing_ok=True)
-        if row is None:
-            validate_id("experiment", name)
-            with contextlib.suppress(AlreadyExists), transaction(self.engine) as session:
-                session.add(ExperimentRow(project=project, name=name, create_time=now()))
-            with transaction(self.engine) as session:
-                row = self._experiment(session, project, name)
-        assert row is not None
-        assert row.id is not None
-        self._known_experiments[(project, name)] = row.id
-        return row.id
-
-    def _experiment(self, session: Session, project: str, name: str, missing_ok: bool = False) -> ExperimentRow | None:
-        row = session.exec(
-            select(ExperimentRow).where(ExperimentRow.project == project, ExperimentRow.name == name)
-        ).first()
-        if row is None and not missing_ok:
-            raise NotFound(
-                f"experiment {name!r} not found in project {project!r}",
-                metadata={"resource": f"projects/{project}/experiments/{name}"},
-            )
-        return row
+        self.experiments = Experiments(engine)
 
     # Runs -------------------------------------------------------------------------------------
 
@@ -152,7 +100,7 @@ class Tracking:
         if run.parent_run:
             self.get_run(run.parent_run)
         stamp = now()
-        experiment_id = self._ensure_experiment(project, parts["experiment"])
+        experiment_id = self.experiments.ensure(project, parts["experiment"])
         with transaction(self.engine) as session:
             row = RunRow(
                 run_id=uuid.uuid4().hex[:16],
@@ -174,7 +122,8 @@ class Tracking:
             session.add(row)
             session.flush()
             assert row.id is not None
-            self._add_params(session, row, dict(run.params))
+            params = [{"run_id": row.id, "key": k, "value": v, "value_num": numeric(v)} for k, v in run.params.items()]
+            insert_ignore(session, RunParamRow, params)  # a new run: no params to compare with yet
             self._set_tags(session, row, dict(run.tags))
             insert_ignore(session, RunInputRow, [{"run_id": row.id, "dataset": d} for d in inputs])
         return RunView(project, parts["experiment"], row)
@@ -186,16 +135,7 @@ class Tracking:
             return self._view(session, parts["project"], parts["experiment"], [row])[0]
 
     def _run(self, session: Session, parts: dict[str, str], lean: bool = False) -> RunRow:
-        query = select(RunRow)
-        if lean:
-            query = query.options(*(defer(getattr(RunRow, name)) for name in _HEAVY))
-        row = session.exec(
-            query.join(ExperimentRow, col(ExperimentRow.id) == RunRow.experiment_id).where(
-                RunRow.run_id == parts["run"],
-                ExperimentRow.project == parts["project"],
-                ExperimentRow.name == parts["experiment"],
-            )
-        ).first()
+        row = session.exec(_LEAN_RUN if lean else _RUN, params=parts).first()
         if row is None:
             name = RUN.format(**parts)
             raise NotFound(f"run {name} not found", metadata={"resource": name})
@@ -204,12 +144,10 @@ class Tracking:
     def _view(self, session: Session, project: str, experiment: str | None, rows: Sequence[RunRow]) -> list[RunView]:
         ids = [r.id for r in rows if r.id is not None]
         metrics: dict[int, dict[str, float]] = {}
-        for run_id, key, value in session.exec(
-            select(RunMetricRow.run_id, RunMetricRow.key, RunMetricRow.value).where(col(RunMetricRow.run_id).in_(ids))
-        ).all():
+        for run_id, key, value in session.exec(_METRICS_OF, params={"ids": ids}).all():
             metrics.setdefault(run_id, {})[key] = value
         artifacts: dict[int, list[RunArtifactRow]] = {}
-        for artifact in session.exec(select(RunArtifactRow).where(col(RunArtifactRow.run_id).in_(ids))).all():
+        for artifact in session.exec(_ARTIFACTS_OF, params={"ids": ids}).all():
             artifacts.setdefault(artifact.run_id, []).append(artifact)
         names: dict[int, str] = {}
         if experiment is None:
@@ -244,7 +182,7 @@ class Tracking:
         query = apply_ordering(query, ordering, RUNS).offset(offset).limit(limit + 1)
         with transaction(self.engine) as session:
             if parts["experiment"] != "-":
-                self._experiment(session, project, parts["experiment"])
+                self.experiments.find(session, project, parts["experiment"])
             rows = session.exec(query).all()
             views = self._view(session, project, None, rows[:limit])
         return views, encode_token(offset + limit) if len(rows) > limit else ""

@@ -38,19 +38,19 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def CreateExperiment(self, request: rpc.CreateExperimentRequest, context: Context) -> pb.Experiment:
         project, row = await self.run(
-            self.tracking.create_experiment, request.parent, request.experiment_id, request.experiment.description
+            self.tracking.experiments.create, request.parent, request.experiment_id, request.experiment.description
         )
         return convert.experiment(project, row)
 
     async def GetExperiment(self, request: rpc.GetExperimentRequest, context: Context) -> pb.Experiment:
-        row, count = await self.run(self.tracking.get_experiment, request.name)
+        row, count = await self.run(self.tracking.experiments.get, request.name)
         return convert.experiment(row.project, row, count)
 
     async def ListExperiments(
         self, request: rpc.ListExperimentsRequest, context: Context
     ) -> rpc.ListExperimentsResponse:
         rows, token = await self.run(
-            self.tracking.list_experiments, request.parent, request.page_size, request.page_token
+            self.tracking.experiments.page, request.parent, request.page_size, request.page_token
         )
         return rpc.ListExperimentsResponse(
             experiments=[convert.experiment(r.project, r) for r in rows], next_page_token=token
