@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from atelier.scheduling.backfill import Reservation, reserve
 from atelier.scheduling.capacity import FreeCapacity
 from atelier.scheduling.contention import Contention
+from atelier.scheduling.explain import Reasons, gather
 from atelier.scheduling.fairshare import FairShareUsage, fair_share_factors
 from atelier.scheduling.inventory import Node
 from atelier.scheduling.jobs import Placement, RunningJob
@@ -33,17 +34,21 @@ from atelier.scheduling.request import JobRequest
 @dataclass(frozen=True)
 class Start:
     """Start a job on these cards. `backfilled_before`: the reserved head job it starts ahead of (it cannot
-    delay it), empty if none."""
+    delay it), empty if none. `reasons`: the facts behind the choice (gathered unless the cycle explains
+    nothing)."""
 
     job_id: str
     placement: Placement
     strategy: str
     models: tuple[str, ...]
     backfilled_before: str = ""
+    reasons: Reasons | None = field(default=None, compare=False, repr=False)
 
     @property
     def explanation(self) -> str:
-        """Where and why, in words: `"best-fit: A100-80 on node-7[0,1] (backfilled; cannot delay job-3)"`."""
+        """Where and why, in one line (see `explain`); without reasons: `"best-fit: A100-80 on node-7[0,1]"`."""
+        if self.reasons is not None:
+            return self.reasons.describe()
         text = f"{self.strategy}: {'/'.join(self.models)} on {self.placement.describe()}"
         return text + (f" (backfilled; cannot delay {self.backfilled_before})" if self.backfilled_before else "")
 
@@ -205,12 +210,18 @@ class _Cycle:
         kinds = capacity.card_kinds
         models = {kinds[ordinal][c].model for ordinal, cards in choice for c in cards}
         placement = to_placement(choice, capacity)
+        tried = (
+            self.contention.order(job.cards, job.gpus)
+            if self.explain and self.strategy.name == "best-fit"
+            else capacity.kinds_for(job.cards)
+        )
         # Held from now on: later jobs of this cycle see its cards taken, and its end, for their reservation.
         capacity.take_job(RunningJob(job, placement, self.now))
         if job.project in self.held:
             self.held[job.project] += job.gpus
         before = self.reservation.job_id if self.reservation is not None else ""
-        start = Start(job.job_id, placement, self.strategy.name, tuple(sorted(models)), before)
+        reasons = gather(job, choice, capacity, tried, self.strategy.name, before) if self.explain else None
+        start = Start(job.job_id, placement, self.strategy.name, tuple(sorted(models)), before, reasons)
         self.decisions.starts.append(start)
 
     def _reserve(self, job: JobRequest) -> None:

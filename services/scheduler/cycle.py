@@ -135,6 +135,14 @@ def request_from(
     )
 
 
+def explanation_of(start: core.Start, reason: str) -> str:
+    """The start's explanation, saying so when the job's last wait was for jobs it preempted (the cycle that
+    starts it does not know: the preempting was decided in earlier cycles, recorded in the job's reason)."""
+    if reason.startswith("waiting: preempt"):
+        return f"{start.explanation}; preempted lower-priority jobs to start"
+    return start.explanation
+
+
 def _waited(session: Session, row: JobRow, now: datetime) -> float:
     """Seconds the attempt now starting waited: since submission, or since the previous attempt ended."""
     previous = session.exec(
@@ -238,7 +246,8 @@ class Cycle:
         now = utcnow()
         first = nodes[start.placement.assignments[0].node]
         endpoint = f"{first.address}:{self._port_for(row)}"
-        placement = pb.Placement(rendezvous_endpoint=endpoint, explanation=start.explanation)
+        explanation = explanation_of(start, row.reason)
+        placement = pb.Placement(rendezvous_endpoint=endpoint, explanation=explanation)
         for rank, assignment in enumerate(start.placement.assignments):
             placement.nodes.add(node=f"nodes/{assignment.node}", cards=list(assignment.cards), rank=rank)
         row.attempt += 1
@@ -266,7 +275,7 @@ class Cycle:
         row.start_time = now
         row.reason = f"running on {', '.join(n.node for n in placement.nodes)}"
         session.add(row)
-        log.info("started %s attempt %d: %s", job_name(row), row.attempt, start.explanation)
+        log.info("started %s attempt %d: %s", job_name(row), row.attempt, explanation)
 
     def _port_for(self, row: JobRow) -> int:
         """A rendezvous port from the job and attempt: stable across scheduler restarts."""

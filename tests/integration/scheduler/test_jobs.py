@@ -70,6 +70,9 @@ def test_cpus_and_host_memory_decide_where_a_job_fits(cluster: Cluster) -> None:
     # The node "first" runs on is the tighter fit by cards, but has only 4 of its CPUs left.
     placed = cluster.wait_for(cluster.client.submit("lab", second, "second").name, (pb.JOB_STATE_RUNNING,))
     assert placed.placement.nodes[0].node != held.placement.nodes[0].node
+    why = placed.placement.explanation
+    assert why.startswith("1 GPU and 8 CPUs and 16 GiB host memory: A10 on ")
+    assert why.endswith("; only A10 fits; backfilled: no")
 
 
 @pytest.mark.parametrize(
