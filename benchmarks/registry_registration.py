@@ -54,11 +54,25 @@ def profile(pids: dict[str, int], directory: Path, native: bool) -> list[subproc
     recorders = []
     for name, pid in pids.items():
         output = directory / f"{name.split()[0]}.txt"
-        command = [str(PY_SPY), "record", "--pid", str(pid), "--format", "raw", "--gil", "-r", "200", "-o", str(output)]
+        command = [str(PY_SPY), "record", "--pid", str(pid), "--format", "raw", "--gil", "-r", "100", "-o", str(output)]
         command += ["--native"] if native else []
         recorders.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     time.sleep(1.0)
     return recorders
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of each thread of `pid`, by thread name (numbers dropped, so a pool's
+    threads add up: `atelier-blocking`, gRPC's own C++ threads, the event loop's `python`)."""
+    totals: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip().rstrip("0123456789_-")
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return totals
 
 
 def pin_calls(home: Path) -> float:
@@ -97,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             pids = {"registry": stack.pids["registry"], "data service": stack.pids["data"]}
             recorders = profile(pids, args.profile, args.native) if args.profile else []
             load, calls = os.getloadavg()[0], pin_calls(stack.home)
+            threads = {name: thread_cpu(pid) for name, pid in pids.items()}
             result = with_server_cpu(
                 servers,
                 lambda: register_atelier(address, artifact, model, args.count, args.warmup, settings, args.mode),
@@ -104,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             result["load_before"] = load
             result["load_after"] = os.getloadavg()[0]
             result["group"] = result["count"] / max(pin_calls(stack.home) - calls, 1)
+            result["threads"] = {
+                name: {t: (cpu - threads[name].get(t, 0.0)) / result["count"] for t, cpu in thread_cpu(pid).items()}
+                for name, pid in pids.items()
+            }
             for recorder in recorders:
                 recorder.send_signal(2)
                 recorder.wait(timeout=60)
@@ -118,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         + f" (total {total * 1000:.2f} ms); {result['group']:.1f} versions per BatchCreatePins; "
         + f"load average {result['load_before']:.2f} -> {result['load_after']:.2f}"
     )
+    for name, threads in result["threads"].items():
+        shown = sorted(((cpu, t) for t, cpu in threads.items() if cpu > 0), reverse=True)
+        print(f"  {name} threads, CPU per version: " + ", ".join(f"{t} {cpu * 1000:.2f} ms" for cpu, t in shown))
     print(json.dumps({"project": PROJECT, **result}), file=sys.stderr)
 
 
