@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from opentelemetry import trace
 
 from atelier.errors import AtelierError, DeadlineExceeded, Internal, Unavailable
 from services.inference.requests import Prepared, SequenceFlags
@@ -39,6 +40,7 @@ from services.inference.signature import TensorSpec
 from services.inference.spec import DeploymentSpec
 from services.inference.statistics import BACKEND, OTHER, REJECTED, ModelStatistics
 from services.inference.tensors import encode
+from services.inference.tracing import InferenceSpans
 
 log = logging.getLogger(__name__)
 Array = np.ndarray[Any, Any]
@@ -71,6 +73,8 @@ class Pending:
     taken_ns: int = 0
     sequence: Sequence | None = None
     flags: SequenceFlags | None = None
+    span: trace.SpanContext | None = None
+    """The request's span, which the span of the batch carrying it links to."""
 
 
 @dataclass
@@ -89,8 +93,18 @@ class _Queues:
 class Batcher:
     """Queues and instance threads of one loaded model version."""
 
-    def __init__(self, model: str, runner: ModelRunner, spec: DeploymentSpec, statistics: ModelStatistics) -> None:
+    def __init__(
+        self,
+        model: str,
+        runner: ModelRunner,
+        spec: DeploymentSpec,
+        statistics: ModelStatistics,
+        version: int = 0,
+        spans: InferenceSpans | None = None,
+    ) -> None:
         self.model = model
+        self.version = version
+        self.spans = spans or InferenceSpans()
         self.runner = runner
         self.spec = spec
         self.statistics = statistics
@@ -133,6 +147,7 @@ class Batcher:
         timeout_us: int,
         resolve: Resolve,
         flags: SequenceFlags | None = None,
+        span: trace.SpanContext | None = None,
     ) -> Pending:
         """Queue a validated request; `resolve` is called from an instance thread with its outcome."""
         levels = self.spec.priority_levels
@@ -141,7 +156,8 @@ class Batcher:
         now = time.monotonic_ns()
         timeout = timeout_us or self.spec.default_timeout_us
         key = tuple(a.shape[1:] for a in prepared.arrays) if self.batched else ()
-        pending = Pending(prepared, level, now, now + timeout * 1000 if timeout else None, resolve, key, flags=flags)
+        deadline = now + timeout * 1000 if timeout else None
+        pending = Pending(prepared, level, now, deadline, resolve, key, flags=flags, span=span)
         with self._cond:
             if self._stopping:
                 raise Unavailable(f"model '{self.model}' is unloading")
@@ -291,8 +307,10 @@ class Batcher:
         return self._sequences.state_in(pending.sequence, starts, self.runner.signature.inputs[self._state_in])
 
     def _execute(self, batch: list[Pending]) -> None:
+        samples = sum(p.prepared.batch_size for p in batch)
         try:
-            outcomes = self._run(batch)
+            with self.spans.batch(self.model, self.version, samples, [p.span for p in batch]):
+                outcomes = self._run(batch)
         except Exception as error:  # noqa: BLE001 - a model failure is the batch's, not the server's
             if len(batch) > 1:
                 for pending in batch:

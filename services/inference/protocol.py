@@ -10,6 +10,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from opentelemetry.trace import SpanContext
+
 from atelier.errors import AtelierError, DeadlineExceeded, Unavailable
 from atelier.inference.v1 import resources_pb2 as pb
 from services.inference.batcher import Outcome, OutputTensor
@@ -61,7 +63,15 @@ class InferenceProtocol:
         return self.repository.known()
 
     async def infer(self, request: InferRequest) -> InferResult:
-        """Validate, queue, wait for the batch that carries it; a timeout withdraws it from the queue."""
+        """Validate, queue, wait for the batch that carries it; a timeout withdraws it from the queue.
+        The request has a span of its own, which the span of its batch links to."""
+        spans = self.repository.spans
+        with spans.request(request.model_name, request.model_version, request.id) as span:
+            result = await self._infer(request, span.get_span_context())
+            span.set_attribute("inference.model_version", str(result.served.version))
+            return result
+
+    async def _infer(self, request: InferRequest, span: SpanContext) -> InferResult:
         served = self.repository.get(request.model_name, request.model_version)
         arrival = time.monotonic_ns()
         try:
@@ -82,7 +92,9 @@ class InferenceProtocol:
             loop.call_soon_threadsafe(settle, outcome)
 
         try:
-            pending = served.batcher.submit(prepared, request.priority, request.timeout_us, resolve, request.sequence)
+            pending = served.batcher.submit(
+                prepared, request.priority, request.timeout_us, resolve, request.sequence, span
+            )
         except AtelierError as error:
             # A full queue, a model unloading, or too many sequences: the scheduler refused it.
             reason = REJECTED if isinstance(error, Unavailable) else OTHER

@@ -22,6 +22,7 @@ from services.inference.runner import ModelRunner
 from services.inference.signature import Signature, without_state
 from services.inference.spec import DeploymentSpec
 from services.inference.statistics import ModelStatistics
+from services.inference.tracing import InferenceSpans
 
 log = logging.getLogger(__name__)
 LoadModel = Callable[[DeploymentView], tuple[ResolvedModel, ModelRunner]]
@@ -62,8 +63,11 @@ class Status:
 class ModelRepository:
     """Served models by deployment id (the model name clients use)."""
 
-    def __init__(self, load_model: LoadModel, record_state: RecordState, run: BlockingRunner) -> None:
+    def __init__(
+        self, load_model: LoadModel, record_state: RecordState, run: BlockingRunner, spans: InferenceSpans | None = None
+    ) -> None:
         self._load_model = load_model
+        self.spans = spans or InferenceSpans()
         self._record_state = record_state
         self._run = run
         self._served: dict[str, Served] = {}
@@ -98,7 +102,7 @@ class ModelRepository:
         statistics = self._statistics.setdefault((name, resolved.number), ModelStatistics())
         spec = view.spec
         public = without_state(runner.signature, spec.state_input, spec.state_output, resolved.version.name)
-        batcher = Batcher(name, runner, view.spec, statistics)
+        batcher = Batcher(name, runner, view.spec, statistics, resolved.number, self.spans)
         batcher.start()
         old = self._served.get(name)
         self._served[name] = Served(

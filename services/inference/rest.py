@@ -17,6 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
 from starlette.exceptions import HTTPException
 
 from atelier.errors import AtelierError, InvalidArgument
@@ -186,7 +188,12 @@ def _model_routes(app: FastAPI, protocol: InferenceProtocol, prefix: str) -> Non
     async def infer(request: Request, model: str, version: str = "") -> Response:
         body = await _body(request)
         parsed, choice = rest_codec.infer_request(model, version, body, _header_length(request))
-        result = await protocol.infer(parsed)
+        # The caller's W3C traceparent, if any, is the parent of the request's span.
+        token = otel_context.attach(propagate.extract(request.headers))
+        try:
+            result = await protocol.infer(parsed)
+        finally:
+            otel_context.detach(token)
         content, header_length = rest_codec.infer_response(parsed.id, result, choice)
         if header_length is None:
             return Response(content, media_type="application/json")
