@@ -25,10 +25,11 @@ class _Server(uvicorn.Server):
 class HttpEndpoint:
     """One uvicorn server, started and stopped with the service."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int, grace_seconds: float = 5.0) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self.grace_seconds = grace_seconds
         self.address = ""
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -41,7 +42,15 @@ class HttpEndpoint:
         sock.bind((self.host, self.port))
         sock.listen(1024)
         sock.setblocking(False)
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30)
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=30,
+            # Requests still waiting then (say, for a batch to fill) are cancelled: stopping never hangs.
+            timeout_graceful_shutdown=max(int(self.grace_seconds), 1),
+        )
         server = _Server(config)
         self._server = server
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name="inference-http")

@@ -116,7 +116,9 @@ def build(settings: InferenceSettings) -> ServiceHost:
         registry=registry,
         control=control,
         follow_interval=settings.alias_poll_seconds,
-        http=HttpEndpoint(rest_app(protocol), settings.host, settings.http_port) if settings.http_port >= 0 else None,
+        http=HttpEndpoint(rest_app(protocol), settings.host, settings.http_port, settings.shutdown_grace_seconds)
+        if settings.http_port >= 0
+        else None,
     )
     host.on_stop.append(repository.close)
     host.on_stop.append(links.close)
