@@ -221,3 +221,20 @@ def test_rest_errors_are_triton_json_bodies_with_triton_status_codes(platform: P
     client.close()
     status, content = call(platform, "GET", "/v2/nowhere")
     assert (status, json.loads(content)) == (404, {"error": "Not Found"})
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_request_bodies(affine: tuple[Platform, Affine], algorithm: str) -> None:
+    platform, model = affine
+    client = rest(platform)
+    x = np.random.default_rng(4).standard_normal((2, 4)).astype(np.float32)
+    result = client.infer("affine", [fp32(x, binary=True)], request_compression_algorithm=algorithm)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(result.as_numpy("output"), expected, rtol=1e-6, atol=1e-6)
+    client.close()
+    status, content = call(
+        platform, "POST", "/v2/models/affine/infer", b"not compressed", {"Content-Encoding": algorithm}
+    )
+    assert status == 400
+    assert json.loads(content)["error"].startswith(f"the request body is not valid {algorithm} data")
