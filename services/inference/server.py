@@ -50,7 +50,12 @@ class InferenceHost(ServiceHost):
     async def start(self) -> str:
         if self.http is not None:
             await self.http.start()
-        address = await super().start()
+        try:
+            address = await super().start()
+        except BaseException:
+            if self.http is not None:
+                await self.http.stop()  # nothing left listening when the gRPC side cannot start
+            raise
         if self.http is not None:
             log.info("inference REST v2 on http://%s/v2", self.http.address, extra={"http": self.http.address})
             if self.settings.address_file is not None:
