@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import os
 import signal
@@ -41,9 +42,8 @@ class BlockingRunner:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="atelier-blocking")
 
     async def __call__(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        context = contextvars.copy_context()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: context.run(fn, *args, **kwargs))
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
