@@ -75,6 +75,11 @@ def test_cpus_and_host_memory_decide_where_a_job_fits(cluster: Cluster) -> None:
     assert why.endswith("; only A10 fits; backfilled: no")
 
 
+def test_a_cluster_without_nodes_says_how_to_add_one(cluster: Cluster) -> None:
+    with pytest.raises(FailedPrecondition, match=r"the cluster has no nodes to hold 1 GPU \(start an agent: atelier"):
+        cluster.client.submit("lab", job(1))
+
+
 @pytest.mark.parametrize(
     ("submitted", "expected"),
     [
@@ -85,6 +90,7 @@ def test_cpus_and_host_memory_decide_where_a_job_fits(cluster: Cluster) -> None:
         (pb.Job(command=["python", "t.py"], resources=pb.Resources(nodes=2, gpus=3)), "does not split evenly"),
         (job(env={"RANK": "3"}), "reserved"),
         (job(max_retries=-1), "max_retries must be >= 0"),
+        (pb.Job(command=["python", "t.py"]), "a job run by agents needs GPUs"),
     ],
 )
 def test_bad_jobs_get_a_clear_error(cluster: Cluster, submitted: pb.Job, expected: str) -> None:
