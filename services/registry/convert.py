@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from google.protobuf import json_format, timestamp_pb2
 
 from atelier.registry.v1 import resources_pb2 as pb
-from services.registry.models import VersionView
+from services.registry.models import CreatedVersion, VersionView
 from services.registry.runs import RunView
 from services.registry.tables import AliasEventRow, AliasRow, ExperimentRow, MetricPointRow, ModelRow
 
@@ -86,14 +86,33 @@ def model_version(view: VersionView) -> pb.ModelVersion:
         author=row.author,
         create_time=timestamp(row.create_time),
     )
-    if view.signature is not None:
-        message.signature.CopyFrom(view.signature)
-    else:
-        json_format.ParseDict(row.signature, message.signature, ignore_unknown_fields=True)
-    if view.lineage is not None:
-        message.lineage.CopyFrom(view.lineage)
-    else:
-        json_format.ParseDict(row.lineage, message.lineage, ignore_unknown_fields=True)
+    json_format.ParseDict(row.signature, message.signature, ignore_unknown_fields=True)
+    json_format.ParseDict(row.lineage, message.lineage, ignore_unknown_fields=True)
+    return message
+
+
+def created_version(created: CreatedVersion) -> pb.ModelVersion:
+    """The message of a version just registered, from the values it was written with."""
+    registration = created.registration
+    row = registration.row
+    message = pb.ModelVersion(
+        name=registration.name,
+        number=registration.number,
+        description=row["description"],
+        artifact=row["artifact"],
+        artifact_digest=row["artifact_digest"],
+        format=row["format"],
+        module_class=row["module_class"],
+        metrics=row["metrics"],
+        tags=row["tags"],
+        author=row["author"],
+        create_time=timestamp(row["create_time"]),
+    )
+    # Empty ones stay unset, as when read back from their JSON.
+    if created.signature.ListFields():
+        message.signature.CopyFrom(created.signature)
+    if created.lineage.ListFields():
+        message.lineage.CopyFrom(created.lineage)
     return message
 
 

@@ -45,14 +45,21 @@ class VersionView:
     model: ModelRow
     row: ModelVersionRow
     aliases: list[str] = field(default_factory=list)
-    # The messages the row's `signature` and `lineage` JSON was made from, when at hand (a version
-    # just registered): converting back needs no JSON parsing.
-    signature: pb.ModelSignature | None = None
-    lineage: pb.Lineage | None = None
 
     @property
     def name(self) -> str:
         return f"projects/{self.project}/models/{self.model.name}/versions/v{self.row.number}"
+
+
+@dataclass(frozen=True)
+class CreatedVersion:
+    """A version just registered, as its message needs it: the values it was written with and the
+    messages its signature and lineage JSON came from (building its ORM row would cost more than
+    writing it)."""
+
+    registration: Registration
+    signature: pb.ModelSignature
+    lineage: pb.Lineage
 
 
 class Models:
@@ -135,7 +142,7 @@ class Models:
 
     # Versions ---------------------------------------------------------------------------------
 
-    def create_version(self, parent: str, version: pb.ModelVersion) -> VersionView:
+    def create_version(self, parent: str, version: pb.ModelVersion) -> CreatedVersion:
         parts = parse_name(parent, MODEL, "parent")
         project = parts["project"]
         _check_version(version)
@@ -174,8 +181,7 @@ class Models:
                 targets=[artifact, *lineage.datasets],
             )
         )
-        row = ModelVersionRow(id=registration.version_id, **registration.row)
-        return VersionView(project, model, row, signature=version.signature, lineage=lineage)
+        return CreatedVersion(registration, version.signature, lineage)
 
     def _lineage(self, version: pb.ModelVersion, run: RunView | None, project: str) -> pb.Lineage:
         lineage = pb.Lineage()

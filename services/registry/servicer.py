@@ -132,7 +132,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         created = await self.run(self.models.create_version, request.parent, request.model_version)
         if self.metrics is not None:
             self.metrics.versions.labels(project_of(request.parent)).inc()
-        return convert.model_version(created)
+        return convert.created_version(created)
 
     async def GetModelVersion(self, request: rpc.GetModelVersionRequest, context: Context) -> pb.ModelVersion:
         return convert.model_version(await self.run(self.models.get_version, request.name))
