@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from google.protobuf import json_format
+from opentelemetry import propagate
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -41,6 +42,13 @@ _OUTPUT_FIELDS = (
     "attempts",
     "external_id",
 )
+
+
+def current_traceparent() -> str:
+    """The W3C traceparent of the current span (the submitting call's), empty outside a trace."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent", "")
 
 
 def utcnow() -> datetime:
@@ -106,6 +114,7 @@ class Jobs:
             executor=submitted.executor,
             gpus=specs.resolve_shape(submitted.resources).gpus,
             create_time=utcnow(),
+            trace_parent=current_traceparent(),
         )
         try:
             with transaction(self.engine) as session:

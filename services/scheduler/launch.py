@@ -57,9 +57,16 @@ def task_env(job_name: str, job: pb.Job, shape: Shape, endpoint: str, attempt: i
 
 
 def build_tasks(
-    job_name: str, job: pb.Job, shape: Shape, placement: pb.Placement, attempt: int, grace_seconds: float
+    job_name: str,
+    job: pb.Job,
+    shape: Shape,
+    placement: pb.Placement,
+    attempt: int,
+    grace_seconds: float,
+    trace_parent: str = "",
 ) -> list[agent.Task]:
-    """One task per node of the placement, by rank."""
+    """One task per node of the placement, by rank; `trace_parent` (the submission's trace) reaches
+    the processes as TRACEPARENT."""
     rdzv_id = rendezvous_id(job_name, attempt)
     grace = duration_pb2.Duration()
     grace.FromNanoseconds(int(grace_seconds * 1e9))
@@ -78,5 +85,7 @@ def build_tasks(
             user=job.user,
         )
         task.max_run_time.CopyFrom(job.max_run_time)
+        if trace_parent:
+            task.env["TRACEPARENT"] = trace_parent
         tasks.append(task)
     return tasks

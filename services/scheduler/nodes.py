@@ -127,7 +127,13 @@ class Nodes:
             spec = spec_of(job)
             placement = json_format.ParseDict(attempt.placement, pb.Placement())
             built = build_tasks(
-                job_name(job), spec, resolve_shape(spec.resources), placement, job.attempt, self.grace_seconds
+                job_name(job),
+                spec,
+                resolve_shape(spec.resources),
+                placement,
+                job.attempt,
+                self.grace_seconds,
+                job.trace_parent,
             )
             tasks.extend(t for t in built if t.rank == task.rank)
         return tasks

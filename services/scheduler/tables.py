@@ -61,6 +61,8 @@ class JobRow(SQLModel, table=True):
     attempt: int = -1
     """Number of the current or last attempt; -1 before the first start."""
     external_id: str = ""
+    trace_parent: str = Field(default="", max_length=100)
+    """W3C traceparent of the submission, handed to the job's processes (TRACEPARENT)."""
     external_active: bool = False
     """True while the external engine (Slurm) may still have state or output of the attempt to collect."""
     log_offset: int = Field(default=0, sa_type=BigInteger)

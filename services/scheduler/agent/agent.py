@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.protobuf import timestamp_pb2
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Status, StatusCode
 
 from atelier.client.scheduler import AgentClient
 from atelier.errors import AtelierError
@@ -27,6 +29,7 @@ from services.scheduler.agent.processes import TaskProcess
 from services.scheduler.agent.telemetry.exporter import Holder
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("atelier.agent")
 TaskKey = tuple[str, int, int]
 DatasetFetcher = Callable[[str, Path], Path]
 """(version name, cache root) -> directory holding that version's files, fetched when missing."""
@@ -174,18 +177,33 @@ class Agent:
     # Starting and stopping ----------------------------------------------------------------------
 
     def _start(self, task: LocalTask) -> None:
+        """Fetch the task's datasets and start its process, in a span of the submission's trace; the
+        process gets that span as its TRACEPARENT, so a job's own spans join the same trace."""
         spec = task.spec
-        try:
-            directory = self._task_dir(spec)
-            env = self._environment(spec, directory)
-            if task.stopping:
+        parent = propagate.extract({"traceparent": spec.env["TRACEPARENT"]}) if "TRACEPARENT" in spec.env else None
+        attributes: dict[str, str | int] = {
+            "atelier.job": spec.job,
+            "atelier.attempt": spec.attempt,
+            "atelier.rank": spec.rank,
+        }
+        with _tracer.start_as_current_span("agent.start_task", context=parent, attributes=attributes) as span:
+            try:
+                directory = self._task_dir(spec)
+                env = self._environment(spec, directory)
+                if task.stopping:
+                    return
+                carrier: dict[str, str] = {}
+                propagate.inject(carrier)
+                if "traceparent" in carrier:
+                    env["TRACEPARENT"] = carrier["traceparent"]
+                workdir = Path(spec.working_directory or directory)
+                process = TaskProcess(list(spec.argv), env, workdir, self._printer(spec))
+            except (OSError, AtelierError) as error:
+                span.set_status(Status(StatusCode.ERROR, str(error)))
+                self._system(spec, f"could not start: {error}")
+                with self._lock:
+                    task.state, task.message = agent.TASK_STATE_FAILED_TO_START, str(error)
                 return
-            process = TaskProcess(list(spec.argv), env, Path(spec.working_directory or directory), self._printer(spec))
-        except (OSError, AtelierError) as error:
-            self._system(spec, f"could not start: {error}")
-            with self._lock:
-                task.state, task.message = agent.TASK_STATE_FAILED_TO_START, str(error)
-            return
         with self._lock:
             task.process = process
             task.state = agent.TASK_STATE_RUNNING

@@ -12,6 +12,7 @@ from atelier.client import DataClient
 from atelier.client.scheduler import AgentClient
 from atelier.errors import AtelierError, InvalidArgument
 from atelier.runtime.logging import configure_logging
+from atelier.runtime.tracing import configure_tracing, shutdown_tracing
 from atelier.stack.addresses import service_address
 from services.scheduler.agent.agent import Agent, AgentConfig
 from services.scheduler.agent.datasets import DatasetCache
@@ -56,6 +57,7 @@ def build(settings: AgentSettings) -> Agent:
 def main() -> None:
     settings = AgentSettings()
     configure_logging(f"agent-{settings.node_id}", settings.log_level, settings.log_format)
+    configure_tracing("atelier-agent")
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -76,3 +78,4 @@ def main() -> None:
         stop.set()
         if telemetry is not None:
             telemetry.stop()
+        shutdown_tracing()

@@ -98,7 +98,12 @@ def start_agent(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[..., subp
                 "PYTHONPATH": str(ROOT),
             }
         )
-        env.update({f"ATELIER_AGENT_{key.upper()}": value for key, value in settings.items()})
+        env.update(
+            {
+                key.upper() if key.startswith("otel_") else f"ATELIER_AGENT_{key.upper()}": v
+                for key, v in settings.items()
+            }
+        )
         log = (tmp_path / f"agent-{node_id}.log").open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "services.scheduler.agent"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
