@@ -95,7 +95,7 @@ def test_a_failing_command_fails_with_its_exit_code_after_its_retries(scheduler:
 
 def test_the_executor_can_be_chosen_per_job(schedulers: SlurmScheduler) -> None:
     cluster = schedulers.start(default_executor="agents")
-    with pytest.raises(FailedPrecondition, match="no node has 1 GPUs"):
+    with pytest.raises(FailedPrecondition, match="the cluster has no nodes to hold 1 GPU"):
         cluster.client.submit("lab", python_job("print(1)"))  # agents: no node registered
     job = python_job("print('on slurm')", executor=pb.EXECUTOR_KIND_SLURM)
     done = cluster.wait_for(cluster.client.submit("lab", job).name, ENDED, timeout=120)
