@@ -1,0 +1,1 @@
+"""Atelier's REST gateway: routes derived from the protos' `google.api.http` annotations."""

@@ -1,0 +1,52 @@
+"""Per-request context: the request id and the W3C trace context, in and out.
+
+The gateway's span continues the caller's `traceparent`; calls to the services carry it on (through
+OpenTelemetry's gRPC client interceptors), and the response carries the gateway span's `traceparent`
+and `X-Request-Id` (the caller's, or a new one).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from opentelemetry import propagate, trace
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_tracer = trace.get_tracer("atelier.gateway")
+
+
+class RequestContext:
+    """ASGI middleware giving every HTTP request an id and a server span."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get(REQUEST_ID_HEADER, "")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        name = f"{scope['method']} {scope['path']}"
+        with _tracer.start_as_current_span(
+            name, context=propagate.extract(headers), kind=trace.SpanKind.SERVER
+        ) as span:
+            span.set_attribute("http.request.method", scope["method"])
+            span.set_attribute("url.path", scope["path"])
+            outgoing: dict[str, str] = {}
+            propagate.inject(outgoing)
+
+            async def send_with_context(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    extra = [(REQUEST_ID_HEADER.encode(), request_id.encode())]
+                    extra += [(k.encode(), v.encode()) for k, v in outgoing.items()]
+                    message["headers"] = [*message.get("headers", []), *extra]
+                    span.set_attribute("http.response.status_code", message["status"])
+                await send(message)
+
+            await self.app(scope, receive, send_with_context)

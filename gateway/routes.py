@@ -1,0 +1,150 @@
+"""One Starlette route per HTTP binding, and the handler they all share.
+
+A route matches a request path against its binding's template (so `{name=projects/*/jobs/*}` binds
+whole resource names, slashes included), builds the gRPC request, calls the owning service and
+turns the answer (or its status) into JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from starlette.datastructures import URLPath
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.types import Receive, Scope, Send
+
+from atelier.errors import AtelierError, DeadlineExceeded, InvalidArgument
+from gateway.descriptors import HttpBinding, Streaming
+from gateway.errors import body_of_atelier_error, body_of_rpc_error, error_body, http_status
+from gateway.streaming import stream_response
+from gateway.transcode import build_request
+from gateway.upstream import Upstreams, unavailable
+
+TIMEOUT_HEADER = "x-request-timeout"
+_TIMEOUT = re.compile(r"(\d+(?:\.\d+)?)(ms|s)?")
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """What every call through the gateway shares."""
+
+    upstreams: Upstreams
+    default_timeout: float
+    max_timeout: float
+
+
+class RuleRoute(BaseRoute):
+    """The route of one HTTP binding."""
+
+    def __init__(self, binding: HttpBinding, settings: CallSettings) -> None:
+        self.binding = binding
+        self.settings = settings
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        values = self.binding.template.match(scope["path"])
+        if values is None:
+            return Match.NONE, {}
+        matched = Match.FULL if scope["method"] == self.binding.http_method else Match.PARTIAL
+        return matched, {"path_params": values}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != self.binding.http_method:
+            body = error_body(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{scope['method']} is not allowed on {scope['path']}; allowed: {self.binding.http_method}",
+            )
+            body["error"]["code"] = 405
+            response: Response = JSONResponse(body, status_code=405, headers={"Allow": self.binding.http_method})
+        else:
+            request = Request(scope, receive)
+            response = await call(self.binding, request, scope["path_params"], self.settings)
+        await response(scope, receive, send)
+
+
+async def call(
+    binding: HttpBinding, request: Request, path_values: Mapping[str, str], settings: CallSettings
+) -> Response:
+    """Transcode the HTTP request, call the service, transcode the answer."""
+    if binding.streaming in (Streaming.CLIENT, Streaming.BIDI):
+        refusal = (
+            f"{binding.rpc_path} is a client-streaming RPC, which the REST gateway does not carry yet; "
+            "call it over gRPC"
+        )
+        return JSONResponse(error_body(grpc.StatusCode.UNIMPLEMENTED, refusal), status_code=501)
+    try:
+        timeout = request_timeout(request.headers.get(TIMEOUT_HEADER), settings.default_timeout, settings.max_timeout)
+        message = build_request(binding, path_values, request.query_params.multi_items(), await request.body())
+        address, _ = settings.upstreams.channel(binding.service)
+    except AtelierError as error:
+        return error_response(error)
+    metadata = (("x-request-id", str(request.state.request_id)),)
+    response_type = binding.response_class()
+    upstreams = settings.upstreams
+    try:
+        if binding.streaming is Streaming.SERVER:
+            stream = upstreams.server_stream(
+                binding.service, binding.rpc_path, message, response_type, timeout, metadata
+            )
+            return await stream_response(
+                stream, lambda m: to_json(m, binding.response_body), request.headers.get("accept", ""), {}
+            )
+        answer = await upstreams.unary(binding.service, binding.rpc_path, message, response_type, timeout, metadata)
+    except grpc.aio.AioRpcError as error:
+        return rpc_error_response(binding, address, timeout, error)
+    return JSONResponse(to_json(answer, binding.response_body))
+
+
+def to_json(message: Message, response_body: str = "") -> Any:
+    """A response in protobuf's canonical JSON mapping (or its `response_body` field alone)."""
+    if response_body:
+        value = getattr(message, response_body)
+        field = message.DESCRIPTOR.fields_by_name[response_body]
+        whole = json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+        return whole.get(field.json_name) if not isinstance(value, Message) else json_format.MessageToDict(value)
+    return json_format.MessageToDict(message)
+
+
+def request_timeout(header: str | None, default: float, most: float) -> float:
+    """The call's deadline in seconds from `X-Request-Timeout` (`5`, `2.5s`, `300ms`), else the default."""
+    if header is None:
+        return default
+    found = _TIMEOUT.fullmatch(header.strip())
+    seconds = float(found.group(1)) / (1000 if found.group(2) == "ms" else 1) if found else 0.0
+    if not 0 < seconds <= most:
+        raise InvalidArgument(
+            f"X-Request-Timeout {header!r} is not a timeout; give seconds above 0 and at most {most:g} "
+            "(`5`, `2.5s` or `300ms`)"
+        )
+    return seconds
+
+
+def error_response(error: AtelierError) -> JSONResponse:
+    return JSONResponse(body_of_atelier_error(error), status_code=http_status(error.code))
+
+
+def rpc_error_response(binding: HttpBinding, address: str, timeout: float, error: grpc.aio.AioRpcError) -> JSONResponse:
+    """A failed call; a service that could not be reached, or did not answer in time, is named."""
+    body = body_of_rpc_error(error)
+    if not body["error"]["details"]:
+        if error.code() == grpc.StatusCode.UNAVAILABLE:
+            return error_response(unavailable(binding.service, address, error.details() or "no connection"))
+        if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            late = DeadlineExceeded(
+                f"the {binding.service} service at {address} did not answer {binding.rpc_path} within {timeout:g}s",
+                metadata={"service": binding.service, "timeout_seconds": f"{timeout:g}"},
+            )
+            return error_response(late)
+    return JSONResponse(body, status_code=http_status(error.code()))

@@ -1,0 +1,30 @@
+"""Settings of the REST gateway (`ATELIER_GATEWAY_*`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from atelier.runtime.settings import atelier_home
+
+
+class GatewaySettings(BaseSettings):
+    """What the gateway can be told. Service addresses come from `ATELIER_<SVC>_ADDRESS` or the stack's
+    address files under `home`."""
+
+    model_config = SettingsConfigDict(env_prefix="ATELIER_GATEWAY_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(0, ge=0, le=65535, description="Port to listen on; 0 picks a free one.")
+    home: Path = Field(default_factory=atelier_home, description="State directory of the local stack.")
+    address_file: Path | None = Field(
+        None, description="When set, the bound address is written to this file once the gateway is serving."
+    )
+    default_timeout_seconds: float = Field(
+        30.0, gt=0, description="Deadline of a call to a service when the request has no X-Request-Timeout."
+    )
+    max_timeout_seconds: float = Field(300.0, gt=0, description="The largest X-Request-Timeout accepted.")
+    health_timeout_seconds: float = Field(1.0, gt=0, description="Deadline of each service's check in /healthz.")
+    log_level: str = Field("INFO", description="Python logging level.")

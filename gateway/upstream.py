@@ -1,0 +1,107 @@
+"""Calls from the gateway to the services: one generic `grpc.aio` channel per service.
+
+The gateway holds no generated stubs: a call names its method path and carries the request's bytes,
+so any RPC of any service goes through the same two functions. Every call has a deadline; the trace
+context rides along through OpenTelemetry's client interceptors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import grpc
+from google.protobuf.message import Message
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+from atelier.client.channel import MAX_MESSAGE_BYTES
+from atelier.errors import Unavailable
+from atelier.stack.addresses import service_address
+
+_RETRY_CONFIG = (
+    '{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.05s",'
+    ' "maxBackoff": "0.5s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}'
+)
+
+
+class Upstreams:
+    """The services behind the gateway, each reached by a channel opened on first use."""
+
+    def __init__(self, home: Path, addresses: Mapping[str, str] | None = None) -> None:
+        self._home = home
+        self._configured = dict(addresses or {})
+        self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
+
+    def address(self, service: str) -> str:
+        """Where `service` listens: a configured address, else `ATELIER_<SVC>_ADDRESS` or its address file."""
+        return self._configured.get(service) or service_address(service, self._home)
+
+    def channel(self, service: str) -> tuple[str, grpc.aio.Channel]:
+        """The address and channel of a service; `Unavailable` naming it when it has no address."""
+        known = self._channels.get(service)
+        if known is not None:
+            return known
+        address = self.address(service)
+        channel = grpc.aio.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.service_config", _RETRY_CONFIG),
+                ("grpc.enable_retries", 1),
+                ("grpc.enable_http_proxy", 0),
+            ],
+            interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
+        )
+        self._channels[service] = (address, channel)
+        return address, channel
+
+    async def unary(
+        self,
+        service: str,
+        path: str,
+        request: Message,
+        response_type: type[Message],
+        timeout: float,
+        metadata: tuple[tuple[str, str], ...],
+    ) -> Message:
+        """One unary call (raises `grpc.aio.AioRpcError` as the service answered)."""
+        _, channel = self.channel(service)
+        call = channel.unary_unary(path, request_serializer=_serialize, response_deserializer=response_type.FromString)
+        response: Message = await call(request, timeout=timeout, metadata=metadata)
+        return response
+
+    def server_stream(
+        self,
+        service: str,
+        path: str,
+        request: Message,
+        response_type: type[Message],
+        timeout: float,
+        metadata: tuple[tuple[str, str], ...],
+    ) -> grpc.aio.UnaryStreamCall[Message, Message]:
+        """A server-streaming call: iterate it for its messages (errors surface while iterating); cancel
+        it when the HTTP client goes away."""
+        _, channel = self.channel(service)
+        method = channel.unary_stream(
+            path, request_serializer=_serialize, response_deserializer=response_type.FromString
+        )
+        call: grpc.aio.UnaryStreamCall[Message, Message] = method(request, timeout=timeout, metadata=metadata)
+        return call
+
+    async def close(self) -> None:
+        for _, channel in self._channels.values():
+            await channel.close(None)
+        self._channels.clear()
+
+
+def unavailable(service: str, address: str, detail: str) -> Unavailable:
+    """The error for a service the gateway cannot reach."""
+    return Unavailable(
+        f"the {service} service at {address} is unavailable: {detail}",
+        metadata={"service": service, "address": address},
+    )
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
