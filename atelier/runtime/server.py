@@ -25,8 +25,10 @@ from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from atelier.runtime.interceptors import CallInterceptor
+from atelier.runtime.logging import configure_logging
 from atelier.runtime.metrics import MetricsEndpoint, RpcMetrics, serve_metrics, service_registry
 from atelier.runtime.settings import ServiceSettings
+from atelier.runtime.tracing import configure_tracing
 from atelier.stack.addresses import write_address_file
 
 log = logging.getLogger(__name__)
@@ -174,14 +176,20 @@ class ServiceHost:
         await self.stop()
 
 
-def run(host_factory: Callable[[], Awaitable[ServiceHost]]) -> None:
-    """Entry point helper for `python -m services.<name>`: build the host and serve until signalled."""
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
-    async def main() -> None:
-        host = await host_factory()
-        await host.serve_until_signalled()
 
-    asyncio.run(main())
+def serve_main(name: str, settings_type: type[SettingsT], build: Callable[[SettingsT], ServiceHost]) -> None:
+    """The body of every `python -m services.<name>`: settings from the environment, logs and traces named
+    after the service, then build the host and serve until SIGTERM or SIGINT."""
+    settings = settings_type()
+    configure_logging(name, settings.log_level, settings.log_format)
+    configure_tracing(f"atelier-{name}")
+
+    async def serve() -> None:
+        await build(settings).serve_until_signalled()
+
+    asyncio.run(serve())
 
 
 def metadata_value(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str | None:

@@ -6,11 +6,9 @@ from pathlib import Path
 
 from atelier.data.v1 import data_service_pb2, data_service_pb2_grpc
 from atelier.runtime.database import create_engine, default_url, migrate
-from atelier.runtime.logging import configure_logging
 from atelier.runtime.metrics import service_registry
 from atelier.runtime.objectstore import open_object_store
-from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost
-from atelier.runtime.tracing import configure_tracing
+from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost, serve_main
 from services.data.catalog import Catalog
 from services.data.content import Content
 from services.data.metrics import StorageCollector, TransferMetrics
@@ -51,13 +49,4 @@ def build(settings: DataSettings) -> ServiceHost:
 
 def main() -> None:
     """`python -m services.data`."""
-    import asyncio
-
-    settings = DataSettings()
-    configure_logging("data", settings.log_level, settings.log_format)
-    configure_tracing("atelier-data")
-
-    async def serve() -> None:
-        await build(settings).serve_until_signalled()
-
-    asyncio.run(serve())
+    serve_main("data", DataSettings, build)

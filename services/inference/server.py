@@ -16,10 +16,8 @@ from pathlib import Path
 from atelier.inference.protocol import grpc_service_pb2, grpc_service_pb2_grpc
 from atelier.inference.v1 import inference_service_pb2, inference_service_pb2_grpc
 from atelier.runtime.database import create_engine, default_url, migrate
-from atelier.runtime.logging import configure_logging
 from atelier.runtime.metrics import service_registry
-from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost
-from atelier.runtime.tracing import configure_tracing
+from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost, serve_main
 from atelier.stack.addresses import service_address, write_address_file
 from services.inference.control import DeploymentControl, Links, ModelLoader
 from services.inference.deployments import Deployments
@@ -134,11 +132,4 @@ def build(settings: InferenceSettings) -> ServiceHost:
 
 def main() -> None:
     """`python -m services.inference`."""
-    settings = InferenceSettings()
-    configure_logging("inference", settings.log_level, settings.log_format)
-    configure_tracing("atelier-inference")
-
-    async def serve() -> None:
-        await build(settings).serve_until_signalled()
-
-    asyncio.run(serve())
+    serve_main("inference", InferenceSettings, build)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from pathlib import Path
 
 from atelier.monitor.v1 import monitor_service_pb2, monitor_service_pb2_grpc
 from atelier.runtime.database import create_engine, default_url, migrate
-from atelier.runtime.logging import configure_logging
-from atelier.runtime.server import BlockingRunner, GrpcService, PeriodicJob, ServiceHost
-from atelier.runtime.tracing import configure_tracing
+from atelier.runtime.server import BlockingRunner, GrpcService, PeriodicJob, ServiceHost, serve_main
 from services.monitor.accounting import Accounting
 from services.monitor.servicer import MonitorServicer
 from services.monitor.settings import MonitorSettings
@@ -51,11 +48,4 @@ def build(settings: MonitorSettings) -> ServiceHost:
 
 def main() -> None:
     """`python -m services.monitor`."""
-    settings = MonitorSettings()
-    configure_logging("monitor", settings.log_level, settings.log_format)
-    configure_tracing("atelier-monitor")
-
-    async def serve() -> None:
-        await build(settings).serve_until_signalled()
-
-    asyncio.run(serve())
+    serve_main("monitor", MonitorSettings, build)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from atelier.client import DataClient
 from atelier.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from atelier.runtime.database import create_engine, default_url, migrate
-from atelier.runtime.logging import configure_logging
 from atelier.runtime.metrics import service_registry
-from atelier.runtime.server import BlockingRunner, GrpcService, PeriodicJob, ServiceHost
-from atelier.runtime.tracing import configure_tracing
+from atelier.runtime.server import BlockingRunner, GrpcService, PeriodicJob, ServiceHost, serve_main
 from atelier.stack.addresses import service_address
 from services.registry.datalink import DataLink
 from services.registry.metrics import RegistryMetrics
@@ -60,11 +57,4 @@ def build(settings: RegistrySettings) -> ServiceHost:
 
 def main() -> None:
     """`python -m services.registry`."""
-    settings = RegistrySettings()
-    configure_logging("registry", settings.log_level, settings.log_format)
-    configure_tracing("atelier-registry")
-
-    async def serve() -> None:
-        await build(settings).serve_until_signalled()
-
-    asyncio.run(serve())
+    serve_main("registry", RegistrySettings, build)

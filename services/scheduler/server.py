@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from atelier.client import DataClient
 from atelier.runtime.database import create_engine, default_url, migrate
-from atelier.runtime.logging import configure_logging
 from atelier.runtime.metrics import service_registry
-from atelier.runtime.server import BlockingRunner, GrpcService, PeriodicJob, ServiceHost
-from atelier.runtime.tracing import configure_tracing
+from atelier.runtime.server import BlockingRunner, GrpcService, PeriodicJob, ServiceHost, serve_main
 from atelier.scheduler.v1 import (
     agent_service_pb2,
     agent_service_pb2_grpc,
@@ -101,11 +98,4 @@ def build(settings: SchedulerSettings) -> ServiceHost:
 
 def main() -> None:
     """`python -m services.scheduler`."""
-    settings = SchedulerSettings()
-    configure_logging("scheduler", settings.log_level, settings.log_format)
-    configure_tracing("atelier-scheduler")
-
-    async def serve() -> None:
-        await build(settings).serve_until_signalled()
-
-    asyncio.run(serve())
+    serve_main("scheduler", SchedulerSettings, build)
