@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2
 
 from atelier.data.v1 import resources_pb2 as pb
 from atelier.names import dataset_name, version_name
+from atelier.runtime.timestamps import to_timestamp
 from services.data.artifacts import ResolvedArtifact
 from services.data.catalog import ResolvedVersion
 from services.data.maintenance import Usage
@@ -15,18 +14,12 @@ from services.data.pins import CreatedPin
 from services.data.tables import DatasetRow, PinRow, ProjectRow, TagEventRow, TagRow
 
 
-def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
-    return stamp
-
-
 def project(row: ProjectRow) -> pb.Project:
     return pb.Project(
         name=f"projects/{row.name}",
         description=row.description,
         quota_bytes=row.quota_bytes,
-        create_time=timestamp(row.create_time),
+        create_time=to_timestamp(row.create_time),
     )
 
 
@@ -34,7 +27,7 @@ def dataset(project_id: str, row: DatasetRow) -> pb.Dataset:
     return pb.Dataset(
         name=dataset_name(project_id, row.name),
         description=row.description,
-        create_time=timestamp(row.create_time),
+        create_time=to_timestamp(row.create_time),
         version_count=row.version_count,
         latest_version=version_name(project_id, row.name, f"v{row.head_number}") if row.head_number else "",
     )
@@ -49,7 +42,7 @@ def version(resolved: ResolvedVersion) -> pb.DatasetVersion:
         parents=row.parents,
         author=row.author,
         message=row.message,
-        create_time=timestamp(row.create_time),
+        create_time=to_timestamp(row.create_time),
         total_size_bytes=row.total_size,
         file_count=row.file_count,
         tags=resolved.tags,
@@ -67,7 +60,7 @@ def tag(project_id: str, dataset_row: DatasetRow, row: TagRow, number: int) -> p
         name=f"{base}/tags/{row.name}",
         version=version_name(project_id, dataset_row.name, f"v{number}"),
         author=row.author,
-        update_time=timestamp(row.update_time),
+        update_time=to_timestamp(row.update_time),
     )
 
 
@@ -80,7 +73,7 @@ def tag_event(project_id: str, dataset_id: str, row: TagEventRow) -> pb.TagEvent
         previous_version=name(row.previous_number),
         version=name(row.number),
         author=row.author,
-        event_time=timestamp(row.event_time),
+        event_time=to_timestamp(row.event_time),
     )
 
 
@@ -101,9 +94,9 @@ def artifact(resolved: ResolvedArtifact) -> pb.Artifact:
         digest=row.digest,
         total_size_bytes=row.total_size,
         file_count=row.file_count,
-        create_time=timestamp(row.create_time),
+        create_time=to_timestamp(row.create_time),
     )
 
 
 def pin(row: PinRow | CreatedPin, target: str) -> pb.Pin:
-    return pb.Pin(name=f"{target}/pins/{row.pin_id}", owner=row.owner, create_time=timestamp(row.create_time))
+    return pb.Pin(name=f"{target}/pins/{row.pin_id}", owner=row.owner, create_time=to_timestamp(row.create_time))

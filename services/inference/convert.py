@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from google.protobuf import timestamp_pb2
-
 from atelier.errors import InvalidArgument
 from atelier.inference.protocol import grpc_service_pb2 as v2
 from atelier.inference.protocol import model_config_pb2 as mc
 from atelier.inference.v1 import resources_pb2 as pb
+from atelier.runtime.timestamps import to_timestamp
 from services.inference.deployments import DeploymentView
 from services.inference.protocol import InferResult
 from services.inference.repository import STATE_NAMES, Served, Status
@@ -261,12 +260,6 @@ def repository_index(known: dict[str, Status], ready_only: bool) -> v2.Repositor
 # Management API --------------------------------------------------------------------------------
 
 
-def _timestamp(value: object) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)  # type: ignore[arg-type]
-    return stamp
-
-
 def deployment(view: DeploymentView) -> pb.Deployment:
     spec = view.spec
     return pb.Deployment(
@@ -292,8 +285,8 @@ def deployment(view: DeploymentView) -> pb.Deployment:
         state=view.state,  # type: ignore[arg-type]
         state_reason=view.state_reason,
         description=view.description,
-        create_time=_timestamp(view.create_time),
-        update_time=_timestamp(view.update_time),
+        create_time=to_timestamp(view.create_time),
+        update_time=to_timestamp(view.update_time),
     )
 
 

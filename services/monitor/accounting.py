@@ -14,6 +14,7 @@ from atelier.errors import InvalidArgument
 from atelier.monitor.v1 import monitor_service_pb2 as pb
 from atelier.names import parse_name
 from atelier.runtime.database import transaction
+from atelier.runtime.timestamps import utc
 from services.monitor.tables import ReportRow, UsageRow
 
 MAX_SAMPLES = 10_000
@@ -28,10 +29,6 @@ GROUPINGS: dict[int, str] = {
 def hour_of(moment: datetime) -> datetime:
     """The start of the hour `moment` falls in (UTC)."""
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -84,14 +81,14 @@ class Accounting:
                 node=node,
                 card_uuid=sample.card_uuid,
                 hour=hour,
-                first_time=_utc(start),
-                last_time=_utc(end),
+                first_time=utc(start),
+                last_time=utc(end),
                 simulated=sample.simulated,
             )
         row.gpu_seconds += sample.gpu_seconds
         row.energy_joules += sample.energy_joules
-        row.first_time = min(_utc(row.first_time), _utc(start))
-        row.last_time = max(_utc(row.last_time), _utc(end))
+        row.first_time = min(utc(row.first_time), utc(start))
+        row.last_time = max(utc(row.last_time), utc(end))
         row.simulated = row.simulated or sample.simulated
         session.add(row)
 
@@ -137,8 +134,8 @@ class Accounting:
                     float(seconds),
                     float(joules),
                     int(cards),
-                    _utc(first),
-                    _utc(last),
+                    utc(first),
+                    utc(last),
                     bool(simulated),
                 )
             )

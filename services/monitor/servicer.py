@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
-
-from google.protobuf import timestamp_pb2
 
 from atelier.monitor.v1 import monitor_service_pb2 as pb
 from atelier.monitor.v1 import monitor_service_pb2_grpc
 from atelier.runtime.server import BlockingRunner
+from atelier.runtime.timestamps import to_timestamp
 from services.monitor.accounting import Accounting, Totals
 
 Context = Any
@@ -41,13 +40,7 @@ def usage_row(totals: Totals) -> pb.UsageRow:
         gpu_hours=totals.gpu_seconds / 3600.0,
         energy_kwh=totals.energy_joules / 3.6e6,
         cards=totals.cards,
-        first_time=_timestamp(totals.first_time),
-        last_time=_timestamp(totals.last_time),
+        first_time=to_timestamp(totals.first_time),
+        last_time=to_timestamp(totals.last_time),
         simulated=totals.simulated,
     )
-
-
-def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment)
-    return stamp

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from google.protobuf import json_format, timestamp_pb2
 
 from atelier.registry.v1 import resources_pb2 as pb
+from atelier.runtime.timestamps import to_timestamp
 from services.registry.models import CreatedVersion, VersionView
 from services.registry.runs import RunView
 from services.registry.tables import AliasEventRow, AliasRow, ExperimentRow, MetricPointRow, ModelRow
-
-
-def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
-    return stamp
 
 
 def experiment(project: str, row: ExperimentRow, run_count: int = 0) -> pb.Experiment:
     return pb.Experiment(
         name=f"projects/{project}/experiments/{row.name}",
         description=row.description,
-        create_time=timestamp(row.create_time),
+        create_time=to_timestamp(row.create_time),
         run_count=run_count,
     )
 
@@ -34,7 +27,7 @@ def run(view: RunView) -> pb.Run:
         display_name=row.display_name,
         state=row.state,  # type: ignore[arg-type]
         state_message=row.state_message,
-        start_time=timestamp(row.start_time),
+        start_time=to_timestamp(row.start_time),
         params=row.params,
         tags=row.tags,
         metrics=view.metrics,
@@ -43,11 +36,11 @@ def run(view: RunView) -> pb.Run:
         parent_run=row.parent_run,
         user=row.user,
         command=row.command,
-        heartbeat_time=timestamp(row.heartbeat_time),
+        heartbeat_time=to_timestamp(row.heartbeat_time),
         artifacts=[pb.RunArtifact(path=a.path, artifact=a.artifact, size_bytes=a.size) for a in view.artifacts],
     )
     if row.end_time is not None:
-        message.end_time.CopyFrom(timestamp(row.end_time))
+        message.end_time.CopyFrom(to_timestamp(row.end_time))
     json_format.ParseDict(row.code, message.code, ignore_unknown_fields=True)
     json_format.ParseDict(row.environment, message.environment, ignore_unknown_fields=True)
     return message
@@ -64,7 +57,7 @@ def registered_model(row: ModelRow, aliases: dict[str, int]) -> pb.RegisteredMod
     return pb.RegisteredModel(
         name=base,
         description=row.description,
-        create_time=timestamp(row.create_time),
+        create_time=to_timestamp(row.create_time),
         version_count=row.last_number,
         aliases={alias: f"{base}/versions/v{number}" for alias, number in aliases.items()},
     )
@@ -84,7 +77,7 @@ def model_version(view: VersionView) -> pb.ModelVersion:
         tags=row.tags,
         aliases=view.aliases,
         author=row.author,
-        create_time=timestamp(row.create_time),
+        create_time=to_timestamp(row.create_time),
     )
     json_format.ParseDict(row.signature, message.signature, ignore_unknown_fields=True)
     json_format.ParseDict(row.lineage, message.lineage, ignore_unknown_fields=True)
@@ -106,7 +99,7 @@ def created_version(created: CreatedVersion) -> pb.ModelVersion:
         metrics=row["metrics"],
         tags=row["tags"],
         author=row["author"],
-        create_time=timestamp(row["create_time"]),
+        create_time=to_timestamp(row["create_time"]),
     )
     # Empty ones stay unset, as when read back from their JSON.
     if created.signature.ListFields():
@@ -122,7 +115,7 @@ def alias(project: str, model: str, row: AliasRow, number: int) -> pb.Alias:
         name=f"{base}/aliases/{row.name}",
         version=f"{base}/versions/v{number}",
         author=row.author,
-        update_time=timestamp(row.update_time),
+        update_time=to_timestamp(row.update_time),
     )
 
 
@@ -136,5 +129,5 @@ def alias_event(model: str, row: AliasEventRow) -> pb.AliasEvent:
         version=version(row.number),
         author=row.author,
         gate=row.gate,
-        event_time=timestamp(row.event_time),
+        event_time=to_timestamp(row.event_time),
     )

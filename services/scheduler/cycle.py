@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 from google.protobuf import json_format
 from sqlalchemy.engine import Engine
@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from atelier import scheduling as core
 from atelier.runtime.database import transaction
+from atelier.runtime.timestamps import epoch_seconds
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.jobs import QUEUED, job_name, spec_of, utcnow
 from services.scheduler.metrics import CycleMetrics
@@ -95,7 +96,7 @@ def request_of(row: JobRow) -> core.JobRequest:
         priority_class=row.priority_class or "normal",
         project=row.project,
         user=row.user,
-        submit_time=_seconds(row.create_time),
+        submit_time=epoch_seconds(row.create_time),
     )
 
 
@@ -149,13 +150,7 @@ def _waited(session: Session, row: JobRow, now: datetime) -> float:
         select(AttemptRow).where(AttemptRow.job_id == row.id, AttemptRow.number == row.attempt - 1)
     ).first()
     since = previous.end_time if previous is not None and previous.end_time is not None else row.create_time
-    return now.timestamp() - _seconds(since)
-
-
-def _seconds(moment: datetime | None) -> float:
-    if moment is None:
-        return 0.0
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return now.timestamp() - epoch_seconds(since)
 
 
 class Cycle:
@@ -239,7 +234,7 @@ class Cycle:
                 tuple(core.NodeAssignment(t.node, tuple(t.cards)) for t in sorted(tasks, key=lambda t: t.rank))
             )
             stopping = not (row.state == pb.JOB_STATE_RUNNING and row.attempt == attempt)
-            running.append(core.RunningJob(request_of(row), placement, _seconds(row.start_time), stopping))
+            running.append(core.RunningJob(request_of(row), placement, epoch_seconds(row.start_time), stopping))
         return running
 
     def _start(self, session: Session, row: JobRow, start: core.Start, nodes: dict[str, NodeRow]) -> None:

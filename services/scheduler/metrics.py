@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Histogram
@@ -20,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from atelier import scheduling as core
+from atelier.runtime.timestamps import epoch_seconds
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.jobs import QUEUED
 from services.scheduler.settings import SchedulerSettings
@@ -98,7 +98,7 @@ class SchedulerCollector(Collector):
         for priority_class, project, count, first, asked in rows:
             labels = [priority_class or "normal", project]
             length.add_metric(labels, count)
-            oldest.add_metric(labels, max(now - _timestamp(first), 0.0) if first else 0.0)
+            oldest.add_metric(labels, max(now - epoch_seconds(first), 0.0) if first else 0.0)
             gpus.add_metric(labels, asked or 0)
         yield from (length, oldest, gpus)
 
@@ -158,7 +158,3 @@ class SchedulerCollector(Collector):
             entitled.add_metric([project], shares.get(project, 1.0) / total_weight)
             factor.add_metric([project], factors.get(project, 1.0))
         yield from (used, received, entitled, factor)
-
-
-def _timestamp(moment: datetime) -> float:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()

@@ -15,11 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from atelier import scheduling as core
+from atelier.runtime.timestamps import epoch_seconds
 from services.scheduler.tables import ProjectUsageRow
-
-
-def _timestamp(moment: datetime) -> float:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def load_usage(engine: Engine, half_life_s: float) -> core.FairShareUsage:
@@ -28,9 +25,9 @@ def load_usage(engine: Engine, half_life_s: float) -> core.FairShareUsage:
         rows = list(session.exec(select(ProjectUsageRow)))
     if not rows:
         return core.FairShareUsage()
-    as_of = max(_timestamp(row.update_time) for row in rows)
+    as_of = max(epoch_seconds(row.update_time) for row in rows)
     gpu_seconds = {
-        row.project: row.gpu_seconds * 2.0 ** (-(as_of - _timestamp(row.update_time)) / half_life_s) for row in rows
+        row.project: row.gpu_seconds * 2.0 ** (-(as_of - epoch_seconds(row.update_time)) / half_life_s) for row in rows
     }
     return core.FairShareUsage(as_of, MappingProxyType(gpu_seconds))
 

@@ -1,0 +1,25 @@
+"""Moments as the services store and send them: tables hold UTC datetimes (naive ones, as some drivers
+return them, are taken as UTC); the API carries `google.protobuf.Timestamp`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf import timestamp_pb2
+
+
+def utc(moment: datetime) -> datetime:
+    """`moment` as an aware UTC datetime (a naive one is taken to be UTC already)."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def to_timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    """A protobuf Timestamp of `moment`."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(utc(moment))
+    return stamp
+
+
+def epoch_seconds(moment: datetime | None) -> float:
+    """Seconds since the Unix epoch; 0 for no moment."""
+    return 0.0 if moment is None else utc(moment).timestamp()
