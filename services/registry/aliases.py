@@ -11,8 +11,9 @@ from atelier.errors import FailedPrecondition, InvalidArgument, NotFound
 from atelier.names import parse_name, validate_id
 from atelier.runtime.database import transaction
 from atelier.runtime.pagination import decode_token, encode_token, page_size
+from services.registry.conditions import failed_conditions
 from services.registry.experiments import now
-from services.registry.filters import And, Comparison, Expr, Field, Not, Or, failed_conditions, parse_filter
+from services.registry.filters import And, Comparison, Expr, Field, Not, Or, parse_filter
 from services.registry.models import MODEL, Models, VersionView
 from services.registry.runs import numeric
 from services.registry.tables import AliasEventRow, AliasRow

@@ -6,6 +6,7 @@ from collections.abc import Callable
 import pytest
 
 from atelier.errors import InvalidArgument
+from services.registry.conditions import comparisons, evaluate, failed_conditions
 from services.registry.filters import (
     MAX_DEPTH,
     MAX_LENGTH,
@@ -17,9 +18,6 @@ from services.registry.filters import (
     Not,
     Or,
     Present,
-    comparisons,
-    evaluate,
-    failed_conditions,
     parse_filter,
 )
 
