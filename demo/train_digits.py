@@ -87,7 +87,8 @@ def distributed() -> tuple[int, int]:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     torch.distributed.init_process_group(backend)
     rank = torch.distributed.get_rank()
-    print(f"rank {rank} of {world} ({backend}) on {os.uname().nodename}", flush=True)
+    sys.stdout.write(f"rank {rank} of {world} ({backend}) on {os.uname().nodename}\n")  # one write: ranks share a pipe
+    sys.stdout.flush()
     return rank, world
 
 
@@ -107,6 +108,7 @@ def main() -> None:
         with dataset_files(args.dataset) as directory:
             fit(args, load(directory), rank, world, run=None)
     if world > 1:
+        torch.distributed.barrier()  # all ranks finish before any closes its gloo/NCCL connections
         torch.distributed.destroy_process_group()
 
 

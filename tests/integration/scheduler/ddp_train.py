@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -18,11 +19,13 @@ def main() -> None:
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend)
     rank, world = dist.get_rank(), dist.get_world_size()
-    print(
+    # One write per line: under PYTHONUNBUFFERED, print() writes the text and its newline separately,
+    # and the two ranks of a node share one pipe, so their lines could interleave.
+    sys.stdout.write(
         f"rank={rank} world={world} local_rank={os.environ['LOCAL_RANK']} master={os.environ['MASTER_ADDR']} "
-        f"node_rank={os.environ['ATELIER_NODE_RANK']} cuda_visible={os.environ.get('CUDA_VISIBLE_DEVICES', '')}",
-        flush=True,
+        f"node_rank={os.environ['ATELIER_NODE_RANK']} cuda_visible={os.environ.get('CUDA_VISIBLE_DEVICES', '')}\n"
     )
+    sys.stdout.flush()
     check = torch.tensor([float(rank + 1)])
     dist.all_reduce(check)
     generator = torch.Generator().manual_seed(1234 + rank)
@@ -49,6 +52,9 @@ def main() -> None:
             "RESULT "
             + json.dumps({"world": world, "allreduce": check.item(), "first": first, "last": last, "same": same})
         )
+    # Every rank reaches the end before any tears its connections down: a gloo peer that closes while
+    # another still runs its pair threads aborts that process ("terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -40,7 +40,7 @@ def test_two_node_ddp_job_trains(cluster: Cluster, start_agent: Callable[..., ob
     assert result["last"] < result["first"] / 10  # and the model trained
 
     ranks = sorted(t.split()[0] for t in text if t.startswith("rank="))
-    assert ranks == ["rank=0", "rank=1", "rank=2", "rank=3"]
+    assert ranks == ["rank=0", "rank=1", "rank=2", "rank=3"], "\n".join(text)
     assert {line.rank for line in lines} == {0, 1}  # both nodes' output reached the log
     assert any("cuda_visible=0,1" in t for t in text)
     placement = done.placement

@@ -95,7 +95,6 @@ def test_logs_are_followed_live_and_read_after_the_end(scheduler: Cluster, tmp_p
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.skip(reason="flaky: gloo workers sometimes abort at exit under srun after training; to fix")
 def test_torchrun_ddp_runs_under_srun_on_the_a100_pair(scheduler: Cluster, slurm: Slurm) -> None:
     job = pb.Job(
         command=["python", str(DDP_SCRIPT)],
