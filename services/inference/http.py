@@ -37,7 +37,10 @@ class HttpEndpoint:
     async def start(self) -> str:
         """Bind, serve, and return the bound `host:port`."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and accepted
+        # connections inherit it. Without it uvicorn's two writes (headers, then body) met Nagle and the
+        # client's delayed ACK: every response waited ~40 ms.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         sock.listen(1024)

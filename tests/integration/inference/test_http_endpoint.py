@@ -53,3 +53,34 @@ def test_stop_cancels_a_request_still_waiting_after_the_grace_period() -> None:
     host, port = address.rsplit(":", 1)
     with pytest.raises(ConnectionRefusedError), socket.create_connection((host, int(port)), timeout=5):
         pass
+
+
+def test_connections_send_without_waiting_for_acks() -> None:
+    """TCP_NODELAY on every accepted connection: uvicorn writes the headers and the body separately, and
+    with Nagle's algorithm the body waited for the client's delayed ACK (~40 ms per response)."""
+
+    async def scenario() -> list[int]:
+        app = FastAPI()
+        options: list[int] = []
+
+        @app.get("/nodelay")
+        async def nodelay() -> dict[str, str]:
+            return {}
+
+        endpoint = HttpEndpoint(app, "127.0.0.1", 0)
+        address = await endpoint.start()
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, fetch, address, "/nodelay") == 200
+        host, port = address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5):
+            await asyncio.sleep(0.2)  # the server accepts it
+            assert endpoint._server is not None
+            for connection in endpoint._server.server_state.connections:
+                sock = connection.transport.get_extra_info("socket")
+                options.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        await endpoint.stop()
+        return options
+
+    options = asyncio.run(scenario())
+    assert options
+    assert all(options), options
