@@ -10,6 +10,7 @@ import grpc
 from opentelemetry.instrumentation.grpc import client_interceptor
 from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 
+from atelier.client.credentials import AuthMetadata
 from atelier.errors import AtelierError, Unavailable, from_rpc_error
 
 T = TypeVar("T")
@@ -35,7 +36,7 @@ _RETRY_CONFIG = json.dumps(
 
 
 def connect(address: str) -> grpc.Channel:
-    """A channel to `host:port` that retries UNAVAILABLE and carries the trace context."""
+    """A channel to `host:port` that retries UNAVAILABLE and carries the trace context and credentials."""
     channel = grpc.insecure_channel(
         address,
         options=[
@@ -45,6 +46,7 @@ def connect(address: str) -> grpc.Channel:
             ("grpc.enable_retries", 1),
         ],
     )
+    channel = grpc.intercept_channel(channel, AuthMetadata())
     # OpenTelemetry's client interceptor has its own channel wrapper (it is not a grpc.*Interceptor).
     return intercept_channel(channel, client_interceptor())  # type: ignore[no-any-return,no-untyped-call]
 

@@ -17,6 +17,7 @@ import grpc
 from opentelemetry import trace
 
 from atelier.errors import AtelierError, Internal, to_status
+from atelier.runtime.auth import Authorizer, CallAccess
 from atelier.runtime.metrics import RpcMetrics
 from atelier.runtime.spans import OpenSpan, ServerSpans
 
@@ -153,10 +154,12 @@ class CallInterceptor(MethodInterceptor):
         tracing: bool = False,
         errors: bool = False,
         tracer_provider: trace.TracerProvider | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         super().__init__()
         self.metrics = metrics
         self.errors = errors
+        self.authorizer = authorizer
         self.spans = ServerSpans(tracer_provider) if tracing else None
 
     def _started(self, method: str) -> float:
@@ -191,8 +194,11 @@ class CallInterceptor(MethodInterceptor):
         span = self.spans.open(method, context) if self.spans is not None else None
         started = self._started(method)
         failure: BaseException | None = None
+        access: list[CallAccess] = []
         try:
             try:
+                if self.authorizer is not None and self.authorizer.applies_to(method):
+                    request = await self._authorize(method, request, context, access)
                 result = await behavior(request, context)
             except (grpc.aio.AbortError, grpc.aio.AioRpcError):
                 raise
@@ -202,9 +208,9 @@ class CallInterceptor(MethodInterceptor):
                 failure = None if isinstance(error, AtelierError) else error  # a bug: on the span too
                 await _abort(method, error, context)
         except BaseException as error:
-            self._close(method, started, self._code(context, failed=True), span, failure or error)
+            self._close(method, started, self._code(context, failed=True), span, failure or error, access, context)
             raise
-        self._close(method, started, self._code(context), span, None)
+        self._close(method, started, self._code(context), span, None, access, context)
         return result
 
     async def stream(
@@ -213,8 +219,11 @@ class CallInterceptor(MethodInterceptor):
         span = self.spans.open(method, context) if self.spans is not None else None
         started = self._started(method)
         failure: BaseException | None = None
+        access: list[CallAccess] = []
         try:
             try:
+                if self.authorizer is not None and self.authorizer.applies_to(method):
+                    request = await self._authorize(method, request, context, access)
                 async for item in behavior(request, context):
                     yield item
             except (grpc.aio.AbortError, grpc.aio.AioRpcError):
@@ -225,13 +234,40 @@ class CallInterceptor(MethodInterceptor):
                 failure = None if isinstance(error, AtelierError) else error  # a bug: on the span too
                 await _abort(method, error, context)
         except BaseException as error:
-            self._close(method, started, self._code(context, failed=True), span, failure or error)
+            self._close(method, started, self._code(context, failed=True), span, failure or error, access, context)
             raise
-        self._close(method, started, self._code(context), span, None)
+        self._close(method, started, self._code(context), span, None, access, context)
+
+    async def _authorize(
+        self, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any], found: list[CallAccess]
+    ) -> Any:
+        """Check the call before its handler runs; a client stream is checked on its first message."""
+        assert self.authorizer is not None
+        header = _metadata(context, "authorization")
+        if self.kinds.get(method, "unary_unary").startswith("stream"):
+            return self.authorizer.checked_stream(method, request, header, found)
+        found.append(await self.authorizer.check(method, request, header))
+        return request
 
     def _close(
-        self, method: str, started: float, code: str, span: OpenSpan | None, error: BaseException | None
+        self,
+        method: str,
+        started: float,
+        code: str,
+        span: OpenSpan | None,
+        error: BaseException | None,
+        access: list[CallAccess] | None = None,
+        context: grpc.aio.ServicerContext[Any, Any] | None = None,
     ) -> None:
         self._ended(method, started, code)
         if span is not None:
             span.close(code, error)
+        if access and self.authorizer is not None and context is not None:
+            self.authorizer.record(method, access[0], context.peer(), code)
+
+
+def _metadata(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str | None:
+    for item_key, value in context.invocation_metadata() or ():
+        if item_key == key:
+            return str(value)
+    return None

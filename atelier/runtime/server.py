@@ -24,12 +24,14 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
+from atelier.runtime.auth import Authorizer, IdentityCache, Lookup, validate_mode
+from atelier.runtime.iam_link import IamLink
 from atelier.runtime.interceptors import CallInterceptor
 from atelier.runtime.logging import configure_logging
 from atelier.runtime.metrics import MetricsEndpoint, RpcMetrics, serve_metrics, service_registry
 from atelier.runtime.settings import ServiceSettings
 from atelier.runtime.tracing import configure_tracing
-from atelier.stack.addresses import write_address_file
+from atelier.stack.addresses import service_address, write_address_file
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -94,8 +96,14 @@ class ServiceHost:
     registry: CollectorRegistry = field(default_factory=service_registry)
     # Where the calls' spans come from; the global tracer provider unless given.
     tracer_provider: TracerProvider | None = None
+    # Access control: by default (ATELIER_AUTH=on) tokens are checked with the IAM service and writes
+    # go to its audit log; the IAM service itself passes its own local authorizer.
+    authorizer: Authorizer | None = None
+    # Lookups the access table names (e.g. a KServe model name to its project).
+    auth_lookups: dict[str, Lookup] = field(default_factory=dict)
     address: str = ""
     metrics: MetricsEndpoint | None = None
+    _iam: IamLink | None = None
     _server: grpc.aio.Server | None = None
     _health: Any = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -108,10 +116,14 @@ class ServiceHost:
             ("grpc.so_reuseport", 0),
         ]
         server = grpc.aio.server(
-            # Tracing, the call log line, RPC metrics and errors in one wrapper per call.
+            # Tracing, the call log line, RPC metrics, access control and errors in one wrapper per call.
             interceptors=[
                 CallInterceptor(
-                    RpcMetrics(self.registry), tracing=True, errors=True, tracer_provider=self.tracer_provider
+                    RpcMetrics(self.registry),
+                    tracing=True,
+                    errors=True,
+                    tracer_provider=self.tracer_provider,
+                    authorizer=self._access_control(),
                 ),
                 *self.interceptors,
             ],
@@ -144,6 +156,24 @@ class ServiceHost:
         )
         return self.address
 
+    def _access_control(self) -> Authorizer | None:
+        """The authorizer calls go through, or None when auth is off (refused off loopback)."""
+        if not validate_mode(self.settings.auth, self.settings.host):
+            log.warning("%s: auth is off (listening on %s only): every call is allowed", self.name, self.settings.host)
+            return None
+        if self.authorizer is not None:
+            self.authorizer.lookups.update(self.auth_lookups)
+            return self.authorizer
+        settings = self.settings
+        self._iam = IamLink(
+            lambda: settings.iam_address or service_address("iam", settings.home), self.name, settings.token or None
+        )
+        return Authorizer(
+            IdentityCache(self._iam.authenticate, settings.auth_cache_seconds),
+            lookups=self.auth_lookups,
+            audit=self._iam.audit,
+        )
+
     async def stop(self) -> None:
         """Refuse new calls, let calls in flight finish within the grace period, then clean up."""
         if self._server is None:
@@ -160,6 +190,8 @@ class ServiceHost:
             result = callback()
             if result is not None:
                 await result
+        if self._iam is not None:
+            await self._iam.close()
         if self.metrics is not None:
             self.metrics.stop()
             self.metrics = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,4 +46,30 @@ class ServiceSettings(BaseSettings):
     workers: int = Field(8, ge=1, description="Threads for blocking work (database, object store).")
     address_file: Path | None = Field(
         None, description="When set, the bound address is written to this file once the server is serving."
+    )
+    auth: str = Field(
+        "auto",
+        pattern="^(on|off|auto)$",
+        validation_alias=AliasChoices("ATELIER_AUTH", "auth"),
+        description="`on`: every call needs a token the IAM service accepts; `off` (only on 127.0.0.1): none do; "
+        "`auto`: on unless the service listens on 127.0.0.1 only.",
+    )
+    iam_address: str = Field(
+        "",
+        validation_alias=AliasChoices("ATELIER_IAM_ADDRESS", "iam_address"),
+        description="The IAM service (`host:port`) that checks tokens; default: the local stack's gateway.",
+    )
+    token: str = Field(
+        "",
+        validation_alias=AliasChoices("ATELIER_TOKEN", "token"),
+        description="The service's own token (a service account with the service cluster role), for the audit "
+        "log and calls made on no caller's behalf.",
+        repr=False,
+    )
+    auth_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        validation_alias=AliasChoices("ATELIER_AUTH_CACHE_SECONDS", "auth_cache_seconds"),
+        description="How long a checked token is trusted before it is checked again (a revoked token "
+        "stops working within this time).",
     )

@@ -1,0 +1,3 @@
+from gateway.iam.server import main
+
+main()

@@ -1,0 +1,27 @@
+"""Settings of the IAM service (`ATELIER_IAM_*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from atelier.runtime.settings import ServiceSettings
+
+
+class IamSettings(ServiceSettings):
+    """What the IAM service can be told, on top of what every service can."""
+
+    model_config = SettingsConfigDict(env_prefix="ATELIER_IAM_", extra="ignore")
+
+    token_key_file: str = Field(
+        "",
+        description="File holding the 32-byte key of the tokens' keyed hash; default $ATELIER_HOME/iam-token.key, "
+        "created (mode 0600) on first start.",
+    )
+    bootstrap_admin: str = Field(
+        "admin", description="User created as cluster admin when no principal exists yet ('' creates none)."
+    )
+    bootstrap_credentials_file: str = Field(
+        "",
+        description="Where the first admin's token is written (mode 0600); default $ATELIER_HOME/credentials.",
+    )
