@@ -190,6 +190,8 @@ RULES: dict[str, Rule] = {
         {
             "ReportUsage": Rule(P.AGENT),
             "QueryUsage": Rule(P.READ, "parent"),
+            "WriteDriftSamples": Rule(P.SERVICE),
+            "GetDriftReport": Rule(P.READ, "name"),
         },
     ),
     **_rules(

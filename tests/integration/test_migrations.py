@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from atelier.runtime.database import create_engine, migrate
+from gateway.iam import server as iam_server
 from services.data import server as data_server
 from services.data.tables import metadata
 from services.inference import server as inference_server
@@ -23,6 +24,7 @@ SERVICES = [
     ("scheduler", scheduler_server.MIGRATIONS, "sched_"),
     ("inference", inference_server.MIGRATIONS, "inf_"),
     ("monitor", monitor_server.MIGRATIONS, "mon_"),
+    ("iam", iam_server.MIGRATIONS, "iam_"),
 ]
 
 
