@@ -12,12 +12,14 @@ from rich.table import Table
 
 from atelier.cli.output import console, emit
 from atelier.client.inference import InferenceClient
+from atelier.client.monitor import MonitorClient
 from atelier.errors import InvalidArgument
 from atelier.inference.v1 import resources_pb2 as pb
+from atelier.monitor.v1 import monitor_service_pb2 as monitor_pb
 from atelier.names import parse_model_ref
 from atelier.stack.addresses import service_address
 
-serve = typer.Typer(help="Serving: deploy model versions, list, show, undeploy, infer.", no_args_is_help=True)
+serve = typer.Typer(help="Serving: deploy model versions, list, show, undeploy, infer, drift.", no_args_is_help=True)
 
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 DeploymentArgument = Annotated[str, typer.Argument(help="Deployment id or name.")]
@@ -138,6 +140,34 @@ def infer(
             console.print(np.array2string(array, threshold=64))
 
     emit(as_json, {k: {"shape": list(v.shape), "data": v.tolist()} for k, v in outputs.items()}, render)
+
+
+@serve.command("drift", no_args_is_help=True)
+def drift(deployment: DeploymentArgument, project: ProjectOption = None, as_json: Json = False) -> None:
+    """Drift of a deployment's recent inputs and predictions from its model's training data (the monitor's
+    report: per feature and for the predictions, Evidently's tests and thresholds)."""
+    client = MonitorClient.at(service_address("monitor"))
+    report = client.drift_report(_name(deployment, _project(project)))
+    emit(as_json, report, lambda: _print_drift(report))
+
+
+def _print_drift(report: monitor_pb.DriftReport) -> None:
+    verdict = "[bold red]DRIFT[/bold red]" if report.dataset_drift else "[green]no drift[/green]"
+    drifted = sum(c.drifted for c in report.features)
+    console.print(f"[bold]{report.name.removesuffix('/driftReport')}[/bold]  {verdict}")
+    console.print(f"model: {report.model_version}")
+    console.print(f"reference: {report.reference_dataset} {report.reference_file} ({report.reference_rows} rows)")
+    console.print(
+        f"window: {report.window_rows} rows; {drifted} of {len(report.features)} features drifted "
+        f"({report.drifted_share:.0%}; the dataset drifts at {report.drift_share:.0%})"
+    )
+    table = Table("column", "kind", "test", "score", "threshold", "drifted")
+    columns = list(report.features)
+    if report.HasField("prediction"):
+        columns.append(report.prediction)
+    for c in columns:
+        table.add_row(c.column, c.kind, c.test, f"{c.score:.4g}", f"{c.threshold:g}", "yes" if c.drifted else "no")
+    console.print(table)
 
 
 def _read_inputs(specs: list[str], names: list[str]) -> dict[str, np.ndarray]:  # type: ignore[type-arg]

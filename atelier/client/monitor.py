@@ -41,3 +41,12 @@ class MonitorClient(ServiceClient):
         if end is not None:
             request.end_time.FromDatetime(end)
         return self.call(self.stub.QueryUsage, request)
+
+    def write_drift_samples(self, samples: list[pb.DriftSamples], timeout: float | None = None) -> int:
+        """Add sampled inputs and predictions to their deployments' windows; returns the rows accepted."""
+        request = pb.WriteDriftSamplesRequest(samples=samples)
+        return self.call(self.stub.WriteDriftSamples, request, timeout=timeout).accepted_rows
+
+    def drift_report(self, deployment: str) -> pb.DriftReport:
+        """The drift of `projects/{project}/deployments/{deployment}` now."""
+        return self.call(self.stub.GetDriftReport, pb.GetDriftReportRequest(name=f"{deployment}/driftReport"))

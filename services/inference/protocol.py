@@ -18,6 +18,7 @@ from services.inference.batcher import Outcome, OutputTensor
 from services.inference.control import DeploymentControl
 from services.inference.repository import ModelRepository, Served, Status
 from services.inference.requests import InferRequest, prepare
+from services.inference.sampling import DriftSampler
 from services.inference.statistics import CANCELED, OTHER, REJECTED
 
 SERVER_VERSION = "2.0.0"
@@ -36,8 +37,14 @@ class InferenceProtocol:
     """Operations of the v2 protocol over the repository of served models."""
 
     def __init__(
-        self, repository: ModelRepository, control: DeploymentControl, name: str, max_tensor_bytes: int
+        self,
+        repository: ModelRepository,
+        control: DeploymentControl,
+        name: str,
+        max_tensor_bytes: int,
+        sampler: DriftSampler | None = None,
     ) -> None:
+        self.sampler = sampler
         self.repository = repository
         self.control = control
         self.name = name
@@ -115,4 +122,6 @@ class InferenceProtocol:
             raise
         if isinstance(outcome, AtelierError):
             raise outcome
+        if self.sampler is not None:
+            self.sampler.offer(served, prepared.arrays, outcome)
         return InferResult(served, outcome)

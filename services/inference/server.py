@@ -26,6 +26,7 @@ from services.inference.metrics import InferenceCollector
 from services.inference.protocol import InferenceProtocol
 from services.inference.repository import ModelRepository
 from services.inference.rest import rest_app
+from services.inference.sampling import DriftSampler, SamplingSettings
 from services.inference.servicer import DeploymentServicer, ProtocolServicer
 from services.inference.settings import InferenceSettings
 
@@ -99,10 +100,21 @@ def build(settings: InferenceSettings) -> ServiceHost:
         runner,
     )
     control = DeploymentControl(deployments, repository, links, runner)
-    protocol = InferenceProtocol(repository, control, settings.server_name, settings.max_tensor_bytes)
+    registry = service_registry()
+    sampler = DriftSampler(
+        lambda: settings.monitor_address or service_address("monitor", settings.home),
+        SamplingSettings(
+            rate=settings.drift_sample_rate,
+            queue_size=settings.drift_queue_size,
+            flush_seconds=settings.drift_flush_seconds,
+            max_features=settings.drift_max_features,
+        ),
+        registry,
+    )
+    sampler.start()
+    protocol = InferenceProtocol(repository, control, settings.server_name, settings.max_tensor_bytes, sampler)
     protocol_servicer = ProtocolServicer(protocol, runner)
     management = DeploymentServicer(control)
-    registry = service_registry()
     registry.register(InferenceCollector(repository))
     host = InferenceHost(
         name="inference",
@@ -124,6 +136,7 @@ def build(settings: InferenceSettings) -> ServiceHost:
         else None,
     )
     host.on_stop.append(repository.close)
+    host.on_stop.append(sampler.close)
     host.on_stop.append(links.close)
     host.on_stop.append(runner.shutdown)
     host.on_stop.append(engine.dispose)

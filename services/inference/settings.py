@@ -47,6 +47,23 @@ class InferenceSettings(ServiceSettings):
         description="Port of the REST v2 API (KServe v2 / Triton HTTP); 0 picks a free one, -1 turns it off. "
         "The bound address is published as `http` in the address file.",
     )
+    monitor_address: str = Field(
+        "", description="host:port of the monitor; empty means ATELIER_MONITOR_ADDRESS or the local stack."
+    )
+    drift_sample_rate: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of successful requests whose inputs and predictions go to the monitor "
+        "for drift (0 turns sampling off).",
+    )
+    drift_queue_size: int = Field(
+        1000, ge=1, description="Sampled requests waiting to be sent; beyond, samples are dropped and counted."
+    )
+    drift_flush_seconds: float = Field(1.0, gt=0, description="Longest a drift sample waits before it is sent.")
+    drift_max_features: int = Field(
+        1024, ge=1, description="Requests with more input values per row are not sampled for drift."
+    )
 
     def cache_dir(self) -> Path:
         return self.artifact_cache or self.home / "inference" / "artifacts"

@@ -7,8 +7,13 @@ from pathlib import Path
 
 from atelier.monitor.v1 import monitor_service_pb2, monitor_service_pb2_grpc
 from atelier.runtime.database import create_engine, default_url, migrate
+from atelier.runtime.metrics import service_registry
 from atelier.runtime.server import BlockingRunner, GrpcService, PeriodicJob, ServiceHost, serve_main
+from atelier.stack.addresses import service_address
 from services.monitor.accounting import Accounting
+from services.monitor.drifts import DriftMonitor, WindowSettings
+from services.monitor.metrics import DriftCollector
+from services.monitor.references import Links, ReferenceLoader
 from services.monitor.servicer import MonitorServicer
 from services.monitor.settings import MonitorSettings
 
@@ -22,7 +27,19 @@ def build(settings: MonitorSettings) -> ServiceHost:
     migrate(engine, MIGRATIONS, "alembic_version_monitor")
     accounting = Accounting(engine)
     runner = BlockingRunner(settings.workers)
-    servicer = MonitorServicer(accounting, runner)
+    links = Links(
+        lambda: settings.registry_address or service_address("registry", settings.home),
+        lambda: settings.data_address or service_address("data", settings.home),
+    )
+    drift = DriftMonitor(
+        ReferenceLoader(links, settings.drift_reference_rows, settings.drift_max_file_bytes),
+        WindowSettings(
+            settings.drift_window_rows, settings.drift_window_seconds, settings.drift_min_rows, settings.drift_share
+        ),
+    )
+    servicer = MonitorServicer(accounting, drift, runner)
+    registry = service_registry()
+    registry.register(DriftCollector(drift))
     host = ServiceHost(
         name="monitor",
         settings=settings,
@@ -38,10 +55,13 @@ def build(settings: MonitorSettings) -> ServiceHost:
                 3600.0,
                 lambda: accounting.forget_reports(timedelta(days=settings.report_memory_days)),
                 runner,
-            )
+            ),
+            PeriodicJob("drift", settings.drift_interval_seconds, drift.refresh, runner),
         ],
+        registry=registry,
     )
     host.on_stop.append(runner.shutdown)
+    host.on_stop.append(links.close)
     host.on_stop.append(engine.dispose)
     return host
 

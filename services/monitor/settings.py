@@ -16,3 +16,22 @@ class MonitorSettings(ServiceSettings):
     report_memory_days: float = Field(
         7.0, gt=0, description="How long report ids are remembered to drop retried reports."
     )
+    registry_address: str = Field(
+        "", description="host:port of the registry; empty means ATELIER_REGISTRY_ADDRESS or the local stack."
+    )
+    data_address: str = Field(
+        "", description="host:port of the data service; empty means ATELIER_DATA_ADDRESS or the local stack."
+    )
+    drift_window_rows: int = Field(5000, ge=1, description="Rows of samples kept per deployment and model version.")
+    drift_window_seconds: float = Field(3600.0, gt=0, description="Age beyond which samples leave the window.")
+    drift_min_rows: int = Field(100, ge=1, description="Rows a window needs before its drift is judged.")
+    drift_share: float = Field(
+        0.5, gt=0, le=1, description="Share of drifted feature columns at which a dataset drifts (Evidently's 0.5)."
+    )
+    drift_reference_rows: int = Field(
+        5000, ge=1, description="Rows of the training data kept as the reference (a random subset beyond)."
+    )
+    drift_max_file_bytes: int = Field(256 * 1024 * 1024, ge=1, description="Largest dataset file read for a reference.")
+    drift_interval_seconds: float = Field(
+        30.0, gt=0, description="How often every deployment's drift is computed for the metrics."
+    )

@@ -28,7 +28,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(atelier/monitor/v1/monitor_service.proto\x12\x12\x61telier.monitor.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x01\n\x0bUsageSample\x12\x11\n\x03job\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x17\n\tcard_uuid\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x32\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x13\n\x0bgpu_seconds\x18\x06 \x01(\x01\x12\x15\n\renergy_joules\x18\x07 \x01(\x01\x12\x11\n\tsimulated\x18\x08 \x01(\x08\"s\n\x12ReportUsageRequest\x12\x12\n\x04node\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\treport_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x07samples\x18\x03 \x03(\x0b\x32\x1f.atelier.monitor.v1.UsageSample\"B\n\x13ReportUsageResponse\x12\x18\n\x10recorded_samples\x18\x01 \x01(\x05\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\xbc\x01\n\x11QueryUsageRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x08group_by\x18\x04 \x01(\x0e\x32!.atelier.monitor.v1.UsageGrouping\"\xde\x01\n\x08UsageRow\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x11\n\tgpu_hours\x18\x04 \x01(\x01\x12\x12\n\nenergy_kwh\x18\x05 \x01(\x01\x12\r\n\x05\x63\x61rds\x18\x06 \x01(\x05\x12.\n\nfirst_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsimulated\x18\t \x01(\x08\"m\n\x12QueryUsageResponse\x12*\n\x04rows\x18\x01 \x03(\x0b\x32\x1c.atelier.monitor.v1.UsageRow\x12+\n\x05total\x18\x02 \x01(\x0b\x32\x1c.atelier.monitor.v1.UsageRow*|\n\rUsageGrouping\x12\x1e\n\x1aUSAGE_GROUPING_UNSPECIFIED\x10\x00\x12\x16\n\x12USAGE_GROUPING_JOB\x10\x01\x12\x1a\n\x16USAGE_GROUPING_PROJECT\x10\x02\x12\x17\n\x13USAGE_GROUPING_USER\x10\x03\x32\xb3\x02\n\x0eMonitorService\x12{\n\x0bReportUsage\x12&.atelier.monitor.v1.ReportUsageRequest\x1a\'.atelier.monitor.v1.ReportUsageResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/usage:report:\x01*\x12\x8b\x01\n\nQueryUsage\x12%.atelier.monitor.v1.QueryUsageRequest\x1a&.atelier.monitor.v1.QueryUsageResponse\".\xda\x41\x06parent\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{parent=projects/*}/usage\x1a\x16\xca\x41\x13monitor.atelier.devb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(atelier/monitor/v1/monitor_service.proto\x12\x12\x61telier.monitor.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x01\n\x0bUsageSample\x12\x11\n\x03job\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x17\n\tcard_uuid\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x32\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x13\n\x0bgpu_seconds\x18\x06 \x01(\x01\x12\x15\n\renergy_joules\x18\x07 \x01(\x01\x12\x11\n\tsimulated\x18\x08 \x01(\x08\"s\n\x12ReportUsageRequest\x12\x12\n\x04node\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\treport_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x07samples\x18\x03 \x03(\x0b\x32\x1f.atelier.monitor.v1.UsageSample\"B\n\x13ReportUsageResponse\x12\x18\n\x10recorded_samples\x18\x01 \x01(\x05\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\xbc\x01\n\x11QueryUsageRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x08group_by\x18\x04 \x01(\x0e\x32!.atelier.monitor.v1.UsageGrouping\"\xde\x01\n\x08UsageRow\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0b\n\x03job\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x11\n\tgpu_hours\x18\x04 \x01(\x01\x12\x12\n\nenergy_kwh\x18\x05 \x01(\x01\x12\r\n\x05\x63\x61rds\x18\x06 \x01(\x05\x12.\n\nfirst_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsimulated\x18\t \x01(\x08\"m\n\x12QueryUsageResponse\x12*\n\x04rows\x18\x01 \x03(\x0b\x32\x1c.atelier.monitor.v1.UsageRow\x12+\n\x05total\x18\x02 \x01(\x0b\x32\x1c.atelier.monitor.v1.UsageRow\"\x89\x01\n\x0c\x44riftSamples\x12\x18\n\ndeployment\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rmodel_version\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rfeature_names\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08\x66\x65\x61tures\x18\x04 \x03(\x01\x12\x13\n\x0bpredictions\x18\x05 \x03(\x01\"M\n\x18WriteDriftSamplesRequest\x12\x31\n\x07samples\x18\x01 \x03(\x0b\x32 .atelier.monitor.v1.DriftSamples\"2\n\x19WriteDriftSamplesResponse\x12\x15\n\raccepted_rows\x18\x01 \x01(\x03\"+\n\x15GetDriftReportRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"l\n\x0b\x43olumnDrift\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04test\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x11\n\tthreshold\x18\x05 \x01(\x01\x12\x0f\n\x07\x64rifted\x18\x06 \x01(\x08\"\xf5\x02\n\x0b\x44riftReport\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x19\n\x11reference_dataset\x18\x03 \x01(\t\x12\x16\n\x0ereference_file\x18\x04 \x01(\t\x12\x16\n\x0ereference_rows\x18\x05 \x01(\x03\x12\x13\n\x0bwindow_rows\x18\x06 \x01(\x03\x12\x15\n\rdataset_drift\x18\x07 \x01(\x08\x12\x13\n\x0b\x64rift_share\x18\x08 \x01(\x01\x12\x15\n\rdrifted_share\x18\t \x01(\x01\x12\x31\n\x08\x66\x65\x61tures\x18\n \x03(\x0b\x32\x1f.atelier.monitor.v1.ColumnDrift\x12\x33\n\nprediction\x18\x0b \x01(\x0b\x32\x1f.atelier.monitor.v1.ColumnDrift\x12\x30\n\x0c\x63ompute_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp*|\n\rUsageGrouping\x12\x1e\n\x1aUSAGE_GROUPING_UNSPECIFIED\x10\x00\x12\x16\n\x12USAGE_GROUPING_JOB\x10\x01\x12\x1a\n\x16USAGE_GROUPING_PROJECT\x10\x02\x12\x17\n\x13USAGE_GROUPING_USER\x10\x03\x32\xe8\x04\n\x0eMonitorService\x12{\n\x0bReportUsage\x12&.atelier.monitor.v1.ReportUsageRequest\x1a\'.atelier.monitor.v1.ReportUsageResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/usage:report:\x01*\x12\x8b\x01\n\nQueryUsage\x12%.atelier.monitor.v1.QueryUsageRequest\x1a&.atelier.monitor.v1.QueryUsageResponse\".\xda\x41\x06parent\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{parent=projects/*}/usage\x12\x93\x01\n\x11WriteDriftSamples\x12,.atelier.monitor.v1.WriteDriftSamplesRequest\x1a-.atelier.monitor.v1.WriteDriftSamplesResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/driftSamples:write:\x01*\x12\x9c\x01\n\x0eGetDriftReport\x12).atelier.monitor.v1.GetDriftReportRequest\x1a\x1f.atelier.monitor.v1.DriftReport\">\xda\x41\x04name\x82\xd3\xe4\x93\x02\x31\x12//v1/{name=projects/*/deployments/*/driftReport}\x1a\x16\xca\x41\x13monitor.atelier.devb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,14 +49,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPORTUSAGEREQUEST'].fields_by_name['report_id']._serialized_options = b'\342A\001\002'
   _globals['_QUERYUSAGEREQUEST'].fields_by_name['parent']._loaded_options = None
   _globals['_QUERYUSAGEREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_DRIFTSAMPLES'].fields_by_name['deployment']._loaded_options = None
+  _globals['_DRIFTSAMPLES'].fields_by_name['deployment']._serialized_options = b'\342A\001\002'
+  _globals['_DRIFTSAMPLES'].fields_by_name['model_version']._loaded_options = None
+  _globals['_DRIFTSAMPLES'].fields_by_name['model_version']._serialized_options = b'\342A\001\002'
+  _globals['_DRIFTSAMPLES'].fields_by_name['feature_names']._loaded_options = None
+  _globals['_DRIFTSAMPLES'].fields_by_name['feature_names']._serialized_options = b'\342A\001\002'
+  _globals['_GETDRIFTREPORTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETDRIFTREPORTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_DRIFTREPORT'].fields_by_name['name']._loaded_options = None
+  _globals['_DRIFTREPORT'].fields_by_name['name']._serialized_options = b'\342A\001\010'
   _globals['_MONITORSERVICE']._loaded_options = None
   _globals['_MONITORSERVICE']._serialized_options = b'\312A\023monitor.atelier.dev'
   _globals['_MONITORSERVICE'].methods_by_name['ReportUsage']._loaded_options = None
   _globals['_MONITORSERVICE'].methods_by_name['ReportUsage']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/usage:report:\001*'
   _globals['_MONITORSERVICE'].methods_by_name['QueryUsage']._loaded_options = None
   _globals['_MONITORSERVICE'].methods_by_name['QueryUsage']._serialized_options = b'\332A\006parent\202\323\344\223\002\037\022\035/v1/{parent=projects/*}/usage'
-  _globals['_USAGEGROUPING']._serialized_start=1140
-  _globals['_USAGEGROUPING']._serialized_end=1264
+  _globals['_MONITORSERVICE'].methods_by_name['WriteDriftSamples']._loaded_options = None
+  _globals['_MONITORSERVICE'].methods_by_name['WriteDriftSamples']._serialized_options = b'\202\323\344\223\002\033\"\026/v1/driftSamples:write:\001*'
+  _globals['_MONITORSERVICE'].methods_by_name['GetDriftReport']._loaded_options = None
+  _globals['_MONITORSERVICE'].methods_by_name['GetDriftReport']._serialized_options = b'\332A\004name\202\323\344\223\0021\022//v1/{name=projects/*/deployments/*/driftReport}'
+  _globals['_USAGEGROUPING']._serialized_start=1942
+  _globals['_USAGEGROUPING']._serialized_end=2066
   _globals['_USAGESAMPLE']._serialized_start=186
   _globals['_USAGESAMPLE']._serialized_end=426
   _globals['_REPORTUSAGEREQUEST']._serialized_start=428
@@ -69,6 +83,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGEROW']._serialized_end=1027
   _globals['_QUERYUSAGERESPONSE']._serialized_start=1029
   _globals['_QUERYUSAGERESPONSE']._serialized_end=1138
-  _globals['_MONITORSERVICE']._serialized_start=1267
-  _globals['_MONITORSERVICE']._serialized_end=1574
+  _globals['_DRIFTSAMPLES']._serialized_start=1141
+  _globals['_DRIFTSAMPLES']._serialized_end=1278
+  _globals['_WRITEDRIFTSAMPLESREQUEST']._serialized_start=1280
+  _globals['_WRITEDRIFTSAMPLESREQUEST']._serialized_end=1357
+  _globals['_WRITEDRIFTSAMPLESRESPONSE']._serialized_start=1359
+  _globals['_WRITEDRIFTSAMPLESRESPONSE']._serialized_end=1409
+  _globals['_GETDRIFTREPORTREQUEST']._serialized_start=1411
+  _globals['_GETDRIFTREPORTREQUEST']._serialized_end=1454
+  _globals['_COLUMNDRIFT']._serialized_start=1456
+  _globals['_COLUMNDRIFT']._serialized_end=1564
+  _globals['_DRIFTREPORT']._serialized_start=1567
+  _globals['_DRIFTREPORT']._serialized_end=1940
+  _globals['_MONITORSERVICE']._serialized_start=2069
+  _globals['_MONITORSERVICE']._serialized_end=2685
 # @@protoc_insertion_point(module_scope)

@@ -285,3 +285,231 @@ class QueryUsageResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QueryUsageResponse: _TypeAlias = QueryUsageResponse  # noqa: Y015
+
+@_typing.final
+class DriftSamples(_message.Message):
+    """Sampled rows of one deployment served by one model version: the inputs flattened and concatenated
+    in the signature's order, and one prediction per row.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPLOYMENT_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    FEATURE_NAMES_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
+    PREDICTIONS_FIELD_NUMBER: _builtins.int
+    deployment: _builtins.str
+    """`projects/{project}/deployments/{deployment}`."""
+    model_version: _builtins.str
+    """`projects/{project}/models/{model}/versions/{version}` that made the predictions."""
+    @_builtins.property
+    def feature_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of the input values of one row (`input[0]`, `input[1]`, ...)."""
+
+    @_builtins.property
+    def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Row-major: `len(feature_names)` values per row."""
+
+    @_builtins.property
+    def predictions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """One per row: the output itself when it is one value, else the index of its largest value."""
+
+    def __init__(
+        self,
+        *,
+        deployment: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        feature_names: _abc.Iterable[_builtins.str] | None = ...,
+        features: _abc.Iterable[_builtins.float] | None = ...,
+        predictions: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "feature_names", b"feature_names", "features", b"features", "model_version", b"model_version", "predictions", b"predictions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DriftSamples: _TypeAlias = DriftSamples  # noqa: Y015
+
+@_typing.final
+class WriteDriftSamplesRequest(_message.Message):
+    """Request for WriteDriftSamples."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___DriftSamples]:
+        """Samples, grouped by deployment and model version; at most 100,000 rows in all."""
+
+    def __init__(
+        self,
+        *,
+        samples: _abc.Iterable[Global___DriftSamples] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["samples", b"samples"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteDriftSamplesRequest: _TypeAlias = WriteDriftSamplesRequest  # noqa: Y015
+
+@_typing.final
+class WriteDriftSamplesResponse(_message.Message):
+    """Response of WriteDriftSamples."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_ROWS_FIELD_NUMBER: _builtins.int
+    accepted_rows: _builtins.int
+    """Rows added to windows."""
+    def __init__(
+        self,
+        *,
+        accepted_rows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_rows", b"accepted_rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteDriftSamplesResponse: _TypeAlias = WriteDriftSamplesResponse  # noqa: Y015
+
+@_typing.final
+class GetDriftReportRequest(_message.Message):
+    """Request for GetDriftReport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/deployments/{deployment}/driftReport`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDriftReportRequest: _TypeAlias = GetDriftReportRequest  # noqa: Y015
+
+@_typing.final
+class ColumnDrift(_message.Message):
+    """One column's drift."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMN_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TEST_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    DRIFTED_FIELD_NUMBER: _builtins.int
+    column: _builtins.str
+    """The column (a feature name, or `prediction`)."""
+    kind: _builtins.str
+    """`numeric` or `categorical`."""
+    test: _builtins.str
+    """Evidently's name of the test: `ks`, `wasserstein`, `chisquare`, `z`, `jensenshannon`, `psi`."""
+    score: _builtins.float
+    """A p-value (ks, chisquare, z: small means drift) or a distance (the others: large means drift)."""
+    threshold: _builtins.float
+    """The threshold the score was judged against."""
+    drifted: _builtins.bool
+    """Whether the column drifted."""
+    def __init__(
+        self,
+        *,
+        column: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        test: _builtins.str = ...,
+        score: _builtins.float = ...,
+        threshold: _builtins.float = ...,
+        drifted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "drifted", b"drifted", "kind", b"kind", "score", b"score", "test", b"test", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ColumnDrift: _TypeAlias = ColumnDrift  # noqa: Y015
+
+@_typing.final
+class DriftReport(_message.Message):
+    """Drift of a deployment's window of samples against the training data of its model version."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    REFERENCE_DATASET_FIELD_NUMBER: _builtins.int
+    REFERENCE_FILE_FIELD_NUMBER: _builtins.int
+    REFERENCE_ROWS_FIELD_NUMBER: _builtins.int
+    WINDOW_ROWS_FIELD_NUMBER: _builtins.int
+    DATASET_DRIFT_FIELD_NUMBER: _builtins.int
+    DRIFT_SHARE_FIELD_NUMBER: _builtins.int
+    DRIFTED_SHARE_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
+    PREDICTION_FIELD_NUMBER: _builtins.int
+    COMPUTE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/deployments/{deployment}/driftReport`."""
+    model_version: _builtins.str
+    """The model version whose samples were compared."""
+    reference_dataset: _builtins.str
+    """The dataset version the reference comes from (the model version's lineage)."""
+    reference_file: _builtins.str
+    """The file of that version the reference rows were read from."""
+    reference_rows: _builtins.int
+    """Rows in the reference."""
+    window_rows: _builtins.int
+    """Rows in the window compared."""
+    dataset_drift: _builtins.bool
+    """Whether the dataset drifted: at least `drift_share` of the feature columns drifted."""
+    drift_share: _builtins.float
+    """The share of drifted feature columns at or above which the dataset drifts."""
+    drifted_share: _builtins.float
+    """The share of feature columns that drifted."""
+    @_builtins.property
+    def features(self) -> _containers.RepeatedCompositeFieldContainer[Global___ColumnDrift]:
+        """Every feature column."""
+
+    @_builtins.property
+    def prediction(self) -> Global___ColumnDrift:
+        """The prediction column against the reference's labels; unset when the reference has none."""
+
+    @_builtins.property
+    def compute_time(self) -> _timestamp_pb2.Timestamp:
+        """When the report was computed."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        reference_dataset: _builtins.str = ...,
+        reference_file: _builtins.str = ...,
+        reference_rows: _builtins.int = ...,
+        window_rows: _builtins.int = ...,
+        dataset_drift: _builtins.bool = ...,
+        drift_share: _builtins.float = ...,
+        drifted_share: _builtins.float = ...,
+        features: _abc.Iterable[Global___ColumnDrift] | None = ...,
+        prediction: Global___ColumnDrift | None = ...,
+        compute_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["compute_time", b"compute_time", "prediction", b"prediction"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_time", b"compute_time", "dataset_drift", b"dataset_drift", "drift_share", b"drift_share", "drifted_share", b"drifted_share", "features", b"features", "model_version", b"model_version", "name", b"name", "prediction", b"prediction", "reference_dataset", b"reference_dataset", "reference_file", b"reference_file", "reference_rows", b"reference_rows", "window_rows", b"window_rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DriftReport: _TypeAlias = DriftReport  # noqa: Y015

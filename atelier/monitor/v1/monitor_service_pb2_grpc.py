@@ -28,7 +28,8 @@ if _version_not_supported:
 class MonitorServiceStub:
     """Accounting of GPU use: node agents report, per job and card, the GPU time and energy (from each
     card's energy counter) their tasks used; researchers and operators ask for totals by job, project
-    or user over a time range.
+    or user over a time range. Model drift: inference sends samples of each deployment's inputs and
+    predictions, which the monitor compares with the training data of the model version they came from.
     """
 
     def __init__(self, channel):
@@ -47,12 +48,23 @@ class MonitorServiceStub:
                 request_serializer=atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.QueryUsageRequest.SerializeToString,
                 response_deserializer=atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.QueryUsageResponse.FromString,
                 _registered_method=True)
+        self.WriteDriftSamples = channel.unary_unary(
+                '/atelier.monitor.v1.MonitorService/WriteDriftSamples',
+                request_serializer=atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.WriteDriftSamplesRequest.SerializeToString,
+                response_deserializer=atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.WriteDriftSamplesResponse.FromString,
+                _registered_method=True)
+        self.GetDriftReport = channel.unary_unary(
+                '/atelier.monitor.v1.MonitorService/GetDriftReport',
+                request_serializer=atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.GetDriftReportRequest.SerializeToString,
+                response_deserializer=atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.DriftReport.FromString,
+                _registered_method=True)
 
 
 class MonitorServiceServicer:
     """Accounting of GPU use: node agents report, per job and card, the GPU time and energy (from each
     card's energy counter) their tasks used; researchers and operators ask for totals by job, project
-    or user over a time range.
+    or user over a time range. Model drift: inference sends samples of each deployment's inputs and
+    predictions, which the monitor compares with the training data of the model version they came from.
     """
 
     def ReportUsage(self, request, context):
@@ -65,6 +77,20 @@ class MonitorServiceServicer:
     def QueryUsage(self, request, context):
         """GPU-hours and energy of a project (or every project with `projects/-`), grouped by job,
         project or user, over [start_time, end_time).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WriteDriftSamples(self, request, context):
+        """Adds sampled inputs and predictions to the sliding windows of their deployments.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDriftReport(self, request, context):
+        """The drift of a deployment's latest window against its reference, computed now.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,6 +109,16 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     request_deserializer=atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.QueryUsageRequest.FromString,
                     response_serializer=atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.QueryUsageResponse.SerializeToString,
             ),
+            'WriteDriftSamples': grpc.unary_unary_rpc_method_handler(
+                    servicer.WriteDriftSamples,
+                    request_deserializer=atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.WriteDriftSamplesRequest.FromString,
+                    response_serializer=atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.WriteDriftSamplesResponse.SerializeToString,
+            ),
+            'GetDriftReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDriftReport,
+                    request_deserializer=atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.GetDriftReportRequest.FromString,
+                    response_serializer=atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.DriftReport.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'atelier.monitor.v1.MonitorService', rpc_method_handlers)
@@ -94,7 +130,8 @@ def add_MonitorServiceServicer_to_server(servicer, server):
 class MonitorService:
     """Accounting of GPU use: node agents report, per job and card, the GPU time and energy (from each
     card's energy counter) their tasks used; researchers and operators ask for totals by job, project
-    or user over a time range.
+    or user over a time range. Model drift: inference sends samples of each deployment's inputs and
+    predictions, which the monitor compares with the training data of the model version they came from.
     """
 
     @staticmethod
@@ -141,6 +178,60 @@ class MonitorService:
             '/atelier.monitor.v1.MonitorService/QueryUsage',
             atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.QueryUsageRequest.SerializeToString,
             atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.QueryUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteDriftSamples(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.monitor.v1.MonitorService/WriteDriftSamples',
+            atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.WriteDriftSamplesRequest.SerializeToString,
+            atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.WriteDriftSamplesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDriftReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.monitor.v1.MonitorService/GetDriftReport',
+            atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.GetDriftReportRequest.SerializeToString,
+            atelier_dot_monitor_dot_v1_dot_monitor__service__pb2.DriftReport.FromString,
             options,
             channel_credentials,
             insecure,

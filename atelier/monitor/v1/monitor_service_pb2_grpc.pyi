@@ -29,7 +29,8 @@ GRPC_VERSION: str
 class MonitorServiceStub:
     """Accounting of GPU use: node agents report, per job and card, the GPU time and energy (from each
     card's energy counter) their tasks used; researchers and operators ask for totals by job, project
-    or user over a time range.
+    or user over a time range. Model drift: inference sends samples of each deployment's inputs and
+    predictions, which the monitor compares with the training data of the model version they came from.
     """
 
     @_typing.overload
@@ -42,12 +43,17 @@ class MonitorServiceStub:
     """GPU-hours and energy of a project (or every project with `projects/-`), grouped by job,
     project or user, over [start_time, end_time).
     """
+    WriteDriftSamples: _grpc.UnaryUnaryMultiCallable[_monitor_service_pb2.WriteDriftSamplesRequest, _monitor_service_pb2.WriteDriftSamplesResponse]
+    """Adds sampled inputs and predictions to the sliding windows of their deployments."""
+    GetDriftReport: _grpc.UnaryUnaryMultiCallable[_monitor_service_pb2.GetDriftReportRequest, _monitor_service_pb2.DriftReport]
+    """The drift of a deployment's latest window against its reference, computed now."""
 
 @_typing.type_check_only
 class MonitorServiceAsyncStub(MonitorServiceStub):
     """Accounting of GPU use: node agents report, per job and card, the GPU time and energy (from each
     card's energy counter) their tasks used; researchers and operators ask for totals by job, project
-    or user over a time range.
+    or user over a time range. Model drift: inference sends samples of each deployment's inputs and
+    predictions, which the monitor compares with the training data of the model version they came from.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -57,11 +63,16 @@ class MonitorServiceAsyncStub(MonitorServiceStub):
     """GPU-hours and energy of a project (or every project with `projects/-`), grouped by job,
     project or user, over [start_time, end_time).
     """
+    WriteDriftSamples: _aio.UnaryUnaryMultiCallable[_monitor_service_pb2.WriteDriftSamplesRequest, _monitor_service_pb2.WriteDriftSamplesResponse]  # type: ignore[assignment]
+    """Adds sampled inputs and predictions to the sliding windows of their deployments."""
+    GetDriftReport: _aio.UnaryUnaryMultiCallable[_monitor_service_pb2.GetDriftReportRequest, _monitor_service_pb2.DriftReport]  # type: ignore[assignment]
+    """The drift of a deployment's latest window against its reference, computed now."""
 
 class MonitorServiceServicer(metaclass=_abc_1.ABCMeta):
     """Accounting of GPU use: node agents report, per job and card, the GPU time and energy (from each
     card's energy counter) their tasks used; researchers and operators ask for totals by job, project
-    or user over a time range.
+    or user over a time range. Model drift: inference sends samples of each deployment's inputs and
+    predictions, which the monitor compares with the training data of the model version they came from.
     """
 
     @_abc_1.abstractmethod
@@ -81,5 +92,21 @@ class MonitorServiceServicer(metaclass=_abc_1.ABCMeta):
         """GPU-hours and energy of a project (or every project with `projects/-`), grouped by job,
         project or user, over [start_time, end_time).
         """
+
+    @_abc_1.abstractmethod
+    def WriteDriftSamples(
+        self,
+        request: _monitor_service_pb2.WriteDriftSamplesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitor_service_pb2.WriteDriftSamplesResponse, _abc.Awaitable[_monitor_service_pb2.WriteDriftSamplesResponse]]:
+        """Adds sampled inputs and predictions to the sliding windows of their deployments."""
+
+    @_abc_1.abstractmethod
+    def GetDriftReport(
+        self,
+        request: _monitor_service_pb2.GetDriftReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_monitor_service_pb2.DriftReport, _abc.Awaitable[_monitor_service_pb2.DriftReport]]:
+        """The drift of a deployment's latest window against its reference, computed now."""
 
 def add_MonitorServiceServicer_to_server(servicer: MonitorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
