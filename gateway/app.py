@@ -18,8 +18,9 @@ from starlette.responses import HTMLResponse, JSONResponse
 
 from atelier.errors import AtelierError, Internal, NotFound
 from gateway.context import RequestContext
-from gateway.descriptors import HttpBinding, bindings
+from gateway.descriptors import bindings
 from gateway.errors import body_of_atelier_error, http_status
+from gateway.frontdoor.routing import stack_services
 from gateway.openapi import openapi_document
 from gateway.routes import CallSettings, RuleRoute
 from gateway.settings import GatewaySettings
@@ -44,7 +45,7 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
-        services = await service_health(upstreams, found, settings.health_timeout_seconds)
+        services = await service_health(upstreams, stack_services(), settings.health_timeout_seconds)
         unreachable = [name for name, state in services.items() if state == "UNREACHABLE"]
         return JSONResponse({"status": "SERVING", "services": services, "unreachable": unreachable})
 
@@ -64,9 +65,9 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     return app
 
 
-async def service_health(upstreams: Upstreams, found: list[HttpBinding], timeout: float) -> dict[str, str]:
+async def service_health(upstreams: Upstreams, services: list[str], timeout: float) -> dict[str, str]:
     """`grpc.health.v1` state of each service behind the gateway: SERVING, NOT_SERVING or UNREACHABLE."""
-    names = sorted({b.service for b in found})
+    names = sorted(services)
     states = await asyncio.gather(*(_check(upstreams, name, timeout) for name in names))
     return dict(zip(names, states, strict=True))
 

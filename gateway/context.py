@@ -18,6 +18,11 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _tracer = trace.get_tracer("atelier.gateway")
 
 
+def request_id_of(given: str) -> str:
+    """The caller's request id when it is a sensible one (1-128 of `A-Za-z0-9._:-`), else a new one."""
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
 class RequestContext:
     """ASGI middleware giving every HTTP request an id and a server span."""
 
@@ -29,8 +34,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get(REQUEST_ID_HEADER, "")
-        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = request_id_of(headers.get(REQUEST_ID_HEADER, ""))
         scope.setdefault("state", {})["request_id"] = request_id
         name = f"{scope['method']} {scope['path']}"
         with _tracer.start_as_current_span(

@@ -1,39 +1,81 @@
-"""`python -m gateway`: serve the REST gateway with uvicorn and publish its address."""
+"""`python -m gateway`: serve the REST gateway (uvicorn) and the gRPC front door side by side in one
+event loop, each on its own port, and publish both addresses."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 
 from atelier.runtime.tracing import configure_tracing, shutdown_tracing
 from atelier.stack.addresses import write_address_file
 from gateway.app import create_app
+from gateway.frontdoor import FrontDoor, LocalService
+from gateway.frontdoor.routing import owner_of
 from gateway.settings import GatewaySettings
+from gateway.upstream import Upstreams
 
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: GatewaySettings) -> None:
-    """Serve until SIGINT/SIGTERM; the address file is written once the socket listens."""
+class _RestServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the gateway stops REST and gRPC together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def front_door(settings: GatewaySettings, local_services: Sequence[LocalService] = ()) -> FrontDoor:
+    """The front door of these settings (not started), serving `local_services` itself."""
+    return FrontDoor(
+        Upstreams(settings.home, traced=False),
+        settings.host,
+        settings.port,
+        local_services=local_services,
+        health_timeout=settings.health_timeout_seconds,
+        shutdown_grace=settings.shutdown_grace_seconds,
+    )
+
+
+async def serve(settings: GatewaySettings, door: FrontDoor | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; the address file is written once both listen."""
+    door = door or front_door(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    address = await door.start()
     listener = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((settings.host, settings.port))
+    listener.bind((settings.host, settings.http_port))
     host, port = listener.getsockname()[:2]
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    config = uvicorn.Config(create_app(settings), log_level=settings.log_level.lower(), access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[listener]))
-    while not server.started and not task.done():
-        await asyncio.sleep(0.05)
-    if server.started:
-        if settings.address_file is not None:
-            write_address_file(settings.address_file, address, os.getpid(), http=address)
-        log.info("gateway serving on http://%s", address)
-    await task
+    http = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # REST calls of the services the front door serves itself go to the front door.
+    local = {owner: address for name in door.local_names if (owner := owner_of(name)) is not None}
+    app = create_app(settings, Upstreams(settings.home, local))
+    config = uvicorn.Config(app, log_level=settings.log_level.lower(), access_log=False)
+    rest = _RestServer(config)
+    task = asyncio.create_task(rest.serve(sockets=[listener]))
+    try:
+        while not rest.started and not task.done():
+            await asyncio.sleep(0.05)
+        if rest.started:
+            if settings.address_file is not None:
+                write_address_file(settings.address_file, address, os.getpid(), http=http)
+            log.info("gateway serving gRPC on %s and REST on http://%s", address, http)
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+    finally:
+        rest.should_exit = True
+        await asyncio.gather(task, door.stop(), return_exceptions=True)
 
 
 def main() -> None:

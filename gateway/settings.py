@@ -1,4 +1,4 @@
-"""Settings of the REST gateway (`ATELIER_GATEWAY_*`)."""
+"""Settings of the gateway: REST and the gRPC front door (`ATELIER_GATEWAY_*`)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,18 @@ class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ATELIER_GATEWAY_", extra="ignore")
 
     host: str = Field("127.0.0.1", description="Interface to listen on.")
-    port: int = Field(0, ge=0, le=65535, description="Port to listen on; 0 picks a free one.")
+    port: int = Field(0, ge=0, le=65535, description="Port of the gRPC front door; 0 picks a free one.")
+    http_port: int = Field(0, ge=0, le=65535, description="Port of the REST gateway; 0 picks a free one.")
     home: Path = Field(default_factory=atelier_home, description="State directory of the local stack.")
     address_file: Path | None = Field(
-        None, description="When set, the bound address is written to this file once the gateway is serving."
+        None,
+        description="When set, the front door's address (and the REST one as `http`) is written to this file once "
+        "both serve.",
     )
     default_timeout_seconds: float = Field(
         30.0, gt=0, description="Deadline of a call to a service when the request has no X-Request-Timeout."
     )
     max_timeout_seconds: float = Field(300.0, gt=0, description="The largest X-Request-Timeout accepted.")
     health_timeout_seconds: float = Field(1.0, gt=0, description="Deadline of each service's check in /healthz.")
+    shutdown_grace_seconds: float = Field(5.0, ge=0, description="How long calls in flight may finish at stop.")
     log_level: str = Field("INFO", description="Python logging level.")

@@ -76,3 +76,23 @@ def stack(serve: Callable[[Callable[[], Any]], str], tmp_path: Path) -> Iterator
         yield made
     for client in (made.data, made.registry, made.scheduler, made.agents):
         client.close()
+
+
+OpenDoor = Callable[..., str]
+
+
+@pytest.fixture
+def open_door(serve: Callable[[Callable[[], Any]], str], tmp_path: Path) -> OpenDoor:
+    """Start a gRPC front door in-process for services at `addresses`; returns its address."""
+    from gateway.frontdoor import FrontDoor
+
+    def start(addresses: dict[str, str], **options: Any) -> str:
+        return serve(lambda: FrontDoor(Upstreams(tmp_path / "home", addresses, traced=False), **options))
+
+    return start
+
+
+@pytest.fixture
+def door(stack: Stack, open_door: OpenDoor) -> str:
+    """The front door of the stack fixture's services (inference down, monitor without an address)."""
+    return open_door(stack.addresses)

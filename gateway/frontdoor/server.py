@@ -1,0 +1,110 @@
+"""The front door's `grpc.aio` server: the proxy, health, reflection and the gateway's own services.
+
+Services the gateway implements itself (added with `local_services` before start) are served here and
+never forwarded; every other method of Atelier's packages goes to the service that owns it.
+Reflection lists every service behind the front door and its own, from the generated modules'
+descriptors, so `grpcurl` and generated clients need this one address.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from atelier.client.channel import MAX_MESSAGE_BYTES
+from gateway.frontdoor.health import FrontDoorHealth
+from gateway.frontdoor.proxy import Proxy
+from gateway.frontdoor.routing import known_services, owner_of, stack_services
+from gateway.upstream import Upstreams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LocalService:
+    """A service the front door serves itself: its full name and how to add its servicer to a server."""
+
+    full_name: str
+    register: Callable[[grpc.aio.Server], None]
+
+
+class FrontDoor:
+    """One gRPC address for the services behind it (reached through `upstreams`) and `local_services`."""
+
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        local_services: Sequence[LocalService] = (),
+        backends: Sequence[str] | None = None,
+        health_timeout: float = 1.0,
+        shutdown_grace: float = 5.0,
+    ) -> None:
+        self._upstreams = upstreams
+        self._bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._host = host
+        self._local = list(local_services)
+        self._grace = shutdown_grace
+        self.backends = sorted(backends if backends is not None else stack_services())
+        """The stack services behind the front door (`data`, `registry`, ...)."""
+        local_names = frozenset(s.full_name for s in self._local)
+        self.proxied = [
+            s.full_name
+            for s in known_services()
+            if owner_of(s.full_name) in self.backends and s.full_name not in local_names
+        ]
+        """The full names of the services forwarded to the stack's services."""
+        self.health = FrontDoorHealth(upstreams, self.backends, local_names, health_timeout)
+        self.address = ""
+        self._server: grpc.aio.Server | None = None
+
+    @property
+    def local_names(self) -> frozenset[str]:
+        """The full names of the services the front door serves itself."""
+        return frozenset(s.full_name for s in self._local)
+
+    def add_local(self, service: LocalService) -> None:
+        """Serve `service` at the front door instead of forwarding it (before `start`)."""
+        if self._server is not None:
+            raise RuntimeError(f"the front door already serves; {service.full_name} must be added before start")
+        self._local.append(service)
+        self.proxied = [name for name in self.proxied if name != service.full_name]
+        self.health.local = frozenset(s.full_name for s in self._local)
+
+    async def start(self) -> str:
+        """Bind, start serving and return the bound `host:port`."""
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        local_names = frozenset(s.full_name for s in self._local)
+        for service in self._local:
+            service.register(server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = [*self.proxied, *local_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, server)
+        server.add_generic_rpc_handlers([Proxy(self._upstreams, frozenset(self.backends), local_names)])
+        port = server.add_insecure_port(self._bind)
+        await server.start()
+        self._server = server
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self.address = f"{host}:{port}"
+        log.info("front door serving on %s for %s", self.address, ", ".join(self.backends))
+        return self.address
+
+    async def stop(self) -> None:
+        """Answer NOT_SERVING, refuse new calls and give calls in flight the grace period."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        self.health.stopping = True
+        await server.stop(self._grace)
