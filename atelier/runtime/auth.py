@@ -276,23 +276,21 @@ class Authorizer:
         )
 
     async def checked_stream(
-        self, method: str, requests: AsyncIterator[Any], header: str | None, found: list[CallAccess]
+        self, method: str, first: Any, requests: AsyncIterator[Any], header: str | None
     ) -> AsyncIterator[Any]:
-        """A client stream whose first message is checked before the handler sees it."""
+        """The rest of a client stream whose first message was checked: a later message naming
+        another resource (a stream of inference requests may change models) is checked too."""
+        if first is None:
+            return
         rule = self.rules.get(method)
-        checked: str | None = None
+        checked = field_value(first, rule.field) if rule is not None and rule.field else ""
+        yield first
         async for message in requests:
-            # The first message, and any later one naming another resource (a stream of
-            # inference requests may change models), is checked.
             value = field_value(message, rule.field) if rule is not None and rule.field else ""
-            if checked is None or value != checked:
-                access = await self.check(method, message, header)
-                if not found:
-                    found.append(access)
+            if value != checked:
+                await self.check(method, message, header)
                 checked = value
             yield message
-        if checked is None:
-            found.append(await self.check(method, None, header))
 
 
 def _reads(method: str) -> bool:

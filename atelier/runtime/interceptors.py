@@ -245,7 +245,12 @@ class CallInterceptor(MethodInterceptor):
         assert self.authorizer is not None
         header = _metadata(context, "authorization")
         if self.kinds.get(method, "unary_unary").startswith("stream"):
-            return self.authorizer.checked_stream(method, request, header, found)
+            # The first message is read and checked before the handler starts, so a refused stream
+            # fails at once whatever the handler does with errors of its request stream.
+            requests = aiter(request)
+            first = await anext(requests, None)
+            found.append(await self.authorizer.check(method, first, header))
+            return self.authorizer.checked_stream(method, first, requests, header)
         found.append(await self.authorizer.check(method, request, header))
         return request
 
