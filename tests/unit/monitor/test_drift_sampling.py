@@ -1,0 +1,112 @@
+"""Inference's drift sampler: a full queue drops (and counts) instead of waiting, an unreachable monitor
+costs samples and not requests, and rows reach the monitor's wire form as the monitor expects them."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from prometheus_client import CollectorRegistry
+
+from atelier.errors import Unavailable
+from services.inference.batcher import OutputTensor
+from services.inference.repository import Served
+from services.inference.sampling import DriftSampler, SamplingSettings, _Sample, to_messages
+from services.inference.signature import Signature, TensorSpec
+from services.inference.spec import DeploymentSpec
+from services.inference.statistics import ModelStatistics
+from services.inference.tensors import datatype
+
+FP32 = datatype("FP32")
+
+
+def served(deployment: str = "digits", inputs: int = 4, outputs: int = 3) -> Served:
+    signature = Signature(
+        inputs=(TensorSpec("x", FP32, (-1, inputs)),), outputs=(TensorSpec("logits", FP32, (-1, outputs)),)
+    )
+    return Served(
+        deployment_id=deployment,
+        project="lab",
+        version=2,
+        version_name=f"projects/lab/models/{deployment}/versions/v2",
+        format="torchscript",
+        signature=signature,
+        spec=DeploymentSpec(),
+        batcher=cast(Any, None),  # the sampler never touches the batcher
+        statistics=ModelStatistics(),
+    )
+
+
+def output(values: npt.NDArray[np.float32]) -> OutputTensor:
+    return OutputTensor(TensorSpec("logits", FP32, (-1, values.shape[1])), values.shape, values.tobytes())
+
+
+def unreachable() -> str:
+    raise Unavailable("no address for the monitor service: run `atelier up` or set ATELIER_MONITOR_ADDRESS")
+
+
+def dropped(registry: CollectorRegistry, reason: str) -> float:
+    value = registry.get_sample_value("atelier_inference_drift_samples_dropped_total", {"reason": reason})
+    return value or 0.0
+
+
+def test_a_full_queue_drops_and_counts_the_rows_instead_of_waiting() -> None:
+    registry = CollectorRegistry()
+    sampler = DriftSampler(unreachable, SamplingSettings(queue_size=2), registry)  # not started: nothing drains
+    model = served()
+    for _ in range(5):
+        sampler.offer(model, [np.zeros((3, 4), np.float32)], [output(np.zeros((3, 3), np.float32))])
+    assert dropped(registry, "queue_full") == 9  # three requests of three rows found the queue full
+
+
+def test_an_unreachable_monitor_costs_the_samples_and_counts_them() -> None:
+    registry = CollectorRegistry()
+    sampler = DriftSampler(unreachable, SamplingSettings(flush_seconds=0.05), registry)
+    sampler.start()
+    model = served()
+    for _ in range(4):
+        sampler.offer(model, [np.ones((2, 4), np.float32)], [output(np.ones((2, 3), np.float32))])
+    sampler.close()
+    assert dropped(registry, "send_failed") == 8
+    assert dropped(registry, "queue_full") == 0
+
+
+def test_only_the_chosen_share_of_requests_is_sampled() -> None:
+    registry = CollectorRegistry()
+    draws = iter([0.05, 0.5, 0.09, 0.95])
+    sampler = DriftSampler(unreachable, SamplingSettings(rate=0.1, queue_size=1), registry, chance=lambda: next(draws))
+    model = served()
+    for _ in range(4):
+        sampler.offer(model, [np.ones((1, 4), np.float32)], [output(np.ones((1, 3), np.float32))])
+    assert dropped(registry, "queue_full") == 1  # draws 0.05 and 0.09 are sampled; the second finds it full
+
+
+def test_wide_inputs_are_not_sampled() -> None:
+    registry = CollectorRegistry()
+    sampler = DriftSampler(unreachable, SamplingSettings(queue_size=1, max_features=16), registry)
+    model = served(inputs=32)
+    for _ in range(3):
+        sampler.offer(model, [np.ones((1, 32), np.float32)], [output(np.ones((1, 3), np.float32))])
+    assert dropped(registry, "queue_full") == 0
+
+
+def test_rows_become_flattened_features_and_argmax_or_value_predictions() -> None:
+    logits = np.array([[0.1, 0.7, 0.2], [0.9, 0.0, 0.1]], np.float32)
+    images = np.arange(16, dtype=np.float32).reshape(2, 1, 2, 4)
+    score = np.array([[0.25]], np.float32)
+    a, b = "projects/lab/deployments/a", "projects/lab/deployments/b"
+    samples = [
+        _Sample(a, "projects/lab/models/a/versions/v1", ["x"], [images], output(logits), 2, True),
+        _Sample(b, "projects/lab/models/b/versions/v3", ["u", "v"], [np.ones((1, 1)), np.array([[2.0, 3.0]])],
+                output(score), 1, True),
+    ]  # fmt: skip
+    first, second = to_messages(samples)
+    assert first.feature_names == [f"x[{i}]" for i in range(8)]
+    assert list(first.features) == list(range(16))
+    assert list(first.predictions) == [1.0, 0.0]
+    assert second.deployment == "projects/lab/deployments/b"
+    assert second.feature_names == ["u[0]", "v[0]", "v[1]"]
+    assert list(second.features) == [1.0, 2.0, 3.0]
+    assert list(second.predictions) == [pytest.approx(0.25)]
