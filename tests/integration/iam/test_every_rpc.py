@@ -6,6 +6,7 @@ missing from the access table is refused for everyone, which test_access_table.p
 
 from __future__ import annotations
 
+import functools
 import importlib
 import time
 from collections.abc import Callable, Iterator
@@ -70,7 +71,7 @@ def invoke(channel: grpc.Channel, method: descriptor.MethodDescriptor, request: 
     response = message_factory.GetMessageClass(method.output_type)
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     kind = (method.client_streaming, method.server_streaming)
-    factory = {
+    factory: Callable[..., Any] = {
         (False, False): channel.unary_unary,
         (False, True): channel.unary_stream,
         (True, False): channel.stream_unary,
@@ -109,14 +110,14 @@ def stack(serve: Callable[[Callable[[], Any]], str], tmp_path: Path, iam: Iam) -
         lambda: registry(secured(RegistrySettings, home("registry"), iam, **addresses))
     )
     addresses["monitor_address"] = serve(lambda: monitor(secured(MonitorSettings, home("monitor"), iam, **addresses)))
-    built = {
+    built: dict[str, tuple[Callable[[Any], Any], Any]] = {
         "scheduler": (scheduler, secured(SchedulerSettings, home("scheduler"), iam, **addresses)),
         "inference": (inference, secured(InferenceSettings, home("inference"), iam, http_port=-1, **addresses)),
     }
     channels["registry"] = grpc.insecure_channel(addresses["registry_address"])
     channels["monitor"] = grpc.insecure_channel(addresses["monitor_address"])
     for name, (build, settings) in built.items():
-        channels[name] = grpc.insecure_channel(serve(lambda build=build, settings=settings: build(settings)))
+        channels[name] = grpc.insecure_channel(serve(functools.partial(build, settings)))
     yield channels
     for channel in channels.values():
         channel.close()
