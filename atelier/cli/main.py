@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from atelier.cli import data as data_cli
+from atelier.cli import iam as iam_cli
 from atelier.cli import jobs as jobs_cli
 from atelier.cli import registry as registry_cli
 from atelier.cli import serve as serve_cli
@@ -61,6 +62,10 @@ app.command("cluster")(jobs_cli.cluster)
 app.command("agent")(jobs_cli.agent)
 app.command("sim")(sim_cli.sim)
 app.command("usage")(usage_cli.usage)
+app.add_typer(iam_cli.iam, name="iam")
+app.command("login")(iam_cli.login)
+app.command("logout")(iam_cli.logout)
+app.command("whoami")(iam_cli.whoami)
 
 
 def print_error(error: AtelierError) -> None:
