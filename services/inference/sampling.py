@@ -1,21 +1,22 @@
 """Samples of served requests' inputs and predictions, sent to the monitor for drift, off the request path.
 
-A request that succeeded is offered to the sampler: with probability `rate` it is put, as references to
-the arrays it already has, on a bounded queue (`put_nowait`; when the queue is full the sample is
-dropped and counted, the request never waits). One background thread takes what is queued, turns it
-into rows (each input flattened and concatenated in the signature's order; the prediction is the first
-output itself when it holds one value per row, else the index of its largest value) and sends them to
-the monitor's WriteDriftSamples every `flush_seconds` or `batch_rows` rows. A monitor that cannot be
+A request that succeeded is offered to the sampler: with probability `rate` it is appended, as references
+to the arrays it already has, to a bounded queue (when the queue is full the sample is dropped and
+counted; the request never waits, and never wakes another thread). One background thread wakes every
+`flush_seconds`, takes what is queued, turns it into rows (each input flattened and concatenated in the
+signature's order; the prediction is the first output itself when it holds one value per row, else the
+index of its largest value) and sends them to the monitor's WriteDriftSamples in messages of at most
+`batch_rows` rows. A monitor that cannot be
 reached costs the samples of that send (counted as `send_failed`), never a request.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +61,6 @@ class _Sample:
     inputs: Sequence[npt.NDArray[Any]]
     output: OutputTensor
     rows: int
-    batched: bool
 
 
 class DriftSampler:
@@ -76,7 +76,9 @@ class DriftSampler:
         self.settings = settings
         self._monitor_address = monitor_address
         self._chance = chance
-        self._queue: queue.Queue[_Sample | None] = queue.Queue(maxsize=settings.queue_size)
+        # deque's append and popleft are atomic: the request path takes no lock.
+        self._pending: deque[tuple[Served, Sequence[npt.NDArray[Any]], OutputTensor, int]] = deque()
+        self._stop = threading.Event()
         self._client: MonitorClient | None = None
         self._thread: threading.Thread | None = None
         self._last_warning = -WARN_EVERY_SECONDS
@@ -97,27 +99,16 @@ class DriftSampler:
         return self.settings.rate > 0
 
     def offer(self, served: Served, inputs: Sequence[npt.NDArray[Any]], outputs: Sequence[OutputTensor]) -> None:
-        """Maybe queue the request's inputs and outputs; never blocks."""
+        """Maybe queue the request's inputs and outputs; never blocks, never wakes the sender."""
         if self.settings.rate <= 0 or not outputs or (self.settings.rate < 1 and self._chance() >= self.settings.rate):
             return
-        batched = served.signature.batched
-        rows = len(inputs[0]) if batched and inputs and inputs[0].ndim else 1
-        if sum(a.size for a in inputs) > rows * self.settings.max_features or not _numeric(served, outputs[0]):
+        rows = len(inputs[0]) if served.signature.batched and inputs and inputs[0].ndim else 1
+        if sum(a.size for a in inputs) > rows * self.settings.max_features:
             return
-        try:
-            self._queue.put_nowait(
-                _Sample(
-                    f"projects/{served.project}/deployments/{served.deployment_id}",
-                    served.version_name,
-                    [spec.name for spec in served.signature.inputs],
-                    inputs,
-                    outputs[0],
-                    rows,
-                    batched,
-                )
-            )
-        except queue.Full:
+        if len(self._pending) >= self.settings.queue_size:
             self._dropped_full.inc(rows)
+            return
+        self._pending.append((served, inputs, outputs[0], rows))
 
     def start(self) -> None:
         if self.enabled and self._thread is None:
@@ -127,7 +118,7 @@ class DriftSampler:
     def close(self) -> None:
         """Send what is queued (one last try) and stop the thread."""
         if self._thread is not None:
-            self._queue.put(None)
+            self._stop.set()
             self._thread.join(timeout=SEND_TIMEOUT_SECONDS + self.settings.flush_seconds + 1)
             self._thread = None
         if self._client is not None:
@@ -135,24 +126,22 @@ class DriftSampler:
             self._client = None
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch, rows = [first], first.rows
-            deadline = time.monotonic() + self.settings.flush_seconds
-            while rows < self.settings.batch_rows:
-                try:
-                    item = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-                rows += item.rows
-            self._send(batch, rows)
+        # The sender wakes on its own clock, not per request: a request's append costs no thread switch.
+        while not self._stop.wait(self.settings.flush_seconds):
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        while self._pending:
+            batch: list[_Sample] = []
+            rows = 0
+            while self._pending and rows < self.settings.batch_rows:
+                served, inputs, output, sample_rows = self._pending.popleft()
+                rows += sample_rows
+                if _numeric(served, output):
+                    batch.append(_sample(served, inputs, output, sample_rows))
+            if batch:
+                self._send(batch, sum(s.rows for s in batch))
 
     def _send(self, batch: list[_Sample], rows: int) -> None:
         try:
@@ -166,6 +155,17 @@ class DriftSampler:
             if now - self._last_warning >= WARN_EVERY_SECONDS:
                 self._last_warning = now
                 log.warning("drift samples not sent to the monitor (%d rows dropped): %s", rows, error)
+
+
+def _sample(served: Served, inputs: Sequence[npt.NDArray[Any]], output: OutputTensor, rows: int) -> _Sample:
+    return _Sample(
+        f"projects/{served.project}/deployments/{served.deployment_id}",
+        served.version_name,
+        [spec.name for spec in served.signature.inputs],
+        inputs,
+        output,
+        rows,
+    )
 
 
 def _numeric(served: Served, output: OutputTensor) -> bool:
@@ -185,15 +185,13 @@ def to_messages(batch: Sequence[_Sample]) -> list[monitor_pb.DriftSamples]:
         # latest shape's rows go.
         shape = _row_shape(samples[-1])
         samples = [s for s in samples if _row_shape(s) == shape]
-        features = [_features(s) for s in samples]
-        names = feature_names(samples[-1])
         messages.append(
             monitor_pb.DriftSamples(
                 deployment=deployment,
                 model_version=model_version,
-                feature_names=names,
-                features=np.concatenate(features).ravel().tolist(),
-                predictions=np.concatenate([predictions(s) for s in samples]).tolist(),
+                feature_names=feature_names(samples[-1]),
+                features=_feature_rows(samples).ravel().tolist(),
+                predictions=predictions(samples).tolist(),
             )
         )
     return messages
@@ -203,8 +201,12 @@ def _row_shape(sample: _Sample) -> tuple[int, ...]:
     return tuple(a.size // sample.rows for a in sample.inputs)
 
 
-def _features(sample: _Sample) -> npt.NDArray[np.float64]:
-    return np.concatenate([np.asarray(a, dtype=np.float64).reshape(sample.rows, -1) for a in sample.inputs], axis=1)
+def _feature_rows(samples: Sequence[_Sample]) -> npt.NDArray[np.float64]:
+    """Each input's rows stacked over the samples (one copy), the inputs side by side."""
+    per_input = [
+        np.concatenate([np.reshape(s.inputs[i], (s.rows, -1)) for s in samples]) for i in range(len(samples[0].inputs))
+    ]
+    return np.concatenate(per_input, axis=1, dtype=np.float64, casting="unsafe")
 
 
 def feature_names(sample: _Sample) -> list[str]:
@@ -216,9 +218,13 @@ def feature_names(sample: _Sample) -> list[str]:
     return names
 
 
-def predictions(sample: _Sample) -> npt.NDArray[np.float64]:
-    """The output per row when it is one value, else the index of the row's largest value."""
-    output = sample.output
-    values = np.frombuffer(output.raw, dtype=output.spec.datatype.numpy).reshape(sample.rows, -1)
+def predictions(samples: Sequence[_Sample]) -> npt.NDArray[np.float64]:
+    """The first output per row when it is one value, else the index of the row's largest value."""
+    values = np.concatenate(
+        [
+            np.frombuffer(s.output.raw, dtype=s.output.spec.datatype.numpy).reshape(s.rows, -1).astype(np.float64)
+            for s in samples
+        ]
+    )
     chosen = values[:, 0] if values.shape[1] == 1 else np.argmax(values, axis=1)
     return np.asarray(chosen, dtype=np.float64)

@@ -98,9 +98,9 @@ def test_rows_become_flattened_features_and_argmax_or_value_predictions() -> Non
     score = np.array([[0.25]], np.float32)
     a, b = "projects/lab/deployments/a", "projects/lab/deployments/b"
     samples = [
-        _Sample(a, "projects/lab/models/a/versions/v1", ["x"], [images], output(logits), 2, True),
+        _Sample(a, "projects/lab/models/a/versions/v1", ["x"], [images], output(logits), 2),
         _Sample(b, "projects/lab/models/b/versions/v3", ["u", "v"], [np.ones((1, 1)), np.array([[2.0, 3.0]])],
-                output(score), 1, True),
+                output(score), 1),
     ]  # fmt: skip
     first, second = to_messages(samples)
     assert first.feature_names == [f"x[{i}]" for i in range(8)]
