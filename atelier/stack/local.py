@@ -27,7 +27,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import atelier
 from atelier.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from atelier.stack import prometheus
-from atelier.stack.addresses import address_file, read_address_file, write_address_file
+from atelier.stack.addresses import PublishedAddress, address_file, read_address_file, write_address_file
+from atelier.stack.http import http_ready
 from atelier.stack.processes import POLL_SECONDS, ProcessRecord, StopSignal, send, signals, terminate
 from atelier.stack.records import (
     StackRecord,
@@ -63,6 +64,8 @@ class ServiceStatus:
     alive: bool
     health: Health
     metrics: str = ""
+    http: str = ""
+    """host:port of its HTTP API (the gateway's REST side); empty when none."""
 
     def to_json(self) -> dict[str, Any]:
         """The status as a JSON-ready mapping."""
@@ -73,6 +76,7 @@ class ServiceStatus:
             "alive": self.alive,
             "health": self.health.value,
             "metrics": self.metrics or None,
+            "http": self.http or None,
         }
 
 
@@ -168,23 +172,26 @@ def _service_status(home: Path, name: str, process: ProcessRecord | None) -> Ser
         process = ProcessRecord(pid=published.pid, start_time=None)
     alive = process is not None and process.running()
     address = published.address if published is not None and (alive or process is None) else None
-    health = _health(KNOWN.get(name), address)
+    health = _health(KNOWN.get(name), published if address else None)
     pid = process.pid if process else None
     metrics = published.metrics if published is not None and address else ""
-    return ServiceStatus(name=name, address=address, pid=pid, alive=alive, health=health, metrics=metrics)
+    http = published.http if published is not None and address else ""
+    return ServiceStatus(name=name, address=address, pid=pid, alive=alive, health=health, metrics=metrics, http=http)
 
 
-def _health(service: StackService | None, address: str | None) -> Health:
-    if not address:
+def _health(service: StackService | None, published: PublishedAddress | None) -> Health:
+    if published is None:
         return Health.UNREACHABLE
     if service is not None and service.kind == "prometheus":
-        return Health.SERVING if prometheus.ready(address) else Health.UNREACHABLE
-    return check_health(address)
+        return Health.SERVING if prometheus.ready(published.address) else Health.UNREACHABLE
+    if service is not None and service.kind == "gateway" and not http_ready(published.http):
+        return Health.UNREACHABLE
+    return check_health(published.address)
 
 
 def _check_ports(base_port: int, services: Sequence[StackService]) -> None:
     """Fail unless every service's port (base port plus its offset) is a valid port."""
-    last = base_port + max((s.default_port_offset for s in services), default=0)
+    last = base_port + max((offset for s in services for offset in s.offsets()), default=0)
     if base_port and not 0 < last <= 65535:
         raise InvalidArgument(f"base port {base_port} puts the last service on port {last}, above 65535")
 
@@ -232,7 +239,7 @@ def _spawn(service: StackService, home: Path, base_port: int, addresses: Mapping
         argv, env = prometheus.command(home, port), dict(os.environ)
     else:
         argv = [sys.executable, "-m", service.module]
-        env = _service_env(service, home, service.port(base_port), addresses)
+        env = _service_env(service, home, base_port, addresses)
     with log.open("ab") as output:
         offset = output.tell()
         process = subprocess.Popen(
@@ -244,17 +251,20 @@ def _spawn(service: StackService, home: Path, base_port: int, addresses: Mapping
     return _Started(service=service, process=process, record=record, log=log, log_offset=offset)
 
 
-def _service_env(service: StackService, home: Path, port: int, peers: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a service: the caller's, plus its home, port and address file, and `peers`
+def _service_env(service: StackService, home: Path, base_port: int, peers: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a service: the caller's, plus its home, port(s) and address file, and `peers`
     (the `ATELIER_<NAME>_ADDRESS` of the services started before it)."""
     project_root = str(Path(atelier.__file__).resolve().parent.parent)
     python_path = os.pathsep.join(p for p in (project_root, os.environ.get("PYTHONPATH", "")) if p)
+    http_port = service.http_port(base_port)
+    http = {} if http_port is None else {service.env_var("http_port"): str(http_port)}
     return {
+        **http,
         **os.environ,
         **peers,
         "ATELIER_HOME": str(home),
         service.env_var("home"): str(home),
-        service.env_var("port"): str(port),
+        service.env_var("port"): str(service.port(base_port)),
         service.env_var("address_file"): str(address_file(home, service.name)),
         "PYTHONPATH": python_path,
         "PYTHONUNBUFFERED": "1",
@@ -272,7 +282,7 @@ def _wait_serving(home: Path, started: _Started, deadline: float, timeout: float
                 f"last lines of {started.log}:\n{_log_tail(started)}"
             )
         published = read_address_file(address_file(home, name))
-        if published is not None and _serving(started.service, published.address):
+        if published is not None and _serving(started.service, published):
             return published.address
         if time.monotonic() > deadline:
             raise DeadlineExceeded(
@@ -282,10 +292,12 @@ def _wait_serving(home: Path, started: _Started, deadline: float, timeout: float
         time.sleep(POLL_SECONDS)
 
 
-def _serving(service: StackService, address: str) -> bool:
+def _serving(service: StackService, published: PublishedAddress) -> bool:
     if service.kind == "prometheus":
-        return prometheus.ready(address, timeout=0.5)
-    return check_health(address, timeout=0.5) is Health.SERVING
+        return prometheus.ready(published.address, timeout=0.5)
+    if service.kind == "gateway" and not http_ready(published.http, timeout=0.5):
+        return False
+    return check_health(published.address, timeout=0.5) is Health.SERVING
 
 
 def _log_tail(started: _Started) -> str:

@@ -21,7 +21,11 @@ class StackService:
     default_port_offset: int
     description: str = ""
     kind: str = "grpc"
-    """"grpc": an Atelier service (health-checked over gRPC); "prometheus": the metrics server."""
+    """"grpc": an Atelier service (health-checked over gRPC); "gateway": the REST gateway and gRPC front
+    door (healthy when the front door's health and the REST `/healthz` answer); "prometheus": the metrics
+    server."""
+    http_port_offset: int | None = None
+    """Offset of the port of its HTTP API (`ATELIER_<NAME>_HTTP_PORT`), for a service that serves one."""
 
     def env_var(self, field: str) -> str:
         """The environment variable of one of its settings, e.g. `ATELIER_DATA_PORT` for `port`."""
@@ -30,6 +34,16 @@ class StackService:
     def port(self, base_port: int) -> int:
         """The port to listen on for a base port; a base port of 0 means an ephemeral port."""
         return base_port + self.default_port_offset if base_port else 0
+
+    def http_port(self, base_port: int) -> int | None:
+        """The port of its HTTP API for a base port (0: ephemeral), or None when it serves none."""
+        if self.http_port_offset is None:
+            return None
+        return base_port + self.http_port_offset if base_port else 0
+
+    def offsets(self) -> list[int]:
+        """The port offsets it takes."""
+        return [self.default_port_offset, *([] if self.http_port_offset is None else [self.http_port_offset])]
 
 
 SERVICES: tuple[StackService, ...] = (
@@ -45,6 +59,15 @@ SERVICES: tuple[StackService, ...] = (
     ),
     StackService(
         name="monitor", module="services.monitor", default_port_offset=4, description="GPU accounting and drift"
+    ),
+    # Last: it forwards to all the others.
+    StackService(
+        name="gateway",
+        module="gateway",
+        default_port_offset=10,
+        http_port_offset=11,
+        description="gRPC front door and REST API",
+        kind="gateway",
     ),
 )
 

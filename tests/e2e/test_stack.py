@@ -221,3 +221,30 @@ def test_address_of_a_dead_process_is_unavailable(tmp_path: Path, monkeypatch: p
     monkeypatch.delenv("ATELIER_DATA_ADDRESS", raising=False)
     with pytest.raises(Unavailable, match="is not running: run `atelier up`"):
         service_address("data", tmp_path)
+
+
+def test_the_gateway_serves_the_stack_at_one_grpc_and_one_http_address(make_home: Any) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    home = make_home()
+    start_detached(home)
+    found = statuses(home)
+    gateway = found["gateway"]
+    assert gateway["health"] == "SERVING"
+    assert service_address("gateway", home) == gateway["address"]  # what clients are pointed at
+    with grpc.insecure_channel(gateway["address"]) as channel:
+        check = health_pb2_grpc.HealthStub(channel).Check
+        answer = check(health_pb2.HealthCheckRequest(service="atelier.data.v1.DataService"), timeout=10)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING  # asked of the data service
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        (listed,) = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(iter([request]), timeout=10)
+    names = {s.name for s in listed.list_services_response.service}
+    assert {"atelier.data.v1.DataService", "inference.GRPCInferenceService", "grpc.health.v1.Health"} <= names
+    with urllib.request.urlopen(f"http://{gateway['http']}/healthz", timeout=10) as response:
+        healthz = json.loads(response.read())
+    assert healthz["unreachable"] == []
+    assert set(healthz["services"]) == {name for name in found if name != "gateway"}
+
+    result = atelier(home, "down")
+    assert f"stopped gateway (pid {gateway['pid']})" in result.stdout
+    assert not pid_alive(gateway["pid"])
