@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 3
 
-.PHONY: venv proto lint test demo services prometheus clean
+.PHONY: venv proto lint test demo services prometheus node clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -42,11 +42,16 @@ prometheus:
 	command -v prometheus >/dev/null && command -v promtool >/dev/null || \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus)
 
-test: venv services prometheus lint
+## The Node client test's packages (tests/node, from its lock file) and the third-party protos it loads.
+node: venv
+	$(PY) scripts/gen_proto.py --deps-only
+	cd tests/node && npm ci --no-audit --no-fund
+
+test: venv services prometheus lint node
 	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
 
 demo: venv
 	$(PY) -m demo
 
 clean:
-	rm -rf $(VENV) .proto-deps .mypy_cache .ruff_cache
+	rm -rf $(VENV) .proto-deps .mypy_cache .ruff_cache tests/node/node_modules
