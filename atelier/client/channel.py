@@ -35,8 +35,10 @@ _RETRY_CONFIG = json.dumps(
 )
 
 
-def connect(address: str) -> grpc.Channel:
-    """A channel to `host:port` that retries UNAVAILABLE and carries the trace context and credentials."""
+def connect(address: str, token: str | None = None) -> grpc.Channel:
+    """A channel to `host:port` that retries UNAVAILABLE and carries the trace context and credentials:
+    the caller's being served (inside a service), else this process's token; with `token`, always
+    that one (a service acting on its own behalf)."""
     channel = grpc.insecure_channel(
         address,
         options=[
@@ -46,7 +48,8 @@ def connect(address: str) -> grpc.Channel:
             ("grpc.enable_retries", 1),
         ],
     )
-    channel = grpc.intercept_channel(channel, AuthMetadata())
+    own = AuthMetadata(lambda: token, forward=False) if token is not None else AuthMetadata()
+    channel = grpc.intercept_channel(channel, own)
     # OpenTelemetry's client interceptor has its own channel wrapper (it is not a grpc.*Interceptor).
     return intercept_channel(channel, client_interceptor())  # type: ignore[no-any-return,no-untyped-call]
 

@@ -77,12 +77,13 @@ else:
 class AuthMetadata(_UU, _US, _SU, _SS):
     """Adds `authorization` to every call: the forwarded caller's, else this process's own token."""
 
-    def __init__(self, token: Callable[[], str] = configured_token) -> None:
+    def __init__(self, token: Callable[[], str] = configured_token, forward: bool = True) -> None:
         self._token = token
+        self._forward = forward
         self._own: str | None = None
 
     def _header(self) -> str:
-        forwarded = current_credentials.get()
+        forwarded = current_credentials.get() if self._forward else None
         if forwarded:
             return forwarded
         if self._own is None:

@@ -29,6 +29,8 @@ class Permission(enum.Enum):
     """Admin of the project (quotas, members, deletions, forced operations)."""
     SELF = "self"
     """The principal the field names (its own tokens), or a cluster admin."""
+    SELF_OR_SERVICE = "self-or-service"
+    """As SELF, or an Atelier service (the scheduler issuing a job's project-scoped token)."""
     OPERATOR = "operator"
     """A cluster operator."""
     AGENT = "agent"
@@ -202,7 +204,7 @@ RULES: dict[str, Rule] = {
             "GetPrincipal": Rule(P.AUTHENTICATED),
             "ListPrincipals": Rule(P.AUTHENTICATED),
             "UpdatePrincipal": Rule(P.CLUSTER_ADMIN),
-            "CreateToken": Rule(P.SELF, "parent"),
+            "CreateToken": Rule(P.SELF_OR_SERVICE, "parent"),
             "ListTokens": Rule(P.SELF, "parent"),
             "RevokeToken": Rule(P.SELF, "name"),
             "CreateMember": Rule(P.ADMIN, "parent"),
@@ -219,6 +221,6 @@ RULES: dict[str, Rule] = {
 OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 """Health checking and reflection answer everyone."""
 
-WRITES = (P.WRITE, P.ADMIN, P.OPERATOR, P.CLUSTER_ADMIN, P.SELF)
+WRITES = (P.WRITE, P.ADMIN, P.OPERATOR, P.CLUSTER_ADMIN, P.SELF, P.SELF_OR_SERVICE)
 """Calls needing these are written to the audit log (with the agents' and services' own writes
 left out: they are the platform's bookkeeping, not people's actions)."""

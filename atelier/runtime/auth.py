@@ -124,8 +124,10 @@ def authorize(identity: Identity, method: str, rule: Rule, project: str, value: 
     permission = rule.permission
     if permission in (Permission.PUBLIC, Permission.AUTHENTICATED):
         return
-    if permission is Permission.SELF:
+    if permission in (Permission.SELF, Permission.SELF_OR_SERVICE):
         if identity.is_admin or _principal_of(value) == identity.principal:
+            return
+        if permission is Permission.SELF_OR_SERVICE and ClusterRole.CLUSTER_ROLE_SERVICE in identity.cluster_roles:
             return
         raise PermissionDenied(f"{identity.principal} may not call {short} for {value or 'another principal'}")
     if permission in CLUSTER_ROLES:

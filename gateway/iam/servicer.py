@@ -8,11 +8,12 @@ from typing import Any
 
 from google.protobuf import empty_pb2
 
-from atelier.errors import InvalidArgument
+from atelier.errors import InvalidArgument, PermissionDenied
 from atelier.iam.v1 import iam_service_pb2 as pb
 from atelier.iam.v1 import iam_service_pb2_grpc
 from atelier.iam.v1 import resources_pb2 as res
 from atelier.names import parse_name
+from atelier.runtime.auth import current_identity
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from atelier.runtime.server import BlockingRunner
 from gateway.iam.audit import AuditEvent, AuditLog
@@ -88,6 +89,10 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
 
     async def CreateToken(self, request: pb.CreateTokenRequest, context: Context) -> pb.CreateTokenResponse:
         t = request.token
+        caller = current_identity.get()
+        if caller is not None and not caller.is_admin and caller.principal != request.parent and not t.scope_project:
+            # A service issues other principals' tokens only for one project (a job's).
+            raise PermissionDenied(f"{caller.principal} may issue tokens of {request.parent} only with a scope_project")
         expire = t.expire_time.ToDatetime(UTC) if t.HasField("expire_time") else None
         token, secret = await self.run(
             self.tokens.create, request.parent, t.display_name, expire, t.scope_project, t.scope_role

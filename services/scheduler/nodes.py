@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -54,9 +55,13 @@ class Heartbeat:
 class Nodes:
     """The cluster as agents report it."""
 
-    def __init__(self, engine: Engine, grace_seconds: float) -> None:
+    def __init__(
+        self, engine: Engine, grace_seconds: float, job_token: Callable[[agent.Task], str] | None = None
+    ) -> None:
         self.engine = engine
         self.grace_seconds = grace_seconds
+        # With access control on: the project-scoped token each task's processes get as ATELIER_TOKEN.
+        self.job_token = job_token
 
     def register(self, node: pb.Node, node_id: str) -> NodeRow:
         validate_id("node", node_id)
@@ -94,6 +99,11 @@ class Nodes:
             session.add(row)
             self._reconcile(session, node_id, statuses, now)
             tasks = self._desired(session, node_id)
+        if self.job_token is not None:  # outside the transaction: it may ask the IAM service
+            for task in tasks:
+                token = self.job_token(task)
+                if token:
+                    task.env["ATELIER_TOKEN"] = token
         return Heartbeat(tasks, registered=True)
 
     def _reconcile(self, session: Session, node_id: str, statuses: list[agent.TaskStatus], now: datetime) -> None:

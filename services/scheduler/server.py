@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from atelier.client import DataClient
+from atelier.client.channel import connect
+from atelier.client.iam import IamClient
+from atelier.runtime.auth import validate_mode
 from atelier.runtime.database import create_engine, default_url, migrate
 from atelier.runtime.metrics import service_registry
 from atelier.runtime.server import BlockingRunner, GrpcService, PeriodicJob, ServiceHost, serve_main
@@ -23,6 +26,7 @@ from services.scheduler.executors.slurm.executor import slurm_executor
 from services.scheduler.executors.slurm.script import ScriptSettings
 from services.scheduler.handoff import Handoff
 from services.scheduler.jobs import Jobs
+from services.scheduler.jobtokens import JobTokens
 from services.scheduler.logs import Logs
 from services.scheduler.metrics import CycleMetrics, SchedulerCollector
 from services.scheduler.nodes import Nodes
@@ -62,7 +66,14 @@ def build(settings: SchedulerSettings) -> ServiceHost:
         {pb.EXECUTOR_KIND_SLURM: slurm},
     )
     handoff = Handoff(engine, pb.EXECUTOR_KIND_SLURM, slurm, "Slurm")
-    nodes = Nodes(engine, settings.grace_period_seconds)
+    job_tokens = None
+    if validate_mode(settings.auth, settings.host):
+        job_tokens = JobTokens(
+            lambda: IamClient(
+                connect(settings.iam_address or service_address("iam", settings.home), token=settings.token)
+            )
+        )
+    nodes = Nodes(engine, settings.grace_period_seconds, job_tokens.token_for if job_tokens else None)
     logs = Logs(engine)
     registry = service_registry()
     cycle = Cycle(engine, settings, CycleMetrics(registry))

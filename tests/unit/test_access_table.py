@@ -28,7 +28,7 @@ def path(method: descriptor.MethodDescriptor) -> str:
 def test_every_rpc_has_a_rule_naming_a_string_field_of_its_request(method: descriptor.MethodDescriptor) -> None:
     rule = RULES.get(path(method))
     assert rule is not None, f"{path(method)} has no entry in atelier/runtime/access.py (it would be refused)"
-    if rule.project_scoped or rule.permission is Permission.SELF:
+    if rule.project_scoped or rule.permission in (Permission.SELF, Permission.SELF_OR_SERVICE):
         assert rule.field, f"{path(method)} needs a field to find its project"
     if rule.field:
         message = method.input_type

@@ -218,6 +218,7 @@ class Agent:
 
     def _environment(self, spec: agent.Task, directory: Path) -> dict[str, str]:
         env = dict(os.environ)
+        env.pop("ATELIER_TOKEN", None)  # the node's own token never reaches a job; the scheduler's job token may
         env.update(spec.env)
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(c) for c in spec.cards)
         data_dir = directory / "data"

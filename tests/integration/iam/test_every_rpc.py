@@ -61,7 +61,7 @@ def request_naming(method: descriptor.MethodDescriptor, project: str) -> Any:
         value = project if rule.field.endswith("project_id") else f"projects/{project}/x/y"
         if rule.lookup:
             value = "some-model"
-        if rule.permission is Permission.SELF:
+        if rule.permission in (Permission.SELF, Permission.SELF_OR_SERVICE):
             value = "users/admin"
         setattr(target, last, value)
     return request
