@@ -55,16 +55,19 @@ class Content:
         self._cache: OrderedDict[str, LoadedManifest] = OrderedDict()
         self._cache_entries = cache_entries
         self._lock = Lock()
-        # Packs are written and indexed here while uploads go on receiving; one thread, so pack
-        # writes reach the database one at a time.
-        self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atelier-pack-writer")
+        # Packs are written (two at a time: most of it is waiting for the disk) and then indexed
+        # while uploads go on receiving; indexing has one thread, so that packs reach the database
+        # one at a time, and it overlaps the writing of the next packs.
+        self._objects_out = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atelier-pack-writer")
+        self._indexer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atelier-pack-indexer")
 
     def close(self) -> None:
         """Finish the pack writes under way."""
-        self._flusher.shutdown(wait=True)
+        self._indexer.shutdown(wait=True)
+        self._objects_out.shutdown(wait=True)
 
     def writer(self) -> PackWriter:
-        return PackWriter(self.objects, self._store, self._pack_target, self._flusher)
+        return PackWriter(self.objects, self._store, self._pack_target, self._objects_out, self._indexer)
 
     def missing(self, digests: Sequence[bytes], grace_seconds: float) -> list[bytes]:
         """The digests not stored; the stored ones are touched so GC spares them for a while."""

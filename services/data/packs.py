@@ -45,12 +45,19 @@ class PackWriter:
     joined) and its index in columns: digests, offsets, lengths."""
 
     def __init__(
-        self, objects: ObjectStore, store: DataStore, target_bytes: int, flusher: Executor | None = None
+        self,
+        objects: ObjectStore,
+        store: DataStore,
+        target_bytes: int,
+        writers: Executor | None = None,
+        indexer: Executor | None = None,
     ) -> None:
         self._objects = objects
         self._store = store
         self._target = target_bytes
-        self._flusher = flusher
+        # Where full packs are written and then indexed; both None: right away, on this thread.
+        self._writers = writers
+        self._indexer = indexer
         self._parts: list[bytes] = []
         self._size = 0
         self._index = PackIndex([], [], [])
@@ -109,21 +116,26 @@ class PackWriter:
             self._seal()
 
     def _seal(self) -> None:
-        """Hand the full pack to the flusher (or write it now) and start a new one."""
+        """Hand the full pack to the writers and the indexer (or write it now); start a new one."""
         if not self._parts:
             return
         parts, index = self._parts, self._index
         self._parts, self._size, self._index, self._pending = [], 0, PackIndex([], [], []), set()
-        if self._flusher is None:
-            self._write(parts, index)
-        else:
-            self._writes.append(self._flusher.submit(self._write, parts, index))
-
-    def _write(self, parts: list[bytes], index: PackIndex) -> None:
-        """Write one pack object durably, then index its chunks."""
         key = pack_key()
-        self._objects.put_parts(key, parts)
         size = sum(len(part) for part in parts)
+        if self._writers is None or self._indexer is None:
+            self._objects.put_parts(key, parts)
+            self._index_pack(key, size, index)
+            return
+        written = self._writers.submit(self._objects.put_parts, key, parts)
+        self._writes.append(self._indexer.submit(self._index_written, written, key, size, index))
+
+    def _index_written(self, written: Future[None], key: str, size: int, index: PackIndex) -> None:
+        """Index a pack once its object is durable (a failed write leaves it unindexed)."""
+        written.result()
+        self._index_pack(key, size, index)
+
+    def _index_pack(self, key: str, size: int, index: PackIndex) -> None:
         with self._store.session() as session:
             self._store.add_pack(session, key, size, index)
         self.stored_chunks += len(index.digests)

@@ -138,13 +138,17 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
                 await self.run(self.catalog.get_project, message.parent)
                 project = project_of(message.parent)
                 first = False
-            received += len(message.chunks) + len(message.pack.digests)
-            received_bytes += sum(len(c.data) for c in message.chunks) + len(message.pack.data)
             if message.chunks:
+                received += len(message.chunks)
+                received_bytes += sum(len(c.data) for c in message.chunks)
                 await self.run(writer.add_many, [(c.digest, c.data) for c in message.chunks])
             if message.HasField("pack"):
                 pack = message.pack
-                await self.run(writer.add_packed, list(pack.digests), list(pack.sizes), pack.data)
+                # Each read of a bytes field copies it: the pack's data (megabytes) is read once.
+                data = pack.data
+                received += len(pack.digests)
+                received_bytes += len(data)
+                await self.run(writer.add_packed, list(pack.digests), list(pack.sizes), data)
         await self.run(writer.flush)
         if self.transfers is not None and project:
             self.transfers.received.labels(project).inc(received_bytes)
