@@ -35,7 +35,7 @@ class _RestServer(uvicorn.Server):
 def front_door(settings: GatewaySettings, local_services: Sequence[LocalService] = ()) -> FrontDoor:
     """The front door of these settings (not started), serving `local_services` itself."""
     return FrontDoor(
-        Upstreams(settings.home, traced=False),
+        Upstreams(settings.home),
         settings.host,
         settings.port,
         local_services=local_services,

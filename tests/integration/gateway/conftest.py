@@ -87,7 +87,7 @@ def open_door(serve: Callable[[Callable[[], Any]], str], tmp_path: Path) -> Open
     from gateway.frontdoor import FrontDoor
 
     def start(addresses: dict[str, str], **options: Any) -> str:
-        return serve(lambda: FrontDoor(Upstreams(tmp_path / "home", addresses, traced=False), **options))
+        return serve(lambda: FrontDoor(Upstreams(tmp_path / "home", addresses), **options))
 
     return start
 
