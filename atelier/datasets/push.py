@@ -75,7 +75,8 @@ def media_type(path: str) -> str:
 
 @dataclass(frozen=True)
 class UploadedTree:
-    """A file tree whose chunks are all stored: its serialized manifest is ready to commit."""
+    """A file tree whose chunks, and those of its serialized manifest, are all stored: ready to
+    commit."""
 
     manifest: bytes
     manifest_cut: ChunkedFile
@@ -90,9 +91,6 @@ class UploadedTree:
     def manifest_refs(self) -> list[pb.ChunkRef]:
         return [pb.ChunkRef(digest=c.digest, size_bytes=c.length) for c in self.manifest_cut.chunks]
 
-    def send_manifest(self) -> None:
-        self.uploader.send_bytes(self.manifest, self.manifest_cut)
-
 
 def upload_tree(
     client: DataClient,
@@ -103,12 +101,10 @@ def upload_tree(
     root: str = "",
 ) -> UploadedTree:
     """Chunk `files` and send the chunks the store lacks (files the state cache knows are read
-    only when the store lacks some of their chunks); the manifest itself is not sent yet."""
+    only when the store lacks some of their chunks), then those of the tree's manifest."""
     progress.phase("chunking and sending files", len(files), unit="files")
     uploader = _Uploader(client, project, cache, root)
-    chunked = uploader.run(files, progress)
-    raw = encode_manifest([f.path for f in files], [media_type(f.path) for f in files], chunked)
-    return UploadedTree(raw, chunk_bytes(raw), len(files), sum(c.size for c in chunked), uploader)
+    return uploader.run(files, progress)
 
 
 def push(
@@ -170,7 +166,6 @@ def _commit(
     if head is not None and head.digest == tree.digest:
         # The newest version holds exactly these files: the store has every chunk already.
         return PushResult(head, False, tree.files, tree.total_bytes, sent.sent_chunks, sent.sent_bytes)
-    tree.send_manifest()
     version = pb.DatasetVersion(author=author or _user(), message=message, parents=[head.name] if head else [])
     if metadata:
         json_format.ParseDict(metadata, version.metadata)
@@ -198,7 +193,6 @@ def store_artifact(client: DataClient, project: str, path: Path, *, progress: Pr
     client.ensure_project(project)
     with _collector_paused():
         tree = upload_tree(client, project, files, progress)
-    tree.send_manifest()
     return client.create_artifact(project, tree.manifest_refs(), tree.digest)
 
 
@@ -238,7 +232,7 @@ class _Uploader:
         self._known = cache.lookup(root) if cache is not None and root else {}
         self._lock = threading.Lock()
 
-    def run(self, files: list[LocalFile], progress: Progress) -> list[ChunkedFile]:
+    def run(self, files: list[LocalFile], progress: Progress) -> UploadedTree:
         chunked: list[ChunkedFile | None] = [None] * len(files)
         expected = self._resolve_cached(files, chunked) if self._known else {}
         progress.advance(len(files) - sum(1 for cut in chunked if cut is None) - len(expected))
@@ -251,6 +245,12 @@ class _Uploader:
             sender.start()
         try:
             self._read_and_queue(files, chunked, expected, batches, failure, progress)
+            if not failure:
+                # The manifest is encoded, and its chunks queued, while the last batches are sent.
+                cuts: list[ChunkedFile] = chunked  # type: ignore[assignment]  # every slot is filled now
+                raw = encode_manifest([f.path for f in files], [media_type(f.path) for f in files], cuts)
+                manifest_cut = chunk_bytes(raw)
+                batches.put(_Batch.of([(c.digest, raw[c.offset : c.offset + c.length]) for c in manifest_cut.chunks]))
         finally:
             for _ in senders:
                 batches.put(None)
@@ -258,7 +258,7 @@ class _Uploader:
                 sender.join()
         if failure:
             raise failure[0]
-        return chunked  # type: ignore[return-value]  # every slot is filled by now
+        return UploadedTree(raw, manifest_cut, len(files), sum(c.size for c in cuts), self)
 
     def _read_and_queue(
         self,
@@ -332,9 +332,6 @@ class _Uploader:
         if entry[0] != stamp or not self.cache.trusted(stamp):
             return None
         return decode(entry[1], stamp[0])
-
-    def send_bytes(self, data: bytes, cut: ChunkedFile) -> None:
-        self._send(_Batch.of([(s.digest, data[s.offset : s.offset + s.length]) for s in cut.chunks]))
 
     def _send_loop(self, batches: queue.Queue[_Batch | None], failure: list[BaseException]) -> None:
         while (batch := batches.get()) is not None:
