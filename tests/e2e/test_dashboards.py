@@ -1,6 +1,8 @@
 """Every panel of every shipped Grafana dashboard, and of NVIDIA's dcgm-exporter dashboard (12239), has
 data against a real stack: `atelier up --with-prometheus`, two agents on declared inventories, and load
-(a push and a pull, a failed call, a run with a model version, a running and a waiting job)."""
+(a push and a pull, a failed call, a run with a model version, a running and a waiting job, a deployed
+classifier trained on the pushed dataset version serving requests, which inference samples to the monitor
+for drift)."""
 
 from __future__ import annotations
 
@@ -18,13 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from atelier.client import DataClient, RegistryClient
+from atelier.client.inference import InferenceClient
 from atelier.client.scheduler import SchedulerClient
 from atelier.datasets.pull import pull
 from atelier.datasets.push import push, store_artifact
 from atelier.errors import NotFound
+from atelier.inference.v1 import resources_pb2 as inference_pb
 from atelier.names import parse_dataset_ref
 from atelier.registry.v1 import resources_pb2 as registry_pb
 from atelier.scheduler.v1 import resources_pb2 as pb
@@ -99,7 +104,7 @@ def resolve(prometheus: Prometheus, variables: dict[str, str]) -> dict[str, str]
 
 
 @pytest.fixture
-def loaded_stack(tmp_path: Path) -> Iterator[tuple[Prometheus, Path]]:
+def loaded_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Prometheus, Path]]:
     home = tmp_path / "home"
     result = atelier(home, "up", "--detach", "--base-port", "0", "--with-prometheus", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -117,6 +122,8 @@ def loaded_stack(tmp_path: Path) -> Iterator[tuple[Prometheus, Path]]:
                     [sys.executable, "-m", "atelier.cli.main", *command], env=env, cwd=ROOT, stdout=log, stderr=log
                 )
             )
+        monkeypatch.setenv("ATELIER_HOME", str(home))  # the SDK's run and log_model find the stack there
+        monkeypatch.setenv("ATELIER_PROJECT", "vision")
         load(home, tmp_path)
         found = read_address_file(address_file(home, "prometheus"))
         assert found is not None
@@ -146,6 +153,9 @@ def load(home: Path, tmp_path: Path) -> None:
     source.mkdir()
     for i in range(20):
         (source / f"{i}.bin").write_bytes(os.urandom(4096))
+    features = np.random.default_rng(0).normal(0, 1, (500, 8)).astype(np.float32)
+    np.save(source / "features.npy", features)  # the drift reference of the classifier below
+    np.save(source / "labels.npy", np.argmax(features[:, :3], axis=1))
     push(data, source, parse_dataset_ref("digits", "vision"))
     pull(data, parse_dataset_ref("digits@v1", "vision"), tmp_path / "copy")
     with pytest.raises(NotFound):
@@ -180,8 +190,33 @@ def load(home: Path, tmp_path: Path) -> None:
     while scheduler.get_job(running.name).state != pb.JOB_STATE_RUNNING:
         assert time.monotonic() < deadline, "the job did not start"
         time.sleep(0.5)
+    serve_classifier(home, features)
     for client in (data, registry, scheduler):
         client.close()
+
+
+def serve_classifier(home: Path, features: np.ndarray) -> None:  # type: ignore[type-arg]
+    """A classifier logged from a run on digits@v1, deployed, and 200 requests (half of them shifted, so
+    that the drift panels have something to show); inference samples them to the monitor."""
+    import torch
+    import tritonclient.grpc as grpcclient
+
+    import atelier
+
+    with atelier.start_run(experiment="classifier", inputs=["digits@v1"], capture_code=False) as run:
+        run.log_model(torch.nn.Linear(8, 3).eval(), torch.zeros(2, 8), name="classifier")
+    inference = InferenceClient.at(address(home, "inference"))
+    created = inference.create("vision", "classifier", inference_pb.Deployment(model="classifier@latest"))
+    settled = inference.wait_settled(created.name)
+    assert settled.state == inference_pb.DEPLOYMENT_STATE_READY, settled.state_reason
+    inference.close()
+    client = grpcclient.InferenceServerClient(url=address(home, "inference"))
+    for i in range(200):
+        row = features[i : i + 1] + (2.0 if i >= 100 else 0.0)
+        tensor = grpcclient.InferInput("input", [1, 8], "FP32")
+        tensor.set_data_from_numpy(row)
+        client.infer("classifier", [tensor])
+    client.close()
 
 
 def test_every_panel_has_data(loaded_stack: tuple[Prometheus, Path]) -> None:
@@ -195,7 +230,7 @@ def test_every_panel_has_data(loaded_stack: tuple[Prometheus, Path]) -> None:
                 panels.append((f"{dashboard['uid']} / {panel['title']}", variables, target["expr"]))
     for title, expr in NVIDIA_12239_PANELS.items():
         panels.append((f"dcgm-exporter 12239 / {title}", NVIDIA_12239_VARIABLES, expr))
-    assert len(DASHBOARDS) >= 4
+    assert len(DASHBOARDS) >= 6
 
     deadline = time.monotonic() + 90
     while True:
