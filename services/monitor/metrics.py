@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from services.monitor.drifts import DriftMonitor
+from atelier.names import parse_name
+from services.monitor.drifts import DEPLOYMENT, DriftMonitor
 
 LABELS = ["project", "deployment", "model", "version"]
 
@@ -46,7 +47,9 @@ class DriftCollector(Collector):
             "atelier_monitor_drift_window_rows", "Rows in the window last compared.", labels=LABELS
         )
         received = CounterMetricFamily(
-            "atelier_monitor_drift_samples_received", "Sampled rows received from inference.", labels=["deployment"]
+            "atelier_monitor_drift_samples_received",
+            "Sampled rows received from inference.",
+            labels=["project", "deployment"],
         )
         for result in self.monitor.reports():
             labels = list(result.labels.values())
@@ -62,5 +65,6 @@ class DriftCollector(Collector):
                 score.add_metric([*labels, column.column, column.test.value], column.score)
                 drifted.add_metric([*labels, column.column, column.test.value], float(column.drifted))
         for deployment, rows in sorted(dict(self.monitor.received_rows).items()):
-            received.add_metric([deployment], rows)
+            names = parse_name(deployment, DEPLOYMENT)
+            received.add_metric([names["project"], names["deployment"]], rows)
         yield from (dataset, share, prediction, score, drifted, window, received)

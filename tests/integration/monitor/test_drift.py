@@ -146,7 +146,9 @@ def report_after(stack: Stack, sent: int) -> monitor_pb.DriftReport:
     """The report once the monitor has received `sent` rows from this deployment."""
     deadline = time.monotonic() + 60
     while True:
-        received = scrape(stack).get(f'atelier_monitor_drift_samples_received_total{{deployment="{DEPLOYMENT}"}}', 0)
+        received = scrape(stack).get(
+            'atelier_monitor_drift_samples_received_total{deployment="blobs",project="lab"}', 0
+        )
         if received >= sent:
             return stack.monitor.drift_report(DEPLOYMENT)
         assert time.monotonic() < deadline, f"the monitor received {received} of {sent} rows"
