@@ -1,15 +1,16 @@
 """The reference of a model version: rows of the training dataset version named in its lineage.
 
 The monitor asks the registry for the version's lineage and reads the dataset version's `.npy` and
-`.csv` files through the data service (both by their public clients), in path order, until it has the
-features (and labels, the reference of the predictions); see `drift/files.py` for the formats.
+`.csv` files (and the images a `.csv` lists) through the data service, both by their public clients, in
+path order, until it has the features (and labels, the reference of the predictions); see
+`drift/files.py` for the formats.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy.typing as npt
 from atelier.client import DataClient, RegistryClient
 from atelier.errors import FailedPrecondition
 from services.monitor.drift import ColumnKind, Reference
-from services.monitor.drift.files import SUFFIXES, Table, read_table
+from services.monitor.drift.files import SUFFIXES, Table, image_values, read_table
 from services.monitor.drift.samples import PREDICTION
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,12 @@ class ReferenceLoader:
             if found is not None:
                 path, features, labels = found
                 names = features.names or list(feature_names)
-                reference = build_reference(names, features.features, labels, self.max_rows)
+                columns = features.features
+                if features.images is not None:
+                    keep = subset(features.rows, self.max_rows)
+                    columns = self._images(dataset_version, [features.images[i] for i in keep])
+                    labels = None if labels is None else labels[keep]
+                reference = build_reference(names, columns, labels, self.max_rows)
                 log.info("drift reference of %s: %s %s, %d rows", model_version, dataset_version, path, reference.rows)
                 return LoadedReference(dataset_version, path, reference, names)
         raise FailedPrecondition(
@@ -102,10 +108,28 @@ class ReferenceLoader:
                 continue
             content = b"".join(data.read_file(dataset_version, entry.path))
             try:
-                tables.append((entry.path, read_table(entry.path, content)))
+                table = read_table(entry.path, content)
+                if table.images is not None:
+                    first = b"".join(data.read_file(dataset_version, table.images[0]))
+                    table = replace(table, image_width=len(image_values(table.images[0], first)))
+                tables.append((entry.path, table))
             except FailedPrecondition as error:
                 problems.append(str(error))
         return tables
+
+    def _images(self, dataset_version: str, paths: list[str]) -> list[npt.NDArray[Any]]:
+        """The images' values as feature columns; every image must have as many values as the first."""
+        data = self.links.data()
+        rows: list[npt.NDArray[np.float32]] = []
+        for path in paths:
+            values = image_values(path, b"".join(data.read_file(dataset_version, path)))
+            if rows and len(values) != len(rows[0]):
+                raise FailedPrecondition(
+                    f"reference image {path} has {len(values)} values; {paths[0]} has {len(rows[0])}: "
+                    "every image of a reference must have the same size and channels"
+                )
+            rows.append(values)
+        return list(np.stack(rows).T)
 
 
 def pick(
@@ -114,10 +138,12 @@ def pick(
     """The first table with `width` feature columns, and labels: its own, else the first other file's
     labels with as many rows."""
     for path, table in tables:
-        if len(table.features) != width:
-            problems.append(f"{path} has rows of {len(table.features)} values")
+        if table.width != width:
+            what = "images" if table.images is not None else "rows"
+            problems.append(f"{path} has {what} of {table.width} values")
             continue
-        labels = table.labels if table.names is not None else None  # a .npy's one column is its feature
+        # A .npy's one column is its feature, not its label.
+        labels = table.labels if table.names is not None or table.images is not None else None
         if labels is None:
             labels = next(
                 (t.labels for p, t in tables if p != path and t.labels is not None and t.rows == table.rows), None
@@ -130,14 +156,18 @@ def build_reference(
     names: Sequence[str], features: Sequence[npt.NDArray[Any]], labels: npt.NDArray[Any] | None, max_rows: int
 ) -> Reference:
     """The reference columns, kinds inferred as Evidently infers them, subsampled to `max_rows`."""
-    rows = len(features[0])
-    keep: npt.NDArray[np.int64] | slice = slice(None)
-    if rows > max_rows:
-        keep = np.sort(np.random.default_rng(0).choice(rows, max_rows, replace=False))
+    keep = subset(len(features[0]), max_rows)
     columns = {name: np.asarray(column)[keep] for name, column in zip(names, features, strict=True)}
     if labels is not None:
         columns[PREDICTION] = np.asarray(labels)[keep]
     return Reference.from_columns(columns, prediction=PREDICTION if labels is not None else None)
+
+
+def subset(rows: int, max_rows: int) -> npt.NDArray[np.int64]:
+    """Every row index, or a fixed-seed random `max_rows` of them in order."""
+    if rows <= max_rows:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(0).choice(rows, max_rows, replace=False))
 
 
 def as_reference_types(reference: Reference, current: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:

@@ -13,7 +13,7 @@ from services.monitor.drift import ColumnKind, StatTest, column_drift
 from services.monitor.drift.files import read_table
 from services.monitor.drift.samples import SampleWindow
 from services.monitor.drifts import DriftMonitor, WindowSettings
-from services.monitor.references import LoadedReference, ReferenceLoader, build_reference, pick
+from services.monitor.references import LoadedReference, ReferenceLoader, build_reference, pick, subset
 
 
 def npy(array: np.ndarray) -> bytes:  # type: ignore[type-arg]
@@ -104,3 +104,62 @@ def test_float_samples_of_an_integer_category_are_that_category() -> None:
     assert result.labels == {"project": "p", "deployment": "d", "model": "m", "version": "1"}
     monitor.report(deployment)
     assert loader.calls == 1  # the reference is built once per model version
+
+
+class FakeVersion:
+    def __init__(self, datasets: list[str]) -> None:
+        self.lineage = type("Lineage", (), {"datasets": datasets})()
+
+
+class FakeEntry:
+    def __init__(self, path: str, size: int) -> None:
+        self.path, self.size_bytes = path, size
+
+
+class FakeLinks:
+    """The registry's and the data service's answers, from a dict of files (what the loader asks of them)."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+
+    def registry(self) -> FakeLinks:
+        return self
+
+    def data(self) -> FakeLinks:
+        return self
+
+    def get_version(self, name: str) -> FakeVersion:
+        return FakeVersion(["projects/p/datasets/digits/versions/v1"])
+
+    def list_files(self, version: str) -> list[FakeEntry]:
+        return [FakeEntry(path, len(content)) for path, content in self.files.items()]
+
+    def read_file(self, version: str, path: str) -> list[bytes]:
+        return [self.files[path]]
+
+
+def png(pixels: np.ndarray) -> bytes:  # type: ignore[type-arg]
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_images_listed_in_a_csv_are_rows_of_pixels_in_0_to_1() -> None:
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (2, 3), dtype=np.uint8) for _ in range(4)]
+    files = {f"images/{i}.png": png(image) for i, image in enumerate(images)}
+    files["labels.csv"] = b"file,label,split\n" + b"".join(f"images/{i}.png,{i % 2},train\n".encode() for i in range(4))
+    loader = ReferenceLoader(FakeLinks(files), max_rows=3, max_file_bytes=1 << 20)  # type: ignore[arg-type]
+    loaded = loader.load("projects/p/models/m/versions/v1", [f"input[{i}]" for i in range(6)])
+    assert loaded.file == "labels.csv"
+    assert loaded.reference.rows == 3
+    kept = subset(4, 3)  # the same fixed-seed subset the loader took
+    for row, image in enumerate(kept):
+        pixels = [loaded.reference.columns[f"input[{j}]"][row] for j in range(6)]
+        assert pixels == pytest.approx((images[image].ravel() / 255).tolist())
+        assert loaded.reference.columns["prediction"][row] == image % 2
+    assert loaded.reference.kinds["prediction"] is ColumnKind.CATEGORICAL
+    with pytest.raises(FailedPrecondition, match=r"labels.csv has images of 6 values"):
+        loader.load("projects/p/models/m/versions/v1", ["a", "b"])
