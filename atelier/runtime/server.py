@@ -104,6 +104,8 @@ class ServiceHost:
     address: str = ""
     metrics: MetricsEndpoint | None = None
     _iam: IamLink | None = None
+    _access_built: bool = False
+    _authorizer_in_use: Authorizer | None = None
     _server: grpc.aio.Server | None = None
     _health: Any = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -123,7 +125,7 @@ class ServiceHost:
                     tracing=True,
                     errors=True,
                     tracer_provider=self.tracer_provider,
-                    authorizer=self._access_control(),
+                    authorizer=self.access_control(),
                 ),
                 *self.interceptors,
             ],
@@ -156,8 +158,15 @@ class ServiceHost:
         )
         return self.address
 
+    def access_control(self) -> Authorizer | None:
+        """The authorizer calls go through, or None when auth is off (refused off loopback); built
+        once, so a service's other endpoints (inference's REST v2) check callers the same way."""
+        if not self._access_built:
+            self._authorizer_in_use = self._access_control()
+            self._access_built = True
+        return self._authorizer_in_use
+
     def _access_control(self) -> Authorizer | None:
-        """The authorizer calls go through, or None when auth is off (refused off loopback)."""
         if not validate_mode(self.settings.auth, self.settings.host):
             log.warning("%s: auth is off (listening on %s only): every call is allowed", self.name, self.settings.host)
             return None

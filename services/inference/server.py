@@ -13,8 +13,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from atelier.errors import NotFound
 from atelier.inference.protocol import grpc_service_pb2, grpc_service_pb2_grpc
 from atelier.inference.v1 import inference_service_pb2, inference_service_pb2_grpc
+from atelier.runtime.access import DEPLOYMENT
+from atelier.runtime.auth import Lookup
 from atelier.runtime.database import create_engine, default_url, migrate
 from atelier.runtime.metrics import service_registry
 from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost, serve_main
@@ -26,6 +29,7 @@ from services.inference.metrics import InferenceCollector
 from services.inference.protocol import InferenceProtocol
 from services.inference.repository import ModelRepository
 from services.inference.rest import rest_app
+from services.inference.rest_access import guard
 from services.inference.sampling import DriftSampler, SamplingSettings
 from services.inference.servicer import DeploymentServicer, ProtocolServicer
 from services.inference.settings import InferenceSettings
@@ -82,6 +86,18 @@ class InferenceHost(ServiceHost):
                 log.exception("following aliases failed")
 
 
+def deployment_project(deployments: Deployments, runner: BlockingRunner) -> Lookup:
+    """The access table's lookup: a KServe model name (a deployment id) to its project."""
+
+    async def lookup(model: str) -> str:
+        found = await runner(deployments.by_id, model)
+        if found is None:
+            raise NotFound(f"Request for unknown model: '{model}' is not found")
+        return found.project
+
+    return lookup
+
+
 def build(settings: InferenceSettings) -> ServiceHost:
     """Wire the inference service from its settings (migrating the database on the way)."""
     engine = create_engine(
@@ -131,10 +147,12 @@ def build(settings: InferenceSettings) -> ServiceHost:
         registry=registry,
         control=control,
         follow_interval=settings.alias_poll_seconds,
-        http=HttpEndpoint(rest_app(protocol), settings.host, settings.http_port, settings.shutdown_grace_seconds)
-        if settings.http_port >= 0
-        else None,
+        auth_lookups={DEPLOYMENT: deployment_project(deployments, runner)},
     )
+    if settings.http_port >= 0:
+        app = rest_app(protocol)
+        guard(app, host.access_control)
+        host.http = HttpEndpoint(app, settings.host, settings.http_port, settings.shutdown_grace_seconds)
     host.on_stop.append(repository.close)
     host.on_stop.append(sampler.close)
     host.on_stop.append(links.close)

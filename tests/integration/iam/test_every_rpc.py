@@ -118,9 +118,24 @@ def stack(serve: Callable[[Callable[[], Any]], str], tmp_path: Path, iam: Iam) -
     channels["monitor"] = grpc.insecure_channel(addresses["monitor_address"])
     for name, (build, settings) in built.items():
         channels[name] = grpc.insecure_channel(serve(functools.partial(build, settings)))
+    seed_deployment(built["inference"][1].home)
     yield channels
     for channel in channels.values():
         channel.close()
+
+
+def seed_deployment(home: Path) -> None:
+    """A deployment named as the KServe requests name their model, in project vision (stored only:
+    the service does not load it), so that refusals come from its project's roles."""
+    from atelier.runtime.database import create_engine, default_url
+    from services.inference.deployments import Deployments
+    from services.inference.spec import DeploymentSpec
+
+    engine = create_engine(default_url(home, "inference"))
+    Deployments(engine).create(
+        "vision", "some-model", "m@v1", "projects/vision/models/m/versions/v1", DeploymentSpec(), ""
+    )
+    engine.dispose()
 
 
 def refusal(channel: grpc.Channel, method: descriptor.MethodDescriptor, request: Any, token: str | None) -> str:
