@@ -245,3 +245,49 @@ def test_cli_prints_the_report(stack: Stack, tmp_path: Path) -> None:
     missing = cli("nothing")
     assert missing.returncode != 0
     assert "no drift samples received for projects/lab/deployments/nothing" in missing.stdout + missing.stderr
+
+
+def test_an_image_dataset_listed_in_a_csv_is_the_reference_of_an_image_model(stack: Stack, tmp_path: Path) -> None:
+    """The demo's layout: `images/<label>/<i>.png` and `labels.csv` (`file,label,split`); the model takes
+    [N, 1, 4, 4] floats in 0..1, as `ToTensor` would give it."""
+    from PIL import Image
+
+    rng = np.random.default_rng(6)
+    source = tmp_path / "glyphs"
+    lines = ["file,label,split"]
+    for i in range(150):
+        label = i % 2
+        pixels = (rng.uniform(0, 0.5, (4, 4)) + 0.5 * label) * 255
+        path = f"images/{label}/{i:03d}.png"
+        (source / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels.astype(np.uint8), mode="L").save(source / path)
+        lines.append(f"{path},{label},{'test' if i % 5 == 0 else 'train'}")
+    (source / "labels.csv").write_text("\n".join(lines) + "\n")
+    push(stack.data, source, parse_dataset_ref("glyphs", "lab"))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)).eval()
+    with atelier.start_run(experiment="glyphs", inputs=["glyphs@v1"], capture_code=False) as run:
+        run.log_model(model, torch.zeros(2, 1, 4, 4), name="glyphs")
+    created = stack.inference.create("lab", "glyphs", pb.Deployment(model="glyphs@latest"))
+    assert stack.inference.wait_settled(created.name).state == pb.DEPLOYMENT_STATE_READY
+
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url=stack.inference_address)
+    for _ in range(WINDOW // 5):
+        labels = rng.integers(0, 2, 5)
+        batch = (rng.uniform(0, 0.5, (5, 1, 4, 4)) + 0.5 * labels[:, None, None, None]).astype(np.float32)
+        tensor = grpcclient.InferInput("input", list(batch.shape), "FP32")
+        tensor.set_data_from_numpy(batch)
+        client.infer("glyphs", [tensor])
+    client.close()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            report = stack.monitor.drift_report("projects/lab/deployments/glyphs")
+            break
+        except (NotFound, FailedPrecondition):  # no samples yet, or fewer than the window needs
+            assert time.monotonic() < deadline, "the monitor did not receive the samples"
+            time.sleep(0.2)
+    assert (report.reference_file, report.reference_rows) == ("labels.csv", 150)
+    assert [c.column for c in report.features] == [f"input[{i}]" for i in range(16)]
+    assert not report.dataset_drift  # the same distribution as the training images, within 8-bit rounding
