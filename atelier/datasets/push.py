@@ -99,12 +99,14 @@ def upload_tree(
     progress: Progress,
     cache: StateCache | None = None,
     root: str = "",
+    head_digest: str = "",
 ) -> UploadedTree:
     """Chunk `files` and send the chunks the store lacks (files the state cache knows are read
-    only when the store lacks some of their chunks), then those of the tree's manifest."""
+    only when the store lacks some of their chunks), then those of the tree's manifest; nothing
+    when the state cache shows the tree to be `head_digest`'s."""
     progress.phase("chunking and sending files", len(files), unit="files")
     uploader = _Uploader(client, project, cache, root)
-    return uploader.run(files, progress)
+    return uploader.run(files, progress, head_digest)
 
 
 def push(
@@ -129,7 +131,8 @@ def push(
             head = None
         cache = StateCache.open()
         try:
-            tree = upload_tree(client, target.project, files, progress, cache, os.path.abspath(directory))
+            root = os.path.abspath(directory)
+            tree = upload_tree(client, target.project, files, progress, cache, root, head.digest if head else "")
         except BaseException:
             if cache is not None:
                 cache.close()
@@ -232,9 +235,21 @@ class _Uploader:
         self._known = cache.lookup(root) if cache is not None and root else {}
         self._lock = threading.Lock()
 
-    def run(self, files: list[LocalFile], progress: Progress) -> UploadedTree:
+    def run(self, files: list[LocalFile], progress: Progress, head_digest: str = "") -> UploadedTree:
+        """Upload what the store lacks of `files` and of their manifest. When every file is known
+        from the state cache and the tree is the head version's (`head_digest`), nothing is asked
+        of the store: a version holds every chunk it references."""
         chunked: list[ChunkedFile | None] = [None] * len(files)
-        expected = self._resolve_cached(files, chunked) if self._known else {}
+        expected: dict[int, ChunkedFile] = {}
+        if self._known:
+            for index, local in enumerate(files):
+                chunked[index] = self._cached(local)
+            if head_digest and all(cut is not None for cut in chunked):
+                unchanged = self._tree(files, chunked)
+                if unchanged.digest == head_digest:
+                    progress.advance(len(files))
+                    return unchanged
+            expected = self._missing_of_cached(chunked)
         progress.advance(len(files) - sum(1 for cut in chunked if cut is None) - len(expected))
         batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=SENDERS + 1)
         failure: list[BaseException] = []
@@ -247,10 +262,9 @@ class _Uploader:
             self._read_and_queue(files, chunked, expected, batches, failure, progress)
             if not failure:
                 # The manifest is encoded, and its chunks queued, while the last batches are sent.
-                cuts: list[ChunkedFile] = chunked  # type: ignore[assignment]  # every slot is filled now
-                raw = encode_manifest([f.path for f in files], [media_type(f.path) for f in files], cuts)
-                manifest_cut = chunk_bytes(raw)
-                batches.put(_Batch.of([(c.digest, raw[c.offset : c.offset + c.length]) for c in manifest_cut.chunks]))
+                tree = self._tree(files, chunked)
+                raw, cut = tree.manifest, tree.manifest_cut
+                batches.put(_Batch.of([(c.digest, raw[c.offset : c.offset + c.length]) for c in cut.chunks]))
         finally:
             for _ in senders:
                 batches.put(None)
@@ -258,7 +272,13 @@ class _Uploader:
                 sender.join()
         if failure:
             raise failure[0]
-        return UploadedTree(raw, manifest_cut, len(files), sum(c.size for c in cuts), self)
+        return tree
+
+    def _tree(self, files: list[LocalFile], chunked: list[ChunkedFile | None]) -> UploadedTree:
+        """The tree of `files` with their chunkings (every one known by now) and its manifest."""
+        cuts: list[ChunkedFile] = chunked  # type: ignore[assignment]
+        raw = encode_manifest([f.path for f in files], [media_type(f.path) for f in files], cuts)
+        return UploadedTree(raw, chunk_bytes(raw), len(files), sum(c.size for c in cuts), self)
 
     def _read_and_queue(
         self,
@@ -303,11 +323,9 @@ class _Uploader:
             batches.put(batch)
         progress.advance(done % 256)
 
-    def _resolve_cached(self, files: list[LocalFile], chunked: list[ChunkedFile | None]) -> dict[int, ChunkedFile]:
-        """Fill in the chunking of unchanged files from the state cache; return those of them
-        (by index) with chunks the store lacks, which must be read and sent after all."""
-        for index, local in enumerate(files):
-            chunked[index] = self._cached(local)
+    def _missing_of_cached(self, chunked: list[ChunkedFile | None]) -> dict[int, ChunkedFile]:
+        """The files known from the state cache (by index) with chunks the store lacks, which must
+        be read and sent after all."""
         digests = list(dict.fromkeys(s.digest for cut in chunked if cut is not None for s in cut.chunks))
         missing: set[bytes] = set()
         for start in range(0, len(digests), 50_000):
