@@ -82,6 +82,16 @@ current_identity: contextvars.ContextVar[Identity | None] = contextvars.ContextV
 current_credentials: contextvars.ContextVar[str | None] = contextvars.ContextVar("atelier_credentials", default=None)
 """The caller's `authorization` header value, forwarded on calls made on its behalf."""
 
+
+def acting_as(claimed: str) -> str:
+    """Who a write is recorded as: with access control on, the authenticated caller (`alice` for
+    `users/alice`, a service account by its full name), whatever the request claims; else the claim."""
+    identity = current_identity.get()
+    if identity is None:
+        return claimed
+    return identity.principal.removeprefix("users/")
+
+
 Authenticate = Callable[[str], Awaitable[Identity]]
 Lookup = Callable[[str], Awaitable[str]]
 

@@ -11,6 +11,7 @@ from atelier.names import parse_name, project_of
 from atelier.registry.v1 import registry_service_pb2 as rpc
 from atelier.registry.v1 import registry_service_pb2_grpc
 from atelier.registry.v1 import resources_pb2 as pb
+from atelier.runtime.auth import acting_as
 from atelier.runtime.server import BlockingRunner
 from services.registry import convert
 from services.registry.aliases import Aliases
@@ -57,6 +58,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         )
 
     async def CreateRun(self, request: rpc.CreateRunRequest, context: Context) -> pb.Run:
+        request.run.user = acting_as(request.run.user)
         created = await self.run(self.tracking.create_run, request.parent, request.run)
         if self.metrics is not None:
             self.metrics.runs.labels(project_of(request.parent)).inc()
@@ -160,12 +162,12 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def SetAlias(self, request: rpc.SetAliasRequest, context: Context) -> pb.Alias:
         row, view = await self.run(
-            self.aliases.set, request.model, request.alias, request.version, request.gate, request.author
+            self.aliases.set, request.model, request.alias, request.version, request.gate, acting_as(request.author)
         )
         return convert.alias(view.project, view.model.name, row, view.row.number)
 
     async def DeleteAlias(self, request: rpc.DeleteAliasRequest, context: Context) -> empty_pb2.Empty:
-        await self.run(self.aliases.delete, request.name, request.author)
+        await self.run(self.aliases.delete, request.name, acting_as(request.author))
         return empty_pb2.Empty()
 
     async def ListAliasEvents(

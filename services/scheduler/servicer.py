@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2, empty_pb2
 
-from atelier.runtime.auth import current_identity
+from atelier.runtime.auth import acting_as
 from atelier.runtime.server import BlockingRunner
 from atelier.scheduler.v1 import agent_service_pb2 as agent
 from atelier.scheduler.v1 import agent_service_pb2_grpc, scheduler_service_pb2_grpc
@@ -38,9 +38,7 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
         self.run = run
 
     async def CreateJob(self, request: rpc.CreateJobRequest, context: Context) -> pb.Job:
-        identity = current_identity.get()
-        if identity is not None:  # with access control on, the job is the caller's, whatever it says
-            request.job.user = identity.principal.removeprefix("users/")
+        request.job.user = acting_as(request.job.user)  # with access control on, the caller's
         return convert.job(await self.run(self.jobs.create_job, request.parent, request.job, request.job_id))
 
     async def GetJob(self, request: rpc.GetJobRequest, context: Context) -> pb.Job:

@@ -161,3 +161,24 @@ def test_writes_reach_the_audit_log_and_only_admins_read_it(data: Any, iam: Iam)
     assert all(e.peer for e in events)
     error = refused(iam.stub.ListAuditEvents, request, alice)
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_writes_are_recorded_as_the_caller_whatever_the_request_claims(
+    serve: Callable[[Callable[[], Any]], str], tmp_path: Path, iam: Iam
+) -> None:
+    from atelier.registry.v1 import registry_service_pb2 as reg_pb
+    from atelier.registry.v1 import registry_service_pb2_grpc
+    from atelier.registry.v1 import resources_pb2 as reg
+    from services.registry.server import build
+    from services.registry.settings import RegistrySettings
+
+    # A run without dataset inputs never asks the data service.
+    settings = secured(RegistrySettings, tmp_path / "registry", iam, data_address="127.0.0.1:1")
+    registry = registry_service_pb2_grpc.RegistryServiceStub(grpc.insecure_channel(serve(lambda: build(settings))))
+    alice = iam.user("alice", {"vision": Role.ROLE_MEMBER})
+    run = call(
+        registry.CreateRun,
+        reg_pb.CreateRunRequest(parent="projects/vision/experiments/digits", run=reg.Run(user="mallory")),
+        alice,
+    )
+    assert run.user == "alice"
