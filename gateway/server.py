@@ -12,7 +12,9 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 
+from atelier.runtime.metrics import RpcMetrics, serve_metrics, service_registry
 from atelier.runtime.tracing import configure_tracing, shutdown_tracing
 from atelier.stack.addresses import write_address_file
 from gateway.app import create_app
@@ -32,8 +34,11 @@ class _RestServer(uvicorn.Server):
         yield
 
 
-def front_door(settings: GatewaySettings, local_services: Sequence[LocalService] = ()) -> FrontDoor:
-    """The front door of these settings (not started), serving `local_services` itself."""
+def front_door(
+    settings: GatewaySettings, local_services: Sequence[LocalService] = (), registry: CollectorRegistry | None = None
+) -> FrontDoor:
+    """The front door of these settings (not started), serving `local_services` itself and counting its
+    calls in `registry` (the RPC series every service has, `grpc_server_handled_total` & co.)."""
     return FrontDoor(
         Upstreams(settings.home),
         settings.host,
@@ -41,12 +46,14 @@ def front_door(settings: GatewaySettings, local_services: Sequence[LocalService]
         local_services=local_services,
         health_timeout=settings.health_timeout_seconds,
         shutdown_grace=settings.shutdown_grace_seconds,
+        metrics=RpcMetrics(registry) if registry is not None else None,
     )
 
 
 async def serve(settings: GatewaySettings, door: FrontDoor | None = None) -> None:
     """Serve until SIGINT/SIGTERM; the address file is written once both listen."""
-    door = door or front_door(settings)
+    registry = service_registry()
+    door = door or front_door(settings, registry=registry)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -63,12 +70,14 @@ async def serve(settings: GatewaySettings, door: FrontDoor | None = None) -> Non
     config = uvicorn.Config(app, log_level=settings.log_level.lower(), access_log=False)
     rest = _RestServer(config)
     task = asyncio.create_task(rest.serve(sockets=[listener]))
+    metrics = serve_metrics(registry, settings.host, settings.metrics_port) if settings.metrics_port >= 0 else None
     try:
         while not rest.started and not task.done():
             await asyncio.sleep(0.05)
         if rest.started:
             if settings.address_file is not None:
-                write_address_file(settings.address_file, address, os.getpid(), http=http)
+                scraped = metrics.address if metrics is not None else ""
+                write_address_file(settings.address_file, address, os.getpid(), metrics=scraped, http=http)
             log.info("gateway serving gRPC on %s and REST on http://%s", address, http)
             stopped = asyncio.create_task(stop.wait())
             await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
@@ -76,6 +85,8 @@ async def serve(settings: GatewaySettings, door: FrontDoor | None = None) -> Non
     finally:
         rest.should_exit = True
         await asyncio.gather(task, door.stop(), return_exceptions=True)
+        if metrics is not None:
+            metrics.stop()
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ service is cancelled.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -19,6 +21,7 @@ import grpc
 from opentelemetry import propagate, trace
 
 from atelier.errors import AtelierError, to_status
+from atelier.runtime.metrics import RpcMetrics
 from gateway.context import REQUEST_ID_HEADER, request_id_of
 from gateway.errors import STATUS_DETAILS_KEY
 from gateway.frontdoor.routing import Route, route_of
@@ -56,10 +59,17 @@ class Proxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     Methods of the `backends` (stack services, `data`) are forwarded; `local` names the services the front
     door's own server implements (never forwarded)."""
 
-    def __init__(self, upstreams: Upstreams, backends: frozenset[str], local: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        backends: frozenset[str],
+        local: frozenset[str] = frozenset(),
+        metrics: RpcMetrics | None = None,
+    ) -> None:
         self._upstreams = upstreams
         self._backends = backends
         self._local = local
+        self._metrics = metrics
         self._handlers: dict[str, grpc.RpcMethodHandler[bytes, bytes] | None] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[bytes, bytes] | None:
@@ -87,6 +97,8 @@ class Proxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     async def _unary(self, route: Route, request: bytes, context: Context) -> bytes:
         call_context = _begin(route, context)
         address = "(no address)"
+        started = self._started(route)
+        code = "OK"
         try:
             address, channel = self._upstreams.channel(route.service)
             call = channel.unary_unary(route.path, None, None)(
@@ -97,16 +109,24 @@ class Proxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             context.set_trailing_metadata((*forwarded(await call.trailing_metadata()), *call_context.reply))
             return response
         except grpc.aio.AioRpcError as error:
+            code = error.code().name
             await _abort(context, route, address, error, call_context.reply)
         except AtelierError as error:
+            code = error.code.name
             await _abort_with(context, error, call_context.reply)
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
         finally:
             call_context.span.end()
+            self._finished(route, started, code)
 
     async def _stream(self, route: Route, requests: AsyncIterator[bytes], context: Context) -> None:
         call_context = _begin(route, context)
         address = "(no address)"
         call: grpc.aio.StreamStreamCall[bytes, bytes] | None = None
+        started = self._started(route)
+        code = "OK"
         try:
             address, channel = self._upstreams.channel(route.service)
             call = channel.stream_stream(route.path, None, None)(
@@ -117,13 +137,28 @@ class Proxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 await context.write(message)
             context.set_trailing_metadata((*forwarded(await call.trailing_metadata()), *call_context.reply))
         except grpc.aio.AioRpcError as error:
+            code = error.code().name
             await _abort(context, route, address, error, call_context.reply)
         except AtelierError as error:
+            code = error.code.name
             await _abort_with(context, error, call_context.reply)
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
         finally:
             if call is not None:
                 call.cancel()  # the caller went away (or the call is over: then a no-op)
             call_context.span.end()
+            self._finished(route, started, code)
+
+    def _started(self, route: Route) -> float:
+        if self._metrics is not None:
+            self._metrics.start(route.path, route.kind)
+        return time.perf_counter()
+
+    def _finished(self, route: Route, started: float, code: str) -> None:
+        if self._metrics is not None:
+            self._metrics.finish(route.path, route.kind, code, time.perf_counter() - started)
 
 
 def _begin(route: Route, context: Context) -> _Call:

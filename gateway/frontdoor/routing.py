@@ -27,8 +27,14 @@ class Route:
     path: str
     service: str
     """The stack service that owns the method (`data`, `scheduler`, `inference`)."""
-    unary: bool
-    """Neither side streams (False also for methods not in the descriptor pool: forwarded as streams)."""
+    kind: str
+    """`unary_unary`, `unary_stream`, `stream_unary` or `stream_stream` (methods not in the descriptor
+    pool: `stream_stream`, which carries any kind)."""
+
+    @property
+    def unary(self) -> bool:
+        """Neither side streams."""
+        return self.kind == "unary_unary"
 
 
 def stack_services() -> list[str]:
@@ -61,5 +67,6 @@ def route_of(path: str) -> Route | None:
     try:
         method = descriptor_pool.Default().FindMethodByName(f"{service_name}.{method_name}")
     except KeyError:
-        return Route(path, owner, unary=False)
-    return Route(path, owner, unary=not (method.client_streaming or method.server_streaming))
+        return Route(path, owner, "stream_stream")
+    kind = f"{'stream' if method.client_streaming else 'unary'}_{'stream' if method.server_streaming else 'unary'}"
+    return Route(path, owner, kind)

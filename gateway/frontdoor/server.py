@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from atelier.client.channel import MAX_MESSAGE_BYTES
+from atelier.runtime.metrics import RpcMetrics
 from gateway.frontdoor.health import FrontDoorHealth
 from gateway.frontdoor.proxy import Proxy
 from gateway.frontdoor.routing import known_services, owner_of, stack_services
@@ -45,12 +46,14 @@ class FrontDoor:
         backends: Sequence[str] | None = None,
         health_timeout: float = 1.0,
         shutdown_grace: float = 5.0,
+        metrics: RpcMetrics | None = None,
     ) -> None:
         self._upstreams = upstreams
         self._bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self._host = host
         self._local = list(local_services)
         self._grace = shutdown_grace
+        self._metrics = metrics
         self.backends = sorted(backends if backends is not None else stack_services())
         """The stack services behind the front door (`data`, `registry`, ...)."""
         local_names = frozenset(s.full_name for s in self._local)
@@ -92,7 +95,7 @@ class FrontDoor:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [*self.proxied, *local_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
-        server.add_generic_rpc_handlers([Proxy(self._upstreams, frozenset(self.backends), local_names)])
+        server.add_generic_rpc_handlers([Proxy(self._upstreams, frozenset(self.backends), local_names, self._metrics)])
         port = server.add_insecure_port(self._bind)
         await server.start()
         self._server = server

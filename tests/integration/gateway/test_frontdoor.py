@@ -10,6 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
 
 from atelier.client import DataClient
 from atelier.data.v1 import data_service_pb2 as data_rpc
@@ -18,6 +19,7 @@ from atelier.data.v1 import resources_pb2 as data_pb
 from atelier.errors import NotFound, Unavailable, from_rpc_error
 from atelier.inference.protocol import grpc_service_pb2 as v2
 from atelier.inference.protocol import grpc_service_pb2_grpc as v2_grpc
+from atelier.runtime.metrics import RpcMetrics
 from atelier.scheduler.v1 import scheduler_service_pb2 as scheduler_rpc
 from atelier.scheduler.v1 import scheduler_service_pb2_grpc as scheduler_grpc
 from gateway.frontdoor import LocalService
@@ -266,3 +268,21 @@ def test_a_local_service_is_served_at_the_door_not_forwarded(stack: Stack, open_
     assert project.description == "served at the front door"
     assert list(models.registered_models) == []  # the others are still forwarded
     assert health(door, "atelier.data.v1.DataService") == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_the_front_door_counts_its_calls_as_every_service_does(stack: Stack, open_door: OpenDoor) -> None:
+    registry = CollectorRegistry()
+    door = open_door(stack.addresses, metrics=RpcMetrics(registry))
+    channel, stub = data_stub(door)
+    with channel:
+        stub.ListProjects(data_rpc.ListProjectsRequest(), timeout=10)
+        with pytest.raises(grpc.RpcError):
+            stub.GetProject(data_rpc.GetProjectRequest(name="projects/nowhere"), timeout=10)
+    labels = {"grpc_type": "unary", "grpc_service": "atelier.data.v1.DataService"}
+    ok = registry.get_sample_value(
+        "grpc_server_handled_total", {**labels, "grpc_method": "ListProjects", "grpc_code": "OK"}
+    )
+    missing = registry.get_sample_value(
+        "grpc_server_handled_total", {**labels, "grpc_method": "GetProject", "grpc_code": "NOT_FOUND"}
+    )
+    assert (ok, missing) == (1.0, 1.0)
