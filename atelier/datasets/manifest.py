@@ -54,13 +54,24 @@ def encode_manifest(paths: Sequence[str], media_types: Sequence[str], files: Seq
     out: list[bytes] = []
     append = out.append
     for path, media, cut in zip(paths, media_types, files, strict=True):
-        parts = [_string(_PATH, path.encode())]
-        if cut.size:
-            parts.append(_SIZE + _length(cut.size))
-        parts.append(_DIGEST + cut.digest.encode())
-        parts.extend(_chunk_ref(span.digest, span.length) for span in cut.chunks)
-        if media:
-            parts.append(_string(_MEDIA, media.encode()))
-        body = b"".join(parts)
+        name = path.encode()
+        chunks = cut.chunks
+        if len(chunks) == 1 and not media:
+            # The common case of a small file, in one join.
+            span = chunks[0]
+            ref = _REF_DIGEST + span.digest + _REF_SIZE + _length(span.length)
+            body = b"".join(
+                (_PATH, _length(len(name)), name, _SIZE, _length(cut.size), _DIGEST, cut.digest.encode())
+                + (_CHUNK, _length(len(ref)), ref)
+            )
+        else:
+            parts = [_string(_PATH, name)]
+            if cut.size:
+                parts.append(_SIZE + _length(cut.size))
+            parts.append(_DIGEST + cut.digest.encode())
+            parts.extend(_chunk_ref(span.digest, span.length) for span in chunks)
+            if media:
+                parts.append(_string(_MEDIA, media.encode()))
+            body = b"".join(parts)
         append(_FILES + _length(len(body)) + body)
     return b"".join(out)
