@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from atelier.iam.v1 import resources_pb2 as res
 from atelier.runtime.timestamps import to_timestamp
 from gateway.iam.audit import AuditEvent
+from gateway.iam.identify import Identified
 from gateway.iam.principals import Member, Principal
-from gateway.iam.tokens import Authenticated, Token
+from gateway.iam.tokens import Token
 
 
 def principal_pb(p: Principal) -> res.Principal:
@@ -45,17 +48,18 @@ def member_pb(m: Member) -> res.Member:
     )
 
 
-def identity_pb(a: Authenticated) -> res.Identity:
+def identity_pb(found: Identified) -> res.Identity:
+    i = found.identity
     identity = res.Identity(
-        principal=a.principal.name,
-        cluster_roles=a.principal.cluster_roles,  # type: ignore[arg-type]
-        project_roles=a.project_roles,  # type: ignore[arg-type]
-        scope_project=f"projects/{a.token.scope_project}" if a.token.scope_project else "",
-        scope_role=a.token.scope_role,  # type: ignore[arg-type]
-        token=a.token.name,
+        principal=i.principal,
+        cluster_roles=sorted(i.cluster_roles),  # type: ignore[arg-type]
+        project_roles=dict(i.project_roles),  # type: ignore[arg-type]
+        scope_project=f"projects/{i.scope_project}" if i.scope_project else "",
+        scope_role=i.scope_role,  # type: ignore[arg-type]
+        token=found.token,
     )
-    if a.token.expire_time is not None:
-        identity.expire_time.CopyFrom(to_timestamp(a.token.expire_time))
+    if i.expires:
+        identity.expire_time.FromDatetime(datetime.fromtimestamp(i.expires, UTC))
     return identity
 
 

@@ -19,10 +19,12 @@ from atelier.runtime.auth import AuditRecord, Authorizer, Identity, IdentityCach
 from atelier.runtime.database import create_engine, default_url, migrate
 from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost, serve_main
 from gateway.iam.audit import AuditEvent, AuditLog
+from gateway.iam.identify import Identifier
+from gateway.iam.oidc import OidcVerifier
 from gateway.iam.principals import Principals
 from gateway.iam.servicer import IamServicer
 from gateway.iam.settings import IamSettings
-from gateway.iam.tokens import Authenticated, Tokens
+from gateway.iam.tokens import Tokens
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -60,18 +62,6 @@ def bootstrap(settings: IamSettings, principals: Principals, tokens: Tokens) -> 
     log.info("created the first admin %s; its token is in %s", admin.name, path)
 
 
-def identity_of(found: Authenticated) -> Identity:
-    expires = found.token.expire_time
-    return Identity(
-        principal=found.principal.name,
-        cluster_roles=frozenset(found.principal.cluster_roles),
-        project_roles=found.project_roles,
-        scope_project=found.token.scope_project,
-        scope_role=found.token.scope_role,
-        expires=expires.timestamp() if expires else 0.0,
-    )
-
-
 class LocalAudit:
     """The IAM service's own writes go straight to its table, off the event loop."""
 
@@ -107,11 +97,24 @@ def build(settings: IamSettings) -> ServiceHost:
     tokens = Tokens(engine, token_key(settings))
     audit = AuditLog(engine)
     bootstrap(settings, principals, tokens)
+    oidc = (
+        OidcVerifier(
+            settings.oidc_issuer,
+            settings.oidc_audience,
+            principals,
+            settings.oidc_jwks_url,
+            settings.oidc_claim,
+            settings.oidc_create_users,
+        )
+        if settings.oidc_issuer
+        else None
+    )
+    identifier = Identifier(tokens, principals, oidc)
     runner = BlockingRunner(settings.workers)
-    servicer = IamServicer(principals, tokens, audit, runner)
+    servicer = IamServicer(principals, tokens, identifier, audit, runner)
 
     async def authenticate(secret: str) -> Identity:
-        return identity_of(await runner(tokens.authenticate, secret))
+        return (await runner(identifier.identify, secret)).identity
 
     local_audit = LocalAudit(audit, runner)
     host = ServiceHost(

@@ -18,6 +18,7 @@ from atelier.runtime.pagination import decode_token, encode_token, page_size
 from atelier.runtime.server import BlockingRunner
 from gateway.iam.audit import AuditEvent, AuditLog
 from gateway.iam.convert import audit_pb, identity_pb, member_pb, principal_pb, token_pb
+from gateway.iam.identify import Identifier
 from gateway.iam.principals import Principals, parse_principal
 from gateway.iam.tokens import Tokens
 
@@ -41,9 +42,12 @@ def _mask(paths: list[str], allowed: set[str]) -> set[str]:
 
 
 class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
-    def __init__(self, principals: Principals, tokens: Tokens, audit: AuditLog, run: BlockingRunner) -> None:
+    def __init__(
+        self, principals: Principals, tokens: Tokens, identifier: Identifier, audit: AuditLog, run: BlockingRunner
+    ) -> None:
         self.principals = principals
         self.tokens = tokens
+        self.identifier = identifier
         self.audit = audit
         self.run = run
 
@@ -130,7 +134,7 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
         return pb.ListMembersResponse(members=[member_pb(m) for m in members])
 
     async def Authenticate(self, request: pb.AuthenticateRequest, context: Context) -> res.Identity:
-        return identity_pb(await self.run(self.tokens.authenticate, request.token))
+        return identity_pb(await self.run(self.identifier.identify, request.token))
 
     async def WriteAuditEvents(
         self, request: pb.WriteAuditEventsRequest, context: Context

@@ -21,6 +21,15 @@ class IamSettings(ServiceSettings):
     bootstrap_admin: str = Field(
         "admin", description="User created as cluster admin when no principal exists yet ('' creates none)."
     )
+    oidc_issuer: str = Field(
+        "", description="Issuer URL of the lab's OpenID Connect provider; empty turns OIDC bearer tokens off."
+    )
+    oidc_audience: str = Field("atelier", description="The audience (`aud`) OIDC tokens must carry.")
+    oidc_jwks_url: str = Field("", description="The issuer's keys (JWKS); default: from its discovery document.")
+    oidc_claim: str = Field(
+        "preferred_username", description="The claim naming the user (`email` uses its local part)."
+    )
+    oidc_create_users: bool = Field(True, description="Create unknown OIDC users (with no roles) on first sight.")
     bootstrap_credentials_file: str = Field(
         "",
         description="Where the first admin's token is written (mode 0600); default $ATELIER_HOME/credentials.",
