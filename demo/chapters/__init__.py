@@ -1,11 +1,11 @@
 """The demo's chapters, in the order they run.
 
-Later chapters (serve, monitor) each get a module here and an entry in `CHAPTERS`.
+Later chapters (monitor) each get a module here and an entry in `CHAPTERS`.
 """
 
 from __future__ import annotations
 
 from demo.chapter import Chapter
-from demo.chapters import data, registry, scheduler
+from demo.chapters import data, inference, registry, scheduler
 
-CHAPTERS: tuple[Chapter, ...] = (data.CHAPTER, registry.CHAPTER, scheduler.CHAPTER)
+CHAPTERS: tuple[Chapter, ...] = (data.CHAPTER, registry.CHAPTER, scheduler.CHAPTER, inference.CHAPTER)

@@ -64,7 +64,34 @@ def test_demo_runs_every_chapter_and_stops_its_stack(tmp_path: Path) -> None:
     agents = [int(pid) for pid in re.findall(r"started agent \w+ \(pid (\d+)\)", result.stdout)]
     assert len(agents) == 2, result.stdout
     assert not any(pid_alive(pid) for pid in agents), "the demo's agents should be stopped"
+    check_inference_chapter(result.stdout)
     assert not work.exists(), "the working files should be removed without --keep"
+
+
+def check_inference_chapter(stdout: str) -> None:
+    """Chapter 4: the held-out images classified over both protocols, then a live switch of versions."""
+    accuracies = dict(re.findall(r"^  (gRPC|REST) +accuracy (\d\.\d+) \(\d+/360\)", stdout, re.MULTILINE))
+    assert set(accuracies) == {"gRPC", "REST"}, stdout
+    assert all(float(a) > 0.8 for a in accuracies.values()), accuracies
+    assert re.search(r"latency per request p50 \d+\.\d+ ms, p99 \d+\.\d+ ms", stdout), stdout
+    switch = re.search(
+        r"switched from v(\d+) to v(\d+) while both clients called: (\d+) of (\d+) requests failed", stdout
+    )
+    assert switch, stdout
+    old, new, failed, sent = switch.groups()
+    assert old != new
+    assert failed == "0"
+    assert int(sent) > 0
+    for protocol in ("gRPC", "REST"):
+        line = re.search(
+            rf"{protocol}: (\d+) requests, (\d+) answered by v(\d+), (\d+) answered by v(\d+), 0 failed", stdout
+        )
+        assert line, stdout
+        assert (line[3], line[5]) == tuple(sorted((old, new), key=int)), line[0]
+        assert int(line[2]) > 0
+        assert int(line[4]) > 0
+    assert re.search(rf"│ digits +│ digits@production +│ v{new} +│ cpu +│ READY", stdout), stdout
+    assert re.search(rf"now: gRPC +accuracy \d\.\d+ \(\d+/360\), .*answered by v{new}\b", stdout), stdout
 
 
 def test_demo_refuses_a_work_dir_that_is_not_empty(tmp_path: Path) -> None:

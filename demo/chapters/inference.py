@@ -1,0 +1,111 @@
+"""Chapter 4, inference: deploy `digits@production`, classify the held-out test images with tritonclient
+over gRPC and REST, then promote the other version while clients keep calling: the deployment
+follows the alias and not one request fails."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from demo.chapter import Chapter, Context
+from demo.runner import DemoError, Runner
+from demo.serving import PROTOCOLS, Callers, Endpoints, Images, Tally, classify, test_split
+
+DEPLOYMENT = "digits"
+TEST_DIR = "held-out"
+WARM_REQUESTS = 50
+"""Requests each caller has answered before the promotion, so they are calling all along."""
+AFTER_SWITCH = 100
+"""Requests the new version answers on each protocol before the callers stop."""
+SWITCH_TIMEOUT_SECONDS = 90.0
+"""How long the deployment may take to follow the alias (it checks every 2 s, then loads and warms up)."""
+
+
+def run(context: Context) -> None:
+    runner = context.runner
+    model = context.refs.get("model", "digits@production")
+    dataset = context.refs.get("dataset", "digits@v2")
+    runner.step(f"Deploy {model} on the CPU; a deployment of an alias follows the alias")
+    runner.atelier("serve", "deploy", model, "--name", DEPLOYMENT, "--device", "cpu", "--max-batch-size", "16")
+    serving = _version(runner)
+    registered = runner.quiet_json("models", "show", model)["metrics"]["val_accuracy"]
+    runner.step(f"Pull {dataset} and keep its held-out test split")
+    runner.atelier("data", "pull", dataset, TEST_DIR)
+    images, labels = test_split(context.work_dir / TEST_DIR)
+    endpoints = Endpoints.of(runner.home)
+    runner.info(f"{len(labels)} test images, never trained on; gRPC at {endpoints.grpc}, REST at {endpoints.http}")
+    runner.step("Classify each test image in its own request with tritonclient, over gRPC and over REST")
+    for protocol in PROTOCOLS:
+        measured = classify(protocol, endpoints, DEPLOYMENT, images, labels)
+        runner.info(measured.describe())
+        if abs(measured.accuracy - registered) > 1.5 / len(labels) or measured.versions != {serving}:
+            raise DemoError(f"v{serving} should score the registered {registered:.3f}: {measured.describe()}")
+    runner.ok(f"the served model scores what the registry recorded for v{serving}: val_accuracy {registered:.3f}")
+    other = context.refs.get("model.other", "")
+    if not other:
+        raise DemoError("no other registered version of the model to promote")
+    switch(runner, endpoints, images, _short(other), serving)
+    measured = classify("gRPC", endpoints, DEPLOYMENT, images, labels)
+    runner.info(f"now: {measured.describe()}")
+    context.refs["deployment"] = DEPLOYMENT
+
+
+def switch(runner: Runner, endpoints: Endpoints, images: Images, other: str, serving: str) -> None:
+    """Promote `other` to production while a gRPC and a REST caller keep sending requests."""
+    target = other.rpartition("@v")[2]
+    runner.step(f"Promote {other} to production by hand (no gate: a rollback, say) while clients keep calling")
+    with Callers(endpoints, DEPLOYMENT, images) as callers:
+        if not callers.wait_until(lambda t: all(t.count(p) >= WARM_REQUESTS for p in PROTOCOLS), 60):
+            raise DemoError(f"the callers did not get going: {'; '.join(_summary(callers.tally))}")
+        runner.atelier("models", "promote", other, "production")
+        runner.info("the deployment checks its alias every 2 s, loads the new version and warms it up,")
+        runner.info("then sends new requests to it while the old one finishes what it holds")
+        moved = callers.wait_until(
+            lambda t: all(t.count(p, target) >= AFTER_SWITCH for p in PROTOCOLS), SWITCH_TIMEOUT_SECONDS
+        )
+    tally = callers.tally
+    if tally.failures:
+        raise DemoError(f"{len(tally.failures)} requests failed during the switch, e.g. {tally.failures[0]}")
+    if not moved:
+        raise DemoError(f"no switch to v{target} within {SWITCH_TIMEOUT_SECONDS:.0f}s: {'; '.join(_summary(tally))}")
+    runner.atelier("serve", "ls")
+    if _version(runner) != target:
+        raise DemoError(f"`atelier serve show {DEPLOYMENT}` does not name v{target}")
+    total = sum(tally.answered.values())
+    runner.ok(f"switched from v{serving} to v{target} while both clients called: 0 of {total} requests failed")
+    for line in _summary(tally):
+        runner.info(f"  {line}")
+
+
+def _version(runner: Runner) -> str:
+    """The registry version number the deployment serves now."""
+    deployed = runner.quiet_json("serve", "show", DEPLOYMENT)
+    if deployed.get("state") != "DEPLOYMENT_STATE_READY":
+        raise DemoError(f"deployment {DEPLOYMENT} is {deployed.get('state')}: {deployed.get('stateReason', '')}")
+    return str(deployed["modelVersion"]).rpartition("/v")[2]
+
+
+def _summary(tally: Tally) -> list[str]:
+    """A line per protocol: requests sent, and how many each version answered (oldest version first)."""
+    with tally.lock:
+        answered = dict(tally.answered)
+        failed = Counter(failure.partition(":")[0] for failure in tally.failures)
+    lines = []
+    for protocol in PROTOCOLS:
+        by_version = sorted(((v, n) for (p, v), n in answered.items() if p == protocol), key=lambda vn: int(vn[0]))
+        which = ", ".join(f"{n} answered by v{v}" for v, n in by_version) or "none answered"
+        sent = sum(n for _, n in by_version) + failed[protocol]
+        lines.append(f"{protocol}: {sent} requests, {which}, {failed[protocol]} failed")
+    return lines
+
+
+def _short(version: str) -> str:
+    """`projects/P/models/M/versions/vN` as `M@vN`."""
+    parts = version.split("/")
+    return f"{parts[3]}@{parts[5]}" if len(parts) == 6 else version
+
+
+CHAPTER = Chapter(
+    title="Inference",
+    summary="Serve the production model, call it with tritonclient (gRPC and REST), switch versions live.",
+    run=run,
+)
