@@ -4,6 +4,8 @@ The head job's start is the earliest time at which, with running jobs ending no 
 times, enough nodes hold enough fitting free cards (the shadow time). Its nodes are reserved: a later job may
 start on them only if its own maximum run time ends before the shadow time, and on other nodes at any time,
 so no backfilled job can delay the head job (Lifka's EASY scheduler; Slurm's sched/backfill works alike).
+
+On a capacity kept across cycles the same answer comes from each node's memoised readiness (see `readiness`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 from atelier.scheduling.capacity import FreeCapacity
 from atelier.scheduling.jobs import RunningJob
+from atelier.scheduling.readiness import NOW, Readiness
 from atelier.scheduling.request import JobRequest
 
 
@@ -28,6 +31,8 @@ class Reservation:
 def reserve(request: JobRequest, capacity: FreeCapacity, now: float) -> tuple[float, list[int]] | None:
     """(shadow time, node ordinals) for a job that does not fit now; None when it would not fit even with every
     running job ended (cards unhealthy, nodes drained). The running jobs are those `capacity` holds."""
+    if capacity.changes is not None:
+        return _reserve_kept(request, capacity, now)
     accepted = set(capacity.kinds_for(request.cards))
     gpus, want = request.gpus_per_node, request.nodes
     extra_cards: dict[int, int] = {}
@@ -67,6 +72,26 @@ def reserve(request: JobRequest, capacity: FreeCapacity, now: float) -> tuple[fl
             end = now if job.stopping else max(job.expected_end, now)
             return end, _best(ready, capacity, want)
     return None
+
+
+def _reserve_kept(request: JobRequest, capacity: FreeCapacity, now: float) -> tuple[float, list[int]] | None:
+    """`reserve` from the nodes' memoised readiness: the same shadow time and nodes."""
+    readiness = capacity.readiness.get(request.shape)
+    if readiness is None:
+        if len(capacity.readiness) >= 1024:
+            capacity.readiness.clear()
+        readiness = capacity.readiness[request.shape] = Readiness(request, capacity, _possible(request, capacity))
+    else:
+        readiness.update(capacity)
+    found = readiness.shadow(request.nodes)
+    if found is None:
+        return None
+    moment, ready = found
+    if moment == NOW:
+        return now, _best(set(ready), capacity, request.nodes)
+    job = capacity.running[moment[1]]
+    end = now if job.stopping else max(job.expected_end, now)
+    return end, _best(set(ready), capacity, request.nodes)
 
 
 def _possible(request: JobRequest, capacity: FreeCapacity) -> frozenset[int]:

@@ -6,7 +6,8 @@ with at least G free cards of those kinds, least scarce kind and tightest fit fi
 are rare and are scanned. Unhealthy cards and cards in MIG mode are never free (whole-card jobs only).
 
 It also counts the cards held per (card filter, kind), which tells best fit how much of a kind jobs that could
-use little else are holding (see `contention`).
+use little else are holding (see `contention`). A capacity `kept` across cycles (the simulator's) also logs which
+nodes changed and keeps each node's running jobs in end order, for backfill's memo (see `readiness`).
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ from collections.abc import Iterable, Sequence
 
 from atelier.scheduling.inventory import CardKind, Node
 from atelier.scheduling.jobs import RunningJob
+from atelier.scheduling.readiness import Readiness
 from atelier.scheduling.request import CardFilter
 
 
 class FreeCapacity:
     """The free cards, CPUs and host memory of every schedulable node, with the bucket index.
 
-    Nodes are addressed by ordinal (position in `nodes`); `ordinal` maps names to them.
+    Nodes are addressed by ordinal (position in `nodes`); `ordinal` maps names to them. `kept`: the caller keeps
+    this capacity across cycles (the simulator), so backfill memoises each node's readiness (see `readiness`);
+    it would not pay off within one cycle.
     """
 
-    def __init__(self, nodes: Sequence[Node]) -> None:
+    def __init__(self, nodes: Sequence[Node], *, kept: bool = False) -> None:
         self.nodes: list[Node] = [node for node in nodes if node.schedulable]
         self.ordinal: dict[str, int] = {node.name: i for i, node in enumerate(self.nodes)}
         self.usable: list[frozenset[int]] = [
@@ -48,6 +52,12 @@ class FreeCapacity:
         self._kinds_for: dict[CardFilter, tuple[CardKind, ...]] = {}
         self.could_hold: dict[int, frozenset[int]] = {}
         """Gang shape -> the nodes with enough usable cards for one gang member (backfill's memo)."""
+        self.changes: list[int] | None = [] if kept else None
+        """Kept capacity: the ordinal of the node of every take and release, in order."""
+        self.ending_on: list[list[tuple[float, str]]] = [[] for _ in self.nodes] if kept else []
+        """Kept capacity: per node, (when its cards come free at the latest, job id) of the running jobs on it."""
+        self.readiness: dict[int, Readiness] = {}
+        """Kept capacity: request shape -> when each node could hold one gang member (backfill's memo)."""
         for i, node in enumerate(self.nodes):
             kind = self.kind_of[i]
             if kind is None:
@@ -106,7 +116,11 @@ class FreeCapacity:
         request = job.request
         if job.job_id not in self.running:
             self.running[job.job_id] = job
-            insort(self.ending, (_frees_at(job), job.job_id))
+            key = (_frees_at(job), job.job_id)
+            insort(self.ending, key)
+            if self.changes is not None:
+                for held_on in self._ordinals(job):
+                    insort(self.ending_on[held_on], key)
         for assignment in job.placement.assignments:
             ordinal = self.ordinal.get(assignment.node)
             if ordinal is not None:
@@ -120,9 +134,10 @@ class FreeCapacity:
         held = self.running.pop(job.job_id, None)
         if held is not None:
             key = (_frees_at(held), held.job_id)
-            at = bisect_left(self.ending, key)
-            if at < len(self.ending) and self.ending[at] == key:
-                del self.ending[at]
+            _discard(self.ending, key)
+            if self.changes is not None:
+                for held_on in self._ordinals(held):
+                    _discard(self.ending_on[held_on], key)
         for assignment in job.placement.assignments:
             ordinal = self.ordinal.get(assignment.node)
             if ordinal is not None:
@@ -149,6 +164,8 @@ class FreeCapacity:
         self._moved(ordinal, before, len(free))
         self.cpus[ordinal] -= cpus
         self.memory[ordinal] -= memory
+        if self.changes is not None:
+            self.changes.append(ordinal)
 
     def release(
         self, ordinal: int, cards: Iterable[int], cpus: float, memory: int, cards_filter: CardFilter | None = None
@@ -169,6 +186,13 @@ class FreeCapacity:
         self._moved(ordinal, before, len(free))
         self.cpus[ordinal] += cpus
         self.memory[ordinal] += memory
+        if self.changes is not None:
+            self.changes.append(ordinal)
+
+    def _ordinals(self, job: RunningJob) -> set[int]:
+        """The ordinals of the known nodes a job holds cards on."""
+        found = (self.ordinal.get(a.node) for a in job.placement.assignments)
+        return {ordinal for ordinal in found if ordinal is not None}
 
     def _count(self, kind: CardKind, freed: int, cards_filter: CardFilter | None) -> None:
         """`freed` cards of a kind came free (negative: were taken) from or for a job with `cards_filter`."""
@@ -195,6 +219,12 @@ class FreeCapacity:
             else:
                 for count in range(after + 1, before + 1):
                     at_least[count] -= 1
+
+
+def _discard(ordered: list[tuple[float, str]], key: tuple[float, str]) -> None:
+    at = bisect_left(ordered, key)
+    if at < len(ordered) and ordered[at] == key:
+        del ordered[at]
 
 
 def _frees_at(job: RunningJob) -> float:

@@ -128,6 +128,13 @@ class _Cycle:
         self.victims: set[str] = set()
         self.failed_preemption: set[object] = set()
         self.preemptors = 0
+        self.preempt_after: dict[str, float] = {
+            name: cls.preempt_after_s
+            for name, cls in config.classes.items()
+            if config.preemption and cls.preempt_after_s is not None
+        }
+        """Per class that may preempt: how long its jobs wait before they do (the quick test before trying)."""
+        self.would_delay = ""
 
     def run(self) -> Decisions:
         for job in self.queue.ordered(self.now, self.config, self.fair_share):
@@ -151,11 +158,15 @@ class _Cycle:
         reservation = self.reservation
         short = reservation is not None and self.now + job.max_runtime_s <= reservation.start_time
         exclude = self.reserved if reservation is not None and not short else frozenset()
-        choice = self._place(job, exclude)
-        if choice is not None:
-            self._start(job, choice)
-            return
-        if self._try_preemption(job):
+        # Most jobs of a deep queue have a gang shape already counted out: no placement to try.
+        gang = job.gang
+        if gang not in self.dead and not (exclude and gang in self.gangs_off_reserved):
+            choice = self._place(job, exclude)
+            if choice is not None:
+                self._start(job, choice)
+                return
+        bound = self.preempt_after.get(job.priority_class)
+        if bound is not None and self.now - job.submit_time >= bound and self._try_preemption(job):
             return
         if reservation is None and self.config.backfill:
             self._reserve(job)
@@ -163,16 +174,15 @@ class _Cycle:
             self.blocked_by = job.job_id
             waiting[job.job_id] = "waiting: resources (first in line)"
         elif exclude and reservation is not None:
-            waiting[job.job_id] = f"waiting: resources (would delay the start reserved for {reservation.job_id})"
+            waiting[job.job_id] = self.would_delay
         else:
             waiting[job.job_id] = "waiting: resources"
 
     def _place(self, job: JobRequest, exclude: frozenset[int]) -> Choice | None:
         """The strategy's placement, unless a job of the same gang shape asking no more CPUs and host memory did
-        not fit (capacity only shrinks within a cycle), or the whole gang shape does not fit."""
+        not fit (capacity only shrinks within a cycle), or the whole gang shape does not fit (the caller checks
+        `dead` and `gangs_off_reserved` first)."""
         gang = job.gang
-        if gang in self.dead or (exclude and gang in self.gangs_off_reserved):
-            return None
         failed = (self.failed_off_reserved if exclude else self.failed).setdefault(gang, [])
         cpus, memory = job.cpus_per_node, job.memory_bytes_per_node
         for failed_cpus, failed_memory in failed:
@@ -233,6 +243,7 @@ class _Cycle:
         names = tuple(self.capacity.nodes[o].name for o in ordinals)
         self.reservation = Reservation(job.job_id, start, names)
         self.reserved = frozenset(ordinals)
+        self.would_delay = f"waiting: resources (would delay the start reserved for {job.job_id})"
         self.decisions.reservations.append(self.reservation)
         self.decisions.waiting[job.job_id] = f"reserved: starts by t={start:.0f} on {', '.join(names)}"
 

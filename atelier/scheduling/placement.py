@@ -190,9 +190,11 @@ class FirstFit:
         if not could_fit_in_total(request, capacity):
             return None
         gpus = request.gpus_per_node
-        accepted = set(capacity.kinds_for(request.cards))
+        kinds = capacity.kinds_for(request.cards)
+        accepted = set(kinds)
         choice: Choice = []
-        for ordinal, free in enumerate(capacity.free):
+        for ordinal in _in_inventory_order(capacity, kinds, gpus):
+            free = capacity.free[ordinal]
             if len(free) < gpus or ordinal in exclude:
                 continue
             kind = capacity.kind_of[ordinal]
@@ -209,3 +211,22 @@ class FirstFit:
                 if len(choice) == request.nodes:
                     return choice
         return None
+
+
+def _in_inventory_order(capacity: FreeCapacity, kinds: Sequence[CardKind], gpus: int) -> Sequence[int]:
+    """The ordinals of the nodes that may have `gpus` free cards of `kinds`, in inventory order: from the bucket
+    index when it names few nodes (a busy cluster), else all of them (the caller checks each node anyway)."""
+    few = len(capacity.mixed)
+    for kind in kinds:
+        at_least = capacity.at_least.get(kind)
+        if at_least is not None and gpus < len(at_least):
+            few += at_least[gpus]
+    if few > 64:
+        return range(len(capacity.free))
+    found = list(capacity.mixed)
+    for kind in kinds:
+        buckets = capacity.buckets.get(kind, [])
+        for count in range(gpus, len(buckets)):
+            found.extend(buckets[count])
+    found.sort()
+    return found

@@ -78,7 +78,7 @@ class _Simulation:
             j.request.job_id: JobOutcome(j.request.job_id, j.request.project, j.request.gpus, j.request.submit_time)
             for j in self.trace
         }
-        self.capacity = FreeCapacity(self.nodes)
+        self.capacity = FreeCapacity(self.nodes, kept=True)
         self.queue = JobQueue()
         self.running: dict[str, RunningJob] = {}
         self.ends: list[tuple[float, str, int]] = []  # (end time, job id, attempt)
