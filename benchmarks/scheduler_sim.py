@@ -7,6 +7,10 @@ trace replicated with each copy shifted by the compressed span, under each of th
 times; it reports the median wall and CPU (`time.process_time`) seconds and the machine's load average.
 
     .venv/bin/python benchmarks/scheduler_sim.py [--load 1.0] [--max-duration-h 24] [--jobs 80000] [--repeat 3]
+        [--policy all|atelier|fifo|backfill] [--no-comparison]
+
+`--policy` replays one policy only (to run the three long replays as separate processes); `--no-comparison`
+skips the one-copy comparison table. Each long replay also prints its figures (JCT, queueing, makespan, ...).
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ from atelier.scheduling.sim import (
 from atelier.scheduling.sim.trace import span
 
 ALIBABA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alibaba-gpu-v2023"
+POLICIES = {
+    "atelier": ("atelier", PolicyConfig()),
+    "fifo": ("fifo + first fit", fifo_first_fit()),
+    "backfill": ("priority + backfill, first fit", priority_backfill_first_fit()),
+}
 
 
 def main() -> None:
@@ -43,6 +52,8 @@ def main() -> None:
     parser.add_argument("--max-duration-h", type=float, default=24.0)
     parser.add_argument("--jobs", type=int, default=80_000, help="jobs in the long replay (0: skip it)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each long replay (the median is shown)")
+    parser.add_argument("--policy", choices=("all", *POLICIES), default="all", help="the policies to replay")
+    parser.add_argument("--no-comparison", action="store_true", help="skip the one-copy comparison")
     args = parser.parse_args()
     nodes = read_alibaba_nodes(args.data)
     gpus = sum(len(n.cards) for n in nodes)
@@ -52,20 +63,16 @@ def main() -> None:
     scale = work / (args.load * gpus * span(raw))
     trace = read_alibaba_pods(args.data, max_duration_s=cut, time_scale=scale)
     print(f"{len(nodes)} nodes, {gpus} GPUs; {len(trace)} GPU jobs, arrivals compressed x{1 / scale:.0f}\n")
-    configs = [
-        ("atelier", PolicyConfig()),
-        ("fifo + first fit", fifo_first_fit()),
-        ("priority + backfill, first fit", priority_backfill_first_fit()),
-    ]
-    results = [metrics(run_simulation(nodes, trace, config, name=name)) for name, config in configs]
-    Console().print(render_comparison(results, title="Alibaba openb trace"))
-    print(comparison_markdown(results))
-    print("\nShares under Atelier:\n" + shares_markdown(results[0]))
+    configs = [POLICIES[p] for p in POLICIES if args.policy in ("all", p)]
+    if not args.no_comparison:
+        results = [metrics(run_simulation(nodes, trace, config, name=name)) for name, config in configs]
+        Console().print(render_comparison(results, title="Alibaba openb trace"))
+        print(comparison_markdown(results))
+        print("\nShares:\n" + shares_markdown(results[0]))
     if args.jobs:
         copies = math.ceil(args.jobs / len(trace))
         big = replicate(trace, copies, span(trace))[: args.jobs]
-        print("\n| replay | policy | jobs | cycles | wall s | CPU s | target s | met (CPU) | load |")
-        print("|---|---|---:|---:|---:|---:|---:|---|---:|")
+        rows, figures = [], []
         for name, config in configs:
             walls, cpus = [], []
             for _ in range(args.repeat):
@@ -74,10 +81,17 @@ def main() -> None:
                 cpus.append(time.process_time() - started)
                 walls.append(result.wall_s)
             cpu = statistics.median(cpus)
-            print(
+            figures.append(metrics(result))
+            rows.append(
                 f"| Alibaba x{copies} | {name} | {len(big):,} | {result.cycles:,} | {statistics.median(walls):.1f} | "
                 f"{cpu:.1f} | 120 | {'yes' if cpu < 120 else 'no'} | {os.getloadavg()[0]:.1f} |"
             )
+        print(f"\n{len(big):,} jobs:\n" + comparison_markdown(figures))
+        for figure in figures:
+            print(f"\nShares, {figure.name}:\n" + shares_markdown(figure))
+        print("\n| replay | policy | jobs | cycles | wall s | CPU s | target s | met (CPU) | load |")
+        print("|---|---|---:|---:|---:|---:|---:|---|---:|")
+        print("\n".join(rows))
 
 
 if __name__ == "__main__":
