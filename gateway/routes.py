@@ -90,7 +90,10 @@ async def call(
         address, _ = settings.upstreams.channel(binding.service)
     except AtelierError as error:
         return error_response(error)
-    metadata = (("x-request-id", str(request.state.request_id)),)
+    metadata: tuple[tuple[str, str], ...] = (("x-request-id", str(request.state.request_id)),)
+    credentials = request.headers.get("authorization")
+    if credentials:  # the services check it; the gateway holds no opinion of its own
+        metadata = (*metadata, ("authorization", credentials))
     response_type = binding.response_class()
     upstreams = settings.upstreams
     try:

@@ -14,12 +14,15 @@ from collections.abc import Callable, Iterator, Sequence
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from atelier.runtime.auth import validate_mode
 from atelier.runtime.metrics import RpcMetrics, serve_metrics, service_registry
 from atelier.runtime.tracing import configure_tracing, shutdown_tracing
-from atelier.stack.addresses import write_address_file
+from atelier.stack.addresses import address_file, write_address_file
 from gateway.app import create_app
 from gateway.frontdoor import FrontDoor, LocalService
-from gateway.frontdoor.routing import owner_of
+from gateway.frontdoor.routing import owner_of, stack_services
+from gateway.iam.server import build as build_iam
+from gateway.iam.settings import IamSettings
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstreams
 
@@ -44,14 +47,40 @@ def front_door(
         settings.host,
         settings.port,
         local_services=local_services,
+        # The stack's services, and the IAM service the gateway runs itself.
+        backends=[*stack_services(), "iam"],
         health_timeout=settings.health_timeout_seconds,
         shutdown_grace=settings.shutdown_grace_seconds,
         metrics=RpcMetrics(registry) if registry is not None else None,
     )
 
 
+def iam_settings(settings: GatewaySettings) -> IamSettings:
+    """The IAM service the gateway runs beside its front door: on loopback, reached through the front
+    door, with access control on whenever the gateway's own interface needs it."""
+    auth = "on" if validate_mode(os.environ.get("ATELIER_AUTH", "auto"), settings.host) else "off"
+    return IamSettings(
+        home=settings.home,
+        host="127.0.0.1",
+        port=settings.iam_port,
+        metrics_port=-1,
+        auth=auth,
+        address_file=address_file(settings.home, "iam"),
+    )
+
+
 async def serve(settings: GatewaySettings, door: FrontDoor | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; the address file is written once both listen."""
+    """Serve until SIGINT/SIGTERM; the address file is written once both listen. The IAM service (the
+    gateway owns identities) runs in the same process and is reached through the front door."""
+    iam = build_iam(iam_settings(settings))
+    await iam.start()
+    try:
+        await _serve(settings, door)
+    finally:
+        await iam.stop()
+
+
+async def _serve(settings: GatewaySettings, door: FrontDoor | None = None) -> None:
     registry = service_registry()
     door = door or front_door(settings, registry=registry)
     stop = asyncio.Event()

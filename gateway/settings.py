@@ -18,6 +18,9 @@ class GatewaySettings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(0, ge=0, le=65535, description="Port of the gRPC front door; 0 picks a free one.")
+    iam_port: int = Field(
+        0, ge=0, le=65535, description="Port of the IAM service on 127.0.0.1 (reached through the front door)."
+    )
     http_port: int = Field(0, ge=0, le=65535, description="Port of the REST gateway; 0 picks a free one.")
     metrics_port: int = Field(
         0, ge=-1, le=65535, description="Port of the Prometheus /metrics endpoint; 0 picks a free one, -1 turns it off."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,11 @@ def test_errors_keep_their_status_details(door: str, stack: Stack) -> None:
     assert error.reason_name == "NOT_FOUND"
 
 
-def test_the_deadline_and_metadata_reach_the_service(serve: Any, stack: Stack, open_door: OpenDoor) -> None:
+def test_the_deadline_and_metadata_reach_the_service(
+    serve: Any, stack: Stack, open_door: OpenDoor, spans: InMemorySpanExporter
+) -> None:
+    # `spans` makes sure a recording tracer provider exists whatever ran before in this process: without
+    # one the front door's span would not record, and the caller's span would be the service's parent.
     scheduler = RecordingScheduler()
     serve(lambda: scheduler)
     door = open_door({**stack.addresses, "scheduler": scheduler.address})
@@ -279,10 +284,18 @@ def test_the_front_door_counts_its_calls_as_every_service_does(stack: Stack, ope
         with pytest.raises(grpc.RpcError):
             stub.GetProject(data_rpc.GetProjectRequest(name="projects/nowhere"), timeout=10)
     labels = {"grpc_type": "unary", "grpc_service": "atelier.data.v1.DataService"}
-    ok = registry.get_sample_value(
-        "grpc_server_handled_total", {**labels, "grpc_method": "ListProjects", "grpc_code": "OK"}
-    )
-    missing = registry.get_sample_value(
-        "grpc_server_handled_total", {**labels, "grpc_method": "GetProject", "grpc_code": "NOT_FOUND"}
-    )
-    assert (ok, missing) == (1.0, 1.0)
+
+    def counted() -> tuple[float | None, float | None]:
+        ok = registry.get_sample_value(
+            "grpc_server_handled_total", {**labels, "grpc_method": "ListProjects", "grpc_code": "OK"}
+        )
+        missing = registry.get_sample_value(
+            "grpc_server_handled_total", {**labels, "grpc_method": "GetProject", "grpc_code": "NOT_FOUND"}
+        )
+        return ok, missing
+
+    # A failed call is counted as its handler ends, which may be just after the caller saw the error.
+    deadline = time.monotonic() + 5
+    while counted() != (1.0, 1.0) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert counted() == (1.0, 1.0)
