@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from atelier.client.credentials import credentials_path
 from atelier.runtime.settings import atelier_home
 from atelier.stack import local, prometheus
 from atelier.stack.local import Health, ServiceStatus
@@ -41,6 +42,14 @@ def up(
     with_prometheus: Annotated[
         bool, typer.Option("--with-prometheus", help="Also start Prometheus, scraping every service.")
     ] = False,
+    auth: Annotated[
+        bool,
+        typer.Option(
+            "--auth",
+            help="Access control on: every call needs a token (the first admin's is written to "
+            "$ATELIER_HOME/credentials).",
+        ),
+    ] = False,
 ) -> None:
     """Start the local stack, one process per service, and wait until every service is serving."""
     console = Console(highlight=False)
@@ -52,12 +61,32 @@ def up(
         for service in statuses:
             where = f"http://{service.address}" if service.name == PROMETHEUS.name else service.address
             console.print(f"[green]✓[/green] {service.name:<12} {where}")
+        if auth:
+            console.print(
+                f"access control on: the admin's token is in {credentials_path()}; add people with "
+                "`atelier iam users create` and `atelier iam members add`",
+                markup=False,
+            )
+        else:
+            console.print(
+                "access control off (ATELIER_AUTH=off, allowed because the stack listens on 127.0.0.1 only): "
+                "anyone on this machine can call it; `atelier up --auth` turns it on",
+                markup=False,
+            )
         if detach:
             console.print(f"stack running in {atelier_home()}; stop it with `atelier down`", markup=False)
         else:
             console.print("stack running; press Ctrl-C to stop it")
 
-    local.up(atelier_home(), base_port=base_port, services=services, detach=detach, timeout=timeout, on_ready=ready)
+    local.up(
+        atelier_home(),
+        base_port=base_port,
+        services=services,
+        detach=detach,
+        timeout=timeout,
+        on_ready=ready,
+        auth=auth,
+    )
     if not detach:
         console.print("stack stopped")
 

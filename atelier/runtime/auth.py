@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -94,6 +95,14 @@ def acting_as(claimed: str) -> str:
 
 Authenticate = Callable[[str], Awaitable[Identity]]
 Lookup = Callable[[str], Awaitable[str]]
+
+
+TOKEN_PREFIX = "atl_"
+
+
+def new_secret() -> str:
+    """A fresh token secret: `atl_<16 hex: the token's id>_<43 characters: 32 random bytes>`."""
+    return f"{TOKEN_PREFIX}{secrets.token_hex(8)}_{secrets.token_urlsafe(32)}"
 
 
 def bearer(header: str | None) -> str:

@@ -29,6 +29,7 @@ from atelier.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from atelier.stack import prometheus
 from atelier.stack.addresses import PublishedAddress, address_file, read_address_file, write_address_file
 from atelier.stack.http import http_ready
+from atelier.stack.identities import auth_env, issue_service_tokens, service_tokens_file
 from atelier.stack.processes import POLL_SECONDS, ProcessRecord, StopSignal, send, signals, terminate
 from atelier.stack.records import (
     StackRecord,
@@ -111,12 +112,14 @@ def up(
     detach: bool = True,
     timeout: float = 60.0,
     on_ready: Callable[[list[ServiceStatus]], None] | None = None,
+    auth: bool = False,
 ) -> list[ServiceStatus]:
     """Start the stack in `home` and wait until every service is serving.
 
     With `detach` return then, leaving the services running; without it call `on_ready`, stay until
     SIGINT or SIGTERM and stop the services. Fails, stopping whatever it started, when a service exits
     early or is not serving within `timeout` seconds, and refuses when a stack already runs in `home`.
+    With `auth`, every call needs a token (see `atelier/stack/identities.py`).
     """
     _check_ports(base_port, services)
     home = home.absolute()
@@ -126,7 +129,8 @@ def up(
         with startup_lock(home):
             refuse_running(home, services)
             remove_run_files(home, services)
-            started = _start_all(home, base_port, services, supervisor, timeout)
+            tokens = issue_service_tokens(home, services) if auth else None
+            started = _start_all(home, base_port, services, supervisor, timeout, tokens)
         stop.interrupt = False
         try:
             statuses = status(home, services)
@@ -155,6 +159,7 @@ def down(home: Path, services: Sequence[StackService] = SERVICES) -> dict[str, i
     if supervisor is not None and supervisor.pid != os.getpid():
         terminate([supervisor], STOP_GRACE_SECONDS)
     remove_run_files(home, services, extra=record.services)
+    service_tokens_file(home).unlink(missing_ok=True)
     return {name: process.pid for name, process in running.items()}
 
 
@@ -202,6 +207,7 @@ def _start_all(
     services: Sequence[StackService],
     supervisor: ProcessRecord | None,
     timeout: float,
+    tokens: Mapping[str, str] | None = None,
 ) -> list[_Started]:
     """Start the services one after the other, each once the ones before it are serving; on failure
     stop those started."""
@@ -210,7 +216,7 @@ def _start_all(
     addresses: dict[str, str] = {}
     try:
         for service in services:
-            started.append(_spawn(service, home, base_port, addresses))
+            started.append(_spawn(service, home, base_port, {**addresses, **auth_env(service, home, tokens)}))
             _write_stack(home, supervisor, started)
             addresses[service.env_var("address")] = _wait_serving(home, started[-1], deadline, timeout)
             published = read_address_file(address_file(home, service.name))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from atelier.errors import Unauthenticated
-from atelier.runtime.auth import Identity
+from atelier.runtime.auth import TOKEN_PREFIX, Identity
 from gateway.iam.oidc import OidcVerifier, looks_like_jwt
 from gateway.iam.principals import Principals
-from gateway.iam.tokens import PREFIX, Tokens
+from gateway.iam.tokens import Tokens
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Identifier:
         self.oidc = oidc
 
     def identify(self, secret: str) -> Identified:
-        if self.oidc is not None and not secret.startswith(PREFIX) and looks_like_jwt(secret):
+        if self.oidc is not None and not secret.startswith(TOKEN_PREFIX) and looks_like_jwt(secret):
             user = self.oidc.verify(secret)
             identity = Identity(
                 principal=user.principal.name,

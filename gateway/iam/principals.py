@@ -166,9 +166,12 @@ class Principals:
             session.add(row)
             return Principal.of(row)
 
-    def count(self) -> int:
+    def count(self, kind: int = 0) -> int:
+        query = select(sa.func.count()).select_from(PrincipalRow)
+        if kind:
+            query = query.where(PrincipalRow.kind == kind)
         with transaction(self.engine) as session:
-            return int(session.exec(select(sa.func.count()).select_from(PrincipalRow)).one())  # type: ignore[call-overload]
+            return int(session.exec(query).one())  # type: ignore[call-overload]
 
     def set_member(self, project: str, principal: str, role: int, create: bool) -> Member:
         """Give `principal` `role` in `project`; `create` refuses an existing member, else one must exist."""

@@ -8,12 +8,14 @@ tokens against its own tables rather than over the network.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
 from pathlib import Path
 
 from atelier.client.credentials import credentials_path, write_credentials
+from atelier.errors import InvalidArgument, NotFound
 from atelier.iam.v1 import iam_service_pb2, iam_service_pb2_grpc, resources_pb2
 from atelier.runtime.auth import AuditRecord, Authorizer, Identity, IdentityCache
 from atelier.runtime.database import create_engine, default_url, migrate
@@ -21,7 +23,7 @@ from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost, ser
 from gateway.iam.audit import AuditEvent, AuditLog
 from gateway.iam.identify import Identifier
 from gateway.iam.oidc import OidcVerifier
-from gateway.iam.principals import Principals
+from gateway.iam.principals import CLUSTER_ROLE_NAMES, Principals
 from gateway.iam.servicer import IamServicer
 from gateway.iam.settings import IamSettings
 from gateway.iam.tokens import Tokens
@@ -45,9 +47,32 @@ def token_key(settings: IamSettings) -> bytes:
     return key
 
 
+def service_tokens(settings: IamSettings, principals: Principals, tokens: Tokens) -> None:
+    """Keep the service accounts and tokens a local stack's starter made for its services."""
+    if not settings.service_tokens_file:
+        return
+    try:
+        wanted = json.loads(Path(settings.service_tokens_file).read_text())
+    except (OSError, ValueError) as error:
+        raise InvalidArgument(f"cannot read {settings.service_tokens_file}: {error}") from error
+    for account, given in wanted.items():
+        role = CLUSTER_ROLE_NAMES.get(given.get("role", "service"))
+        if role is None:
+            raise InvalidArgument(
+                f"{settings.service_tokens_file}: {account} has an unknown role {given.get('role')!r}"
+            )
+        name = f"serviceAccounts/{account}"
+        try:
+            principals.get(name)
+        except NotFound:
+            principals.create(Kind.PRINCIPAL_KIND_SERVICE_ACCOUNT, account, "local stack service", [role])
+        tokens.register(name, str(given["secret"]), "atelier up")
+
+
 def bootstrap(settings: IamSettings, principals: Principals, tokens: Tokens) -> None:
     """On an empty directory, create the first cluster admin and write its token for the CLI."""
-    if not settings.bootstrap_admin or principals.count():
+    service_tokens(settings, principals, tokens)
+    if not settings.bootstrap_admin or principals.count(Kind.PRINCIPAL_KIND_USER):
         return
     admin = principals.create(
         Kind.PRINCIPAL_KIND_USER,

@@ -30,6 +30,11 @@ class IamSettings(ServiceSettings):
         "preferred_username", description="The claim naming the user (`email` uses its local part)."
     )
     oidc_create_users: bool = Field(True, description="Create unknown OIDC users (with no roles) on first sight.")
+    service_tokens_file: str = Field(
+        "",
+        description="JSON {account: {secret, role}} of service accounts to keep with these tokens (what `atelier up "
+        "--auth` hands its services); earlier tokens they were given this way are revoked.",
+    )
     bootstrap_credentials_file: str = Field(
         "",
         description="Where the first admin's token is written (mode 0600); default $ATELIER_HOME/credentials.",

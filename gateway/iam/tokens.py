@@ -8,7 +8,6 @@ database, so a copy of the tables alone cannot be used to test guesses.
 from __future__ import annotations
 
 import hmac
-import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -19,13 +18,14 @@ from sqlmodel import select
 from atelier.errors import InvalidArgument, NotFound, Unauthenticated
 from atelier.iam.v1 import resources_pb2
 from atelier.names import parse_name, validate_id
+from atelier.runtime.auth import TOKEN_PREFIX as PREFIX
+from atelier.runtime.auth import new_secret
 from atelier.runtime.database import transaction
 from atelier.runtime.timestamps import utc
 from gateway.iam.principals import Principal, parse_principal, principal_name
 from gateway.iam.tables import MemberRow, PrincipalRow, TokenRow
 
 Role = resources_pb2.Role
-PREFIX = "atl_"
 LAST_USE_RESOLUTION = timedelta(minutes=1)
 MAX_SCOPED_LIFETIME = timedelta(days=30)
 
@@ -112,8 +112,40 @@ class Tokens:
             scope_role = scope_role or Role.ROLE_MEMBER
         elif scope_role:
             raise InvalidArgument("token.scope_role needs token.scope_project", metadata={"field": "token.scope_role"})
-        token_id = secrets.token_hex(8)
-        secret = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+        secret = new_secret()
+        return self._store(
+            kind, principal_id, parent, secret, display_name, now, expire_time, scope_project, scope_role
+        )
+
+    def register(self, parent: str, secret: str, display_name: str) -> Token:
+        """Keep a secret made elsewhere (`atelier up` hands each service of the local stack its own) as a
+        token of `parent`, revoking that principal's earlier tokens of the same display name."""
+        kind, principal_id = parse_principal(parent, "parent")
+        if not _token_id(secret):
+            raise InvalidArgument("a registered secret must read atl_<16 hex>_<random>")
+        now = datetime.now(UTC)
+        with transaction(self.engine) as session:
+            query = select(TokenRow).where(TokenRow.principal_id == principal_id, TokenRow.display_name == display_name)
+            for old in session.exec(query):
+                if old.revoke_time is None:
+                    old.revoke_time = now
+                    session.add(old)
+        token, _ = self._store(kind, principal_id, parent, secret, display_name, now, None, "", 0)
+        return token
+
+    def _store(
+        self,
+        kind: int,
+        principal_id: str,
+        parent: str,
+        secret: str,
+        display_name: str,
+        now: datetime,
+        expire_time: datetime | None,
+        scope_project: str,
+        scope_role: int,
+    ) -> tuple[Token, str]:
+        token_id = _token_id(secret)
         row = TokenRow(
             id=token_id,
             principal_id=principal_id,
