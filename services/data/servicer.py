@@ -14,6 +14,7 @@ from atelier.data.v1 import data_service_pb2_grpc
 from atelier.data.v1 import resources_pb2 as pb
 from atelier.errors import DataLoss, InvalidArgument
 from atelier.names import parse_name, project_of
+from atelier.runtime.auth import acting_as
 from atelier.runtime.server import BlockingRunner
 from services.data import convert
 from services.data.artifacts import Artifacts
@@ -172,6 +173,7 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
     # Versions -------------------------------------------------------------------------------
 
     async def CreateVersion(self, request: rpc.CreateVersionRequest, context: Context) -> pb.DatasetVersion:
+        request.version.author = acting_as(request.version.author)
         resolved = await self.run(
             create_version,
             self.catalog,
@@ -260,7 +262,7 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
 
     async def CreateTag(self, request: rpc.CreateTagRequest, context: Context) -> pb.Tag:
         row, dataset, number = await self.run(
-            self.tags.create, request.parent, request.tag_id, request.tag.version, request.tag.author
+            self.tags.create, request.parent, request.tag_id, request.tag.version, acting_as(request.tag.author)
         )
         return convert.tag(parse_name(request.parent, DATASET, "parent")["project"], dataset, row, number)
 
@@ -278,7 +280,9 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
     async def UpdateTag(self, request: rpc.UpdateTagRequest, context: Context) -> pb.Tag:
         if request.update_mask.paths and set(request.update_mask.paths) != {"version"}:
             raise InvalidArgument("update_mask of a tag may only name `version`", metadata={"field": "update_mask"})
-        row, dataset, number = await self.run(self.tags.move, request.tag.name, request.tag.version, request.tag.author)
+        row, dataset, number = await self.run(
+            self.tags.move, request.tag.name, request.tag.version, acting_as(request.tag.author)
+        )
         return convert.tag(request.tag.name.split("/")[1], dataset, row, number)
 
     async def DeleteTag(self, request: rpc.DeleteTagRequest, context: Context) -> empty_pb2.Empty:

@@ -70,6 +70,7 @@ def test_an_admin_adds_a_user_who_logs_in_and_works_while_an_outsider_is_refused
     (source / "a.txt").write_text("hello")
     pushed = cli("data", "push", str(source), "notes", "--project", "vision", "--json", home="alice")
     assert pushed["version"]["name"] == "projects/vision/datasets/notes/versions/v1"
+    assert pushed["version"]["author"] == "alice"  # the caller, not the CLI's $USER
 
     mallory = cli("iam", "tokens", "create", "mallory", "--json")["secret"]
     cli("login", "--token", mallory, home="mallory")
