@@ -34,7 +34,7 @@ class Upstreams:
 
     def address(self, service: str) -> str:
         """Where `service` listens: a configured address, else `ATELIER_<SVC>_ADDRESS` or its address file."""
-        return self._configured.get(service) or service_address(service, self._home)
+        return self._configured.get(service) or service_address(service, self._home, via_gateway=False)
 
     def channel(self, service: str) -> tuple[str, grpc.aio.Channel]:
         """The address and channel of a service; `Unavailable` naming it when it has no address."""

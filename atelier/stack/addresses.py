@@ -84,15 +84,24 @@ def pid_alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
-def service_address(name: str, home: Path | None = None) -> str:
-    """The `host:port` of a service: `ATELIER_<NAME>_ADDRESS`, else its address file under the home.
+GATEWAY_VARIABLE = "ATELIER_ADDRESS"
+"""One address for every service: the gateway's gRPC front door."""
 
-    Raises `Unavailable` when neither gives an address, or the process that wrote the file is gone.
+
+def service_address(name: str, home: Path | None = None, via_gateway: bool = True) -> str:
+    """The `host:port` of a service: `ATELIER_<NAME>_ADDRESS`, else the gateway's front door when
+    `ATELIER_ADDRESS` names it (and `via_gateway`: the gateway itself looks past it), else the service's
+    address file under the home.
+
+    Raises `Unavailable` when none gives an address, or the process that wrote the file is gone.
     """
     variable = env_var(name, "address")
     from_env = os.environ.get(variable, "").strip()
     if from_env:
         return from_env
+    gateway = os.environ.get(GATEWAY_VARIABLE, "").strip() if via_gateway else ""
+    if gateway:
+        return gateway
     path = address_file(home or atelier_home(), name)
     published = read_address_file(path)
     hint = f"run `atelier up` or set {variable}"

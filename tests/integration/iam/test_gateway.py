@@ -93,3 +93,37 @@ def test_rest_and_grpc_through_the_gateway_carry_identities_that_the_services_ch
     assert "users/alice is only viewer in project 'vision'" in write.json()["error"]["message"]
     members = httpx.get(f"{base}/projects/vision/members", headers=alice).json()["members"]
     assert [m["principal"] for m in members] == ["users/alice"]
+
+
+def test_the_cli_needs_only_the_gateway_address(
+    serve: Callable[[Callable[[], Any]], str], gateway: tuple[str, str, Path], tmp_path: Path
+) -> None:
+    from services.data.server import build
+    from services.data.settings import DataSettings
+
+    door, _, home = gateway
+    iam_address = json.loads((home / "run" / "iam.json").read_text())["address"]
+    settings = DataSettings(home=home, auth="on", iam_address=iam_address, address_file=home / "run" / "data.json")
+    serve(lambda: build(settings))
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a.txt").write_text("hello")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_")}
+    env.update(
+        {
+            "ATELIER_ADDRESS": door,
+            "ATELIER_HOME": str(tmp_path / "elsewhere"),  # no address files here: only the gateway's address
+            "ATELIER_TOKEN": read_credentials(home / "credentials")["token"],
+        }
+    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "atelier.cli.main", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    assert "users/admin" in cli("whoami").stdout
+    pushed = cli("data", "push", str(source), "notes", "--project", "vision", "--json")
+    assert pushed.returncode == 0, pushed.stderr
+    assert json.loads(pushed.stdout)["version"]["author"] == "admin"
+    assert "a.txt" in cli("data", "ls", "vision/notes").stdout
