@@ -7,8 +7,9 @@ turns the answer (or its status) into JSON.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,16 +17,18 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from starlette.datastructures import URLPath
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
 from atelier.errors import AtelierError, DeadlineExceeded, InvalidArgument
+from gateway import downloads
 from gateway.descriptors import HttpBinding, Streaming
 from gateway.errors import body_of_atelier_error, body_of_rpc_error, error_body, http_status
 from gateway.streaming import stream_response
 from gateway.transcode import build_request
+from gateway.uploads import framing_of, request_messages
 from gateway.upstream import Upstreams, unavailable
 
 TIMEOUT_HEADER = "x-request-timeout"
@@ -78,15 +81,20 @@ async def call(
     binding: HttpBinding, request: Request, path_values: Mapping[str, str], settings: CallSettings
 ) -> Response:
     """Transcode the HTTP request, call the service, transcode the answer."""
-    if binding.streaming in (Streaming.CLIENT, Streaming.BIDI):
+    if binding.streaming is Streaming.BIDI:
         refusal = (
-            f"{binding.rpc_path} is a client-streaming RPC, which the REST gateway does not carry yet; "
-            "call it over gRPC"
+            f"{binding.rpc_path} is a bidirectional stream, which the REST gateway does not carry; call it over gRPC"
         )
         return JSONResponse(error_body(grpc.StatusCode.UNIMPLEMENTED, refusal), status_code=501)
     try:
         timeout = request_timeout(request.headers.get(TIMEOUT_HEADER), settings.default_timeout, settings.max_timeout)
-        message = build_request(binding, path_values, request.query_params.multi_items(), await request.body())
+        raw = binding.streaming is Streaming.SERVER and downloads.wants_bytes(binding, request)
+        query = [(k, v) for k, v in request.query_params.multi_items() if not (raw and (k, v) == downloads.ALT_MEDIA)]
+        if binding.streaming is Streaming.CLIENT:
+            framing_of(request.headers.get("content-type", ""))
+            message = binding.request_class()()
+        else:
+            message = build_request(binding, path_values, query, await request.body())
         address, _ = settings.upstreams.channel(binding.service)
     except AtelierError as error:
         return error_response(error)
@@ -97,17 +105,49 @@ async def call(
     response_type = binding.response_class()
     upstreams = settings.upstreams
     try:
-        if binding.streaming is Streaming.SERVER:
+        if binding.streaming is Streaming.CLIENT:
+            messages = request_messages(
+                binding, path_values, query, request.headers.get("content-type", ""), request.stream()
+            )
+            call_ = upstreams.client_stream(binding.service, binding.rpc_path, response_type, timeout, metadata)
+            answer = await stream_upload(call_, messages)
+        elif raw:
+            return await downloads.download(binding, message, request, upstreams, timeout, metadata)
+        elif binding.streaming is Streaming.SERVER:
             stream = upstreams.server_stream(
                 binding.service, binding.rpc_path, message, response_type, timeout, metadata
             )
             return await stream_response(
                 stream, lambda m: to_json(m, binding.response_body), request.headers.get("accept", ""), {}
             )
-        answer = await upstreams.unary(binding.service, binding.rpc_path, message, response_type, timeout, metadata)
+        else:
+            answer = await upstreams.unary(binding.service, binding.rpc_path, message, response_type, timeout, metadata)
+    except AtelierError as error:
+        return error_response(error)
+    except ClientDisconnect:
+        return Response(status_code=499)
     except grpc.aio.AioRpcError as error:
         return rpc_error_response(binding, address, timeout, error)
     return JSONResponse(to_json(answer, binding.response_body))
+
+
+async def stream_upload(call: grpc.aio.StreamUnaryCall[Message, Message], messages: AsyncIterator[Message]) -> Message:
+    """Write each request message to the call as it arrives, then take its answer. A bad frame or a
+    client gone cancels the call (and raises `InvalidArgument` or `ClientDisconnect`)."""
+    try:
+        async for message in messages:
+            if call.done():
+                break  # the service has answered (an error) before the end of the body
+            await call.write(message)
+        if not call.done():
+            await call.done_writing()
+    except (AtelierError, ClientDisconnect, asyncio.CancelledError):
+        call.cancel()
+        raise
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        pass  # the call ended while writing: its status says why
+    answer: Message = await call
+    return answer
 
 
 def to_json(message: Message, response_body: str = "") -> Any:

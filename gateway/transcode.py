@@ -57,7 +57,7 @@ def build_request(
     if query_items:
         _parse(_query_dict(request.DESCRIPTOR, query_items, binding), request, "query parameters")
     for field_path, value in path_values.items():
-        _set_path_field(request, field_path, value)
+        set_path_field(request, field_path, value)
     return request
 
 
@@ -160,7 +160,7 @@ def query_fields(message: descriptor.Descriptor, prefix: str = "", depth: int = 
     return names
 
 
-def _set_path_field(request: Message, field_path: str, value: str) -> None:
+def set_path_field(request: Message, field_path: str, value: str) -> None:
     target = request
     parts = field_path.split(".")
     for part in parts[:-1]:

@@ -7,6 +7,7 @@ the W3C trace context of the gateway's span.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from opentelemetry import propagate
 
 from atelier.client.channel import MAX_MESSAGE_BYTES
 from atelier.errors import Unavailable
-from atelier.stack.addresses import service_address
+from atelier.stack.addresses import address_file, read_address_file, service_address
+from atelier.stack.services import env_var
 
 _RETRY_CONFIG = (
     '{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.05s",'
@@ -27,14 +29,32 @@ _RETRY_CONFIG = (
 class Upstreams:
     """The services behind the gateway, each reached by a channel opened on first use."""
 
-    def __init__(self, home: Path, addresses: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, home: Path, addresses: Mapping[str, str] | None = None, http_addresses: Mapping[str, str] | None = None
+    ) -> None:
         self._home = home
         self._configured = dict(addresses or {})
+        self._configured_http = dict(http_addresses or {})
         self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
 
     def address(self, service: str) -> str:
         """Where `service` listens: a configured address, else `ATELIER_<SVC>_ADDRESS` or its address file."""
         return self._configured.get(service) or service_address(service, self._home, via_gateway=False)
+
+    def http_address(self, service: str) -> str:
+        """Where `service` serves its own HTTP API (the inference service's REST v2): a configured address,
+        else `ATELIER_<SVC>_HTTP`, else the `http` field of its address file; `Unavailable` naming it when
+        none gives one."""
+        configured = self._configured_http.get(service) or os.environ.get(env_var(service, "http"), "").strip()
+        if configured:
+            return configured
+        published = read_address_file(address_file(self._home, service))
+        if published is None or not published.http:
+            raise Unavailable(
+                f"the {service} service publishes no HTTP address: run `atelier up` or set {env_var(service, 'http')}",
+                metadata={"service": service},
+            )
+        return published.http
 
     def channel(self, service: str) -> tuple[str, grpc.aio.Channel]:
         """The address and channel of a service; `Unavailable` naming it when it has no address."""
@@ -86,6 +106,23 @@ class Upstreams:
             path, request_serializer=_serialize, response_deserializer=response_type.FromString
         )
         call: grpc.aio.UnaryStreamCall[Message, Message] = method(request, timeout=timeout, metadata=_traced(metadata))
+        return call
+
+    def client_stream(
+        self,
+        service: str,
+        path: str,
+        response_type: type[Message],
+        timeout: float,
+        metadata: tuple[tuple[str, str], ...],
+    ) -> grpc.aio.StreamUnaryCall[Message, Message]:
+        """A client-streaming call to `write` requests to (each write waits for flow control), then
+        `done_writing` and await for the answer; cancel it when the HTTP client goes away."""
+        _, channel = self.channel(service)
+        method = channel.stream_unary(
+            path, request_serializer=_serialize, response_deserializer=response_type.FromString
+        )
+        call: grpc.aio.StreamUnaryCall[Message, Message] = method(timeout=timeout, metadata=_traced(metadata))  # type: ignore[call-arg]
         return call
 
     async def close(self) -> None:

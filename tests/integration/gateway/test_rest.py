@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import grpc
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from atelier.registry.v1 import resources_pb2 as registry_pb
@@ -216,9 +215,3 @@ def test_request_ids_and_trace_context_go_in_and_out(stack: Stack, spans: InMemo
     names = {s.name for s in traced}
     assert "GET /v1/projects/lab" in names
     assert "/atelier.data.v1.DataService/GetProject" in names  # the client (and server) span of the call
-
-
-def test_client_streaming_is_not_carried_yet(stack: Stack) -> None:
-    error = error_of(stack.rest.post("/v1/projects/lab/chunks:upload", json={}), 501, "UNIMPLEMENTED")
-    assert "client-streaming" in error["message"]
-    assert grpc.StatusCode.UNIMPLEMENTED.name == error["status"]
