@@ -522,13 +522,22 @@ def spawn(command: list[str], log_file: Path, env: dict[str, str]) -> subprocess
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
+def checked(command: list[str], env: dict[str, str]) -> None:
+    """Run a setup command; a failure raises with the command and its first error line."""
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
+        raise RuntimeError(f"`{' '.join(command[2:6])}...` exited with {done.returncode}: {lines[-1][:300]}")
+
+
 @contextmanager
 def atelier_server(models: Path) -> Iterator[Server]:
+    """A fresh stack (`atelier up`) with both models registered as v1 and deployed; stopped at the end."""
     home = RUN / "atelier-home"
+    shutil.rmtree(home, ignore_errors=True)
     env = clean_env(ATELIER_HOME=str(home))
     cli = [str(PYTHON), "-m", "atelier.cli.main"]
-    subprocess.run([*cli, "up", "--detach", "--base-port", "0", "--timeout", "120"], env=env, check=True,
-                   capture_output=True, timeout=300)  # fmt: skip
+    checked([*cli, "up", "--detach", "--base-port", "0", "--timeout", "120"], env)
     try:
         register = (
             "import sys, torch, atelier\n"
@@ -537,12 +546,12 @@ def atelier_server(models: Path) -> Iterator[Server]:
             f"        model = torch.jit.load('{models}/' + name + '.pt')\n"
             "        run.log_model(model, torch.randn(2, *shape), name=name)\n"
         )
-        subprocess.run([str(PYTHON), "-c", register], env=env, check=True, capture_output=True, timeout=300)
+        checked([str(PYTHON), "-c", register], env)
         for name in SHAPES:
-            subprocess.run(
+            checked(
                 [*cli, "serve", "deploy", f"{name}@v1", "--name", name, "--instances", str(INSTANCES),
                  "--max-batch-size", str(MAX_BATCH), "--max-queue-delay-us", "0"],
-                env=env, check=True, capture_output=True, timeout=300,
+                env,
             )  # fmt: skip
         published = json.loads((home / "run" / "inference.json").read_text())
         yield Server("Atelier", int(published["pid"]), {"grpc": published["address"], "http": published["http"]})
