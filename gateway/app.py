@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
+import httpx
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -21,6 +22,7 @@ from gateway.context import RequestContext
 from gateway.descriptors import bindings
 from gateway.errors import body_of_atelier_error, http_status
 from gateway.frontdoor.routing import stack_services
+from gateway.kserve import KServeRoute
 from gateway.openapi import openapi_document
 from gateway.routes import CallSettings, RuleRoute
 from gateway.settings import GatewaySettings
@@ -33,12 +35,14 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     """The gateway for every annotated RPC of Atelier's protos."""
     upstreams = upstreams or Upstreams(settings.home)
     found = bindings()
+    http_client = httpx.AsyncClient(timeout=httpx.Timeout(settings.default_timeout_seconds, connect=5.0))
     document = openapi_document(found)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await upstreams.close()
+        await http_client.aclose()
 
     app = FastAPI(
         title="Atelier gateway",
@@ -68,6 +72,7 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
 
     call_settings = CallSettings(upstreams, settings.default_timeout_seconds, settings.max_timeout_seconds)
     app.router.routes.extend(RuleRoute(binding, call_settings) for binding in found)
+    app.router.routes.append(KServeRoute(upstreams, http_client))
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(RequestContext)
