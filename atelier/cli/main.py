@@ -24,7 +24,7 @@ from atelier.cli import sim as sim_cli
 from atelier.cli import stack as stack_cli
 from atelier.cli import usage as usage_cli
 from atelier.errors import AtelierError
-from atelier.runtime.settings import atelier_home
+from atelier.runtime.home import atelier_home
 
 app = typer.Typer(
     name="atelier",

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -18,6 +17,9 @@ from atelier.inference.v1 import resources_pb2 as pb
 from atelier.monitor.v1 import monitor_service_pb2 as monitor_pb
 from atelier.names import parse_model_ref
 from atelier.stack.addresses import service_address
+
+if TYPE_CHECKING:
+    import numpy as np
 
 serve = typer.Typer(help="Serving: deploy model versions, list, show, undeploy, infer, drift.", no_args_is_help=True)
 
@@ -137,6 +139,8 @@ def infer(
     def render() -> None:
         for output_name, array in outputs.items():
             console.print(f"{output_name} {array.dtype} {list(array.shape)}")
+            import numpy as np  # only here: numpy costs the CLI's start
+
             console.print(np.array2string(array, threshold=64))
 
     emit(as_json, {k: {"shape": list(v.shape), "data": v.tolist()} for k, v in outputs.items()}, render)
@@ -171,6 +175,8 @@ def _print_drift(report: monitor_pb.DriftReport) -> None:
 
 
 def _read_inputs(specs: list[str], names: list[str]) -> dict[str, np.ndarray]:  # type: ignore[type-arg]
+    import numpy as np  # only here: numpy costs the CLI's start
+
     arrays = {}
     for spec in specs:
         if "=" not in spec and len(names) != 1:

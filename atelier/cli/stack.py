@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from atelier.client.credentials import credentials_path
-from atelier.runtime.settings import atelier_home
+from atelier.runtime.home import atelier_home
 from atelier.stack import local, prometheus
 from atelier.stack.local import Health, ServiceStatus
 from atelier.stack.services import DEFAULT_BASE_PORT, PROMETHEUS, SERVICES

@@ -18,7 +18,7 @@ import grpc
 
 from atelier.errors import InvalidArgument
 from atelier.runtime.auth import current_credentials
-from atelier.runtime.settings import atelier_home
+from atelier.runtime.home import atelier_home
 
 
 def credentials_path(home: Path | None = None) -> Path:

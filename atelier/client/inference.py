@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
-import numpy as np
 from google.protobuf import field_mask_pb2
 
 from atelier.client.channel import ServiceClient, connect
@@ -17,6 +16,9 @@ from atelier.inference.protocol import grpc_service_pb2_grpc
 from atelier.inference.v1 import inference_service_pb2 as rpc
 from atelier.inference.v1 import inference_service_pb2_grpc
 from atelier.inference.v1 import resources_pb2 as pb
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SETTLED = (pb.DEPLOYMENT_STATE_READY, pb.DEPLOYMENT_STATE_FAILED, pb.DEPLOYMENT_STATE_UNLOADED)
 # numpy dtypes of the v2 datatypes a numpy array can carry (BF16 has none in numpy).
@@ -86,6 +88,8 @@ class InferenceClient(ServiceClient):
 
     def infer(self, model: str, inputs: dict[str, np.ndarray[Any, Any]], version: str = "") -> dict[str, Any]:
         """One request with numpy inputs; outputs as numpy arrays (BF16 as uint16 words)."""
+        import numpy as np  # here, not at the top: the CLI imports this client and numpy costs its start
+
         request = v2.ModelInferRequest(model_name=model, model_version=version)
         for name, array in inputs.items():
             datatype = _DATATYPES.get(str(array.dtype))

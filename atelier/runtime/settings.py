@@ -6,16 +6,14 @@ built once in the service's `main()` and passed down; nothing reads them from mo
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from atelier.runtime.home import atelier_home
 
-def atelier_home() -> Path:
-    """Where the local stack keeps its state: `$ATELIER_HOME`, by default `./.atelier`."""
-    return Path(os.environ.get("ATELIER_HOME", ".atelier")).absolute()
+__all__ = ["ServiceSettings", "atelier_home"]
 
 
 class ServiceSettings(BaseSettings):

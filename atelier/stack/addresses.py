@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atelier.errors import Unavailable
-from atelier.runtime.settings import atelier_home
+from atelier.runtime.home import atelier_home
 from atelier.stack.services import env_var
 
 
