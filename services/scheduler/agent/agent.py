@@ -31,8 +31,9 @@ from services.scheduler.agent.telemetry.exporter import Holder
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("atelier.agent")
 TaskKey = tuple[str, int, int]
-DatasetFetcher = Callable[[str, Path], Path]
-"""(version name, cache root) -> directory holding that version's files, fetched when missing."""
+DatasetFetcher = Callable[[str, Path, str], Path]
+"""(version name, cache root, the job's token or '') -> directory holding that version's files, fetched
+when missing (as the job: the node's own token has no role in the job's project)."""
 
 
 @dataclass
@@ -225,7 +226,7 @@ class Agent:
         env["ATELIER_DATA_DIR"] = str(data_dir)
         for dataset in spec.datasets:
             self._system(spec, f"fetching {dataset.version}")
-            cached = self.fetch(dataset.version, self.config.work_dir / "datasets")
+            cached = self.fetch(dataset.version, self.config.work_dir / "datasets", spec.env.get("ATELIER_TOKEN", ""))
             link = data_dir / dataset.path
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists():

@@ -9,6 +9,7 @@ import threading
 from types import FrameType
 
 from atelier.client import DataClient
+from atelier.client.channel import connect
 from atelier.client.scheduler import AgentClient
 from atelier.errors import AtelierError, InvalidArgument
 from atelier.runtime.logging import configure_logging
@@ -51,7 +52,8 @@ def build(settings: AgentSettings) -> Agent:
         work_dir=(settings.work_dir or settings.home / "agents" / settings.node_id).absolute(),
         labels=settings.labels,
     )
-    return Agent(config, discovery_for(settings), AgentClient.at(scheduler), DatasetCache(DataClient.at(data)).fetch)
+    datasets = DatasetCache(DataClient.at(data), lambda token: DataClient(connect(data, token=token), address=data))
+    return Agent(config, discovery_for(settings), AgentClient.at(scheduler), datasets.fetch)
 
 
 def main() -> None:
