@@ -49,7 +49,7 @@ def _start(runner: Runner, node: str, inventory: dict[str, Any]) -> subprocess.P
     return subprocess.Popen(
         [sys.executable, "-m", "atelier.cli.main", *args],
         cwd=runner.work_dir,
-        env=runner.env(),
+        env={**runner.env(), "ATELIER_TOKEN": runner.agent_token} if runner.agent_token else runner.env(),
         stdout=log,
         stderr=subprocess.STDOUT,
     )

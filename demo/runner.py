@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -37,6 +38,10 @@ class Runner:
         self.work_dir = work_dir
         self.home = home
         self.console = console or Console(highlight=False)
+        self.settings: dict[str, str] = {}
+        """What the demo adds to every command's environment once set up (the gateway's address)."""
+        self.agent_token = ""
+        """The node token the demo's agents authenticate with."""
 
     def chapter(self, number: int, title: str, summary: str) -> None:
         """A chapter's heading and what it is about."""
@@ -98,10 +103,10 @@ class Runner:
         self.console.print(Text(f"    ({time.monotonic() - started:.1f}s)", style="dim"))
         return result.stdout
 
-    def atelier_fails(self, *args: str) -> str:
-        """Run a command that must fail; return its error line."""
+    def atelier_fails(self, *args: str, token: str = "") -> str:
+        """Run a command that must fail (as the owner of `token`, when given); return its error line."""
         self._print_command(args)
-        result = self._run(args)
+        result = self._run(args, {"ATELIER_TOKEN": token} if token else None)
         if result.returncode == 0:
             raise DemoError(f"`{_display(args)}` should have been refused but succeeded")
         self._print_failure(result)
@@ -132,15 +137,16 @@ class Runner:
             "ATELIER_USER": env.get("ATELIER_USER") or env.get("USER") or "demo",
             "PYTHONPATH": python_path,
             "COLUMNS": str(OUTPUT_COLUMNS),
+            **self.settings,
         }
 
-    def _run(self, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    def _run(self, args: tuple[str, ...], extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """The command, run to completion with its output captured."""
         try:
             return subprocess.run(
                 [sys.executable, "-m", "atelier.cli.main", *args],
                 cwd=self.work_dir,
-                env=self.env(),
+                env={**self.env(), **(extra or {})},
                 capture_output=True,
                 text=True,
                 timeout=COMMAND_TIMEOUT_SECONDS,
@@ -169,5 +175,8 @@ def _first_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def _display(args: tuple[str, ...]) -> str:
-    """The command as a user would type it."""
-    return shlex.join(("atelier", *args))
+    """The command as a user would type it, token secrets elided."""
+    return _SECRET.sub(r"\1…", shlex.join(("atelier", *args)))
+
+
+_SECRET = re.compile(r"(atl_[0-9a-f]{4})[0-9a-f]{12}_\S+")

@@ -23,6 +23,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from PIL import Image
 
+from atelier.client.credentials import configured_token
 from atelier.stack.addresses import address_file, read_address_file
 from demo.runner import DemoError
 
@@ -40,15 +41,22 @@ class Endpoints:
 
     grpc: str
     http: str
+    token: str = ""
+    """Sent as `authorization: Bearer` with every request when the stack checks access."""
 
     @classmethod
     def of(cls, home: Path) -> Endpoints:
-        """Read from the service's address file under the stack's home (`run/inference.json`)."""
-        path = address_file(home, "inference")
-        published = read_address_file(path)
-        if published is None or not published.http:
-            raise DemoError(f"{path} gives no gRPC and REST address for the inference service")
-        return cls(grpc=published.address, http=published.http)
+        """Both through the gateway (`run/gateway.json`): gRPC at its front door, REST v2 at its HTTP address
+        (passed through to the inference service), with the logged-in user's token."""
+        path = address_file(home, "gateway")
+        gateway = read_address_file(path)
+        if gateway is None or not gateway.http:
+            raise DemoError(f"{path} gives no gRPC and REST address for the gateway")
+        return cls(grpc=gateway.address, http=gateway.http, token=configured_token(home))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"} if self.token else {}
 
     def url(self, protocol: str) -> str:
         return self.grpc if protocol == "gRPC" else self.http
@@ -71,12 +79,13 @@ class Caller:
         self.protocol, self.model = protocol, model
         self._module: Any = grpcclient if protocol == "gRPC" else httpclient
         self._client: Any = self._module.InferenceServerClient(url=endpoints.url(protocol))
+        self._headers = endpoints.headers
 
     def infer(self, images: Images) -> tuple[str, npt.NDArray[np.float32]]:
         """The model's output for a batch of images, and the version that answered."""
         tensor = self._module.InferInput(INPUT, list(images.shape), "FP32")
         tensor.set_data_from_numpy(images)
-        result = self._client.infer(self.model, [tensor])
+        result = self._client.infer(self.model, [tensor], headers=self._headers)
         response = result.get_response()
         version = response.model_version if self.protocol == "gRPC" else response["model_version"]
         return str(version), result.as_numpy(OUTPUT)

@@ -28,8 +28,8 @@ def running_stack(runner: Runner) -> Iterator[None]:
 
 def _start(runner: Runner) -> None:
     runner.section("Starting a fresh stack")
-    runner.step(f"Start every service in a new home ({runner.home}), each on an ephemeral port")
-    runner.atelier("up", "--detach", "--base-port", "0", "--timeout", str(UP_TIMEOUT_SECONDS))
+    runner.step(f"Start every service in a new home ({runner.home}), each on an ephemeral port, with access control on")
+    runner.atelier("up", "--detach", "--base-port", "0", "--timeout", str(UP_TIMEOUT_SECONDS), "--auth")
     runner.atelier("status")
 
 

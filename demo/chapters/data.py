@@ -1,4 +1,4 @@
-"""Chapter 1, data: version real images with `atelier data`, change them, and get the old version back intact."""
+"""Chapter 2, data: version real images with `atelier data`, change them, and get the old version back intact."""
 
 from __future__ import annotations
 

@@ -1,14 +1,16 @@
-"""Chapter 4, inference: deploy `digits@production`, classify the held-out test images with tritonclient
+"""Chapter 5, inference: deploy `digits@production`, classify the held-out test images with tritonclient
 over gRPC and REST, then promote the other version while clients keep calling: the deployment
 follows the alias and not one request fails."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from typing import Any
 
 from demo.chapter import Chapter, Context
 from demo.runner import DemoError, Runner
-from demo.serving import PROTOCOLS, Callers, Endpoints, Images, Tally, classify, test_split
+from demo.serving import PROTOCOLS, Caller, Callers, Endpoints, Images, Tally, classify, test_split
 
 DEPLOYMENT = "digits"
 TEST_DIR = "held-out"
@@ -17,6 +19,11 @@ WARM_REQUESTS = 50
 AFTER_SWITCH = 100
 """Requests the new version answers on each protocol before the callers stop."""
 SWITCH_TIMEOUT_SECONDS = 90.0
+SHIFTED_REQUESTS = 1500
+"""Inverted images sent to show drift: more than the window holds of the held-out ones."""
+MIN_WINDOW_ROWS = 100
+"""The fewest rows the monitor judges drift on."""
+DRIFT_TIMEOUT_SECONDS = 90.0
 """How long the deployment may take to follow the alias (it checks every 2 s, then loads and warms up)."""
 
 
@@ -46,7 +53,55 @@ def run(context: Context) -> None:
     switch(runner, endpoints, images, _short(other), serving)
     measured = classify("gRPC", endpoints, DEPLOYMENT, images, labels)
     runner.info(f"now: {measured.describe()}")
+    watch_drift(runner, endpoints, images)
     context.refs["deployment"] = DEPLOYMENT
+
+
+def watch_drift(runner: Runner, endpoints: Endpoints, images: Images) -> None:
+    """The monitor compares the deployment's inputs with its model's training data: fine for the held-out
+    digits, drift once the inputs change (inverted images, as a new scanner might send)."""
+    runner.step("The monitor compares what the deployment sees with the dataset its model was trained on")
+    before = _drift(runner, MIN_WINDOW_ROWS)
+    runner.info(_verdict(before))
+    runner.step(f"A new scanner sends {SHIFTED_REQUESTS} inverted images (white digits on black)")
+    caller = Caller("gRPC", endpoints, DEPLOYMENT)
+    try:
+        for index in range(SHIFTED_REQUESTS):
+            caller.infer(1.0 - images[index % len(images)][None])
+    finally:
+        caller.close()
+    after = _drift(runner, int(before.get("windowRows", 0)) + SHIFTED_REQUESTS // 2)
+    runner.atelier("serve", "drift", DEPLOYMENT, show_output=False)
+    runner.info(_verdict(after))
+    if not after.get("datasetDrift"):
+        raise DemoError(f"the monitor saw no drift after {SHIFTED_REQUESTS} inverted images: {_verdict(after)}")
+    runner.ok("the monitor reports the drift (the atelier_monitor_dataset_drift series and its alert say the same)")
+    runner.info("dashboards: deploy/grafana/dashboards/ (start Prometheus with `atelier up --with-prometheus`)")
+
+
+def _drift(runner: Runner, rows: int) -> dict[str, Any]:
+    """The deployment's drift report once its window holds `rows` rows (samples reach the monitor each second)."""
+    deadline = time.monotonic() + DRIFT_TIMEOUT_SECONDS
+    report: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            report = runner.quiet_json("serve", "drift", DEPLOYMENT)
+        except DemoError:
+            report = {}
+        if int(report.get("windowRows", 0)) >= rows:
+            return report
+        time.sleep(1.0)
+    raise DemoError(f"the monitor's window of {DEPLOYMENT} did not reach {rows} rows: {report or 'no report'}")
+
+
+def _verdict(report: dict[str, Any]) -> str:
+    drifted = sum(1 for f in report.get("features", []) if f.get("drifted"))
+    verdict = "DRIFT" if report.get("datasetDrift") else "no drift"
+    prediction = "drifted" if report.get("prediction", {}).get("drifted") else "steady"
+    return (
+        f"{verdict}: {drifted} of {len(report.get('features', []))} pixel features drifted over the last "
+        f"{report.get('windowRows', 0)} requests; predictions {prediction}"
+    )
 
 
 def switch(runner: Runner, endpoints: Endpoints, images: Images, other: str, serving: str) -> None:

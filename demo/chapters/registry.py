@@ -1,4 +1,4 @@
-"""Chapter 2, registry: train two models on the dataset version, register both with their lineage,
+"""Chapter 3, registry: train two models on the dataset version, register both with their lineage,
 promote the better one to production through a gate, and trace it back to its data and code."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Chapter 3, scheduler: two node agents with different cards, a request no node could ever run
+"""Chapter 4, scheduler: two node agents with different cards, a request no node could ever run
 refused with the reason, and the digits model trained as a 2-node torch.distributed job, placed by
 memory and precision, its logs followed live."""
 

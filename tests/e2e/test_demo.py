@@ -55,6 +55,9 @@ def test_demo_runs_every_chapter_and_stops_its_stack(tmp_path: Path) -> None:
         raise
 
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "logged in as users/ada" in result.stdout
+    assert "bob was refused: no role in project 'default'" in result.stdout
+    assert not re.search(r"atl_[0-9a-f]{16}_", result.stdout), "the demo must not print token secrets"
     assert "verified 1798 files byte for byte" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
     stopped = [int(pid) for pid in re.findall(r"stopped data \(pid (\d+)\)", result.stdout)]
@@ -65,6 +68,7 @@ def test_demo_runs_every_chapter_and_stops_its_stack(tmp_path: Path) -> None:
     assert len(agents) == 2, result.stdout
     assert not any(pid_alive(pid) for pid in agents), "the demo's agents should be stopped"
     check_inference_chapter(result.stdout)
+    assert re.search(r"^  DRIFT: \d+ of 64 pixel features drifted", result.stdout, re.MULTILINE), result.stdout
     assert not work.exists(), "the working files should be removed without --keep"
 
 
