@@ -12,24 +12,36 @@ from typing import Any
 from google.protobuf import descriptor
 
 from gateway.descriptors import HttpBinding, Streaming
+from gateway.downloads import OCTET_STREAM, is_download
 from gateway.transcode import SCALAR_WELL_KNOWN, query_fields
+from gateway.uploads import PROTOBUF
 
 FieldDescriptor = descriptor.FieldDescriptor
 _REF = "#/components/schemas/"
+_ID = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+_REF_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+"""What a resource id (`atelier.names`), or a version's ref (a number, tag or digest), may be: the
+services answer 400 for any other segment."""
+_PATH = r"^[^:]+$"
 
+# 64-bit integers are decimal strings in the JSON mapping (18 digits keep them in range).
+_INT64 = {"type": "string", "format": "int64", "pattern": r"^-?[0-9]{1,18}$"}
+_UINT64 = {"type": "string", "format": "uint64", "pattern": r"^[0-9]{1,18}$"}
+_INT32 = {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
+_UINT32 = {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**32 - 1}
 _SCALARS: dict[int, dict[str, Any]] = {
     FieldDescriptor.TYPE_DOUBLE: {"type": "number", "format": "double"},
     FieldDescriptor.TYPE_FLOAT: {"type": "number", "format": "float"},
-    FieldDescriptor.TYPE_INT64: {"type": "string", "format": "int64"},
-    FieldDescriptor.TYPE_UINT64: {"type": "string", "format": "uint64"},
-    FieldDescriptor.TYPE_SINT64: {"type": "string", "format": "int64"},
-    FieldDescriptor.TYPE_FIXED64: {"type": "string", "format": "uint64"},
-    FieldDescriptor.TYPE_SFIXED64: {"type": "string", "format": "int64"},
-    FieldDescriptor.TYPE_INT32: {"type": "integer", "format": "int32"},
-    FieldDescriptor.TYPE_SINT32: {"type": "integer", "format": "int32"},
-    FieldDescriptor.TYPE_SFIXED32: {"type": "integer", "format": "int32"},
-    FieldDescriptor.TYPE_UINT32: {"type": "integer", "format": "int64", "minimum": 0},
-    FieldDescriptor.TYPE_FIXED32: {"type": "integer", "format": "int64", "minimum": 0},
+    FieldDescriptor.TYPE_INT64: _INT64,
+    FieldDescriptor.TYPE_UINT64: _UINT64,
+    FieldDescriptor.TYPE_SINT64: _INT64,
+    FieldDescriptor.TYPE_FIXED64: _UINT64,
+    FieldDescriptor.TYPE_SFIXED64: _INT64,
+    FieldDescriptor.TYPE_INT32: _INT32,
+    FieldDescriptor.TYPE_SINT32: _INT32,
+    FieldDescriptor.TYPE_SFIXED32: _INT32,
+    FieldDescriptor.TYPE_UINT32: _UINT32,
+    FieldDescriptor.TYPE_FIXED32: _UINT32,
     FieldDescriptor.TYPE_BOOL: {"type": "boolean"},
     FieldDescriptor.TYPE_STRING: {"type": "string"},
     FieldDescriptor.TYPE_BYTES: {"type": "string", "format": "byte"},
@@ -49,10 +61,10 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
     },
     "google.protobuf.DoubleValue": {"type": "number"},
     "google.protobuf.FloatValue": {"type": "number"},
-    "google.protobuf.Int64Value": {"type": "string", "format": "int64"},
-    "google.protobuf.UInt64Value": {"type": "string", "format": "uint64"},
-    "google.protobuf.Int32Value": {"type": "integer"},
-    "google.protobuf.UInt32Value": {"type": "integer"},
+    "google.protobuf.Int64Value": _INT64,
+    "google.protobuf.UInt64Value": _UINT64,
+    "google.protobuf.Int32Value": _INT32,
+    "google.protobuf.UInt32Value": _UINT32,
     "google.protobuf.BoolValue": {"type": "boolean"},
     "google.protobuf.StringValue": {"type": "string"},
     "google.protobuf.BytesValue": {"type": "string", "format": "byte"},
@@ -105,7 +117,8 @@ class _Schemas:
 
     def _object(self, message: descriptor.Descriptor) -> dict[str, Any]:
         properties = {f.json_name: self.field(f) for f in message.fields}
-        return {"type": "object", "title": message.name, "properties": properties}
+        # The JSON mapping rejects fields a message does not have (`json_format` answers 400).
+        return {"type": "object", "title": message.name, "properties": properties, "additionalProperties": False}
 
 
 def openapi_document(bindings: list[HttpBinding], title: str = "Atelier", version: str = "v1") -> dict[str, Any]:
@@ -132,7 +145,7 @@ def _operation(binding: HttpBinding, schemas: _Schemas) -> tuple[str, dict[str, 
             "in": "path",
             "required": True,
             "description": f"A segment of `{field_path}` ({'the rest of the path' if seg == '**' else 'one segment'})",
-            "schema": {"type": "string"},
+            "schema": {"type": "string", "pattern": _PATH if seg == "**" else _REF_ID if name == "version" else _ID},
         }
         for name, field_path, seg in path_params
     ]
@@ -163,7 +176,49 @@ def _operation(binding: HttpBinding, schemas: _Schemas) -> tuple[str, dict[str, 
         body_schema = (
             schemas.ref(request) if binding.body == "*" else schemas.field(request.fields_by_name[binding.body])
         )
-        operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": body_schema}}}
+        content: dict[str, Any] = {"application/json": {"schema": body_schema}}
+        if binding.streaming is Streaming.CLIENT:
+            content = {
+                "application/x-ndjson": {"schema": body_schema},
+                **content,
+                PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+            }
+            operation["description"] += (
+                " A client stream: the body is request messages, one JSON object a line (application/x-ndjson or "
+                "application/json), or binary messages each preceded by its length as a varint "
+                "(application/x-protobuf)."
+            )
+        operation["requestBody"] = {"required": False, "content": content}
+    if is_download(binding):
+        operation["parameters"].append(
+            {
+                "name": "Range",
+                "in": "header",
+                "required": False,
+                "description": "`bytes=a-b`, `bytes=a-` or `bytes=-n`: that part of the file as raw bytes (206).",
+                "schema": {"type": "string"},
+            }
+        )
+        operation["parameters"].append(
+            {
+                "name": "alt",
+                "in": "query",
+                "required": False,
+                "description": "`media`: the file's raw bytes rather than a stream of JSON messages.",
+                "schema": {"type": "string", "enum": ["media"]},
+            }
+        )
+        raw = {OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}}
+        operation["responses"]["200"]["content"].update(raw)
+        operation["responses"]["206"] = {"description": "The part of the file the Range asks for.", "content": raw}
+        operation["responses"]["416"] = {
+            "description": "A Range that starts past the end of the file (`Content-Range: bytes */<size>`).",
+            "content": {"application/json": {"schema": {"$ref": _REF + "Error"}}},
+        }
+        operation["description"] += (
+            " Raw bytes (application/octet-stream) with `Accept: application/octet-stream`, `alt=media` or a "
+            "`Range` header."
+        )
     return path, operation
 
 
