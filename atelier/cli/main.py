@@ -6,8 +6,11 @@ stderr and exit code 1 (lines after the first, such as a service's log tail, fol
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -77,13 +80,42 @@ def print_error(error: AtelierError) -> None:
         console.print(Text(line, style="dim"))
 
 
+@contextmanager
+def traced_command(argv: list[str]) -> Iterator[None]:
+    """With `OTEL_EXPORTER_OTLP_ENDPOINT` set, run the command in a root span (`atelier data push`) whose
+    trace every call it makes continues, and flush the spans before the process ends."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        yield
+        return
+    from opentelemetry import trace
+
+    from atelier.runtime.tracing import configure_tracing, shutdown_tracing
+
+    configure_tracing("atelier-cli")
+    words = list(itertools.takewhile(lambda word: word.isidentifier() or "-" in word.strip("-"), argv))[:2]
+    ended: SystemExit | None = None
+    try:
+        with trace.get_tracer("atelier.cli").start_as_current_span(" ".join(["atelier", *words])) as span:
+            try:
+                yield
+            except SystemExit as exit_:  # typer ends every command this way; only a non-zero code failed
+                ended = exit_
+                if exit_.code not in (None, 0):
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, f"exit code {exit_.code}"))
+    finally:
+        shutdown_tracing()
+    if ended is not None:
+        raise ended
+
+
 def main() -> None:
     """Run the `atelier` command line."""
-    try:
-        app(prog_name="atelier")
-    except AtelierError as error:
-        print_error(error)
-        sys.exit(1)
+    with traced_command(sys.argv[1:]):
+        try:
+            app(prog_name="atelier")
+        except AtelierError as error:
+            print_error(error)
+            sys.exit(1)
 
 
 if __name__ == "__main__":

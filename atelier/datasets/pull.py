@@ -7,6 +7,7 @@ digest; a file appears under its final name only once complete and verified.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 from collections import defaultdict
@@ -171,7 +172,8 @@ def _fetch(
             progress.advance(assembly.write(chunk.digest, chunk.data))
 
     with ThreadPoolExecutor(max_workers=PARALLEL_STREAMS) as pool:
-        for future in [pool.submit(fetch, b) for b in batches if b]:
+        # Each fetch runs in a copy of this context: its calls continue the caller's trace and credentials.
+        for future in [pool.submit(contextvars.copy_context().run, fetch, b) for b in batches if b]:
             future.result()
     unfinished = [files[i][0].path for i, left in assembly.remaining.items() if left > 0]
     if unfinished:

@@ -7,6 +7,7 @@ in one call: until then nothing is visible.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import gc
 import mimetypes
@@ -253,8 +254,13 @@ class _Uploader:
         progress.advance(len(files) - sum(1 for cut in chunked if cut is None) - len(expected))
         batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=SENDERS + 1)
         failure: list[BaseException] = []
+        # Each sender runs in a copy of this context, so its calls continue the caller's trace (and carry
+        # the caller's credentials inside a service).
         senders = [
-            threading.Thread(target=self._send_loop, args=(batches, failure), daemon=True) for _ in range(SENDERS)
+            threading.Thread(
+                target=contextvars.copy_context().run, args=(self._send_loop, batches, failure), daemon=True
+            )
+            for _ in range(SENDERS)
         ]
         for sender in senders:
             sender.start()
