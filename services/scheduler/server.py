@@ -45,6 +45,13 @@ def build(settings: SchedulerSettings) -> ServiceHost:
     )
     migrate(engine, MIGRATIONS, "alembic_version_scheduler")
     datasets = DatasetLink(lambda: DataClient.at(settings.data_address or service_address("data", settings.home)))
+    job_tokens = None
+    if validate_mode(settings.auth, settings.host):
+        job_tokens = JobTokens(
+            lambda: IamClient(
+                connect(settings.iam_address or service_address("iam", settings.home), token=settings.token)
+            )
+        )
     slurm = slurm_executor(
         settings.slurm_bin_dir,
         settings.slurm_conf,
@@ -54,6 +61,7 @@ def build(settings: SchedulerSettings) -> ServiceHost:
         settings.home,
         settings.slurm_partition,
         ScriptSettings(settings.slurm_python, settings.rendezvous_port_base, settings.rendezvous_port_count),
+        job_tokens.token_for if job_tokens else None,
     )
     cluster = Cluster(engine, {pb.EXECUTOR_KIND_SLURM: slurm.check})
     executor = pb.EXECUTOR_KIND_SLURM if settings.default_executor == "slurm" else pb.EXECUTOR_KIND_AGENTS
@@ -66,13 +74,6 @@ def build(settings: SchedulerSettings) -> ServiceHost:
         {pb.EXECUTOR_KIND_SLURM: slurm},
     )
     handoff = Handoff(engine, pb.EXECUTOR_KIND_SLURM, slurm, "Slurm")
-    job_tokens = None
-    if validate_mode(settings.auth, settings.host):
-        job_tokens = JobTokens(
-            lambda: IamClient(
-                connect(settings.iam_address or service_address("iam", settings.home), token=settings.token)
-            )
-        )
     nodes = Nodes(engine, settings.grace_period_seconds, job_tokens.token_for if job_tokens else None)
     logs = Logs(engine)
     registry = service_registry()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from atelier.errors import FailedPrecondition, Unavailable
@@ -37,13 +38,14 @@ class SlurmCommands:
         if conf:
             self.env["SLURM_CONF"] = conf
 
-    def run(self, program: str, *args: str) -> str:
-        """The command's standard output; UNAVAILABLE or FAILED_PRECONDITION naming what went wrong."""
+    def run(self, program: str, *args: str, env: Mapping[str, str] | None = None) -> str:
+        """The command's standard output; UNAVAILABLE or FAILED_PRECONDITION naming what went wrong. `env`
+        adds to the environment sbatch hands the job (a secret there stays out of scripts and `ps`)."""
         path = str(Path(self.bin_dir) / program) if self.bin_dir else program
         try:
             done = subprocess.run(
                 [path, *args],
-                env=self.env,
+                env={**self.env, **env} if env else self.env,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,

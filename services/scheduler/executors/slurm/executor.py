@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from atelier.errors import FailedPrecondition, InvalidArgument
+from atelier.scheduler.v1 import agent_service_pb2 as agent
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.executors.base import ExternalState, Output, Submission, Submitted
 from services.scheduler.executors.slurm.commands import SlurmCommands
@@ -38,8 +39,11 @@ class SlurmExecutor:
         work_dir: Path,
         partition: str = "",
         script: ScriptSettings | None = None,
+        job_token: Callable[[agent.Task], str] | None = None,
     ) -> None:
         self.commands = commands
+        # With access control on: the project-scoped token the job's processes get as ATELIER_TOKEN.
+        self.job_token = job_token
         self.types = gpu_types(gpu_type_models)
         self.work_dir = work_dir
         self.partition = partition
@@ -65,7 +69,7 @@ class SlurmExecutor:
         arguments = sbatch_arguments(submission, gres.gres, self.partition, output, chdir)
         script = folder / f"attempt-{submission.attempt}.sbatch"
         script.write_text(batch_script(submission, self.script, arguments))
-        answer = self.commands.run("sbatch", *arguments, str(script)).strip()
+        answer = self.commands.run("sbatch", *arguments, str(script), env=self._token_env(submission)).strip()
         external_id = answer.split(";")[0]  # `--parsable` prints `id` or `id;cluster`
         if not external_id.isdigit():
             raise FailedPrecondition(f"sbatch answered {answer!r} instead of a job id")
@@ -73,6 +77,15 @@ class SlurmExecutor:
         if len(gres.satisfying) > 1 and ":" in gres.gres.removeprefix("gpu:"):
             request += f" (the least capable of {', '.join(gres.satisfying)})"
         return Submitted(external_id, request)
+
+    def _token_env(self, submission: Submission) -> dict[str, str]:
+        if self.job_token is None:
+            return {}
+        task = agent.Task(job=submission.job_name, attempt=submission.attempt, user=submission.job.user)
+        if submission.job.HasField("max_run_time"):
+            task.max_run_time.CopyFrom(submission.job.max_run_time)
+        token = self.job_token(task)
+        return {"ATELIER_TOKEN": token} if token else {}
 
     def poll(self, external_ids: Sequence[str]) -> dict[str, ExternalState]:
         if not external_ids:
@@ -145,11 +158,12 @@ def slurm_executor(
     home: Path,
     partition: str,
     script: ScriptSettings,
+    job_token: Callable[[agent.Task], str] | None = None,
 ) -> SlurmExecutor:
     """The executor from the scheduler's settings; INVALID_ARGUMENT naming a bad GPU type mapping."""
     try:
         commands = SlurmCommands(bin_dir, conf, timeout)
         folder = Path(work_dir) if work_dir else home / "slurm"
-        return SlurmExecutor(commands, gpu_type_models, Path(os.path.abspath(folder)), partition, script)
+        return SlurmExecutor(commands, gpu_type_models, Path(os.path.abspath(folder)), partition, script, job_token)
     except InvalidArgument as error:
         raise InvalidArgument(f"ATELIER_SCHEDULER_SLURM_GPU_TYPES: {error.message}") from None
