@@ -6,11 +6,10 @@ The one place the management API (and RepositoryModelLoad/Unload) changes what i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from atelier.client import DataClient, RegistryClient
+from atelier.client.links import Links
 from atelier.errors import AtelierError, InvalidArgument, NotFound, Unavailable
 from atelier.inference.v1 import resources_pb2 as pb
 from atelier.names import parse_name
@@ -24,31 +23,6 @@ from services.inference.spec import DeploymentSpec, check_device_available, vali
 
 log = logging.getLogger(__name__)
 UPDATABLE = ("model", "device", "instances", "batching", "queue", "sequences", "description")
-
-
-@dataclass
-class Links:
-    """Clients of the services the inference service calls, made on first use."""
-
-    registry_address: Callable[[], str]
-    data_address: Callable[[], str]
-    _registry: RegistryClient | None = None
-    _data: DataClient | None = None
-
-    def registry(self) -> RegistryClient:
-        if self._registry is None:
-            self._registry = RegistryClient.at(self.registry_address())
-        return self._registry
-
-    def data(self) -> DataClient:
-        if self._data is None:
-            self._data = DataClient.at(self.data_address())
-        return self._data
-
-    def close(self) -> None:
-        for client in (self._registry, self._data):
-            if client is not None:
-                client.close()
 
 
 class ModelLoader:

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from atelier.client.links import Links
 from atelier.errors import NotFound
 from atelier.inference.protocol import grpc_service_pb2, grpc_service_pb2_grpc
 from atelier.inference.v1 import inference_service_pb2, inference_service_pb2_grpc
@@ -22,7 +23,7 @@ from atelier.runtime.database import create_engine, default_url, migrate
 from atelier.runtime.metrics import service_registry
 from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost, serve_main
 from atelier.stack.addresses import service_address, write_address_file
-from services.inference.control import DeploymentControl, Links, ModelLoader
+from services.inference.control import DeploymentControl, ModelLoader
 from services.inference.deployments import Deployments
 from services.inference.http import HttpEndpoint
 from services.inference.metrics import InferenceCollector

@@ -9,45 +9,20 @@ path order, until it has the features (and labels, the reference of the predicti
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from atelier.client import DataClient, RegistryClient
+from atelier.client.links import Links
 from atelier.errors import FailedPrecondition
 from services.monitor.drift import ColumnKind, Reference
 from services.monitor.drift.files import SUFFIXES, Table, image_values, read_table
 from services.monitor.drift.samples import PREDICTION
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Links:
-    """Clients of the registry and the data service, made on first use."""
-
-    registry_address: Callable[[], str]
-    data_address: Callable[[], str]
-    _registry: RegistryClient | None = None
-    _data: DataClient | None = None
-
-    def registry(self) -> RegistryClient:
-        if self._registry is None:
-            self._registry = RegistryClient.at(self.registry_address())
-        return self._registry
-
-    def data(self) -> DataClient:
-        if self._data is None:
-            self._data = DataClient.at(self.data_address())
-        return self._data
-
-    def close(self) -> None:
-        for client in (self._registry, self._data):
-            if client is not None:
-                client.close()
 
 
 @dataclass(frozen=True)

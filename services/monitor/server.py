@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from atelier.client.links import Links
 from atelier.monitor.v1 import monitor_service_pb2, monitor_service_pb2_grpc
 from atelier.runtime.database import create_engine, default_url, migrate
 from atelier.runtime.metrics import service_registry
@@ -13,7 +14,7 @@ from atelier.stack.addresses import service_address
 from services.monitor.accounting import Accounting
 from services.monitor.drifts import DriftMonitor, WindowSettings
 from services.monitor.metrics import DriftCollector
-from services.monitor.references import Links, ReferenceLoader
+from services.monitor.references import ReferenceLoader
 from services.monitor.servicer import MonitorServicer
 from services.monitor.settings import MonitorSettings
 
