@@ -14,6 +14,7 @@ from atelier.client.credentials import configured_token, credentials_path, write
 from atelier.client.iam import IamClient
 from atelier.errors import InvalidArgument, Unauthenticated
 from atelier.iam.v1 import resources_pb2 as res
+from atelier.runtime.auth import CLUSTER_ROLE_NAMES, ROLE_NAMES
 from atelier.stack.addresses import service_address
 
 iam = typer.Typer(help="Users, service accounts, tokens, project roles and the audit log.", no_args_is_help=True)
@@ -26,13 +27,6 @@ iam.add_typer(accounts, name="service-accounts")
 iam.add_typer(tokens, name="tokens")
 iam.add_typer(members, name="members")
 
-ROLES = {"viewer": res.ROLE_VIEWER, "member": res.ROLE_MEMBER, "admin": res.ROLE_ADMIN}
-CLUSTER_ROLES = {
-    "admin": res.CLUSTER_ROLE_ADMIN,
-    "operator": res.CLUSTER_ROLE_OPERATOR,
-    "agent": res.CLUSTER_ROLE_AGENT,
-    "service": res.CLUSTER_ROLE_SERVICE,
-}
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
@@ -41,16 +35,16 @@ def client() -> IamClient:
 
 
 def role_of(text: str) -> int:
-    if text not in ROLES:
-        raise InvalidArgument(f"--role {text!r} is not one of {', '.join(ROLES)}")
-    return ROLES[text]
+    if text not in ROLE_NAMES:
+        raise InvalidArgument(f"--role {text!r} is not one of {', '.join(ROLE_NAMES)}")
+    return ROLE_NAMES[text]
 
 
 def cluster_roles_of(texts: list[str]) -> list[int]:
-    unknown = [t for t in texts if t not in CLUSTER_ROLES]
+    unknown = [t for t in texts if t not in CLUSTER_ROLE_NAMES]
     if unknown:
-        raise InvalidArgument(f"--cluster-role {unknown[0]!r} is not one of {', '.join(CLUSTER_ROLES)}")
-    return [CLUSTER_ROLES[t] for t in texts]
+        raise InvalidArgument(f"--cluster-role {unknown[0]!r} is not one of {', '.join(CLUSTER_ROLE_NAMES)}")
+    return [CLUSTER_ROLE_NAMES[t] for t in texts]
 
 
 def principal_of(text: str) -> str:

@@ -27,6 +27,15 @@ log = logging.getLogger(__name__)
 Role = resources_pb2.Role
 ClusterRole = resources_pb2.ClusterRole
 ROLE_WORDS = {Role.ROLE_VIEWER: "viewer", Role.ROLE_MEMBER: "member", Role.ROLE_ADMIN: "admin"}
+ROLE_NAMES = {word: role for role, word in ROLE_WORDS.items()}
+"""A project role by the word people type (`viewer`, `member`, `admin`)."""
+CLUSTER_ROLE_NAMES = {
+    "admin": ClusterRole.CLUSTER_ROLE_ADMIN,
+    "operator": ClusterRole.CLUSTER_ROLE_OPERATOR,
+    "agent": ClusterRole.CLUSTER_ROLE_AGENT,
+    "service": ClusterRole.CLUSTER_ROLE_SERVICE,
+}
+"""A cluster role by the word people type."""
 NEEDED_ROLE = {Permission.READ: Role.ROLE_VIEWER, Permission.WRITE: Role.ROLE_MEMBER, Permission.ADMIN: Role.ROLE_ADMIN}
 CLUSTER_ROLES = {
     Permission.OPERATOR: (ClusterRole.CLUSTER_ROLE_OPERATOR,),

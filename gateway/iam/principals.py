@@ -13,6 +13,7 @@ from sqlmodel import select
 from atelier.errors import AlreadyExists, InvalidArgument, NotFound
 from atelier.iam.v1 import resources_pb2
 from atelier.names import parse_name, validate_id
+from atelier.runtime.auth import CLUSTER_ROLE_NAMES, ROLE_NAMES
 from atelier.runtime.database import transaction
 from gateway.iam.tables import MemberRow, PrincipalRow
 
@@ -22,13 +23,6 @@ ClusterRole = resources_pb2.ClusterRole
 
 COLLECTIONS = {Kind.PRINCIPAL_KIND_USER: "users", Kind.PRINCIPAL_KIND_SERVICE_ACCOUNT: "serviceAccounts"}
 KINDS = {collection: kind for kind, collection in COLLECTIONS.items()}
-ROLE_NAMES = {"viewer": Role.ROLE_VIEWER, "member": Role.ROLE_MEMBER, "admin": Role.ROLE_ADMIN}
-CLUSTER_ROLE_NAMES = {
-    "admin": ClusterRole.CLUSTER_ROLE_ADMIN,
-    "operator": ClusterRole.CLUSTER_ROLE_OPERATOR,
-    "agent": ClusterRole.CLUSTER_ROLE_AGENT,
-    "service": ClusterRole.CLUSTER_ROLE_SERVICE,
-}
 
 
 def principal_name(kind: int, principal_id: str) -> str:

@@ -17,13 +17,13 @@ from pathlib import Path
 from atelier.client.credentials import credentials_path, write_credentials
 from atelier.errors import InvalidArgument, NotFound
 from atelier.iam.v1 import iam_service_pb2, iam_service_pb2_grpc, resources_pb2
-from atelier.runtime.auth import AuditRecord, Authorizer, Identity, IdentityCache
+from atelier.runtime.auth import CLUSTER_ROLE_NAMES, AuditRecord, Authorizer, Identity, IdentityCache
 from atelier.runtime.database import create_engine, default_url, migrate
 from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost, serve_main
 from gateway.iam.audit import AuditEvent, AuditLog
 from gateway.iam.identify import Identifier
 from gateway.iam.oidc import OidcVerifier
-from gateway.iam.principals import CLUSTER_ROLE_NAMES, Principals
+from gateway.iam.principals import Principals
 from gateway.iam.servicer import IamServicer
 from gateway.iam.settings import IamSettings
 from gateway.iam.tokens import Tokens
