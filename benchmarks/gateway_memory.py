@@ -6,7 +6,11 @@ The body is UploadChunks request messages as length-delimited protobuf frames (`
 The same few distinct chunks are sent again and again, so the data service verifies every byte but
 stores only those; what crosses the gateway is the whole size.
 
-    .venv/bin/python benchmarks/gateway_memory.py --gib 2
+Then a file of random bytes (pushed with the SDK straight to the data service) is downloaded through
+the gateway as raw bytes (`Accept: application/octet-stream`, the ReadFile route), the gateway's peak
+reset before it (`/proc/PID/clear_refs`), so each direction has its own peak.
+
+    .venv/bin/python benchmarks/gateway_memory.py --gib 2 --download-gib 1
 """
 
 from __future__ import annotations
@@ -80,9 +84,9 @@ def wait_for_address(path: Path, process: subprocess.Popen[bytes], what: str) ->
 
 
 @contextmanager
-def processes(home: Path) -> Iterator[tuple[str, int, int]]:
+def processes(home: Path) -> Iterator[tuple[str, int, int, str]]:
     """A data service and a gateway in front of it, each its own process: (gateway's REST address,
-    gateway pid, data pid)."""
+    gateway pid, data pid, data address)."""
     data_file = home / "data.json"
     with open(home / "data.log", "wb") as logs:
         data = subprocess.Popen(
@@ -99,7 +103,7 @@ def processes(home: Path) -> Iterator[tuple[str, int, int]]:
         try:
             data_address = wait_for_address(data_file, data, "the data service")["address"]
             with gateway_process(home, {"data": data_address}) as (http, gateway_pid):
-                yield http, gateway_pid, data.pid
+                yield http, gateway_pid, data.pid, data_address
         finally:
             data.terminate()
             data.wait(30)
@@ -150,8 +154,35 @@ def push(http: str, total_bytes: int, project: str = "lab") -> dict[str, str]:
         return result
 
 
-def measure(total_bytes: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp, processes(Path(tmp)) as (http, gateway_pid, data_pid):
+def download(http: str, data_address: str, home: Path, total_bytes: int) -> tuple[str, int]:
+    """Push a file of `total_bytes` random bytes with the SDK, then read it back through the gateway as raw
+    bytes: (its version, bytes read)."""
+    from atelier.client import DataClient
+    from atelier.datasets.push import push as push_directory
+    from atelier.names import parse_dataset_ref
+
+    folder = home / "big"
+    folder.mkdir()
+    with open(folder / "blob.bin", "wb") as out:
+        for _ in range(total_bytes // CHUNK_BYTES):
+            out.write(os.urandom(CHUNK_BYTES))
+    client = DataClient.at(data_address)
+    try:
+        version = push_directory(client, folder, parse_dataset_ref("big", "lab")).version.name
+    finally:
+        client.close()
+    read = 0
+    headers = {"Accept": "application/octet-stream", "X-Request-Timeout": "300"}
+    with httpx.stream(
+        "GET", f"http://{http}/v1/{version}:readFile", params={"path": "blob.bin"}, headers=headers, timeout=600
+    ) as answer:
+        for piece in answer.iter_raw():
+            read += len(piece)
+    return version, read
+
+
+def measure(total_bytes: int, download_bytes: int = 0) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp, processes(Path(tmp)) as (http, gateway_pid, data_pid, data_address):
         before_kib = status_kib(gateway_pid, "VmRSS")
         cpu_before, data_cpu_before = cpu_seconds(gateway_pid), cpu_seconds(data_pid)
         started = time.perf_counter()
@@ -159,7 +190,7 @@ def measure(total_bytes: int) -> dict[str, float]:
         wall = time.perf_counter() - started
         if int(answer["receivedChunks"]) != total_bytes // CHUNK_BYTES:
             raise RuntimeError(f"the data service received {answer}")
-        return {
+        figures = {
             "pushed_mib": total_bytes / 2**20,
             "gateway_rss_before_mib": before_kib / 1024,
             "gateway_peak_rss_mib": status_kib(gateway_pid, "VmHWM") / 1024,
@@ -167,14 +198,33 @@ def measure(total_bytes: int) -> dict[str, float]:
             "gateway_cpu_seconds": cpu_seconds(gateway_pid) - cpu_before,
             "data_cpu_seconds": cpu_seconds(data_pid) - data_cpu_before,
         }
+        if download_bytes:
+            Path(f"/proc/{gateway_pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+            cpu_before = cpu_seconds(gateway_pid)
+            started = time.perf_counter()
+            _, read = download(http, data_address, Path(tmp), download_bytes)
+            if read != download_bytes:
+                raise RuntimeError(f"read {read} of {download_bytes} bytes")
+            figures.update(
+                {
+                    "downloaded_mib": read / 2**20,
+                    "download_gateway_peak_rss_mib": status_kib(gateway_pid, "VmHWM") / 1024,
+                    "push_and_download_wall_seconds": time.perf_counter() - started,
+                    "download_gateway_cpu_seconds": cpu_seconds(gateway_pid) - cpu_before,
+                }
+            )
+        return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gib", type=float, default=2.0, help="How much to push (GiB).")
+    parser.add_argument("--download-gib", type=float, default=0.0, help="Size of the file to download (GiB).")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON.")
     args = parser.parse_args()
-    figures = measure(int(args.gib * 2**30) // CHUNK_BYTES * CHUNK_BYTES)
+    figures = measure(
+        int(args.gib * 2**30) // CHUNK_BYTES * CHUNK_BYTES, int(args.download_gib * 2**30) // CHUNK_BYTES * CHUNK_BYTES
+    )
     if args.json:
         print(json.dumps(figures))
         return
