@@ -8,10 +8,12 @@ Two framings, chosen by `Content-Type`:
 - `application/x-protobuf`: request messages in protobuf's binary form, each preceded by its length
   as a varint (`writeDelimitedTo`/`parseDelimitedFrom` framing), which is what a real uploader sends.
 
-Path variables and query parameters apply to every message. Messages are forwarded to the service as
-they arrive, each write waiting for the service's flow control, so the gateway holds about one frame
-at a time. A malformed frame is a 400 naming where it is (the service call is cancelled); a client that
-disconnects cancels the service call. The service's answer is the response, as for a unary RPC.
+Path variables and query parameters apply to every message; an empty body sends one message of them
+alone (so `POST /v1/projects/nowhere/chunks:upload` with no body is a 404, as a unary call would be).
+Messages are forwarded to the service as they arrive, each write waiting for the service's flow
+control, so the gateway holds about one frame at a time. A malformed frame is a 400 naming where it
+is (the service call is cancelled); a client that disconnects cancels the service call. The service's
+answer is the response, as for a unary RPC.
 """
 
 from __future__ import annotations
@@ -49,10 +51,22 @@ def request_messages(
     content_type: str,
     body: AsyncIterator[bytes],
 ) -> AsyncIterator[Message]:
-    """The request messages of a streamed body, one at a time (raises `InvalidArgument` at a bad frame)."""
+    """The request messages of a streamed body, one at a time (raises `InvalidArgument` at a bad frame).
+    An empty body is one message of the path's (and query's) fields alone, as for a unary request."""
     if framing_of(content_type) == PROTOBUF:
-        return _binary(binding, path_values, query, body)
-    return _lines(lambda line: build_request(binding, path_values, query, line), body)
+        messages = _binary(binding, path_values, query, body)
+    else:
+        messages = _lines(lambda line: build_request(binding, path_values, query, line), body)
+    return _at_least_one(messages, lambda: build_request(binding, path_values, query, b""))
+
+
+async def _at_least_one(messages: AsyncIterator[Message], empty: Callable[[], Message]) -> AsyncIterator[Message]:
+    sent = False
+    async for message in messages:
+        sent = True
+        yield message
+    if not sent:
+        yield empty()
 
 
 async def _lines(parse: Callable[[bytes], Message], body: AsyncIterator[bytes]) -> AsyncIterator[Message]:

@@ -105,6 +105,9 @@ def test_a_bad_upload_is_a_400_naming_the_frame_and_the_service_refusal_keeps_it
     assert "do not match their digest" in error_of(refused, 400, "INVALID_ARGUMENT")["message"]
     missing = stack.rest.post("/v1/projects/nowhere/chunks:upload", content=b'{"chunks": []}\n')
     error_of(missing, 404, "NOT_FOUND")
+    empty = stack.rest.post("/v1/projects/nowhere/chunks:upload", content=b"")  # the path alone still counts
+    error_of(empty, 404, "NOT_FOUND")
+    assert stack.rest.post(upload, content=b"").json() == {}  # nothing sent, nothing stored
 
 
 @pytest.fixture
