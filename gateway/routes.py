@@ -87,8 +87,11 @@ async def call(
         )
         return JSONResponse(error_body(grpc.StatusCode.UNIMPLEMENTED, refusal), status_code=501)
     try:
-        timeout = request_timeout(request.headers.get(TIMEOUT_HEADER), settings.default_timeout, settings.max_timeout)
         raw = binding.streaming is Streaming.SERVER and downloads.wants_bytes(binding, request)
+        # An upload or a download lasts as long as its bytes take: the longest deadline unless one is given.
+        transfer = raw or binding.streaming is Streaming.CLIENT
+        default = settings.max_timeout if transfer else settings.default_timeout
+        timeout = request_timeout(request.headers.get(TIMEOUT_HEADER), default, settings.max_timeout)
         query = [(k, v) for k, v in request.query_params.multi_items() if not (raw and (k, v) == downloads.ALT_MEDIA)]
         if binding.streaming is Streaming.CLIENT:
             framing_of(request.headers.get("content-type", ""))

@@ -1,5 +1,6 @@
 """The gateway as its own process (`python -m gateway`): a large push streams through it without being
-held in memory, and a client that goes away mid-upload cancels the service call behind."""
+held in memory, and a client that goes away mid-upload cancels the service call behind (which had the
+upload's long deadline)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class RecordingData:
     received: threading.Event = field(default_factory=threading.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
     messages: int = 0
+    time_remaining: float | None = None
     _server: Any = None
 
     async def start(self) -> str:
@@ -54,6 +56,7 @@ class RecordingData:
     async def upload(
         self, requests: AsyncIterator[rpc.UploadChunksRequest], context: grpc.aio.ServicerContext[Any, Any]
     ) -> rpc.UploadChunksResponse:
+        self.time_remaining = context.time_remaining()
         try:
             async for _ in requests:
                 self.messages += 1
@@ -83,3 +86,6 @@ def test_a_client_that_disconnects_mid_upload_cancels_the_call_behind(
         # The connection is closed with the body unfinished.
         assert data.cancelled.wait(30)
     assert data.messages >= 1
+    # Without X-Request-Timeout an upload gets the longest deadline (300 s), not the 30 s of other calls.
+    assert data.time_remaining is not None
+    assert 200 < data.time_remaining <= 300
