@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -62,6 +63,10 @@ def parse_expiry(text: str) -> datetime | None:
     return datetime.now(UTC) + timedelta(**{units[text[-1]]: int(text[:-1])})
 
 
+def _cluster_words(roles: Iterable[int]) -> str:
+    return ", ".join(res.ClusterRole.Name(r).removeprefix("CLUSTER_ROLE_").lower() for r in roles)  # type: ignore[arg-type]
+
+
 def _role_word(role: int) -> str:
     return res.Role.Name(role).removeprefix("ROLE_").lower()  # type: ignore[arg-type]
 
@@ -95,7 +100,7 @@ def whoami(as_json: JsonOption = False) -> None:
     identity = client().authenticate(secret)
 
     def render() -> None:
-        roles = ", ".join(res.ClusterRole.Name(r).removeprefix("CLUSTER_ROLE_").lower() for r in identity.cluster_roles)
+        roles = _cluster_words(identity.cluster_roles)
         console.print(f"{identity.principal}" + (f" (cluster: {roles})" if roles else ""))
         for project, role in sorted(identity.project_roles.items()):
             console.print(f"  {project}: {_role_word(role)}")
@@ -108,7 +113,7 @@ def whoami(as_json: JsonOption = False) -> None:
 def _principals_table(found: list[res.Principal]) -> None:
     table = Table("name", "display name", "cluster roles", "disabled", box=None)
     for p in found:
-        roles = ", ".join(res.ClusterRole.Name(r).removeprefix("CLUSTER_ROLE_").lower() for r in p.cluster_roles)
+        roles = _cluster_words(p.cluster_roles)
         table.add_row(p.name, p.display_name, roles, "yes" if p.disabled else "")
     console.print(table)
 

@@ -72,6 +72,11 @@ class Identity:
     def is_admin(self) -> bool:
         return ClusterRole.CLUSTER_ROLE_ADMIN in self.cluster_roles
 
+    @property
+    def reads_everything(self) -> bool:
+        """Operators and services read every project."""
+        return bool(self.cluster_roles & {ClusterRole.CLUSTER_ROLE_OPERATOR, ClusterRole.CLUSTER_ROLE_SERVICE})
+
     def role_in(self, project: str) -> int:
         """The role this identity has in `project`, limited by the token's scope."""
         if self.scope_project and project != self.scope_project:
@@ -80,10 +85,7 @@ class Identity:
             role = int(Role.ROLE_ADMIN)
         else:
             role = self.project_roles.get(project, 0)
-            if role < Role.ROLE_VIEWER and self.cluster_roles & {
-                ClusterRole.CLUSTER_ROLE_OPERATOR,
-                ClusterRole.CLUSTER_ROLE_SERVICE,
-            }:
+            if role < Role.ROLE_VIEWER and self.reads_everything:
                 role = int(Role.ROLE_VIEWER)
         return min(role, self.scope_role) if self.scope_project else role
 
@@ -168,10 +170,7 @@ def authorize(identity: Identity, method: str, rule: Rule, project: str, value: 
     if not project:
         if identity.is_admin and not identity.scope_project:
             return
-        if permission is Permission.READ and identity.cluster_roles & {
-            ClusterRole.CLUSTER_ROLE_OPERATOR,
-            ClusterRole.CLUSTER_ROLE_SERVICE,
-        }:
+        if permission is Permission.READ and identity.reads_everything:
             return
         raise PermissionDenied(f"{short} across every project needs a cluster role; name one project instead")
     if identity.scope_project and project != identity.scope_project:

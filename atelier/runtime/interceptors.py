@@ -243,7 +243,7 @@ class CallInterceptor(MethodInterceptor):
     ) -> Any:
         """Check the call before its handler runs; a client stream is checked on its first message."""
         assert self.authorizer is not None
-        header = _metadata(context, "authorization")
+        header = metadata_value(context, "authorization")
         if self.kinds.get(method, "unary_unary").startswith("stream"):
             # The first message is read and checked before the handler starts, so a refused stream
             # fails at once whatever the handler does with errors of its request stream.
@@ -271,7 +271,8 @@ class CallInterceptor(MethodInterceptor):
             self.authorizer.record(method, access[0], context.peer(), code)
 
 
-def _metadata(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str | None:
+def metadata_value(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str | None:
+    """The first value of an invocation metadata key, if present."""
     for item_key, value in context.invocation_metadata() or ():
         if item_key == key:
             return str(value)

@@ -231,11 +231,3 @@ def serve_main(name: str, settings_type: type[SettingsT], build: Callable[[Setti
         await build(settings).serve_until_signalled()
 
     asyncio.run(serve())
-
-
-def metadata_value(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str | None:
-    """The first value of an invocation metadata key, if present."""
-    for item_key, value in context.invocation_metadata() or ():
-        if item_key == key:
-            return str(value)
-    return None
