@@ -44,7 +44,7 @@ def waits_for(path: Path, before: str = "started", after: str = "") -> str:
 def alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, or going while /proc is read
         return False
 
 
