@@ -61,6 +61,10 @@ class RecordingData:
             async for _ in requests:
                 self.messages += 1
                 self.received.set()
+            # A cancelled client stream raises CancelledError here, or, when grpc's reader sees the
+            # cancellation first, ends the request iterator as a half-close would; the task is cancelled
+            # right after. A gateway that half-closed instead would leave this waiting, uncancelled.
+            await asyncio.sleep(60)
         except asyncio.CancelledError:
             self.cancelled.set()
             raise
