@@ -167,7 +167,8 @@ class Handoff:
         elif state.phase == Phase.PREEMPTED:
             preempted(session, row, self.label, now)
         else:
-            attempt_failed(session, row, reason, now)
+            note = self.executor.explain(job_name(row), row.external_id)
+            attempt_failed(session, row, f"{what} failed before the job started: {note}" if note else reason, now)
 
     def _start_attempt(self, session: Session, row: JobRow, state: ExternalState, now: datetime) -> None:
         hosts = ", ".join(state.hosts) or "hosts not reported"

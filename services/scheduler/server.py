@@ -44,7 +44,11 @@ def build(settings: SchedulerSettings) -> ServiceHost:
         settings.database_url or default_url(settings.home, "scheduler"), settings.sqlite_synchronous
     )
     migrate(engine, MIGRATIONS, "alembic_version_scheduler")
-    datasets = DatasetLink(lambda: DataClient.at(settings.data_address or service_address("data", settings.home)))
+
+    def data_address() -> str:
+        return settings.data_address or service_address("data", settings.home)
+
+    datasets = DatasetLink(lambda: DataClient.at(data_address()))
     job_tokens = None
     if validate_mode(settings.auth, settings.host):
         job_tokens = JobTokens(
@@ -62,6 +66,7 @@ def build(settings: SchedulerSettings) -> ServiceHost:
         settings.slurm_partition,
         ScriptSettings(settings.slurm_python, settings.rendezvous_port_base, settings.rendezvous_port_count),
         job_tokens.token_for if job_tokens else None,
+        data_address,
     )
     cluster = Cluster(engine, {pb.EXECUTOR_KIND_SLURM: slurm.check})
     executor = pb.EXECUTOR_KIND_SLURM if settings.default_executor == "slurm" else pb.EXECUTOR_KIND_AGENTS

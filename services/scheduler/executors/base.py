@@ -88,3 +88,7 @@ class Executor(Protocol):
     def read_output(self, job_name: str, external_id: str, position: int, final: bool) -> Output:
         """Output of the engine's job after `position` (0 at first); `final` also returns an
         unfinished last line, once the job has ended."""
+
+    def explain(self, job_name: str, external_id: str) -> str:
+        """Why an ended job failed before its command started (a dataset that could not be fetched), in
+        the executor's words; '' when it did not."""

@@ -12,7 +12,7 @@ from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.executors.base import Submission
 from services.scheduler.executors.slurm.executor import slurm_executor
 from services.scheduler.executors.slurm.gres import choose_gres, gpu_types
-from services.scheduler.executors.slurm.script import ScriptSettings, batch_script, sbatch_arguments
+from services.scheduler.executors.slurm.script import DataPull, ScriptSettings, batch_script, sbatch_arguments
 from services.scheduler.spec import Shape
 
 GIB = 1024**3
@@ -140,3 +140,19 @@ def test_the_script_of_a_command_job_gives_each_node_its_rank() -> None:
     assert wrapper[:4] == ["srun", "--kill-on-bad-exit=1", "bash", "-c"]
     assert wrapper[4] == 'export ATELIER_NODE_RANK="$SLURM_NODEID" RANK="$SLURM_NODEID"; exec "$@"'
     assert wrapper[5:] == ["atelier-task", "/py", "train.py", "--name", "two words", "$HOME"]
+
+
+def test_a_script_pulls_each_dataset_into_the_data_directory_before_srun() -> None:
+    job = submission(1, 1)
+    job.job.datasets.add(dataset="digits@v2", path="in/digits", version="projects/lab/datasets/digits/versions/v2")
+    lines = batch_script(job, ScriptSettings("/py"), [], DataPull(Path("/w/lab/big"), "data:7000")).splitlines()
+    assert "export ATELIER_DATA_DIR=/w/lab/big/data" in lines
+    assert (
+        '  if ! pulled=$(ATELIER_DATA_ADDRESS=data:7000 /py -m atelier.cli.main data pull --json "$1" "$2" 2>&1)'
+        in lines
+    )
+    pull = 'atelier_pull projects/lab/datasets/digits/versions/v2 "$ATELIER_DATA_DIR"/in/digits'
+    assert lines.index(pull) == len(lines) - 2  # right before srun
+    without = batch_script(submission(1, 1), ScriptSettings("/py"), [], DataPull(Path("/w/lab/big"), ""))
+    assert "export ATELIER_DATA_DIR=/w/lab/big/data" in without.splitlines()
+    assert "atelier_pull" not in without

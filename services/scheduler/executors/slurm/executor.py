@@ -18,7 +18,13 @@ from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.executors.base import ExternalState, Output, Submission, Submitted
 from services.scheduler.executors.slurm.commands import SlurmCommands
 from services.scheduler.executors.slurm.gres import choose_gres, gpu_types
-from services.scheduler.executors.slurm.script import ScriptSettings, batch_script, sbatch_arguments
+from services.scheduler.executors.slurm.script import (
+    DataPull,
+    ScriptSettings,
+    batch_script,
+    failure_file,
+    sbatch_arguments,
+)
 from services.scheduler.executors.slurm.states import parse_sacct, parse_squeue
 from services.scheduler.spec import Shape
 
@@ -40,8 +46,11 @@ class SlurmExecutor:
         partition: str = "",
         script: ScriptSettings | None = None,
         job_token: Callable[[agent.Task], str] | None = None,
+        data_address: Callable[[], str] | None = None,
     ) -> None:
         self.commands = commands
+        # host:port of the data service, as the Slurm nodes reach it: asked only of jobs with datasets.
+        self.data_address = data_address
         # With access control on: the project-scoped token the job's processes get as ATELIER_TOKEN.
         self.job_token = job_token
         self.types = gpu_types(gpu_type_models)
@@ -52,10 +61,9 @@ class SlurmExecutor:
         """True once sacct said accounting is off: ended jobs come from the job completion log."""
 
     def check(self, job: pb.Job, shape: Shape) -> None:
-        if job.datasets:
+        if job.datasets and self.data_address is None:
             raise FailedPrecondition(
-                "Slurm jobs cannot fetch datasets yet (job.datasets); run with the agents executor or fetch "
-                "the data in the job itself",
+                "this scheduler's Slurm executor has no data service to pull job.datasets from",
                 metadata={"executor": "slurm"},
             )
         choose_gres(self.types, job.resources, shape)
@@ -68,7 +76,8 @@ class SlurmExecutor:
         output = folder / "slurm-%j.log"  # Slurm puts the job id in: see output_path
         arguments = sbatch_arguments(submission, gres.gres, self.partition, output, chdir)
         script = folder / f"attempt-{submission.attempt}.sbatch"
-        script.write_text(batch_script(submission, self.script, arguments))
+        address = self.data_address() if submission.job.datasets and self.data_address is not None else ""
+        script.write_text(batch_script(submission, self.script, arguments, DataPull(folder, address)))
         answer = self.commands.run("sbatch", *arguments, str(script), env=self._token_env(submission)).strip()
         external_id = answer.split(";")[0]  # `--parsable` prints `id` or `id;cluster`
         if not external_id.isdigit():
@@ -120,6 +129,14 @@ class SlurmExecutor:
         text = chunk[:end].decode("utf-8", errors="replace")
         return Output(text.splitlines(), position + end, more)
 
+    def explain(self, job_name: str, external_id: str) -> str:
+        """What the batch script wrote when it ended before the job's command (a dataset it could not
+        fetch); '' when it did not."""
+        try:
+            return (self.folder(job_name) / failure_file(external_id)).read_text(errors="replace").strip()
+        except FileNotFoundError:
+            return ""
+
     def folder(self, job_name: str) -> Path:
         _, project, _, job = job_name.split("/")
         return self.work_dir / project / job
@@ -159,11 +176,13 @@ def slurm_executor(
     partition: str,
     script: ScriptSettings,
     job_token: Callable[[agent.Task], str] | None = None,
+    data_address: Callable[[], str] | None = None,
 ) -> SlurmExecutor:
     """The executor from the scheduler's settings; INVALID_ARGUMENT naming a bad GPU type mapping."""
     try:
         commands = SlurmCommands(bin_dir, conf, timeout)
         folder = Path(work_dir) if work_dir else home / "slurm"
-        return SlurmExecutor(commands, gpu_type_models, Path(os.path.abspath(folder)), partition, script, job_token)
+        folder = Path(os.path.abspath(folder))
+        return SlurmExecutor(commands, gpu_type_models, folder, partition, script, job_token, data_address)
     except InvalidArgument as error:
         raise InvalidArgument(f"ATELIER_SCHEDULER_SLURM_GPU_TYPES: {error.message}") from None

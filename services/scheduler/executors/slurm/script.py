@@ -5,6 +5,11 @@ it one `torchrun --nnodes=$SLURM_JOB_NUM_NODES --nproc-per-node=G --rdzv-id=$SLU
 --rdzv-backend=c10d --rdzv-endpoint=<first host>:<port>` started by `srun`, as PyTorch's Slurm recipe
 has it; the command launcher runs the command once per node with RANK/WORLD_SIZE/MASTER_ADDR of the
 node instead. Slurm sets CUDA_VISIBLE_DEVICES from the gres it gave each node.
+
+Before that, the script pulls the job's dataset versions with the project's own CLI (`atelier data pull`,
+with the job's token from sbatch's environment) into `$ATELIER_DATA_DIR/<path>` under the job's folder,
+which the nodes share. A pull that fails ends the script with its reason written next to the output
+(`slurm-<id>.failed`), so the job fails saying why instead of with a bare exit code.
 """
 
 from __future__ import annotations
@@ -31,6 +36,20 @@ class ScriptSettings:
     python: str = ""
     port_base: int = 29400
     port_count: int = 500
+
+
+@dataclass(frozen=True)
+class DataPull:
+    """The job's folder (datasets go to its `data`, a failed pull's reason to `slurm-<id>.failed` in it)
+    and the data service the script pulls from."""
+
+    folder: Path
+    address: str
+
+
+def failure_file(external_id: str) -> str:
+    """The file in the job's folder that says why the script ended before the job's command."""
+    return f"slurm-{external_id}.failed"
 
 
 def job_label(submission: Submission) -> str:
@@ -64,8 +83,11 @@ def sbatch_arguments(submission: Submission, gres: str, partition: str, output: 
     return arguments
 
 
-def batch_script(submission: Submission, settings: ScriptSettings, arguments: list[str]) -> str:
-    """The script sbatch runs on the first node of the allocation."""
+def batch_script(
+    submission: Submission, settings: ScriptSettings, arguments: list[str], data: DataPull | None = None
+) -> str:
+    """The script sbatch runs on the first node of the allocation; with `data`, it pulls the job's
+    datasets first."""
     job = submission.job
     env = task_env(submission.job_name, job, submission.shape, "", submission.attempt, 0)
     lines = [
@@ -76,6 +98,8 @@ def batch_script(submission: Submission, settings: ScriptSettings, arguments: li
         'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         f"port=$(( {settings.port_base} + SLURM_JOB_ID % {settings.port_count} ))",
     ]
+    if data is not None:
+        lines.extend(pull_lines(job, settings.python, data))
     per_node = 'export ATELIER_NODE_RANK="$SLURM_NODEID"'
     if job.launcher == pb.LAUNCHER_COMMAND:
         lines.append('export MASTER_ADDR="$head" MASTER_PORT="$port" WORLD_SIZE="$SLURM_JOB_NUM_NODES"')
@@ -84,6 +108,33 @@ def batch_script(submission: Submission, settings: ScriptSettings, arguments: li
     task = " ".join(task_words(job, submission.shape.gpus_per_node, settings.python))
     lines.append(f"srun --kill-on-bad-exit=1 bash -c {wrapper} atelier-task {task}")
     return "\n".join(lines) + "\n"
+
+
+def pull_lines(job: pb.Job, python: str, data: DataPull) -> list[str]:
+    """Lines that set ATELIER_DATA_DIR and pull each dataset version into it; the first pull that fails
+    prints the CLI's output, writes its last line to the failure file and ends the script with 1."""
+    folder = shlex.quote(str(data.folder))
+    lines = [f"export ATELIER_DATA_DIR={folder}/data", 'mkdir -p "$ATELIER_DATA_DIR"']
+    if not job.datasets:
+        return lines
+    cli = f"{shlex.quote(python)} -m atelier.cli.main" if python else "atelier"
+    failure = f"{folder}/{failure_file('$SLURM_JOB_ID')}"
+    lines += [
+        "atelier_pull() {",
+        '  echo "atelier: fetching $1 into $2"',
+        f'  if ! pulled=$(ATELIER_DATA_ADDRESS={shlex.quote(data.address)} {cli} data pull --json "$1" "$2" 2>&1)',
+        "  then",
+        "    printf '%s\\n' \"$pulled\"",
+        '    printf \'could not fetch %s: %s\\n\' "$1" "$(printf \'%s\\n\' "$pulled" | grep . | tail -n 1)" \\',
+        f"      > {failure}",
+        "    exit 1",
+        "  fi",
+        '  echo "atelier: fetched $1"',
+        "}",
+    ]
+    for dataset in job.datasets:
+        lines.append(f'atelier_pull {shlex.quote(dataset.version)} "$ATELIER_DATA_DIR"/{shlex.quote(dataset.path)}')
+    return lines
 
 
 def task_words(job: pb.Job, gpus_per_node: int, python: str) -> list[str]:

@@ -79,7 +79,7 @@ class SlurmScheduler:
         fields: dict[str, Any] = {
             "home": self.home,
             "database_url": self.database_url,
-            "data_address": "127.0.0.1:1",  # Slurm jobs take no datasets: the data service is never called
+            "data_address": "127.0.0.1:1",  # no data service: tests with datasets start one and pass its address
             "default_executor": "slurm",
             "slurm_conf": str(self.slurm.conf),
             "slurm_gpu_types": GPU_TYPES,
