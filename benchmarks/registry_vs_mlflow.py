@@ -437,10 +437,10 @@ def worker_atelier_fill(spec: Result) -> Result:
                     targets=[],
                 )
             )
-        writer.write(group)
-        failed = next((item.error for item in group if item.error is not None), None)
-        if failed is not None:
-            raise failed
+        batch = registration.Batch(group)
+        writer.write([batch])
+        if batch.error is not None:
+            raise batch.error
     engine.dispose()
     seconds = time.perf_counter() - began
     return {"count": spec["count"], "seconds": seconds, "rate": spec["count"] / seconds}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -86,6 +86,13 @@ class RegistryClient(ServiceClient):
         return self.call(
             self.stub.CreateModelVersion, rpc.CreateModelVersionRequest(parent=model, model_version=version)
         )
+
+    def create_versions(self, model: str, versions: Sequence[pb.ModelVersion]) -> list[pb.ModelVersion]:
+        """Register `versions` of `model` in one call (at most 1000), all or none; the versions
+        created, in order. An error names the index of the version that caused it."""
+        requests = [rpc.CreateModelVersionRequest(model_version=version) for version in versions]
+        request = rpc.BatchCreateModelVersionsRequest(parent=model, requests=requests)
+        return list(self.call(self.stub.BatchCreateModelVersions, request).model_versions)
 
     def get_version(self, name: str) -> pb.ModelVersion:
         return self.call(self.stub.GetModelVersion, rpc.GetModelVersionRequest(name=name))

@@ -126,6 +126,7 @@ RULES: dict[str, Rule] = {
             "GetRegisteredModel": Rule(P.READ, "name"),
             "ListRegisteredModels": Rule(P.READ, "parent"),
             "CreateModelVersion": Rule(P.WRITE, "parent"),
+            "BatchCreateModelVersions": Rule(P.WRITE, "parent"),
             "GetModelVersion": Rule(P.READ, "name"),
             "ListModelVersions": Rule(P.READ, "parent"),
             "DeleteModelVersion": Rule(P.ADMIN, "name"),

@@ -6,7 +6,8 @@ from google.protobuf import json_format, timestamp_pb2
 
 from atelier.registry.v1 import resources_pb2 as pb
 from atelier.runtime.timestamps import to_timestamp
-from services.registry.models import CreatedVersion, VersionView
+from services.registry.models import VersionView
+from services.registry.new_versions import CreatedVersion
 from services.registry.runs import RunView
 from services.registry.tables import AliasEventRow, AliasRow, ExperimentRow, MetricPointRow, ModelRow
 

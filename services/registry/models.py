@@ -1,4 +1,5 @@
-"""Registered models and their versions: registration with lineage, lookup by reference, search."""
+"""Registered models and their versions: lookup by reference, search, deletion (registration is in
+`new_versions`)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from google.protobuf import json_format
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from atelier.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from atelier.names import parse_name, validate_id
-from atelier.registry.v1 import resources_pb2 as pb
 from atelier.runtime.database import transaction
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from services.registry.datalink import DataLink
 from services.registry.experiments import now
-from services.registry.registration import Registration, Registrations
-from services.registry.runs import RunView, Tracking, numeric
+from services.registry.runs import Tracking
 from services.registry.search import VERSIONS, apply_ordering, compile_filter, parse_order_by
 from services.registry.tables import (
     AliasRow,
@@ -51,17 +49,6 @@ class VersionView:
         return f"projects/{self.project}/models/{self.model.name}/versions/v{self.row.number}"
 
 
-@dataclass(frozen=True)
-class CreatedVersion:
-    """A version just registered, as its message needs it: the values it was written with and the
-    messages its signature and lineage JSON came from (building its ORM row would cost more than
-    writing it)."""
-
-    registration: Registration
-    signature: pb.ModelSignature
-    lineage: pb.Lineage
-
-
 class Models:
     """The model-registry side of the registry."""
 
@@ -69,7 +56,6 @@ class Models:
         self.engine = engine
         self.data = data
         self.tracking = tracking
-        self.registrations = Registrations(engine, data, now)
         self._known_models: dict[tuple[str, str], ModelRow] = {}
 
     # Registered models ------------------------------------------------------------------------
@@ -113,7 +99,7 @@ class Models:
             )
         return row
 
-    def _ensure_model(self, project: str, name: str) -> ModelRow:
+    def ensure_model(self, project: str, name: str) -> ModelRow:
         """The registered model, created if missing (a concurrent creation of it is fine). Models
         are never renamed or deleted, so once seen they are remembered."""
         known = self._known_models.get((project, name))
@@ -141,63 +127,6 @@ class Models:
         return dict(rows)
 
     # Versions ---------------------------------------------------------------------------------
-
-    def create_version(self, parent: str, version: pb.ModelVersion) -> CreatedVersion:
-        parts = parse_name(parent, MODEL, "parent")
-        project = parts["project"]
-        _check_version(version)
-        artifact = self.data.artifact(version.artifact)
-        run = self.tracking.get_run(version.lineage.run) if version.lineage.run else None
-        lineage = self._lineage(version, run, project)
-        parent_version = self.get_version(lineage.parent_model_version).name if lineage.parent_model_version else ""
-        lineage.parent_model_version = parent_version
-        metrics = dict(version.metrics) or (dict(run.metrics) if run else {})
-        model = self._ensure_model(project, parts["model"])
-        assert model.id is not None
-        registration = self.registrations.commit(
-            Registration(
-                project=project,
-                model_id=model.id,
-                model_name=model.name,
-                row={
-                    "description": version.description,
-                    "artifact": artifact,
-                    "artifact_digest": version.artifact_digest,
-                    "format": version.format,
-                    "module_class": version.module_class,
-                    "signature": json_format.MessageToDict(version.signature, preserving_proto_field_name=True),
-                    "lineage": json_format.MessageToDict(lineage, preserving_proto_field_name=True),
-                    "metrics": metrics,
-                    "tags": dict(version.tags),
-                    "author": version.author,
-                    "run": run.name if run else "",
-                    "experiment": f"projects/{project}/experiments/{run.experiment}" if run else "",
-                    "parent_version": parent_version,
-                },
-                metrics=metrics,
-                params={k: (v, numeric(v)) for k, v in lineage.params.items()},
-                tags=dict(version.tags),
-                datasets=list(lineage.datasets),
-                targets=[artifact, *lineage.datasets],
-            )
-        )
-        return CreatedVersion(registration, version.signature, lineage)
-
-    def _lineage(self, version: pb.ModelVersion, run: RunView | None, project: str) -> pb.Lineage:
-        lineage = pb.Lineage()
-        lineage.CopyFrom(version.lineage)
-        if run is not None:
-            lineage.run = run.name
-            if not lineage.datasets:
-                lineage.datasets.extend(run.row.inputs)
-            if not lineage.HasField("code"):
-                json_format.ParseDict(run.row.code, lineage.code)
-            if not lineage.params:
-                lineage.params.update(run.row.params)
-        canonical = sorted({self.data.dataset_version(d, project) for d in lineage.datasets})
-        del lineage.datasets[:]
-        lineage.datasets.extend(canonical)
-        return lineage
 
     def resolve(self, session: Session, project: str, model_name: str, ref: str) -> VersionView:
         """A version by `v{N}`, `latest` or an alias."""
@@ -292,27 +221,3 @@ class Models:
             pins = list(view.row.pins)
         for pin in pins:
             self.data.unpin(pin)
-
-
-def _check_version(version: pb.ModelVersion) -> None:
-    if not version.artifact:
-        raise InvalidArgument("model_version.artifact is required: the data service artifact with the model file")
-    if version.format == pb.MODEL_FORMAT_UNSPECIFIED:
-        raise InvalidArgument(
-            "model_version.format is required: TORCHSCRIPT, TORCH_EXPORT or STATE_DICT",
-            metadata={"field": "model_version.format"},
-        )
-    if version.format == pb.MODEL_FORMAT_STATE_DICT and ":" not in version.module_class:
-        raise InvalidArgument(
-            f"a STATE_DICT version needs module_class as `package.module:Class`, got {version.module_class!r}",
-            metadata={"field": "model_version.module_class"},
-        )
-    for group, specs in (("inputs", version.signature.inputs), ("outputs", version.signature.outputs)):
-        names = [s.name for s in specs]
-        if len(set(names)) != len(names) or "" in names:
-            raise InvalidArgument(f"signature {group} need distinct, non-empty names; got {names}")
-        for spec in specs:
-            if spec.datatype == pb.TENSOR_DATATYPE_UNSPECIFIED:
-                raise InvalidArgument(f"signature tensor {spec.name!r} has no datatype")
-            if any(d < -1 or d == 0 for d in spec.shape):
-                raise InvalidArgument(f"signature tensor {spec.name!r} has shape {list(spec.shape)}: dims are >0 or -1")

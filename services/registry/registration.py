@@ -3,8 +3,11 @@
 Registrations that arrive together are written together: one transaction reserves their numbers,
 one `BatchCreatePins` call per project pins their lineage in the data service, and one transaction
 inserts the versions with their index rows. A version becomes visible only in that last
-transaction, so its lineage is always pinned before anyone can see it; a registration whose pins
-are refused fails alone (leaving an unused number behind) and the others go on.
+transaction, so its lineage is always pinned before anyone can see it.
+
+The unit that succeeds or fails is a `Batch`: one registration from CreateModelVersion, or all of a
+BatchCreateModelVersions call. A batch whose pins are refused fails alone (leaving its unused
+numbers behind, and releasing any pins it got) and the others of the group go on.
 
 There is no background thread: the first caller to find nobody writing becomes the leader, writes
 everything queued, then hands the lead to the next waiting caller, so no caller serves others for
@@ -17,7 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -39,6 +42,7 @@ _METRICS: sa.Table = VersionMetricRow.__table__  # type: ignore[attr-defined]
 _PARAMS: sa.Table = VersionParamRow.__table__  # type: ignore[attr-defined]
 _TAGS: sa.Table = VersionTagRow.__table__  # type: ignore[attr-defined]
 _DATASETS: sa.Table = VersionDatasetRow.__table__  # type: ignore[attr-defined]
+T = TypeVar("T")
 # The data service takes at most this many pins in one call.
 MAX_PINS_PER_CALL = 1000
 # Statements built once: building one costs more than running it on SQLite.
@@ -68,13 +72,28 @@ class Registration:
     number: int = 0
     version_id: int = 0
     pins: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"projects/{self.project}/models/{self.model_name}/versions/v{self.number}"
+
+
+@dataclass(eq=False)
+class Batch:
+    """Registrations written all or none; `error` is why they were not."""
+
+    items: list[Registration]
     error: BaseException | None = None
     _ready: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _lead: bool = field(default=False, init=False, repr=False)
 
     @property
-    def name(self) -> str:
-        return f"projects/{self.project}/models/{self.model_name}/versions/v{self.number}"
+    def pin_count(self) -> int:
+        return sum(len(item.targets) for item in self.items)
+
+    @property
+    def written(self) -> bool:
+        return all(item.version_id for item in self.items)
 
 
 class Registrations:
@@ -85,22 +104,24 @@ class Registrations:
         self.data = data
         self.now = now
         self._lock = threading.Lock()
-        self._queue: list[Registration] = []
+        self._queue: list[Batch] = []
         self._leading = False
 
-    def commit(self, item: Registration) -> Registration:
-        """Write `item` (with whatever else is queued); its number, id and pins are set on return."""
+    def commit(self, items: list[Registration]) -> list[Registration]:
+        """Write `items` all or none (with whatever else is queued); their numbers, ids and pins
+        are set on return, in order."""
+        batch = Batch(items)
         with self._lock:
-            self._queue.append(item)
+            self._queue.append(batch)
             lead = not self._leading
             self._leading = True
         if not lead:
-            item._ready.wait()
-        if lead or item._lead:
+            batch._ready.wait()
+        if lead or batch._lead:
             self._lead_one_group()
-        if item.error is not None:
-            raise item.error
-        return item
+        if batch.error is not None:
+            raise batch.error
+        return items
 
     def _lead_one_group(self) -> None:
         with self._lock:
@@ -108,10 +129,10 @@ class Registrations:
         try:
             self.write(group)
         finally:
-            for item in group:
-                if item.error is None and not item.version_id:
-                    item.error = RuntimeError("registration was interrupted")
-                item._ready.set()
+            for batch in group:
+                if batch.error is None and not batch.written:
+                    batch.error = RuntimeError("registration was interrupted")
+                batch._ready.set()
             with self._lock:
                 if self._queue:
                     self._queue[0]._lead = True
@@ -119,64 +140,72 @@ class Registrations:
                 else:
                     self._leading = False
 
-    def write(self, group: list[Registration]) -> None:
-        """Write a group now, setting each one's number, id and pins, or its error (the caller
-        must be the only one writing through this object meanwhile)."""
+    def write(self, group: list[Batch]) -> None:
+        """Write a group now, setting each registration's number, id and pins, or each batch's
+        error (the caller must be the only one writing through this object meanwhile)."""
         try:
-            self._reserve(group)
+            self._reserve([item for batch in group for item in batch.items])
         except Exception as error:  # noqa: BLE001 - handed to every caller of the group
-            for item in group:
-                item.error = error
+            for batch in group:
+                batch.error = error
             return
         pinned = self._pin(group)
         if not pinned:
             return
         try:
             self._insert(pinned)
-        except Exception:  # noqa: BLE001 - retried one by one so only the culprit fails
-            for item in pinned:
+        except Exception:  # noqa: BLE001 - retried batch by batch so only the culprit fails
+            for batch in pinned:
                 try:
-                    self._insert([item])
+                    self._insert([batch])
                 except Exception as error:  # noqa: BLE001 - handed to its caller
-                    item.error = error
-                    self._unpin(item)
+                    batch.error = error
+                    self._unpin(batch)
 
-    def _reserve(self, group: Sequence[Registration]) -> None:
-        """Take the next version numbers of each model in one atomic update per model."""
+    def _reserve(self, items: Sequence[Registration]) -> None:
+        """Take the next version numbers of each model in one atomic update per model; a model's
+        versions are numbered in queue order, so a batch's in its request order."""
         by_model: dict[int, list[Registration]] = {}
-        for item in group:
+        for item in items:
             by_model.setdefault(item.model_id, []).append(item)
         with transaction(self.engine) as session:
             connection = session.connection()
-            for model_id, items in by_model.items():
-                last = connection.execute(_RESERVE, {"model_id": model_id, "count": len(items)}).scalar_one()
-                for offset, item in enumerate(items):
-                    item.number = last - len(items) + 1 + offset
+            for model_id, same in by_model.items():
+                last = connection.execute(_RESERVE, {"model_id": model_id, "count": len(same)}).scalar_one()
+                for offset, item in enumerate(same):
+                    item.number = last - len(same) + 1 + offset
 
-    def _pin(self, group: Sequence[Registration]) -> list[Registration]:
-        """Pin each registration's targets, a project's in one call; those pinned."""
-        by_project: dict[str, list[Registration]] = {}
-        for item in group:
-            by_project.setdefault(item.project, []).append(item)
-        for project, items in by_project.items():
-            for chunk in _chunks(items):
+    def _pin(self, group: Sequence[Batch]) -> list[Batch]:
+        """Pin each registration's targets, a project's in one call where they fit; the batches
+        whose pins were all made."""
+        by_project: dict[str, list[Batch]] = {}
+        for batch in group:
+            by_project.setdefault(batch.items[0].project, []).append(batch)
+        for project, batches in by_project.items():
+            for chunk in _runs(batches, lambda batch: batch.pin_count):
                 self._pin_chunk(project, chunk)
-        return [item for item in group if item.error is None]
+        return [batch for batch in group if batch.error is None]
 
-    def _pin_chunk(self, project: str, items: list[Registration]) -> None:
+    def _pin_chunk(self, project: str, batches: list[Batch]) -> None:
+        """Pin the batches' targets (in one call, unless one batch alone has more than the data
+        service takes); on a refusal release what was pinned and try each batch alone."""
+        items = [item for batch in batches for item in batch.items]
         try:
-            pins = self.data.pin_groups(project, [(item.targets, item.name) for item in items])
+            for part in _runs(items, lambda item: len(item.targets)):
+                pins = self.data.pin_groups(project, [(item.targets, item.name) for item in part])
+                for item, names in zip(part, pins, strict=True):
+                    item.pins = names
         except Exception as error:  # noqa: BLE001 - the caller gets it, or each is tried alone
-            if len(items) == 1:
-                items[0].error = error
+            for batch in batches:
+                self._unpin(batch)
+            if len(batches) == 1:
+                batches[0].error = error
                 return
-            for item in items:
-                self._pin_chunk(project, [item])
-            return
-        for item, names in zip(items, pins, strict=True):
-            item.pins = names
+            for batch in batches:
+                self._pin_chunk(project, [batch])
 
-    def _insert(self, items: Sequence[Registration]) -> None:
+    def _insert(self, batches: Sequence[Batch]) -> None:
+        items = [item for batch in batches for item in batch.items]
         stamp = self.now()
         rows = [
             {**item.row, "model_id": item.model_id, "number": item.number, "pins": item.pins, "create_time": stamp}
@@ -184,45 +213,44 @@ class Registrations:
         ]
         with transaction(self.engine) as session:
             connection = session.connection()
-            ids = connection.execute(_INSERT_VERSIONS, rows).scalars()
-            for item, version_id in zip(items, ids, strict=True):
-                item.version_id = version_id
-            _index(connection, items)
-        for item, row in zip(items, rows, strict=True):
+            ids = connection.execute(_INSERT_VERSIONS, rows).scalars().all()
+            _index(connection, items, ids)
+        for item, row, version_id in zip(items, rows, ids, strict=True):
             item.row = row
+            item.version_id = version_id
 
-    def _unpin(self, item: Registration) -> None:
-        for pin in item.pins:
-            self.data.unpin(pin)
+    def _unpin(self, batch: Batch) -> None:
+        for item in batch.items:
+            for pin in item.pins:
+                self.data.unpin(pin)
+            item.pins = []
 
 
-def _chunks(items: list[Registration]) -> list[list[Registration]]:
-    """Consecutive runs of registrations with at most MAX_PINS_PER_CALL pins in all."""
-    chunks: list[list[Registration]] = [[]]
+def _runs(things: list[T], pins: Callable[[T], int]) -> list[list[T]]:
+    """Consecutive runs of `things` with at most MAX_PINS_PER_CALL pins in all (one with more is a
+    run of its own)."""
+    runs: list[list[T]] = [[]]
     count = 0
-    for item in items:
-        if chunks[-1] and count + len(item.targets) > MAX_PINS_PER_CALL:
-            chunks.append([])
+    for thing in things:
+        if runs[-1] and count + pins(thing) > MAX_PINS_PER_CALL:
+            runs.append([])
             count = 0
-        chunks[-1].append(item)
-        count += len(item.targets)
-    return chunks
+        runs[-1].append(thing)
+        count += pins(thing)
+    return runs
 
 
-def _index(connection: Connection, items: Sequence[Registration]) -> None:
-    """The key/value rows filters and orderings run on."""
+def _index(connection: Connection, items: Sequence[Registration], ids: Sequence[int]) -> None:
+    """The key/value rows filters and orderings run on, of each item with its new version id."""
+    pairs = list(zip(items, ids, strict=True))
     metrics = [
-        {"version_id": i.version_id, "model_id": i.model_id, "key": k, "value": v}
-        for i in items
-        for k, v in i.metrics.items()
+        {"version_id": n, "model_id": i.model_id, "key": k, "value": v} for i, n in pairs for k, v in i.metrics.items()
     ]
     params = [
-        {"version_id": i.version_id, "key": k, "value": v, "value_num": n}
-        for i in items
-        for k, (v, n) in i.params.items()
+        {"version_id": n, "key": k, "value": v, "value_num": num} for i, n in pairs for k, (v, num) in i.params.items()
     ]
-    tags = [{"version_id": i.version_id, "key": k, "value": v} for i in items for k, v in i.tags.items()]
-    datasets = [{"version_id": i.version_id, "dataset": d} for i in items for d in i.datasets]
+    tags = [{"version_id": n, "key": k, "value": v} for i, n in pairs for k, v in i.tags.items()]
+    datasets = [{"version_id": n, "dataset": d} for i, n in pairs for d in i.datasets]
     for table, rows in ((_METRICS, metrics), (_PARAMS, params), (_TAGS, tags), (_DATASETS, datasets)):
         if rows:
             connection.execute(_INSERT_INDEX[table], rows)

@@ -18,6 +18,7 @@ from services.registry.aliases import Aliases
 from services.registry.lineage import lineage_graph, reproduction_spec
 from services.registry.metrics import RegistryMetrics
 from services.registry.models import Models
+from services.registry.new_versions import NewVersions
 from services.registry.runs import Tracking
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -33,6 +34,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         self.metrics = metrics
         self.models = models
         self.aliases = Aliases(models)
+        self.new_versions = NewVersions(models)
         self.run = run
 
     # Experiments and runs ---------------------------------------------------------------------
@@ -131,10 +133,19 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         return rpc.ListRegisteredModelsResponse(registered_models=models, next_page_token=token)
 
     async def CreateModelVersion(self, request: rpc.CreateModelVersionRequest, context: Context) -> pb.ModelVersion:
-        created = await self.run(self.models.create_version, request.parent, request.model_version)
+        created = await self.run(self.new_versions.create, request.parent, request.model_version)
         if self.metrics is not None:
             self.metrics.versions.labels(project_of(request.parent)).inc()
         return convert.created_version(created)
+
+    async def BatchCreateModelVersions(
+        self, request: rpc.BatchCreateModelVersionsRequest, context: Context
+    ) -> rpc.BatchCreateModelVersionsResponse:
+        requests = [(r.parent, r.model_version) for r in request.requests]
+        created = await self.run(self.new_versions.create_batch, request.parent, requests)
+        if self.metrics is not None:
+            self.metrics.versions.labels(project_of(request.parent)).inc(len(created))
+        return rpc.BatchCreateModelVersionsResponse(model_versions=[convert.created_version(c) for c in created])
 
     async def GetModelVersion(self, request: rpc.GetModelVersionRequest, context: Context) -> pb.ModelVersion:
         return convert.model_version(await self.run(self.models.get_version, request.name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -74,16 +75,16 @@ def test_queued_registrations_are_written_as_one_group_and_a_refused_pin_fails_a
     data = FakeData()
     registrations = Registrations(engine, data, lambda: datetime.now(UTC))  # type: ignore[arg-type]
     with ThreadPoolExecutor(5) as pool:
-        first = pool.submit(registrations.commit, _registration(1, "good"))
+        first = pool.submit(registrations.commit, [_registration(1, "good")])
         data.held.wait()
-        rest: list[Future[Registration]] = [
-            pool.submit(registrations.commit, _registration(1, target)) for target in ("good", "bad", "good", "good")
+        rest: list[Future[list[Registration]]] = [
+            pool.submit(registrations.commit, [_registration(1, target)]) for target in ("good", "bad", "good", "good")
         ]
         while len(registrations._queue) < 4:
             threading.Event().wait(0.001)
         data.hold.set()
-        assert first.result().number == 1
-        outcomes = [f.exception() or f.result() for f in rest]
+        assert first.result()[0].number == 1
+        outcomes = [f.exception() or f.result()[0] for f in rest]
 
     refused = [o for o in outcomes if isinstance(o, BaseException)]
     written = [o for o in outcomes if isinstance(o, Registration)]
@@ -102,3 +103,57 @@ def test_queued_registrations_are_written_as_one_group_and_a_refused_pin_fails_a
     # Numbers are never reused: the refused one leaves a gap.
     assert last == 5
     assert data.unpinned == []
+
+
+def _versions(engine: sa.Engine) -> list[tuple[int, str]]:
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT number, pins FROM reg_model_versions ORDER BY number")).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def test_a_batch_is_written_all_or_none_beside_other_registrations(engine: sa.Engine) -> None:
+    data = FakeData()
+    registrations = Registrations(engine, data, lambda: datetime.now(UTC))  # type: ignore[arg-type]
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(registrations.commit, [_registration(1, "good")])
+        data.held.wait()
+        refused = pool.submit(registrations.commit, [_registration(1, t) for t in ("good", "bad", "good")])
+        single = pool.submit(registrations.commit, [_registration(1, "good")])
+        batch = pool.submit(registrations.commit, [_registration(1, "good") for _ in range(3)])
+        while len(registrations._queue) < 3:
+            threading.Event().wait(0.001)
+        data.hold.set()
+        first.result()
+        assert isinstance(refused.exception(), FailedPrecondition)
+        numbers = [item.number for item in batch.result()]
+        single.result()
+
+    # The batch's versions are numbered in request order, one after another.
+    assert numbers == list(range(numbers[0], numbers[0] + 3))
+    written = [number for number, _ in _versions(engine)]
+    assert written == sorted([1, single.result()[0].number, *numbers])
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT COUNT(*) FROM reg_version_metrics")).scalar_one() == 5
+
+
+def test_a_batch_with_more_pins_than_one_call_takes_releases_them_when_refused(engine: sa.Engine) -> None:
+    data = FakeData()
+    data.hold.set()
+    registrations = Registrations(engine, data, lambda: datetime.now(UTC))  # type: ignore[arg-type]
+    items = [_registration(1, "good") for _ in range(3)]
+    for item in items:
+        item.targets = [f"good-{n}" for n in range(400)]
+    items[2].targets[-1] = "bad"
+
+    with pytest.raises(FailedPrecondition):
+        registrations.commit(items)
+
+    # 1,200 pins: two calls (800, then 400 refused); the 800 made are released, nothing is visible.
+    assert [len(call) for call in data.calls] == [2, 1]
+    assert len(data.unpinned) == 800
+    assert _versions(engine) == []
+    items = [_registration(1, "good") for _ in range(3)]
+    for item in items:
+        item.targets = [f"good-{n}" for n in range(400)]
+    assert [item.number for item in registrations.commit(items)] == [4, 5, 6]
+    assert [len(json.loads(pins)) for _, pins in _versions(engine)] == [400, 400, 400]

@@ -687,6 +687,58 @@ class CreateModelVersionRequest(_message.Message):
 Global___CreateModelVersionRequest: _TypeAlias = CreateModelVersionRequest  # noqa: Y015
 
 @_typing.final
+class BatchCreateModelVersionsRequest(_message.Message):
+    """Request for BatchCreateModelVersions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """`projects/{project}/models/{model}`; the model is created if missing."""
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateModelVersionRequest]:
+        """The versions (1 to 1000); each request's parent is empty or equal to the batch's parent."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        requests: _abc.Iterable[Global___CreateModelVersionRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateModelVersionsRequest: _TypeAlias = BatchCreateModelVersionsRequest  # noqa: Y015
+
+@_typing.final
+class BatchCreateModelVersionsResponse(_message.Message):
+    """Response for BatchCreateModelVersions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_VERSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model_versions(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.ModelVersion]:
+        """The versions, in request order."""
+
+    def __init__(
+        self,
+        *,
+        model_versions: _abc.Iterable[_resources_pb2.ModelVersion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_versions", b"model_versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateModelVersionsResponse: _TypeAlias = BatchCreateModelVersionsResponse  # noqa: Y015
+
+@_typing.final
 class GetModelVersionRequest(_message.Message):
     """Request for GetModelVersion."""
 

@@ -118,6 +118,11 @@ class RegistryServiceStub:
                 request_serializer=atelier_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionRequest.SerializeToString,
                 response_deserializer=atelier_dot_registry_dot_v1_dot_resources__pb2.ModelVersion.FromString,
                 _registered_method=True)
+        self.BatchCreateModelVersions = channel.unary_unary(
+                '/atelier.registry.v1.RegistryService/BatchCreateModelVersions',
+                request_serializer=atelier_dot_registry_dot_v1_dot_registry__service__pb2.BatchCreateModelVersionsRequest.SerializeToString,
+                response_deserializer=atelier_dot_registry_dot_v1_dot_registry__service__pb2.BatchCreateModelVersionsResponse.FromString,
+                _registered_method=True)
         self.GetModelVersion = channel.unary_unary(
                 '/atelier.registry.v1.RegistryService/GetModelVersion',
                 request_serializer=atelier_dot_registry_dot_v1_dot_registry__service__pb2.GetModelVersionRequest.SerializeToString,
@@ -276,6 +281,15 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchCreateModelVersions(self, request, context):
+        """Registers up to 1000 versions of one model at once (AIP-233), all or none: one transaction
+        writes them and one BatchCreatePins call pins their lineage. An invalid request fails the whole
+        batch with an error naming its index (`requests[3]: ...`); the answer is in request order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetModelVersion(self, request, context):
         """Gets a version; the last name segment may be `v{N}`, `latest` or an alias.
         """
@@ -410,6 +424,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.CreateModelVersion,
                     request_deserializer=atelier_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionRequest.FromString,
                     response_serializer=atelier_dot_registry_dot_v1_dot_resources__pb2.ModelVersion.SerializeToString,
+            ),
+            'BatchCreateModelVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateModelVersions,
+                    request_deserializer=atelier_dot_registry_dot_v1_dot_registry__service__pb2.BatchCreateModelVersionsRequest.FromString,
+                    response_serializer=atelier_dot_registry_dot_v1_dot_registry__service__pb2.BatchCreateModelVersionsResponse.SerializeToString,
             ),
             'GetModelVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelVersion,
@@ -864,6 +883,33 @@ class RegistryService:
             '/atelier.registry.v1.RegistryService/CreateModelVersion',
             atelier_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionRequest.SerializeToString,
             atelier_dot_registry_dot_v1_dot_resources__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateModelVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.registry.v1.RegistryService/BatchCreateModelVersions',
+            atelier_dot_registry_dot_v1_dot_registry__service__pb2.BatchCreateModelVersionsRequest.SerializeToString,
+            atelier_dot_registry_dot_v1_dot_registry__service__pb2.BatchCreateModelVersionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -74,6 +74,11 @@ class RegistryServiceStub:
     """Registers a version: artifact, signature and lineage. Its dataset versions and artifact are
     pinned in the data service so they cannot be deleted from under it.
     """
+    BatchCreateModelVersions: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.BatchCreateModelVersionsRequest, _registry_service_pb2.BatchCreateModelVersionsResponse]
+    """Registers up to 1000 versions of one model at once (AIP-233), all or none: one transaction
+    writes them and one BatchCreatePins call pins their lineage. An invalid request fails the whole
+    batch with an error naming its index (`requests[3]: ...`); the answer is in request order.
+    """
     GetModelVersion: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.GetModelVersionRequest, _resources_pb2.ModelVersion]
     """Gets a version; the last name segment may be `v{N}`, `latest` or an alias."""
     ListModelVersions: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.ListModelVersionsRequest, _registry_service_pb2.ListModelVersionsResponse]
@@ -136,6 +141,11 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     CreateModelVersion: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.CreateModelVersionRequest, _resources_pb2.ModelVersion]  # type: ignore[assignment]
     """Registers a version: artifact, signature and lineage. Its dataset versions and artifact are
     pinned in the data service so they cannot be deleted from under it.
+    """
+    BatchCreateModelVersions: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.BatchCreateModelVersionsRequest, _registry_service_pb2.BatchCreateModelVersionsResponse]  # type: ignore[assignment]
+    """Registers up to 1000 versions of one model at once (AIP-233), all or none: one transaction
+    writes them and one BatchCreatePins call pins their lineage. An invalid request fails the whole
+    batch with an error naming its index (`requests[3]: ...`); the answer is in request order.
     """
     GetModelVersion: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.GetModelVersionRequest, _resources_pb2.ModelVersion]  # type: ignore[assignment]
     """Gets a version; the last name segment may be `v{N}`, `latest` or an alias."""
@@ -286,6 +296,17 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_resources_pb2.ModelVersion, _abc.Awaitable[_resources_pb2.ModelVersion]]:
         """Registers a version: artifact, signature and lineage. Its dataset versions and artifact are
         pinned in the data service so they cannot be deleted from under it.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchCreateModelVersions(
+        self,
+        request: _registry_service_pb2.BatchCreateModelVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_service_pb2.BatchCreateModelVersionsResponse, _abc.Awaitable[_registry_service_pb2.BatchCreateModelVersionsResponse]]:
+        """Registers up to 1000 versions of one model at once (AIP-233), all or none: one transaction
+        writes them and one BatchCreatePins call pins their lineage. An invalid request fails the whole
+        batch with an error naming its index (`requests[3]: ...`); the answer is in request order.
         """
 
     @_abc_1.abstractmethod

@@ -139,6 +139,29 @@ def push_digits(stack: Stack, tmp_path: Any) -> Any:
     return push(stack.data, tmp_path / "digits", parse_dataset_ref("digits", "lab")).version
 
 
+def test_model_versions_are_registered_in_one_batch_over_rest(stack: Stack, tmp_path: Any) -> None:
+    from atelier.datasets.push import store_artifact
+
+    (tmp_path / "weights.pt").write_bytes(b"weights")
+    artifact = store_artifact(stack.data, "lab", tmp_path / "weights.pt").name
+    model = "projects/lab/models/sweep"
+    requests = [
+        {"modelVersion": {"artifact": artifact, "format": "MODEL_FORMAT_TORCHSCRIPT", "metrics": {"acc": a}}}
+        for a in (0.5, 0.7)
+    ]
+    response = stack.rest.post(f"/v1/{model}/versions:batchCreate", json={"requests": requests})
+    assert response.status_code == 200, response.text
+    created = response.json()["modelVersions"]
+    assert [(v["name"], v["metrics"]["acc"]) for v in created] == [
+        (f"{model}/versions/v1", 0.5),
+        (f"{model}/versions/v2", 0.7),
+    ]
+    requests.insert(1, {"modelVersion": {"artifact": artifact}})
+    refused = stack.rest.post(f"/v1/{model}/versions:batchCreate", json={"requests": requests})
+    assert error_of(refused, 400, "INVALID_ARGUMENT")["message"].startswith("requests[1]: model_version.format")
+    assert [v.number for v in stack.registry.list_versions(model)] == [2, 1]
+
+
 def test_a_malformed_body_or_parameter_is_a_400_naming_the_field(stack: Stack) -> None:
     not_json = error_of(stack.rest.post("/v1/projects/lab/jobs", content=b"{oops"), 400, "INVALID_ARGUMENT")
     assert "not valid JSON" in not_json["message"]
