@@ -1,8 +1,9 @@
 """OpenAPI 3.1 for the gateway, generated from the same bindings as the routes.
 
 Schemas follow protobuf's canonical JSON mapping (int64 as strings, enums as names, Timestamps as
-RFC 3339 strings). The generated descriptors carry no source info, so proto comments are not
-available here; descriptions name the RPC and its message types instead.
+RFC 3339 strings). Descriptions are the protos' comments (`gateway.comments`: the generated
+descriptors carry none, `make proto` keeps them in a descriptor set of their own): a service's
+comment describes its tag, a method's its operation, a message's and a field's their schema.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from google.protobuf import descriptor
 
+from gateway.comments import proto_comments
 from gateway.descriptors import HttpBinding, Streaming
 from gateway.downloads import OCTET_STREAM, is_download
 from gateway.transcode import SCALAR_WELL_KNOWN, query_fields
@@ -116,9 +118,16 @@ class _Schemas:
         return single
 
     def _object(self, message: descriptor.Descriptor) -> dict[str, Any]:
-        properties = {f.json_name: self.field(f) for f in message.fields}
+        comments = proto_comments()
+        properties = {f.json_name: _described(self.field(f), comments.get(f.full_name)) for f in message.fields}
         # The JSON mapping rejects fields a message does not have (`json_format` answers 400).
-        return {"type": "object", "title": message.name, "properties": properties, "additionalProperties": False}
+        schema = {"type": "object", "title": message.name, "properties": properties, "additionalProperties": False}
+        return _described(schema, comments.get(message.full_name))
+
+
+def _described(schema: dict[str, Any], comment: str | None) -> dict[str, Any]:
+    """`schema` with `comment` as its description (OpenAPI 3.1 allows one beside a `$ref`)."""
+    return {**schema, "description": comment} if comment else schema
 
 
 def openapi_document(bindings: list[HttpBinding], title: str = "Atelier", version: str = "v1") -> dict[str, Any]:
@@ -129,9 +138,12 @@ def openapi_document(bindings: list[HttpBinding], title: str = "Atelier", versio
         path, operation = _operation(binding, schemas)
         paths.setdefault(path, {})[binding.http_method.lower()] = operation
     components = {"schemas": {**schemas.schemas, "Error": ERROR_SCHEMA}}
+    services = sorted({binding.method.containing_service.full_name for binding in bindings})
+    comments = proto_comments()
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": "REST transcoding of Atelier's gRPC APIs."},
+        "tags": [_described({"name": service}, comments.get(service)) for service in services],
         "paths": paths,
         "components": components,
     }
@@ -154,13 +166,14 @@ def _operation(binding: HttpBinding, schemas: _Schemas) -> tuple[str, dict[str, 
         bound = {v.field_path for v in binding.template.variables} | {binding.body}
         for name in query_fields(request):
             if not _bound(request, name, bound):
+                schema, comment = _query_schema(request, name, schemas)
                 parameters.append(
-                    {"name": name, "in": "query", "required": False, "schema": _query_schema(request, name, schemas)}
+                    _described({"name": name, "in": "query", "required": False, "schema": schema}, comment)
                 )
     operation: dict[str, Any] = {
         "operationId": binding.operation_id,
         "summary": binding.method.name,
-        "description": f"{binding.rpc_path} ({binding.method.input_type.full_name} -> "
+        "description": _method_comment(binding) + f"{binding.rpc_path} ({binding.method.input_type.full_name} -> "
         f"{binding.method.output_type.full_name}).",
         "tags": [binding.method.containing_service.full_name],
         "parameters": parameters,
@@ -251,7 +264,13 @@ def _bound(message: descriptor.Descriptor, name: str, bound: set[str]) -> bool:
     return False
 
 
-def _query_schema(message: descriptor.Descriptor, name: str, schemas: _Schemas) -> dict[str, Any]:
+def _method_comment(binding: HttpBinding) -> str:
+    comment = proto_comments().get(binding.method.full_name)
+    return f"{comment}\n\n" if comment else ""
+
+
+def _query_schema(message: descriptor.Descriptor, name: str, schemas: _Schemas) -> tuple[dict[str, Any], str | None]:
+    """The schema of the query parameter `name` (a dotted json name) and its field's comment."""
     current = message
     field: FieldDescriptor | None = None
     for part in name.split("."):
@@ -259,4 +278,4 @@ def _query_schema(message: descriptor.Descriptor, name: str, schemas: _Schemas) 
         if field.message_type is not None and field.message_type.full_name not in SCALAR_WELL_KNOWN:
             current = field.message_type
     assert field is not None
-    return schemas.field(field)
+    return schemas.field(field), proto_comments().get(field.full_name)

@@ -7,6 +7,10 @@ its descriptors are the very ones tritonclient registers in Python's process-wid
 which lets both be imported in one process. It is compiled with `proto/inference` as include root
 into `atelier/inference/protocol/`, and its two generated cross-imports are made package-relative.
 
+Atelier's own protos are also written as one descriptor set with their comments
+(`atelier/proto_comments.binpb`, `--include_source_info`): the generated modules drop source info,
+and the gateway's OpenAPI takes its descriptions from those comments.
+
 Third-party protos (`google/api`, `google/rpc`) are copied from the installed
 googleapis-common-protos package into the git-ignored `.proto-deps/` so that protoc and buf see
 them without vendoring them into the repository.
@@ -28,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 THIRD_PARTY = ("google/api", "google/rpc")
 STANDARD = Path("inference")  # under proto/: the KServe v2 / Triton protocol
 STANDARD_PACKAGE = Path("atelier/inference/protocol")
+COMMENTS = Path("atelier/proto_comments.binpb")
 _STANDARD_IMPORT = re.compile(r"^import (grpc_service_pb2|model_config_pb2)\b", re.MULTILINE)
 
 
@@ -50,7 +55,7 @@ def proto_files() -> list[str]:
     return sorted(str(p) for p in found if STANDARD not in p.parents)
 
 
-def _protoc(include: list[Path], out: Path, files: list[str]) -> None:
+def _protoc(include: list[Path], out: Path, files: list[str], extra: tuple[str, ...] = ()) -> None:
     # mypy-protobuf writes the .pyi stubs of messages and, unlike --pyi_out, of the gRPC stubs too.
     bin_dir = Path(sys.executable).parent
     args = [
@@ -62,6 +67,7 @@ def _protoc(include: list[Path], out: Path, files: list[str]) -> None:
         f"--mypy_out={out}",
         f"--mypy_grpc_out={out}",
         f"--grpc_python_out={out}",
+        *extra,
         *files,
     ]
     if protoc.main(args) != 0:
@@ -99,7 +105,8 @@ def generate(out: Path) -> None:
     copy_deps(deps)
     well_known = Path(str(resources.files("grpc_tools") / "_proto"))
     files = proto_files()
-    _protoc([ROOT / "proto", deps, well_known], out, files)
+    comments = ("--include_source_info", f"--descriptor_set_out={out / COMMENTS}")
+    _protoc([ROOT / "proto", deps, well_known], out, files, comments)
     _init_files(out, {Path(f).parent for f in files})
     generate_standard(out, well_known)
 

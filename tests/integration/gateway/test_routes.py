@@ -29,5 +29,24 @@ def test_the_openapi_document_validates_and_covers_every_route(stack: Stack) -> 
     assert operations == bindings
     job = document["components"]["schemas"]["atelier.scheduler.v1.Job"]["properties"]
     assert job["maxRetries"]["type"] == "integer"
-    assert job["createTime"] == {"type": "string", "format": "date-time"}
+    assert job["createTime"] == {"type": "string", "format": "date-time", "description": "When it was submitted."}
     assert stack.rest.get("/docs").status_code == 200
+
+
+def test_the_openapi_document_carries_the_proto_comments(stack: Stack) -> None:
+    document = stack.rest.get("/openapi.json").json()
+    tags = {tag["name"]: tag.get("description", "") for tag in document["tags"]}
+    assert tags["atelier.data.v1.DataService"].startswith("Dataset versioning over content-addressed")
+    create = document["paths"]["/v1/projects"]["post"]
+    assert create["description"].startswith("Creates a project.\n\n/atelier.data.v1.DataService/CreateProject")
+    job = document["components"]["schemas"]["atelier.scheduler.v1.Job"]
+    assert job["properties"]["maxRetries"]["description"] == "How many times a failed attempt is retried."
+    assert "lint" not in str(document).replace("buf lint", "")  # buf's lint directives are not descriptions
+    # Every RPC is commented in its proto, so every operation says what it does before its RPC path.
+    undescribed = [
+        op["operationId"]
+        for item in document["paths"].values()
+        for op in item.values()
+        if "\n\n/" not in op["description"]
+    ]
+    assert not undescribed
