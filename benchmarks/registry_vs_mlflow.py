@@ -14,6 +14,8 @@ interpreter with anything else. Measured:
    LogRunData (metrics) + CreateModelVersion (lineage.run; metrics and params come from the run).
    MLflow: what a user does to give a version metrics: create_run, log_batch (metrics + params),
    create_model_version(source, run_id), through the tracking server and directly on SQLite.
+   Also Atelier's BatchCreateModelVersions, 100 versions a call from the same 8 threads (MLflow has
+   no batch registration API, so its row compares with MLflow's one-by-one path).
 2. With many versions registered in one model, "the best version by val_accuracy among those with
    lr < 0.01": Atelier ListModelVersions(order_by="metrics.val_accuracy desc",
    filter="params.lr < 0.01", page_size=1) over gRPC; MLflow's two steps (search_runs ordered by
@@ -67,6 +69,7 @@ DOCS = REPO / "docs" / "performance.md"
 SECTION = "## Registry vs MLflow"
 PROJECT = "bench"
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+BATCH_SIZE = 100  # versions per BatchCreateModelVersions call
 LRS = ("0.1", "0.03", "0.01", "0.003", "0.001", "0.0003")
 BATCHES = ("32", "64", "128")
 ATELIER_FILTER = "params.lr < 0.01"
@@ -98,6 +101,7 @@ class Config:
     threads: int
     register: int
     register_full: int
+    register_batch: int
     register_pg: int
     search_versions: int
     mlflow_register: int
@@ -120,6 +124,7 @@ class Config:
 _COUNTS: dict[str, tuple[int, int]] = {
     "register": (10_000, 1_000),
     "register_full": (2_000, 300),
+    "register_batch": (10_000, 1_000),
     "register_pg": (3_000, 500),
     "search_versions": (100_000, 5_000),
     "mlflow_register": (1_000, 100),
@@ -393,8 +398,29 @@ def worker_atelier_register(spec: Result) -> Result:
             ("CreateModelVersion", lambda: registry.create_version(spec["model"], atelier_version(spec, index)))
         )
 
+    if spec["mode"] == "batch":
+        return register_batches(registry, spec)
     one = inline if spec["mode"] == "inline" else (lambda index: atelier_full(registry, spec, index))
     return drive(spec["count"], spec["start"], spec["threads"], one)
+
+
+def register_batches(registry: Any, spec: Result) -> Result:
+    """The versions in BatchCreateModelVersions calls of spec["batch"] each; figures per version,
+    but the phase (the call's mean latency) per call."""
+    size = spec["batch"]
+
+    def batch(index: int) -> dict[str, float]:
+        first = spec["start"] + index * size
+        versions = [atelier_version(spec, i) for i in range(first, first + size)]
+        return timed_phases(
+            (f"BatchCreateModelVersions ({size} versions)", lambda: registry.create_versions(spec["model"], versions))
+        )
+
+    result = drive(spec["count"] // size, 0, spec["threads"], batch)
+    for key in ("count", "errors", "rate"):
+        result[key] *= size
+    result["cpu"] = {name: seconds / size for name, seconds in result["cpu"].items()}
+    return result
 
 
 def worker_atelier_fill(spec: Result) -> Result:
@@ -968,7 +994,7 @@ def make_artifact(stack: Stack) -> str:
 
 
 def register_atelier(
-    address: str, artifact: str, model: str, count: int, start: int, config: Config, mode: str
+    address: str, artifact: str, model: str, count: int, start: int, config: Config, mode: str, batch: int = BATCH_SIZE
 ) -> Result:
     spec = {
         "address": address,
@@ -979,6 +1005,7 @@ def register_atelier(
         "start": start,
         "threads": config.threads,
         "mode": mode,
+        "batch": batch,
     }
     return worker("atelier-register", spec)
 
@@ -1010,6 +1037,9 @@ def measure_atelier(report: Report, config: Config, stack: Stack, work: int) -> 
     full = Filling(lambda count, start: register("full", count, start, "full"))
     report.measure("at_1a", "atelier 1a", lambda: search.add(config.register))
     report.measure("at_1b", "atelier 1b", lambda: full.add(config.register_full))
+    if config.register_batch:
+        batched = Filling(lambda count, start: register("batched", count, start, "batch"))
+        report.measure("at_1f", "atelier 1f (batched)", lambda: batched.add(config.register_batch))
     if search.next < config.search_versions:
         rest = config.search_versions - search.next
         report.figures["at_fill_from"] = search.next
@@ -1206,6 +1236,18 @@ def registration_rows(f: dict[str, Any], config: Config) -> list[Row]:
             None,
         ),
     ]
+    if "at_1f" in f:
+        rows.append(
+            (
+                f"1f. Atelier BatchCreateModelVersions, {BATCH_SIZE} versions a call, {config.threads} threads (MLflow "
+                "has no batch registration API: its one-by-one server path of 1a)",
+                rate_text(f["at_1f"]),
+                rate_text(server),
+                times_better(f["at_1f"]["rate"], server["rate"]),
+                "Atelier >= 1,000/s",
+                f["at_1f"]["rate"] >= 1000,
+            )
+        )
     if "at_pg" in f:
         rows.append(("1d. Atelier 1a on PostgreSQL (registry database only)", rate_text(f["at_pg"]), "—", "", "", None))
     if "at_fill" in f:
@@ -1371,6 +1413,7 @@ def phases_table(f: dict[str, Any]) -> str:
 REGISTRATIONS = (
     ("Atelier 1a", "at_1a"),
     ("Atelier 1b", "at_1b"),
+    (f"Atelier 1f (batches of {BATCH_SIZE})", "at_1f"),
     ("Atelier 1d (PostgreSQL)", "at_pg"),
     ("Atelier 1e (filling)", "at_fill"),
     ("MLflow server", "ml_1b"),
@@ -1461,7 +1504,9 @@ def method_notes(f: dict[str, Any], config: Config) -> list[str]:
         "WAL, synchronous=NORMAL, the default; the registry's 8 worker threads), clients "
         "`atelier.client.RegistryClient` over gRPC on 127.0.0.1. Every version refers to one artifact stored once; "
         "the registry checks it with the data service once, and pins it for each version: registrations that "
-        "arrive together are pinned in one BatchCreatePins call and inserted in one transaction.",
+        "arrive together are pinned in one BatchCreatePins call and inserted in one transaction. 1f sends "
+        f"{BATCH_SIZE} versions per BatchCreateModelVersions call (all or none; the client builds each call's "
+        "messages inside the measurement); MLflow has no call that registers several versions.",
         "- MLflow: `mlflow server --backend-store-uri sqlite:///... --host 127.0.0.1 --port P` with its default "
         "workers, `MlflowClient(tracking_uri=url)`; `create_model_version` keeps its default "
         "`await_creation_for`. Its versions get metrics the only way MLflow has: through the run "
