@@ -13,6 +13,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
@@ -23,6 +24,7 @@ from gateway.descriptors import bindings
 from gateway.errors import body_of_atelier_error, http_status
 from gateway.frontdoor.routing import stack_services
 from gateway.kserve import KServeRoute
+from gateway.metrics import HttpMetrics
 from gateway.openapi import openapi_document
 from gateway.routes import CallSettings, RuleRoute
 from gateway.settings import GatewaySettings
@@ -31,8 +33,11 @@ from gateway.upstream import Upstreams
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) -> FastAPI:
-    """The gateway for every annotated RPC of Atelier's protos."""
+def create_app(
+    settings: GatewaySettings, upstreams: Upstreams | None = None, registry: CollectorRegistry | None = None
+) -> FastAPI:
+    """The gateway for every annotated RPC of Atelier's protos, counting its requests in `registry`
+    (`gateway.metrics`) when given."""
     upstreams = upstreams or Upstreams(settings.home)
     found = bindings()
     http_client = httpx.AsyncClient(timeout=httpx.Timeout(settings.default_timeout_seconds, connect=5.0))
@@ -75,7 +80,7 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     app.router.routes.append(KServeRoute(upstreams, http_client))
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, metrics=HttpMetrics(registry) if registry is not None else None)
     return app
 
 

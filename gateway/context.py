@@ -8,10 +8,13 @@ and `X-Request-Id` (the caller's, or a new one).
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from opentelemetry import propagate, trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.metrics import HttpMetrics, route_of
 
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -24,10 +27,12 @@ def request_id_of(given: str) -> str:
 
 
 class RequestContext:
-    """ASGI middleware giving every HTTP request an id and a server span."""
+    """ASGI middleware giving every HTTP request an id and a server span, and counting it in
+    `metrics` (by route template, once the router has matched it) when given."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,12 +50,28 @@ class RequestContext:
             outgoing: dict[str, str] = {}
             propagate.inject(outgoing)
 
+            status = 500  # what the server's error middleware answers if the app raises
+
             async def send_with_context(message: Message) -> None:
+                nonlocal status
                 if message["type"] == "http.response.start":
                     extra = [(REQUEST_ID_HEADER.encode(), request_id.encode())]
                     extra += [(k.encode(), v.encode()) for k, v in outgoing.items()]
                     message["headers"] = [*message.get("headers", []), *extra]
-                    span.set_attribute("http.response.status_code", message["status"])
+                    status = message["status"]
+                    span.set_attribute("http.response.status_code", status)
                 await send(message)
 
-            await self.app(scope, receive, send_with_context)
+            started = time.perf_counter()
+            if self.metrics is not None:
+                self.metrics.started(scope["method"])
+            try:
+                await self.app(scope, receive, send_with_context)
+            finally:
+                # Named by its route's template once routed (OpenTelemetry's `{method} {http.route}`).
+                route = route_of(scope)
+                if route:
+                    span.set_attribute("http.route", route)
+                    span.update_name(f"{scope['method']} {route}")
+                if self.metrics is not None:
+                    self.metrics.finished(scope["method"], route, status, time.perf_counter() - started)

@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from atelier.errors import AtelierError, DeadlineExceeded
 from gateway.context import REQUEST_ID_HEADER
 from gateway.errors import body_of_atelier_error, http_status
+from gateway.metrics import ROUTE_KEY
 from gateway.upstream import Upstreams, unavailable
 
 SERVICE = "inference"
@@ -55,7 +56,7 @@ class KServeRoute(BaseRoute):
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         path = scope.get("path", "")
         if scope["type"] == "http" and (path == PREFIX or path.startswith(PREFIX + "/")):
-            return Match.FULL, {}
+            return Match.FULL, {ROUTE_KEY: route_template(path)}
         return Match.NONE, {}
 
     def url_path_for(self, name: str, /, **path_params: object) -> URLPath:
@@ -117,3 +118,13 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
 
 def _error(error: AtelierError) -> JSONResponse:
     return JSONResponse(body_of_atelier_error(error), status_code=http_status(error.code))
+
+
+def route_template(path: str) -> str:
+    """A KServe v2 path with its model name and version as variables (`/v2/models/{model}/infer`)."""
+    parts = path.split("/")
+    if len(parts) > 3 and parts[2] == "models":
+        parts[3] = "{model}"
+        if len(parts) > 5 and parts[4] == "versions":
+            parts[5] = "{version}"
+    return "/".join(parts)

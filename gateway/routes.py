@@ -26,6 +26,7 @@ from atelier.errors import AtelierError, DeadlineExceeded, InvalidArgument
 from gateway import downloads
 from gateway.descriptors import HttpBinding, Streaming
 from gateway.errors import body_of_atelier_error, body_of_rpc_error, error_body, http_status
+from gateway.metrics import ROUTE_KEY
 from gateway.streaming import stream_response
 from gateway.transcode import build_request
 from gateway.uploads import framing_of, request_messages
@@ -50,6 +51,7 @@ class RuleRoute(BaseRoute):
     def __init__(self, binding: HttpBinding, settings: CallSettings) -> None:
         self.binding = binding
         self.settings = settings
+        self.template = binding.template.openapi_path()[0]
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
@@ -58,7 +60,7 @@ class RuleRoute(BaseRoute):
         if values is None:
             return Match.NONE, {}
         matched = Match.FULL if scope["method"] == self.binding.http_method else Match.PARTIAL
-        return matched, {"path_params": values}
+        return matched, {"path_params": values, ROUTE_KEY: self.template}
 
     def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
         raise NoMatchFound(name, path_params)

@@ -95,7 +95,7 @@ async def _serve(settings: GatewaySettings, door: FrontDoor | None = None) -> No
     http = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     # REST calls of the services the front door serves itself go to the front door.
     local = {owner: address for name in door.local_names if (owner := owner_of(name)) is not None}
-    app = create_app(settings, Upstreams(settings.home, local))
+    app = create_app(settings, Upstreams(settings.home, local), registry)
     config = uvicorn.Config(app, log_level=settings.log_level.lower(), access_log=False)
     rest = _RestServer(config)
     task = asyncio.create_task(rest.serve(sockets=[listener]))

@@ -236,5 +236,5 @@ def test_request_ids_and_trace_context_go_in_and_out(stack: Stack, spans: InMemo
     assert generated != stack.rest.get("/v1/projects/lab").headers["x-request-id"]
     traced = [s for s in spans.get_finished_spans() if s.context.trace_id == int(TRACE_ID, 16)]
     names = {s.name for s in traced}
-    assert "GET /v1/projects/lab" in names
+    assert "GET /v1/projects/{project}" in names  # named by its route, not its path
     assert "/atelier.data.v1.DataService/GetProject" in names  # the client (and server) span of the call
