@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,13 @@ import pytest
 from atelier.errors import FailedPrecondition, Unavailable
 from services.scheduler.executors.base import ExternalState, Phase
 from services.scheduler.executors.slurm.commands import SlurmCommands, command_error
-from services.scheduler.executors.slurm.states import expand_hostlist, parse_exit_code, parse_sacct, parse_squeue
+from services.scheduler.executors.slurm.states import (
+    expand_hostlist,
+    parse_exit_code,
+    parse_named,
+    parse_sacct,
+    parse_squeue,
+)
 
 
 def test_squeue_lines_give_queued_and_running_jobs_and_leave_ended_ones_to_sacct() -> None:
@@ -84,3 +91,16 @@ def test_an_unreachable_controller_is_unavailable(text: str) -> None:
 def test_a_missing_program_is_unavailable_naming_where_it_was_looked_for(tmp_path: Path) -> None:
     with pytest.raises(Unavailable, match=f"Slurm is not reachable: sbatch not found in {tmp_path}"):
         SlurmCommands(str(tmp_path)).run("sbatch", "--version")
+
+
+def test_jobs_named_like_an_attempt_count_only_when_submitted_since_the_given_time() -> None:
+    since = datetime(2026, 12, 6, 13, 0, 0, tzinfo=UTC).timestamp()
+    text = (
+        "7|atelier-lab-big-0|2026-12-06T12:59:59\n"  # an older job of another deployment
+        "8|atelier-lab-big-0|2026-12-06T13:00:00\n"
+        "8.batch|batch|2026-12-06T13:00:00\n"
+        "9|atelier-lab-big-1|2026-12-06T13:00:05\n"  # another attempt
+        "10|atelier-lab-big-0|Unknown\n"
+    )
+    assert parse_named(text, "atelier-lab-big-0", since) == ["8"]
+    assert parse_named("", "atelier-lab-big-0", since) == []

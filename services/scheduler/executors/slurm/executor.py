@@ -10,22 +10,24 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
-from atelier.errors import FailedPrecondition, InvalidArgument
+from atelier.errors import FailedPrecondition, InvalidArgument, Unavailable
 from atelier.scheduler.v1 import agent_service_pb2 as agent
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.executors.base import ExternalState, Output, Submission, Submitted
 from services.scheduler.executors.slurm.commands import SlurmCommands
-from services.scheduler.executors.slurm.gres import choose_gres, gpu_types
+from services.scheduler.executors.slurm.gres import GresChoice, choose_gres, gpu_types
 from services.scheduler.executors.slurm.script import (
     DataPull,
     ScriptSettings,
     batch_script,
     failure_file,
+    job_label,
     sbatch_arguments,
 )
-from services.scheduler.executors.slurm.states import parse_sacct, parse_squeue
+from services.scheduler.executors.slurm.states import parse_named, parse_sacct, parse_squeue
 from services.scheduler.spec import Shape
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,8 @@ MAX_READ = 4 * 1024 * 1024
 """Most output bytes copied per job and round, so one chatty job cannot stall the others."""
 _ALREADY_GONE = ("already completing or completed", "invalid job id")
 """What scancel says of a job that ended before the cancel reached it."""
+CLOCK_SKEW_SECONDS = 60.0
+"""How far Slurm's clock may lag the scheduler's when a job is looked up by its submit time."""
 
 
 class SlurmExecutor:
@@ -76,16 +80,33 @@ class SlurmExecutor:
         output = folder / "slurm-%j.log"  # Slurm puts the job id in: see output_path
         arguments = sbatch_arguments(submission, gres.gres, self.partition, output, chdir)
         script = folder / f"attempt-{submission.attempt}.sbatch"
+        if script.exists():  # written before an sbatch whose answer was never recorded: Slurm may hold it
+            try:
+                held = self.find(job_label(submission), script.stat().st_mtime)
+            except FailedPrecondition as error:  # never sbatch twice: wait until Slurm can tell
+                raise Unavailable(f"cannot tell whether Slurm holds this attempt already: {error.message}") from None
+            if held:
+                return Submitted(held, f"{_request(gres)}; found in Slurm, submitted before (not submitted again)")
         address = self.data_address() if submission.job.datasets and self.data_address is not None else ""
         script.write_text(batch_script(submission, self.script, arguments, DataPull(folder, address)))
         answer = self.commands.run("sbatch", *arguments, str(script), env=self._token_env(submission)).strip()
         external_id = answer.split(";")[0]  # `--parsable` prints `id` or `id;cluster`
         if not external_id.isdigit():
             raise FailedPrecondition(f"sbatch answered {answer!r} instead of a job id")
-        request = f"--gres={gres.gres}" if gres.gres else "no GPUs"
-        if len(gres.satisfying) > 1 and ":" in gres.gres.removeprefix("gpu:"):
-            request += f" (the least capable of {', '.join(gres.satisfying)})"
-        return Submitted(external_id, request)
+        return Submitted(external_id, _request(gres))
+
+    def find(self, label: str, since: float) -> str:
+        """The id of the newest Slurm job named `label` submitted since `since` (epoch seconds, less
+        CLOCK_SKEW_SECONDS), queued, running or ended; '' when there is none. Times are read in UTC."""
+        earliest = since - CLOCK_SKEW_SECONDS
+        utc = {"TZ": "UTC"}
+        text = self.commands.run("squeue", "--noheader", f"--name={label}", "--format=%i|%j|%V", env=utc)
+        found = parse_named(text, label, earliest)
+        if not found:
+            start = datetime.fromtimestamp(earliest, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            fields = ("--noheader", "--parsable2", f"--name={label}", f"--starttime={start}")
+            found = parse_named(self._sacct(*fields, "--format=JobID,JobName,Submit", env=utc), label, earliest)
+        return max(found, key=int) if found else ""
 
     def _token_env(self, submission: Submission) -> dict[str, str]:
         if self.job_token is None:
@@ -154,16 +175,30 @@ class SlurmExecutor:
         return parse_squeue(text)
 
     def _ended(self, ids: str) -> dict[str, ExternalState]:
-        fields = ("--noheader", "--parsable2", f"--jobs={ids}", "--format=JobID,State,ExitCode,NodeList")
+        return parse_sacct(
+            self._sacct("--noheader", "--parsable2", f"--jobs={ids}", "--format=JobID,State,ExitCode,NodeList")
+        )
+
+    def _sacct(self, *fields: str, env: Mapping[str, str] | None = None) -> str:
+        """sacct's answer from accounting, or from the job completion log once accounting said it is off
+        (that log ignores --name: callers filter)."""
         if not self.completion_log:
             try:
-                return parse_sacct(self.commands.run("sacct", "--allocations", *fields))
+                return self.commands.run("sacct", "--allocations", *fields, env=env)
             except FailedPrecondition as error:
                 if "accounting storage is disabled" not in error.message.lower():
                     raise
                 log.info("Slurm accounting is disabled; reading ended jobs from the job completion log")
                 self.completion_log = True
-        return parse_sacct(self.commands.run("sacct", "--completion", *fields))
+        return self.commands.run("sacct", "--completion", *fields, env=env)
+
+
+def _request(gres: GresChoice) -> str:
+    """What the job asked Slurm for, in the words of the log's first line."""
+    request = f"--gres={gres.gres}" if gres.gres else "no GPUs"
+    if len(gres.satisfying) > 1 and ":" in gres.gres.removeprefix("gpu:"):
+        request += f" (the least capable of {', '.join(gres.satisfying)})"
+    return request
 
 
 def slurm_executor(

@@ -8,6 +8,7 @@ Both are asked with `--noheader` and `|`-separated fields: `squeue --format=%i|%
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from services.scheduler.executors.base import ExternalState, Phase
 
@@ -61,6 +62,23 @@ def parse_sacct(text: str) -> dict[str, ExternalState]:
             found[job_id] = ExternalState(Phase.RUNNING, word)
         elif word in QUEUED_STATES:
             found[job_id] = ExternalState(Phase.QUEUED, word)
+    return found
+
+
+def parse_named(text: str, label: str, earliest: float) -> list[str]:
+    """Ids of the jobs named `label` submitted at or after `earliest` (epoch seconds), from lines of
+    `id|name|submit time` (squeue's %i|%j|%V, sacct's JobID,JobName,Submit; times in UTC)."""
+    found = []
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) < 3 or "." in fields[0] or not fields[0].isdigit() or fields[1] != label:
+            continue
+        try:
+            submitted = datetime.strptime(fields[2], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            continue
+        if submitted >= earliest:
+            found.append(fields[0])
     return found
 
 

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import re
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from atelier.errors import Unavailable
 from atelier.scheduler.v1 import resources_pb2 as pb
+from services.scheduler.executors.base import Submission
+from services.scheduler.executors.slurm.executor import slurm_executor
+from services.scheduler.executors.slurm.script import ScriptSettings
+from services.scheduler.spec import resolve_shape
 from tests.integration.scheduler.slurm.conftest import SlurmScheduler
-from tests.integration.scheduler.slurm.slurm_cluster import Slurm, free_port
+from tests.integration.scheduler.slurm.slurm_cluster import GPU_TYPES, Slurm, free_port
 from tests.integration.scheduler.slurm.test_slurm_jobs import ENDED, log_text, python_job
 from tests.integration.scheduler.slurm.test_slurm_running import wait_for_line, wait_until, waits_for
 
@@ -92,3 +98,49 @@ def test_a_job_waits_with_the_reason_while_slurm_is_out_of_reach(
     other = missing.client.submit("lab", python_job("print('hello')"))
     wait_until(lambda: "sbatch not found in" in missing.client.get_job(other.name).reason, "no reason given", 60)
     assert missing.client.cancel(other.name).state == pb.JOB_STATE_CANCELLED
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_job_sbatched_just_before_a_crash_is_adopted_not_submitted_again(
+    schedulers: SlurmScheduler, slurm: Slurm, tmp_path: Path
+) -> None:
+    cut_off = schedulers.start(slurm_conf=str(unreachable_conf(slurm, tmp_path)))
+    tag, hold = uuid.uuid4().hex[:8], tmp_path / "hold"
+    quick = cut_off.client.submit("lab", python_job("print('quick ran')"), f"quick-{tag}")
+    held = cut_off.client.submit("lab", python_job(waits_for(hold, "holding", "released")), f"held-{tag}")
+    wait_until(lambda: "not reachable" in cut_off.client.get_job(quick.name).reason, "no reason given", 60)
+    schedulers.stop(cut_off)  # (each round stops at the first job that cannot reach Slurm)
+
+    # The crash: an sbatch of the first attempt (number 0) reached Slurm, its answer never reached the database.
+    executor = slurm_executor(
+        "",
+        str(slurm.conf),
+        20,
+        GPU_TYPES,
+        str(schedulers.work_dir),
+        schedulers.home,
+        "",
+        ScriptSettings(sys.executable),
+    )
+    sbatched = {
+        job.name: executor.submit(Submission(job.name, 0, job, resolve_shape(job.resources))).external_id
+        for job in (quick, held)
+    }
+    wait_until(lambda: not live_in_slurm(slurm, sbatched[quick.name]), "the quick job never ended in Slurm", 120)
+
+    restarted = schedulers.start()
+    done = restarted.wait_for(quick.name, ENDED, timeout=120)  # ended: found through sacct
+    lines = log_text(restarted, quick.name)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, "\n".join(lines)
+    assert done.external_id == sbatched[quick.name]
+    found = "found in Slurm, submitted before (not submitted again)"
+    assert lines[0] == f"submitted to Slurm as job {done.external_id}: --gres=gpu:1; {found}"
+    assert lines.count("quick ran") == 1
+    running = restarted.wait_for(held.name, (pb.JOB_STATE_RUNNING,), timeout=120)  # queued or running: squeue
+    assert running.external_id == sbatched[held.name]
+    hold.touch()
+    assert restarted.wait_for(held.name, ENDED, timeout=120).state == pb.JOB_STATE_SUCCEEDED
+    assert log_text(restarted, held.name).count("holding") == 1
+    ran = slurm.run("sacct", "--completion", "--noheader", "--parsable2", "--format=JobName").stdout.split()
+    assert ran.count(f"atelier-lab-quick-{tag}-0") == 1
+    assert ran.count(f"atelier-lab-held-{tag}-0") == 1
