@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
@@ -125,9 +125,23 @@ def _serialised(engine: Engine) -> AbstractContextManager[Any]:
 def transaction(engine: Engine) -> Iterator[Session]:
     """A session in one transaction: committed when the block ends, rolled back on error. Driver
     errors become Atelier errors here, so no SQLAlchemy exception reaches a client."""
+    with _translated(), _serialised(engine), Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+@contextmanager
+def core_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in one transaction, as `transaction` but without an ORM session: for writers
+    that only run Core statements on a hot path (a session costs about 0.08 ms to open and close)."""
+    with _translated(), _serialised(engine), engine.begin() as connection:
+        yield connection
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Driver errors as Atelier errors."""
     try:
-        with _serialised(engine), Session(engine, expire_on_commit=False) as session, session.begin():
-            yield session
+        yield
     except IntegrityError as error:
         raise AlreadyExists(f"conflicting write: {error.orig}") from error
     except OperationalError as error:

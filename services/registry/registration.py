@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from atelier.runtime.database import transaction
+from atelier.runtime.database import core_transaction
 from services.registry.datalink import DataLink
 from services.registry.tables import (
     ModelRow,
@@ -168,8 +168,7 @@ class Registrations:
         by_model: dict[int, list[Registration]] = {}
         for item in items:
             by_model.setdefault(item.model_id, []).append(item)
-        with transaction(self.engine) as session:
-            connection = session.connection()
+        with core_transaction(self.engine) as connection:
             for model_id, same in by_model.items():
                 last = connection.execute(_RESERVE, {"model_id": model_id, "count": len(same)}).scalar_one()
                 for offset, item in enumerate(same):
@@ -211,8 +210,7 @@ class Registrations:
             {**item.row, "model_id": item.model_id, "number": item.number, "pins": item.pins, "create_time": stamp}
             for item in items
         ]
-        with transaction(self.engine) as session:
-            connection = session.connection()
+        with core_transaction(self.engine) as connection:
             ids = connection.execute(_INSERT_VERSIONS, rows).scalars().all()
             _index(connection, items, ids)
         for item, row, version_id in zip(items, rows, ids, strict=True):
