@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -191,8 +192,25 @@ def load(home: Path, tmp_path: Path) -> None:
         assert time.monotonic() < deadline, "the job did not start"
         time.sleep(0.5)
     serve_classifier(home, features)
+    through_the_gateway(home)
     for client in (data, registry, scheduler):
         client.close()
+
+
+def through_the_gateway(home: Path) -> None:
+    """REST requests (one answered, one 404) and a gRPC call through the front door."""
+    gateway = read_address_file(address_file(home, "gateway"))
+    assert gateway is not None
+    assert gateway.http
+    base = f"http://{gateway.http}"
+    with urllib.request.urlopen(f"{base}/v1/projects/vision") as answer:
+        assert answer.status == 200
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{base}/v1/projects/missing")
+    assert refused.value.code == 404
+    front_door = DataClient.at(gateway.address)
+    front_door.get_project("projects/vision")
+    front_door.close()
 
 
 def serve_classifier(home: Path, features: np.ndarray) -> None:  # type: ignore[type-arg]
