@@ -184,7 +184,7 @@ class Cycle:
                 )
             )
             running = self._running(session)
-            self.usage = self.usage.advance(now, running, self.config.half_life_s)
+            self.usage = self.usage.advance(now, [*running, *self._external(session)], self.config.half_life_s)
             if now - self._saved_at >= self.settings.usage_save_interval_seconds:
                 save_usage(session, self.usage)
                 self._saved_at = now
@@ -236,6 +236,20 @@ class Cycle:
             stopping = not (row.state == pb.JOB_STATE_RUNNING and row.attempt == attempt)
             running.append(core.RunningJob(request_of(row), placement, epoch_seconds(row.start_time), stopping))
         return running
+
+    def _external(self, session: Session) -> list[core.RunningJob]:
+        """Jobs another engine (Slurm) runs: they hold no card Atelier places, but their GPUs count toward
+        their project's fair-share usage like the agents' jobs, from the start the handoff recorded."""
+        rows = session.exec(
+            select(JobRow).where(
+                JobRow.state == pb.JOB_STATE_RUNNING, JobRow.executor != pb.EXECUTOR_KIND_AGENTS, JobRow.gpus > 0
+            )
+        )  # (a job without GPUs uses no GPU time, and the policy core's requests have GPUs)
+        return [
+            core.RunningJob(request_of(row), core.Placement(()), epoch_seconds(row.start_time))
+            for row in rows
+            if row.start_time is not None
+        ]
 
     def _start(self, session: Session, row: JobRow, start: core.Start, nodes: dict[str, NodeRow]) -> None:
         now = utcnow()
