@@ -10,6 +10,11 @@ message gives the whole size in `int64 file_size_bytes`, which makes `Content-Le
 that starts past the end answers 416 with `Content-Range: bytes */<size>`. Several ranges in one
 header are served as the whole file (200), which RFC 9110 allows. The size is learned first with a
 one-byte read; the bytes then stream chunk by chunk as the service sends them, never held whole.
+
+Where the first message names the file's content (`string file_digest`), that digest is the strong
+`ETag`: `If-None-Match` with it answers 304, and `If-Range` serves the range only while it still
+names the same content (else the whole file, 200), so an interrupted download resumes safely. `HEAD`
+answers the headers of the same `GET` (size, `Accept-Ranges`, `ETag`) from the one-byte read alone.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ def wants_bytes(binding: HttpBinding, request: Request) -> bool:
     if not is_download(binding):
         return False
     asked = OCTET_STREAM in request.headers.get("accept", "").lower() or "range" in request.headers
-    return asked or ALT_MEDIA in request.query_params.multi_items()
+    return asked or request.method == "HEAD" or ALT_MEDIA in request.query_params.multi_items()
 
 
 @dataclass(frozen=True)
@@ -105,20 +110,31 @@ async def download(
     timeout: float,
     metadata: tuple[tuple[str, str], ...],
 ) -> Response:
-    """The raw bytes of the read `message` asks for, or of the part its `Range` header asks for.
+    """The raw bytes of the read `message` asks for, or of the part its `Range` header asks for (only
+    the headers for `HEAD`).
 
     Raises `grpc.aio.AioRpcError` when the service refuses before the first byte."""
     response_type = binding.response_class()
+    head = request.method == "HEAD"
     header = request.headers.get("range", "")
+    conditions = ("if-none-match", "if-range")
     status = 200
     headers = {"Accept-Ranges": "bytes"}
-    if header:
+    if header or head or any(name in request.headers for name in conditions):
         probe = type(message)()
         probe.CopyFrom(message)
         probe.offset, probe.length = 0, 1  # type: ignore[attr-defined]
-        size = await _size(
+        size, digest = await _size(
             upstreams.server_stream(binding.service, binding.rpc_path, probe, response_type, timeout, metadata)
         )
+        etag = f'"{digest}"' if digest else ""
+        if etag:
+            headers["ETag"] = etag
+            if _matches(request.headers.get("if-none-match", ""), etag):
+                return Response(status_code=304, headers=headers)
+        if_range = request.headers.get("if-range")
+        if if_range is not None and (not etag or if_range.strip() != etag):
+            header = ""  # the file changed since the client's part (or is not known): send it whole
         try:
             wanted = parse_range(header, size)
         except Unsatisfiable as error:
@@ -129,6 +145,10 @@ async def download(
             message.offset, message.length = wanted.start, wanted.end - wanted.start + 1  # type: ignore[attr-defined]
             headers["Content-Range"] = f"bytes {wanted.start}-{wanted.end}/{size}"
             status = 206
+        if head:
+            offset, length = getattr(message, "offset"), getattr(message, "length")  # noqa: B009
+            headers["Content-Length"] = str(max(0, min(size - offset, length or size)))
+            return Response(status_code=status, headers=headers, media_type=OCTET_STREAM)
     call = upstreams.server_stream(binding.service, binding.rpc_path, message, response_type, timeout, metadata)
     iterator = call.__aiter__()
     try:
@@ -136,6 +156,9 @@ async def download(
     except StopAsyncIteration:
         first = None
     total = getattr(first, "file_size_bytes", 0) if first is not None else 0
+    digest = getattr(first, "file_digest", "") if first is not None else ""
+    if digest:
+        headers["ETag"] = f'"{digest}"'
     offset, length = getattr(message, "offset"), getattr(message, "length")  # noqa: B009
     if total:
         headers["Content-Length"] = str(max(0, min(total - offset, length or total)))
@@ -152,11 +175,18 @@ async def download(
     return StreamingResponse(body(), status_code=status, media_type=OCTET_STREAM, headers=headers)
 
 
-async def _size(call: grpc.aio.UnaryStreamCall[Message, Message]) -> int:
-    """The whole size of the file a one-byte read reports (its first message's `file_size_bytes`)."""
+def _matches(if_none_match: str, etag: str) -> bool:
+    """Whether an `If-None-Match` list names `etag` (weak comparison, as RFC 9110 asks) or is `*`."""
+    listed = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",") if tag.strip()]
+    return "*" in listed or etag in listed
+
+
+async def _size(call: grpc.aio.UnaryStreamCall[Message, Message]) -> tuple[int, str]:
+    """The whole size of the file, and its digest where the service names it, from a one-byte read
+    (its first message's `file_size_bytes` and `file_digest`)."""
     try:
         async for message in call:
-            return int(getattr(message, "file_size_bytes", 0))
-        return 0
+            return int(getattr(message, "file_size_bytes", 0)), str(getattr(message, "file_digest", ""))
+        return 0, ""
     finally:
         call.cancel()

@@ -52,6 +52,9 @@ class RuleRoute(BaseRoute):
         self.binding = binding
         self.settings = settings
         self.template = binding.template.openapi_path()[0]
+        # A download also answers HEAD: the headers of its GET (size, ranges, ETag) without the bytes.
+        head = binding.http_method == "GET" and downloads.is_download(binding)
+        self.methods = (binding.http_method, "HEAD") if head else (binding.http_method,)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
@@ -59,20 +62,19 @@ class RuleRoute(BaseRoute):
         values = self.binding.template.match(scope["path"])
         if values is None:
             return Match.NONE, {}
-        matched = Match.FULL if scope["method"] == self.binding.http_method else Match.PARTIAL
+        matched = Match.FULL if scope["method"] in self.methods else Match.PARTIAL
         return matched, {"path_params": values, ROUTE_KEY: self.template}
 
     def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
         raise NoMatchFound(name, path_params)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] != self.binding.http_method:
-            body = error_body(
-                grpc.StatusCode.UNIMPLEMENTED,
-                f"{scope['method']} is not allowed on {scope['path']}; allowed: {self.binding.http_method}",
-            )
+        if scope["method"] not in self.methods:
+            allowed = ", ".join(self.methods)
+            refusal = f"{scope['method']} is not allowed on {scope['path']}; allowed: {allowed}"
+            body = error_body(grpc.StatusCode.UNIMPLEMENTED, refusal)
             body["error"]["code"] = 405
-            response: Response = JSONResponse(body, status_code=405, headers={"Allow": self.binding.http_method})
+            response: Response = JSONResponse(body, status_code=405, headers={"Allow": allowed})
         else:
             request = Request(scope, receive)
             response = await call(self.binding, request, scope["path_params"], self.settings)

@@ -215,7 +215,10 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
                 break
             data = b"".join(got)
             self._sent(request.name, len(data))
-            yield rpc.ReadFileResponse(data=data, file_size_bytes=entry.size_bytes if first else 0)
+            if first:
+                yield rpc.ReadFileResponse(data=data, file_size_bytes=entry.size_bytes, file_digest=entry.digest)
+            else:
+                yield rpc.ReadFileResponse(data=data)
             first = False
             if not got:
                 break

@@ -813,19 +813,25 @@ class ReadFileResponse(_message.Message):
 
     DATA_FIELD_NUMBER: _builtins.int
     FILE_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    FILE_DIGEST_FIELD_NUMBER: _builtins.int
     data: _builtins.bytes
     """The next bytes of the requested range."""
     file_size_bytes: _builtins.int
     """Size of the whole file (set in the first message)."""
+    file_digest: _builtins.str
+    """The file's content digest (BLAKE3, 64 hex characters; set in the first message): the gateway's
+    ETag of the file, and what a client that resumes a download checks it still reads the same file.
+    """
     def __init__(
         self,
         *,
         data: _builtins.bytes = ...,
         file_size_bytes: _builtins.int = ...,
+        file_digest: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "file_size_bytes", b"file_size_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "file_digest", b"file_digest", "file_size_bytes", b"file_size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -173,3 +173,39 @@ def test_an_unsatisfiable_range_is_a_416_and_a_missing_file_a_404(stack: Stack, 
     assert several.status_code == 200
     assert len(several.content) == FILE_BYTES
     error_of(get(stack, url, "nothing.bin", Range="bytes=0-1"), 404, "NOT_FOUND")
+
+
+def test_the_files_digest_is_its_etag_and_head_answers_its_headers(stack: Stack, big_file: tuple[str, bytes]) -> None:
+    url, data = big_file
+    etag = f'"{blake3.blake3(data).hexdigest()}"'
+    whole = get(stack, url, Accept="application/octet-stream")
+    assert whole.headers["etag"] == etag
+    head = stack.rest.head(url, params={"path": "weights.bin"})
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == str(FILE_BYTES)
+    assert (head.headers["etag"], head.headers["accept-ranges"]) == (etag, "bytes")
+    part = stack.rest.head(url, params={"path": "weights.bin"}, headers={"Range": "bytes=-10"})
+    assert (part.status_code, part.headers["content-length"]) == (206, "10")
+    assert part.headers["content-range"] == f"bytes {FILE_BYTES - 10}-{FILE_BYTES - 1}/{FILE_BYTES}"
+    assert stack.rest.head(url, params={"path": "nothing.bin"}).status_code == 404
+    refused = stack.rest.put(url, params={"path": "weights.bin"})
+    assert (refused.status_code, refused.headers["allow"]) == (405, "GET, HEAD")
+
+
+def test_if_none_match_and_if_range_follow_the_etag(stack: Stack, big_file: tuple[str, bytes]) -> None:
+    url, data = big_file
+    etag = f'"{blake3.blake3(data).hexdigest()}"'
+    raw = {"Accept": "application/octet-stream"}  # the ETag is the raw file's, not the NDJSON stream's
+    unchanged = get(stack, url, **raw, **{"If-None-Match": f'"other", W/{etag}'})
+    assert (unchanged.status_code, unchanged.content, unchanged.headers["etag"]) == (304, b"", etag)
+    assert get(stack, url, **raw, **{"If-None-Match": "*"}).status_code == 304
+    changed = get(stack, url, **raw, **{"If-None-Match": '"other"'})
+    assert (changed.status_code, len(changed.content)) == (200, FILE_BYTES)
+    # Resuming: the rest of the file only while the ETag still names the same content.
+    resumed = get(stack, url, Range="bytes=1000-", **{"If-Range": etag})
+    assert (resumed.status_code, resumed.content) == (206, data[1000:])
+    stale = get(stack, url, Range="bytes=1000-", **{"If-Range": '"an-older-file"'})
+    assert (stale.status_code, stale.content) == (200, data)
+    dated = get(stack, url, Range="bytes=1000-", **{"If-Range": "Wed, 21 Oct 2015 07:28:00 GMT"})
+    assert (dated.status_code, len(dated.content)) == (200, FILE_BYTES)  # no dates kept: sent whole
