@@ -221,14 +221,17 @@ def cancel(
 
 
 def cluster(as_json: Json = False) -> None:
-    """Nodes and their cards: host CPUs and memory, each card's model, memory, precisions, and which job holds it."""
+    """Nodes and their cards: host CPUs and memory (free of running jobs' requests / total), each card's model,
+    memory, precisions, and which job holds it."""
     found = list(_client().list_nodes())
 
     def render() -> None:
-        table = Table("node", "state", "host", "card", "model", "memory free/total", "precisions", "job", box=None)
+        columns = ("node", "state", "host free/total", "card", "model", "memory free/total", "precisions", "job")
+        table = Table(*columns, box=None)
         for node in found:
             state = pb.NodeState.Name(node.state).removeprefix("NODE_STATE_")
-            host = f"{node.cpus} CPUs, {human_bytes(node.memory_bytes)}"
+            memory = f"{human_bytes(node.free_memory_bytes)}/{human_bytes(node.memory_bytes)}"
+            host = f"{node.free_cpus}/{node.cpus} CPUs, {memory}"
             for position, card in enumerate(node.cards or [pb.Card()]):
                 precisions = ",".join(pb.Precision.Name(p).removeprefix("PRECISION_").lower() for p in card.precisions)
                 table.add_row(

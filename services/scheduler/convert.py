@@ -9,6 +9,7 @@ from google.protobuf import json_format
 from atelier.runtime.timestamps import to_timestamp
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.jobs import JobView
+from services.scheduler.nodes import NodeUse
 from services.scheduler.tables import LogRow, NodeRow
 
 
@@ -36,7 +37,8 @@ def job(view: JobView) -> pb.Job:
     return message
 
 
-def node(row: NodeRow, holders: dict[int, str], precisions: Callable[[str], list[int]]) -> pb.Node:
+def node(row: NodeRow, use: NodeUse, precisions: Callable[[str], list[int]]) -> pb.Node:
+    """The node as last reported, with what its running jobs hold taken off its free CPUs and memory."""
     message = pb.Node(
         name=f"nodes/{row.name}",
         address=row.address,
@@ -48,10 +50,12 @@ def node(row: NodeRow, holders: dict[int, str], precisions: Callable[[str], list
         driver_version=row.driver_version,
         register_time=to_timestamp(row.register_time),
         heartbeat_time=to_timestamp(row.heartbeat_time),
+        free_cpus=max(row.cpus - use.cpus, 0),
+        free_memory_bytes=max(row.memory_bytes - use.memory_bytes, 0),
     )
     for data in row.cards:
         card = json_format.ParseDict(data, message.cards.add(), ignore_unknown_fields=True)
-        card.job = holders.get(card.index, "")
+        card.job = use.holders.get(card.index, "")
         card.ClearField("precisions")
         card.precisions.extend(precisions(card.compute_capability))  # type: ignore[arg-type]
     for data in row.links:

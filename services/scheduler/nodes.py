@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from google.protobuf import json_format
@@ -42,6 +42,16 @@ def check_cards(cards: list[pb.Card]) -> None:
             raise InvalidArgument(
                 f"card {card.index} has compute capability {card.compute_capability!r}; expected MAJOR.MINOR like 8.0"
             )
+
+
+@dataclass(frozen=True)
+class NodeUse:
+    """What running jobs hold on a node: cards (index -> job name), and the CPUs and host memory their
+    resources ask per node."""
+
+    holders: dict[int, str] = field(default_factory=dict)
+    cpus: int = 0
+    memory_bytes: int = 0
 
 
 @dataclass
@@ -174,31 +184,35 @@ class Nodes:
                         attempt_failed(session, job, f"node nodes/{row.name} stopped heartbeating", now)
         return lost
 
-    def get_node(self, name: str) -> tuple[NodeRow, dict[int, str]]:
+    def get_node(self, name: str) -> tuple[NodeRow, NodeUse]:
         node_id = parse_name(name, NODE)["node"]
         with Session(self.engine) as session:
             row = session.exec(select(NodeRow).where(NodeRow.name == node_id)).first()
             if row is None:
                 raise NotFound(f"node {name} not found", metadata={"node": name})
-            return row, self._holders(session, node_id)
+            return row, self._use(session, node_id)
 
-    def list_nodes(self, size: int, token: str) -> tuple[list[tuple[NodeRow, dict[int, str]]], str]:
+    def list_nodes(self, size: int, token: str) -> tuple[list[tuple[NodeRow, NodeUse]], str]:
         limit = page_size(size)
         after = decode_token(token, "")
         with Session(self.engine) as session:
             rows = list(
                 session.exec(select(NodeRow).where(NodeRow.name > after).order_by(col(NodeRow.name)).limit(limit + 1))
             )
-            result = [(r, self._holders(session, r.name)) for r in rows[:limit]]
+            result = [(r, self._use(session, r.name)) for r in rows[:limit]]
         return result, encode_token(rows[limit - 1].name) if len(rows) > limit else ""
 
-    def _holders(self, session: Session, node_id: str) -> dict[int, str]:
+    def _use(self, session: Session, node_id: str) -> NodeUse:
         holders: dict[int, str] = {}
+        cpus = memory = 0
         for task in self._active(session, node_id):
             job = session.get(JobRow, task.job_id)
             if job is not None:
                 holders.update(dict.fromkeys(task.cards, job_name(job)))
-        return holders
+                resources = spec_of(job).resources
+                cpus += resources.cpus_per_node
+                memory += resources.memory_bytes_per_node
+        return NodeUse(holders, cpus, memory)
 
 
 def _job_by_name(session: Session, name: str) -> JobRow | None:

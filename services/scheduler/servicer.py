@@ -18,7 +18,7 @@ from atelier.scheduler.v1 import scheduler_service_pb2 as rpc
 from services.scheduler import convert
 from services.scheduler.jobs import ENDED, Jobs
 from services.scheduler.logs import Logs
-from services.scheduler.nodes import Nodes
+from services.scheduler.nodes import Nodes, NodeUse
 
 Context = grpc.aio.ServicerContext[Any, Any]
 FOLLOW_POLL_SECONDS = 0.2
@@ -76,13 +76,13 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
     async def GetNode(self, request: rpc.GetNodeRequest, context: Context) -> pb.Node:
-        row, holders = await self.run(self.nodes.get_node, request.name)
-        return convert.node(row, holders, self.precisions)
+        row, use = await self.run(self.nodes.get_node, request.name)
+        return convert.node(row, use, self.precisions)
 
     async def ListNodes(self, request: rpc.ListNodesRequest, context: Context) -> rpc.ListNodesResponse:
         rows, token = await self.run(self.nodes.list_nodes, request.page_size, request.page_token)
         return rpc.ListNodesResponse(
-            nodes=[convert.node(r, h, self.precisions) for r, h in rows], next_page_token=token
+            nodes=[convert.node(r, use, self.precisions) for r, use in rows], next_page_token=token
         )
 
 
@@ -101,7 +101,7 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
 
     async def RegisterNode(self, request: agent.RegisterNodeRequest, context: Context) -> pb.Node:
         row = await self.run(self.nodes.register, request.node, request.node_id)
-        return convert.node(row, {}, self.precisions)
+        return convert.node(row, NodeUse(), self.precisions)
 
     async def Heartbeat(self, request: agent.HeartbeatRequest, context: Context) -> agent.HeartbeatResponse:
         beat = await self.run(self.nodes.heartbeat, request.name, list(request.cards), list(request.tasks))

@@ -421,6 +421,8 @@ class Node(_message.Message):
     HEARTBEAT_TIME_FIELD_NUMBER: _builtins.int
     DISCOVERY_FIELD_NUMBER: _builtins.int
     DRIVER_VERSION_FIELD_NUMBER: _builtins.int
+    FREE_CPUS_FIELD_NUMBER: _builtins.int
+    FREE_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`nodes/{node}`."""
     address: _builtins.str
@@ -435,6 +437,10 @@ class Node(_message.Message):
     """How its agent discovered the cards: `nvml` or `declared`."""
     driver_version: _builtins.str
     """NVIDIA driver version, empty for declared inventories."""
+    free_cpus: _builtins.int
+    """Logical CPUs not held by running jobs (their `resources.cpus_per_node`)."""
+    free_memory_bytes: _builtins.int
+    """Host memory in bytes not held by running jobs (their `resources.memory_bytes_per_node`)."""
     @_builtins.property
     def cards(self) -> _containers.RepeatedCompositeFieldContainer[Global___Card]:
         """Its GPUs."""
@@ -470,10 +476,12 @@ class Node(_message.Message):
         heartbeat_time: _timestamp_pb2.Timestamp | None = ...,
         discovery: _builtins.str = ...,
         driver_version: _builtins.str = ...,
+        free_cpus: _builtins.int = ...,
+        free_memory_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_time", b"heartbeat_time", "register_time", b"register_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "cards", b"cards", "cpus", b"cpus", "discovery", b"discovery", "driver_version", b"driver_version", "heartbeat_time", b"heartbeat_time", "labels", b"labels", "links", b"links", "memory_bytes", b"memory_bytes", "name", b"name", "register_time", b"register_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "cards", b"cards", "cpus", b"cpus", "discovery", b"discovery", "driver_version", b"driver_version", "free_cpus", b"free_cpus", "free_memory_bytes", b"free_memory_bytes", "heartbeat_time", b"heartbeat_time", "labels", b"labels", "links", b"links", "memory_bytes", b"memory_bytes", "name", b"name", "register_time", b"register_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -67,6 +67,7 @@ def test_submit_follow_show_and_cluster(cluster: Cluster, start_agent: Callable[
     nodes = atelier(cluster, tmp_path, "cluster", "--json")
     assert [c["model"] for c in nodes[0]["cards"]] == ["L4", "L4"]
     assert "PRECISION_FP8" in nodes[0]["cards"][0]["precisions"]
+    assert nodes[0]["freeCpus"] == nodes[0]["cpus"]  # the job ended: it holds nothing
 
 
 def test_errors_are_one_line(cluster: Cluster, start_agent: Callable[..., object], tmp_path: Path) -> None:

@@ -73,6 +73,8 @@ def test_cpus_and_host_memory_decide_where_a_job_fits(cluster: Cluster) -> None:
     why = placed.placement.explanation
     assert why.startswith("1 GPU and 8 CPUs and 16 GiB host memory: A10 on ")
     assert why.endswith("; only A10 fits; backfilled: no")
+    free = {n.name: (n.free_cpus, n.free_memory_bytes // GIB, n.cpus) for n in cluster.client.list_nodes()}
+    assert free == {held.placement.nodes[0].node: (4, 48, 16), placed.placement.nodes[0].node: (8, 48, 16)}
 
 
 def test_a_cluster_without_nodes_says_how_to_add_one(cluster: Cluster) -> None:
