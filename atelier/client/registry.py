@@ -73,6 +73,11 @@ class RegistryClient(ServiceClient):
         )
         return self.call(self.stub.AddRunArtifact, request)
 
+    def record_job_usage(self, job: str, usage: pb.ResourceUsage, timeout: float | None = None) -> int:
+        """Set a job's GPU time and energy totals on the runs naming it (the monitor's call); how many."""
+        request = rpc.RecordJobUsageRequest(job=job, usage=usage)
+        return self.call(self.stub.RecordJobUsage, request, timeout).updated_runs
+
     # Models -----------------------------------------------------------------------------------
 
     def get_model(self, name: str) -> pb.RegisteredModel:

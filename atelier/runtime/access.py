@@ -122,6 +122,7 @@ RULES: dict[str, Rule] = {
             "LogRunData": Rule(P.WRITE, "run"),
             "ListMetricHistory": Rule(P.READ, "run"),
             "AddRunArtifact": Rule(P.WRITE, "run"),
+            "RecordJobUsage": Rule(P.SERVICE),
             "CreateRegisteredModel": Rule(P.WRITE, "parent"),
             "GetRegisteredModel": Rule(P.READ, "name"),
             "ListRegisteredModels": Rule(P.READ, "parent"),

@@ -10,6 +10,7 @@ from services.registry.models import VersionView
 from services.registry.new_versions import CreatedVersion
 from services.registry.runs import RunView
 from services.registry.tables import AliasEventRow, AliasRow, ExperimentRow, MetricPointRow, ModelRow
+from services.registry.usage import Usage, of_run
 
 
 def experiment(project: str, row: ExperimentRow, run_count: int = 0) -> pb.Experiment:
@@ -42,6 +43,7 @@ def run(view: RunView) -> pb.Run:
     )
     if row.end_time is not None:
         message.end_time.CopyFrom(to_timestamp(row.end_time))
+    _set_usage(message.usage, of_run(row))
     json_format.ParseDict(row.code, message.code, ignore_unknown_fields=True)
     json_format.ParseDict(row.environment, message.environment, ignore_unknown_fields=True)
     return message
@@ -80,6 +82,7 @@ def model_version(view: VersionView) -> pb.ModelVersion:
         author=row.author,
         create_time=to_timestamp(row.create_time),
     )
+    _set_usage(message.usage, view.usage)
     json_format.ParseDict(row.signature, message.signature, ignore_unknown_fields=True)
     json_format.ParseDict(row.lineage, message.lineage, ignore_unknown_fields=True)
     return message
@@ -107,7 +110,17 @@ def created_version(created: CreatedVersion) -> pb.ModelVersion:
         message.signature.CopyFrom(created.signature)
     if created.lineage.ListFields():
         message.lineage.CopyFrom(created.lineage)
+    _set_usage(message.usage, created.usage)
     return message
+
+
+def _set_usage(target: pb.ResourceUsage, usage: Usage | None) -> None:
+    """Fill a message's `usage` when some was recorded (else it stays unset)."""
+    if usage is not None:
+        target.gpu_seconds = usage.gpu_seconds
+        target.energy_joules = usage.energy_joules
+        target.simulated = usage.simulated
+        target.update_time.CopyFrom(to_timestamp(usage.time))
 
 
 def alias(project: str, model: str, row: AliasRow, number: int) -> pb.Alias:

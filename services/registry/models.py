@@ -29,6 +29,7 @@ from services.registry.tables import (
     VersionParamRow,
     VersionTagRow,
 )
+from services.registry.usage import Usage, usage_of_runs
 
 MODEL = "projects/{project}/models/{model}"
 VERSION = "projects/{project}/models/{model}/versions/{version}"
@@ -37,12 +38,13 @@ _NUMBER = re.compile(r"v([1-9][0-9]*)")
 
 @dataclass
 class VersionView:
-    """A model version with its model and aliases."""
+    """A model version with its model, aliases and the usage of its lineage run."""
 
     project: str
     model: ModelRow
     row: ModelVersionRow
     aliases: list[str] = field(default_factory=list)
+    usage: Usage | None = None
 
     @property
     def name(self) -> str:
@@ -152,7 +154,9 @@ class Models:
     def get_version(self, name: str) -> VersionView:
         parts = parse_name(name, VERSION)
         with transaction(self.engine) as session:
-            return self.resolve(session, parts["project"], parts["model"], parts["version"])
+            view = self.resolve(session, parts["project"], parts["model"], parts["version"])
+            view.usage = usage_of_runs(session, [view.row.run]).get(view.row.run)
+        return view
 
     def list_versions(
         self, parent: str, text: str, order_by: str, size: int, token: str
@@ -193,7 +197,8 @@ class Models:
     def _views(
         self, session: Session, project: str, rows: Sequence[ModelVersionRow], models: dict[int | None, ModelRow]
     ) -> list[VersionView]:
-        """Versions with their models (those not in `models` read in one query) and aliases."""
+        """Versions with their models (those not in `models` read in one query), aliases and their
+        runs' usage (one query for the page)."""
         ids = [r.id for r in rows]
         missing = {r.model_id for r in rows} - set(models)
         if missing:
@@ -203,7 +208,11 @@ class Models:
             select(AliasRow.version_id, AliasRow.name).where(col(AliasRow.version_id).in_(ids))
         ).all():
             aliases.setdefault(version_id, []).append(alias)
-        return [VersionView(project, models[r.model_id], r, sorted(aliases.get(r.id or 0, []))) for r in rows]
+        usage = usage_of_runs(session, {r.run for r in rows})
+        return [
+            VersionView(project, models[r.model_id], r, sorted(aliases.get(r.id or 0, [])), usage.get(r.run))
+            for r in rows
+        ]
 
     def delete_version(self, name: str) -> None:
         parts = parse_name(name, VERSION)

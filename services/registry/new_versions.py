@@ -16,6 +16,7 @@ from services.registry.experiments import now
 from services.registry.models import MODEL, Models
 from services.registry.registration import Registration, Registrations
 from services.registry.runs import RunView, numeric
+from services.registry.usage import Usage, of_run
 
 # Versions in one BatchCreateModelVersions call.
 MAX_BATCH = 1000
@@ -30,6 +31,7 @@ class CreatedVersion:
     registration: Registration
     signature: pb.ModelSignature
     lineage: pb.Lineage
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class NewVersions:
             [_registration(project, model.id, model.name, one) for one in checked]
         )
         return [
-            CreatedVersion(registration, one.version.signature, one.lineage)
+            CreatedVersion(registration, one.version.signature, one.lineage, of_run(one.run.row) if one.run else None)
             for registration, one in zip(registrations, checked, strict=True)
         ]
 

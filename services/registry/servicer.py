@@ -20,6 +20,7 @@ from services.registry.metrics import RegistryMetrics
 from services.registry.models import Models
 from services.registry.new_versions import NewVersions
 from services.registry.runs import Tracking
+from services.registry.usage import record_job_usage
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -107,6 +108,10 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def AddRunArtifact(self, request: rpc.AddRunArtifactRequest, context: Context) -> pb.Run:
         return convert.run(await self.run(self.tracking.add_artifact, request.run, request.artifact))
+
+    async def RecordJobUsage(self, request: rpc.RecordJobUsageRequest, context: Context) -> rpc.RecordJobUsageResponse:
+        updated = await self.run(record_job_usage, self.tracking.engine, request.job, request.usage)
+        return rpc.RecordJobUsageResponse(updated_runs=updated)
 
     # Models -----------------------------------------------------------------------------------
 

@@ -43,7 +43,8 @@ class RunRow(SQLModel, table=True):
     end_time: datetime | None = None
     heartbeat_time: datetime
     user: str = ""
-    job: str = ""
+    # Indexed: the monitor records a job's GPU use on the runs that name it.
+    job: str = Field(default="", index=True)
     parent_run: str = ""
     code: dict[str, Any] = _json()
     environment: dict[str, Any] = _json()
@@ -51,6 +52,11 @@ class RunRow(SQLModel, table=True):
     command: list[str] = _json(list)
     params: dict[str, str] = _json()
     tags: dict[str, str] = _json()
+    # The job's GPU time and energy as the monitor last recorded them; usage_time is None until then.
+    usage_gpu_seconds: float = 0.0
+    usage_energy_joules: float = 0.0
+    usage_simulated: bool = False
+    usage_time: datetime | None = None
 
 
 class RunParamRow(SQLModel, table=True):

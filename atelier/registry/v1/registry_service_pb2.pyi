@@ -547,6 +547,56 @@ class AddRunArtifactRequest(_message.Message):
 Global___AddRunArtifactRequest: _TypeAlias = AddRunArtifactRequest  # noqa: Y015
 
 @_typing.final
+class RecordJobUsageRequest(_message.Message):
+    """Request for RecordJobUsage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    job: _builtins.str
+    """`projects/{project}/jobs/{job}`, the scheduler job the runs name."""
+    @_builtins.property
+    def usage(self) -> _resources_pb2.ResourceUsage:
+        """The job's totals so far (not an increment); `update_time` is set by the registry."""
+
+    def __init__(
+        self,
+        *,
+        job: _builtins.str = ...,
+        usage: _resources_pb2.ResourceUsage | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordJobUsageRequest: _TypeAlias = RecordJobUsageRequest  # noqa: Y015
+
+@_typing.final
+class RecordJobUsageResponse(_message.Message):
+    """Response of RecordJobUsage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATED_RUNS_FIELD_NUMBER: _builtins.int
+    updated_runs: _builtins.int
+    """Runs whose `job` is the request's job (0 when no run names it)."""
+    def __init__(
+        self,
+        *,
+        updated_runs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["updated_runs", b"updated_runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordJobUsageResponse: _TypeAlias = RecordJobUsageResponse  # noqa: Y015
+
+@_typing.final
 class CreateRegisteredModelRequest(_message.Message):
     """Request for CreateRegisteredModel."""
 

@@ -98,6 +98,11 @@ class RegistryServiceStub:
                 request_serializer=atelier_dot_registry_dot_v1_dot_registry__service__pb2.AddRunArtifactRequest.SerializeToString,
                 response_deserializer=atelier_dot_registry_dot_v1_dot_resources__pb2.Run.FromString,
                 _registered_method=True)
+        self.RecordJobUsage = channel.unary_unary(
+                '/atelier.registry.v1.RegistryService/RecordJobUsage',
+                request_serializer=atelier_dot_registry_dot_v1_dot_registry__service__pb2.RecordJobUsageRequest.SerializeToString,
+                response_deserializer=atelier_dot_registry_dot_v1_dot_registry__service__pb2.RecordJobUsageResponse.FromString,
+                _registered_method=True)
         self.CreateRegisteredModel = channel.unary_unary(
                 '/atelier.registry.v1.RegistryService/CreateRegisteredModel',
                 request_serializer=atelier_dot_registry_dot_v1_dot_registry__service__pb2.CreateRegisteredModelRequest.SerializeToString,
@@ -247,6 +252,14 @@ class RegistryServiceServicer:
 
     def AddRunArtifact(self, request, context):
         """Records a file the run stored as a data service artifact.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordJobUsage(self, request, context):
+        """Records the GPU time and energy a scheduler job used on every run that names it as its `job`.
+        Called by the monitor with absolute totals, so a repeated call changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -404,6 +417,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.AddRunArtifact,
                     request_deserializer=atelier_dot_registry_dot_v1_dot_registry__service__pb2.AddRunArtifactRequest.FromString,
                     response_serializer=atelier_dot_registry_dot_v1_dot_resources__pb2.Run.SerializeToString,
+            ),
+            'RecordJobUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordJobUsage,
+                    request_deserializer=atelier_dot_registry_dot_v1_dot_registry__service__pb2.RecordJobUsageRequest.FromString,
+                    response_serializer=atelier_dot_registry_dot_v1_dot_registry__service__pb2.RecordJobUsageResponse.SerializeToString,
             ),
             'CreateRegisteredModel': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRegisteredModel,
@@ -775,6 +793,33 @@ class RegistryService:
             '/atelier.registry.v1.RegistryService/AddRunArtifact',
             atelier_dot_registry_dot_v1_dot_registry__service__pb2.AddRunArtifactRequest.SerializeToString,
             atelier_dot_registry_dot_v1_dot_resources__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordJobUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.registry.v1.RegistryService/RecordJobUsage',
+            atelier_dot_registry_dot_v1_dot_registry__service__pb2.RecordJobUsageRequest.SerializeToString,
+            atelier_dot_registry_dot_v1_dot_registry__service__pb2.RecordJobUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,10 @@ class RegistryServiceStub:
     """Lists the points of one metric of a run in step order."""
     AddRunArtifact: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.AddRunArtifactRequest, _resources_pb2.Run]
     """Records a file the run stored as a data service artifact."""
+    RecordJobUsage: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.RecordJobUsageRequest, _registry_service_pb2.RecordJobUsageResponse]
+    """Records the GPU time and energy a scheduler job used on every run that names it as its `job`.
+    Called by the monitor with absolute totals, so a repeated call changes nothing.
+    """
     CreateRegisteredModel: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.CreateRegisteredModelRequest, _resources_pb2.RegisteredModel]
     """Creates a registered model."""
     GetRegisteredModel: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.GetRegisteredModelRequest, _resources_pb2.RegisteredModel]
@@ -132,6 +136,10 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """Lists the points of one metric of a run in step order."""
     AddRunArtifact: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.AddRunArtifactRequest, _resources_pb2.Run]  # type: ignore[assignment]
     """Records a file the run stored as a data service artifact."""
+    RecordJobUsage: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.RecordJobUsageRequest, _registry_service_pb2.RecordJobUsageResponse]  # type: ignore[assignment]
+    """Records the GPU time and energy a scheduler job used on every run that names it as its `job`.
+    Called by the monitor with absolute totals, so a repeated call changes nothing.
+    """
     CreateRegisteredModel: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.CreateRegisteredModelRequest, _resources_pb2.RegisteredModel]  # type: ignore[assignment]
     """Creates a registered model."""
     GetRegisteredModel: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.GetRegisteredModelRequest, _resources_pb2.RegisteredModel]  # type: ignore[assignment]
@@ -263,6 +271,16 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.Run, _abc.Awaitable[_resources_pb2.Run]]:
         """Records a file the run stored as a data service artifact."""
+
+    @_abc_1.abstractmethod
+    def RecordJobUsage(
+        self,
+        request: _registry_service_pb2.RecordJobUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_service_pb2.RecordJobUsageResponse, _abc.Awaitable[_registry_service_pb2.RecordJobUsageResponse]]:
+        """Records the GPU time and energy a scheduler job used on every run that names it as its `job`.
+        Called by the monitor with absolute totals, so a repeated call changes nothing.
+        """
 
     @_abc_1.abstractmethod
     def CreateRegisteredModel(

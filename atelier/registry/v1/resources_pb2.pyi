@@ -394,6 +394,7 @@ class Run(_message.Message):
     USER_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
     HEARTBEAT_TIME_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`projects/{project}/experiments/{experiment}/runs/{run}`; the run id is assigned by the service."""
     display_name: _builtins.str
@@ -452,6 +453,12 @@ class Run(_message.Message):
     def heartbeat_time(self) -> _timestamp_pb2.Timestamp:
         """Last time the run's process was heard from; a RUNNING run silent for too long is marked FAILED."""
 
+    @_builtins.property
+    def usage(self) -> Global___ResourceUsage:
+        """GPU time and energy of the run's job, as the monitor accounted them; unset until the monitor
+        recorded some (only runs with a `job` get any).
+        """
+
     def __init__(
         self,
         *,
@@ -473,14 +480,53 @@ class Run(_message.Message):
         user: _builtins.str = ...,
         command: _abc.Iterable[_builtins.str] | None = ...,
         heartbeat_time: _timestamp_pb2.Timestamp | None = ...,
+        usage: Global___ResourceUsage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "end_time", b"end_time", "environment", b"environment", "heartbeat_time", b"heartbeat_time", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "end_time", b"end_time", "environment", b"environment", "heartbeat_time", b"heartbeat_time", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifacts", b"artifacts", "code", b"code", "command", b"command", "display_name", b"display_name", "end_time", b"end_time", "environment", b"environment", "heartbeat_time", b"heartbeat_time", "inputs", b"inputs", "job", b"job", "metrics", b"metrics", "name", b"name", "params", b"params", "parent_run", b"parent_run", "start_time", b"start_time", "state", b"state", "state_message", b"state_message", "tags", b"tags", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifacts", b"artifacts", "code", b"code", "command", b"command", "display_name", b"display_name", "end_time", b"end_time", "environment", b"environment", "heartbeat_time", b"heartbeat_time", "inputs", b"inputs", "job", b"job", "metrics", b"metrics", "name", b"name", "params", b"params", "parent_run", b"parent_run", "start_time", b"start_time", "state", b"state", "state_message", b"state_message", "tags", b"tags", "usage", b"usage", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
+
+@_typing.final
+class ResourceUsage(_message.Message):
+    """GPU time and energy a job used, summed over its cards, as the monitor accounts them from the
+    agents' measurements (the NVML energy counter).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GPU_SECONDS_FIELD_NUMBER: _builtins.int
+    ENERGY_JOULES_FIELD_NUMBER: _builtins.int
+    SIMULATED_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    gpu_seconds: _builtins.float
+    """Seconds any card was held, summed over cards (GPU-hours = gpu_seconds / 3600)."""
+    energy_joules: _builtins.float
+    """Energy the cards drew, in joules (kWh = energy_joules / 3.6e6)."""
+    simulated: _builtins.bool
+    """True when any of it was measured on cards of a declared inventory (simulated, not hardware)."""
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the monitor last recorded these totals."""
+
+    def __init__(
+        self,
+        *,
+        gpu_seconds: _builtins.float = ...,
+        energy_joules: _builtins.float = ...,
+        simulated: _builtins.bool = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["energy_joules", b"energy_joules", "gpu_seconds", b"gpu_seconds", "simulated", b"simulated", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResourceUsage: _TypeAlias = ResourceUsage  # noqa: Y015
 
 @_typing.final
 class MetricPoint(_message.Message):
@@ -766,6 +812,7 @@ class ModelVersion(_message.Message):
     ALIASES_FIELD_NUMBER: _builtins.int
     AUTHOR_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`projects/{project}/models/{model}/versions/v{N}`."""
     number: _builtins.int
@@ -806,6 +853,10 @@ class ModelVersion(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was registered."""
 
+    @_builtins.property
+    def usage(self) -> Global___ResourceUsage:
+        """The GPU time and energy that produced it: its lineage run's `usage`, read when the version is."""
+
     def __init__(
         self,
         *,
@@ -823,10 +874,11 @@ class ModelVersion(_message.Message):
         aliases: _abc.Iterable[_builtins.str] | None = ...,
         author: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        usage: Global___ResourceUsage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "lineage", b"lineage", "signature", b"signature"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "lineage", b"lineage", "signature", b"signature", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "artifact", b"artifact", "artifact_digest", b"artifact_digest", "author", b"author", "create_time", b"create_time", "description", b"description", "format", b"format", "lineage", b"lineage", "metrics", b"metrics", "module_class", b"module_class", "name", b"name", "number", b"number", "signature", b"signature", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "artifact", b"artifact", "artifact_digest", b"artifact_digest", "author", b"author", "create_time", b"create_time", "description", b"description", "format", b"format", "lineage", b"lineage", "metrics", b"metrics", "module_class", b"module_class", "name", b"name", "number", b"number", "signature", b"signature", "tags", b"tags", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
