@@ -51,27 +51,29 @@ def _chunk_ref(digest: bytes, size: int) -> bytes:
 
 def encode_manifest(paths: Sequence[str], media_types: Sequence[str], files: Sequence[ChunkedFile]) -> bytes:
     """The serialized Manifest listing `files[i]` at `paths[i]` with `media_types[i]` (paths sorted)."""
-    out: list[bytes] = []
-    append = out.append
-    for path, media, cut in zip(paths, media_types, files, strict=True):
-        name = path.encode()
-        chunks = cut.chunks
-        if len(chunks) == 1 and not media:
-            # The common case of a small file, in one join.
-            span = chunks[0]
-            ref = _REF_DIGEST + span.digest + _REF_SIZE + _length(span.length)
-            body = b"".join(
-                (_PATH, _length(len(name)), name, _SIZE, _length(cut.size), _DIGEST, cut.digest.encode())
-                + (_CHUNK, _length(len(ref)), ref)
-            )
-        else:
-            parts = [_string(_PATH, name)]
-            if cut.size:
-                parts.append(_SIZE + _length(cut.size))
-            parts.append(_DIGEST + cut.digest.encode())
-            parts.extend(_chunk_ref(span.digest, span.length) for span in chunks)
-            if media:
-                parts.append(_string(_MEDIA, media.encode()))
-            body = b"".join(parts)
-        append(_FILES + _length(len(body)) + body)
-    return b"".join(out)
+    return b"".join(map(encode_entry, paths, media_types, files))
+
+
+def encode_entry(path: str, media: str, cut: ChunkedFile) -> bytes:
+    """One file's record in a serialized Manifest: the manifest is its files' records end to end."""
+    name = path.encode()
+    chunks = cut.chunks
+    if len(chunks) == 1:
+        # The common case of a small file, in one join.
+        span = chunks[0]
+        ref = _REF_DIGEST + span.digest + _REF_SIZE + _length(span.length)
+        body = b"".join(
+            (_PATH, _length(len(name)), name, _SIZE, _length(cut.size), _DIGEST, cut.digest.encode())
+            + (_CHUNK, _length(len(ref)), ref)
+            + ((_MEDIA, _length(len(media)), media.encode()) if media else ())
+        )
+    else:
+        parts = [_string(_PATH, name)]
+        if cut.size:
+            parts.append(_SIZE + _length(cut.size))
+        parts.append(_DIGEST + cut.digest.encode())
+        parts.extend(_chunk_ref(span.digest, span.length) for span in chunks)
+        if media:
+            parts.append(_string(_MEDIA, media.encode()))
+        body = b"".join(parts)
+    return _FILES + _length(len(body)) + body

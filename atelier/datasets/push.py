@@ -11,13 +11,12 @@ import contextvars
 import functools
 import gc
 import mimetypes
-import mmap
 import os
 import queue
 import threading
 from bisect import bisect_left
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
@@ -25,12 +24,13 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from atelier.chunking import MIN_CHUNK, ChunkedFile, chunk_bytes, chunk_small
+from atelier.chunking import ChunkedFile, chunk_bytes
 from atelier.client.data import DataClient
 from atelier.data.v1 import data_service_pb2 as rpc
 from atelier.data.v1 import resources_pb2 as pb
-from atelier.datasets.manifest import encode_manifest
+from atelier.datasets.manifest import encode_entry
 from atelier.datasets.progress import NoProgress, Progress
+from atelier.datasets.reading import Read, read_files
 from atelier.datasets.scan import LocalFile, scan
 from atelier.datasets.statecache import Stamp, StateCache, decode, stamp_of
 from atelier.errors import FailedPrecondition, NotFound
@@ -44,10 +44,6 @@ SENDERS = 2
 # Each message carries its chunks end to end in one buffer of about this size (under the
 # service's default 8 MiB message limit).
 MESSAGE_BYTES = 4 * 1024 * 1024
-# The first read of a file: a file of one chunk comes whole, and a read that fills it means there is
-# more. (Not larger: os.read allocates what it is asked for, and for 100,000 small files an
-# allocation of 256 KiB per read costs more than reading them.)
-_FIRST_READ = MIN_CHUNK + 1
 # A chunk to send: its digest and its bytes (a view into a memory-mapped file for large files).
 Piece = tuple[bytes, bytes | memoryview]
 
@@ -234,6 +230,10 @@ class _Uploader:
         self.sent_bytes = 0
         self.learned: list[tuple[str, Stamp, ChunkedFile]] = []
         self._known = cache.lookup(root) if cache is not None and root else {}
+        # Digests the store lacked when asked before reading: a batch of only these is sent without
+        # asking again (one stored meanwhile by another push is skipped by the service).
+        self._lacking: set[bytes] = set()
+        self._entries: list[bytes | None] = []
         self._lock = threading.Lock()
 
     def run(self, files: list[LocalFile], progress: Progress, head_digest: str = "") -> UploadedTree:
@@ -241,6 +241,8 @@ class _Uploader:
         from the state cache and the tree is the head version's (`head_digest`), nothing is asked
         of the store: a version holds every chunk it references."""
         chunked: list[ChunkedFile | None] = [None] * len(files)
+        # Each file's manifest record, written as it is read (while the readers read ahead).
+        self._entries = [None] * len(files)
         expected: dict[int, ChunkedFile] = {}
         if self._known:
             for index, local in enumerate(files):
@@ -283,7 +285,11 @@ class _Uploader:
     def _tree(self, files: list[LocalFile], chunked: list[ChunkedFile | None]) -> UploadedTree:
         """The tree of `files` with their chunkings (every one known by now) and its manifest."""
         cuts: list[ChunkedFile] = chunked  # type: ignore[assignment]
-        raw = encode_manifest([f.path for f in files], [media_type(f.path) for f in files], cuts)
+        entries = self._entries if len(self._entries) == len(files) else [None] * len(files)
+        raw = b"".join(
+            entry or encode_entry(local.path, media_type(local.path), cut)
+            for local, cut, entry in zip(files, cuts, entries, strict=True)
+        )
         return UploadedTree(raw, chunk_bytes(raw), len(files), sum(c.size for c in cuts), self)
 
     def _read_and_queue(
@@ -297,20 +303,36 @@ class _Uploader:
     ) -> None:
         """Read every file not known yet (and those `expected` to hash as the cache says), queueing
         their chunks in batches of about BATCH_BYTES."""
+        stamped = self.cache is not None
+        wanted = [index for index in range(len(files)) if chunked[index] is None or index in expected]
+        with closing(read_files([files[i].absolute for i in wanted], stamped)) as reads:
+            done = self._queue_reads(files, wanted, reads, chunked, expected, batches, failure, progress)
+        progress.advance(done % 256)
+
+    def _queue_reads(
+        self,
+        files: list[LocalFile],
+        wanted: list[int],
+        reads: Iterator[Read],
+        chunked: list[ChunkedFile | None],
+        expected: dict[int, ChunkedFile],
+        batches: queue.Queue[_Batch | None],
+        failure: list[BaseException],
+        progress: Progress,
+    ) -> int:
         batch = _Batch()
         seen: set[bytes] = set()
-        stamped = self.cache is not None
+        entries = self._entries
         done = 0
-        for index, local in enumerate(files):
-            if chunked[index] is not None and index not in expected:
-                continue
+        for index, (cut, data, stamp) in zip(wanted, reads, strict=True):
             if failure:
-                return
-            cut, data, stamp = read_and_cut(local.absolute, stamped=stamped)
+                return done
+            local = files[index]
             cached = expected.get(index)
             if cached is not None and cut.digest != cached.digest:
                 raise FailedPrecondition(f"{local.path} changed during the push; push again")
             chunked[index] = cut
+            entries[index] = encode_entry(local.path, media_type(local.path), cut)
             if stamp is not None and cached is None:
                 self.learned.append((local.absolute, stamp, cut))
             for span in cut.chunks:
@@ -327,7 +349,7 @@ class _Uploader:
                 progress.advance(256)
         if batch.digests and not failure:
             batches.put(batch)
-        progress.advance(done % 256)
+        return done
 
     def _missing_of_cached(self, chunked: list[ChunkedFile | None]) -> dict[int, ChunkedFile]:
         """The files known from the state cache (by index) with chunks the store lacks, which must
@@ -338,6 +360,7 @@ class _Uploader:
             missing.update(self.client.find_missing(self.project, digests[start : start + 50_000]))
         if not missing:
             return {}
+        self._lacking = missing
         return {
             index: cut
             for index, cut in enumerate(chunked)
@@ -367,7 +390,11 @@ class _Uploader:
                 failure.append(error)
 
     def _send(self, batch: _Batch) -> None:
-        missing = self.client.find_missing(self.project, batch.digests)
+        lacking = self._lacking
+        if lacking and lacking.issuperset(batch.digests):
+            missing = batch.digests
+        else:
+            missing = self.client.find_missing(self.project, batch.digests)
         if len(missing) < len(batch.digests):
             wanted = set(missing)
             batch = _Batch.of([(d, data) for d, data in zip(batch.digests, batch.datas, strict=True) if d in wanted])
@@ -407,29 +434,3 @@ class _Batch:
             stop = bisect_left(ends, (ends[start - 1] if start else 0) + MESSAGE_BYTES, lo=start) + 1
             yield list(zip(self.digests[start:stop], self.datas[start:stop], strict=True))
             start = stop
-
-
-def read_and_cut(path: str, stamped: bool = False) -> tuple[ChunkedFile, bytes | memoryview, Stamp | None]:
-    """Chunk a file, keeping its bytes for sending (and, when asked, its stamp for the state cache).
-    A small file takes one open, one read and one close; files over 64 MiB are memory-mapped."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        data = os.read(fd, _FIRST_READ)
-        stamp = stamp_of(os.fstat(fd)) if stamped else None
-        if len(data) <= MIN_CHUNK:
-            return chunk_small(data), data, stamp
-        size = os.fstat(fd).st_size
-        if size <= 64 * 1024 * 1024:
-            parts = [data]
-            have = len(data)
-            # Ask for what is left (plus one byte, to see a file that grew), never more than 8 MiB.
-            while block := os.read(fd, min(8 * 1024 * 1024, max(size - have, 0) + 1)):
-                parts.append(block)
-                have += len(block)
-            whole = b"".join(parts)
-            return chunk_bytes(whole), whole, stamp
-        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-        view = memoryview(mapped)
-        return chunk_bytes(view), view, stamp
-    finally:
-        os.close(fd)

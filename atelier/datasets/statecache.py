@@ -38,6 +38,9 @@ def encode(cut: ChunkedFile) -> bytes:
 
 
 def decode(blob: bytes, size: int) -> ChunkedFile:
+    if len(blob) == 32 + _SPAN.size:  # one chunk: the common case, without the loop
+        digest, length = _SPAN.unpack_from(blob, 32)
+        return ChunkedFile(size, blob[:32].hex(), (ChunkSpan(digest, 0, length),))
     spans: list[ChunkSpan] = []
     offset = 0
     for start in range(32, len(blob), _SPAN.size):

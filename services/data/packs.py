@@ -58,7 +58,7 @@ class PackWriter:
         # Where full packs are written and then indexed; both None: right away, on this thread.
         self._writers = writers
         self._indexer = indexer
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | memoryview] = []
         self._size = 0
         self._index = PackIndex([], [], [])
         self._pending: set[bytes] = set()
@@ -66,7 +66,7 @@ class PackWriter:
         self.stored_chunks = 0
         self.stored_bytes = 0
 
-    def add_many(self, chunks: Sequence[tuple[bytes, bytes]]) -> None:
+    def add_many(self, chunks: Sequence[tuple[bytes, bytes | memoryview]]) -> None:
         """Verify and buffer chunks the store does not hold yet; flush whenever a pack is full."""
         for digest, data in chunks:
             _verify(digest, data, "chunks")
@@ -78,7 +78,7 @@ class PackWriter:
             self._pending.add(digest)
             self._append(data, [digest], [len(data)])
 
-    def add_packed(self, digests: Sequence[bytes], sizes: Sequence[int], data: bytes) -> None:
+    def add_packed(self, digests: Sequence[bytes], sizes: Sequence[int], data: bytes | memoryview) -> None:
         """Verify chunks sent end to end in `data` and buffer them; unless some are already
         buffered, `data` joins the pack as it is, without a copy per chunk."""
         if len(digests) != len(sizes) or sum(sizes) != len(data) or (sizes and min(sizes) <= 0):
@@ -104,7 +104,7 @@ class PackWriter:
         pending.update(digests)
         self._append(data, digests, sizes)
 
-    def _append(self, data: bytes, digests: Sequence[bytes], sizes: Sequence[int]) -> None:
+    def _append(self, data: bytes | memoryview, digests: Sequence[bytes], sizes: Sequence[int]) -> None:
         index = self._index
         index.digests.extend(digests)
         index.offsets.extend(accumulate(sizes, initial=self._size))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from atelier.data.v1 import data_service_pb2, data_service_pb2_grpc
+from atelier.data.v1 import data_service_pb2
 from atelier.runtime.database import create_engine, default_url, migrate
 from atelier.runtime.metrics import service_registry
 from atelier.runtime.objectstore import open_object_store
 from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost, serve_main
+from services.data import uploads
 from services.data.catalog import Catalog
 from services.data.content import Content
 from services.data.metrics import StorageCollector, TransferMetrics
@@ -35,11 +36,7 @@ def build(settings: DataSettings) -> ServiceHost:
         name="data",
         settings=settings,
         registry=registry,
-        services=[
-            GrpcService(
-                SERVICE_NAME, lambda server: data_service_pb2_grpc.add_DataServiceServicer_to_server(servicer, server)
-            )
-        ],
+        services=[GrpcService(SERVICE_NAME, lambda server: uploads.register(servicer, server))],
     )
     host.on_stop.append(runner.shutdown)
     host.on_stop.append(content.close)

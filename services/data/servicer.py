@@ -27,6 +27,7 @@ from services.data.metrics import TransferMetrics
 from services.data.pins import Pins
 from services.data.settings import DataSettings
 from services.data.tags import Tags
+from services.data.uploads import Upload
 
 Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
@@ -126,9 +127,10 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
         missing = await self.run(self.catalog.content.missing, list(request.digests), self.settings.gc_grace_seconds)
         return rpc.FindMissingChunksResponse(missing_digests=missing)
 
-    async def UploadChunks(
-        self, request_iterator: AsyncIterator[rpc.UploadChunksRequest], context: Context
+    async def UploadChunks(  # type: ignore[override]  # registered with its own deserializer
+        self, request_iterator: AsyncIterator[Upload], context: Context
     ) -> rpc.UploadChunksResponse:
+        """Its requests come read by `uploads.parse_upload`: a pack's data is a view of the message."""
         writer = self.catalog.content.writer()
         received = 0
         received_bytes = 0
@@ -143,13 +145,10 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
                 received += len(message.chunks)
                 received_bytes += sum(len(c.data) for c in message.chunks)
                 await self.run(writer.add_many, [(c.digest, c.data) for c in message.chunks])
-            if message.HasField("pack"):
-                pack = message.pack
-                # Each read of a bytes field copies it: the pack's data (megabytes) is read once.
-                data = pack.data
-                received += len(pack.digests)
-                received_bytes += len(data)
-                await self.run(writer.add_packed, list(pack.digests), list(pack.sizes), data)
+            if message.has_pack:
+                received += len(message.digests)
+                received_bytes += len(message.data)
+                await self.run(writer.add_packed, message.digests, message.sizes, message.data)
         await self.run(writer.flush)
         if self.transfers is not None and project:
             self.transfers.received.labels(project).inc(received_bytes)

@@ -18,7 +18,7 @@ class ObjectStore(ABC):
     def put(self, key: str, data: bytes) -> None:
         """Store `data` under `key` atomically and durably, replacing any previous object."""
 
-    def put_parts(self, key: str, parts: Sequence[bytes]) -> None:
+    def put_parts(self, key: str, parts: Sequence[bytes | memoryview]) -> None:
         """`put` of the concatenation of `parts`; stores that can write them one after another
         without joining them first do so."""
         self.put(key, b"".join(parts))

@@ -133,7 +133,7 @@ class LocalObjectStore(ObjectStore):
         except OSError as exc:
             raise _translate_os_error(key, "write", exc) from exc
 
-    def put_parts(self, key: str, parts: Sequence[bytes]) -> None:
+    def put_parts(self, key: str, parts: Sequence[bytes | memoryview]) -> None:
         """Write the parts one after another to a temp file, sync it, then rename it over the target."""
         path = self._path(key)
         try:
@@ -143,7 +143,7 @@ class LocalObjectStore(ObjectStore):
             raise _translate_os_error(key, "write", exc) from exc
 
     @staticmethod
-    def _write_atomically(path: Path, data: bytes | Sequence[bytes]) -> None:
+    def _write_atomically(path: Path, data: bytes | Sequence[bytes | memoryview]) -> None:
         temp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
         # O_EXCL: the random name must be ours alone; 0o644 (less the umask) like an ordinary file.
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

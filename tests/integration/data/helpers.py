@@ -41,7 +41,7 @@ def commit_raw(
 ) -> pb.DatasetVersion:
     """Upload `entries` (in the given order, unvalidated) and commit them as a version."""
     manifest = pb.Manifest()
-    chunks: list[tuple[bytes, bytes]] = []
+    chunks: list[tuple[bytes, bytes | memoryview]] = []
     for path, data in entries:
         cut = chunk_bytes(data)
         entry = manifest.files.add(path=path, size_bytes=cut.size, digest=cut.digest)

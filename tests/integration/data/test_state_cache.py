@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from atelier.client import DataClient
-from atelier.datasets import push as push_module
+from atelier.datasets import reading
 from atelier.datasets.pull import pull
 from atelier.datasets.push import push
 from atelier.names import parse_dataset_ref
@@ -31,13 +31,13 @@ def age(root: Path) -> None:
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
-    original = push_module.read_and_cut
+    original = reading.read_and_cut
 
     def counting(path: str, stamped: bool = False) -> Any:
         seen.append(path)
         return original(path, stamped)
 
-    monkeypatch.setattr(push_module, "read_and_cut", counting)
+    monkeypatch.setattr(reading, "read_and_cut", counting)
     return seen
 
 
