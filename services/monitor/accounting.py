@@ -44,6 +44,16 @@ class Totals:
     simulated: bool
 
 
+@dataclass(frozen=True)
+class JobTotals:
+    """A job's GPU time and energy over all its cards and hours."""
+
+    job: str
+    gpu_seconds: float
+    energy_joules: float
+    simulated: bool
+
+
 class Accounting:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -62,11 +72,13 @@ class Accounting:
                 return 0, True
             session.add(ReportRow(node=node, report_id=report_id, receive_time=now))
             for sample, project, start, end in checked:
-                self._add(session, node, sample, project, start, end)
+                self._add(session, node, sample, project, start, end, now)
         return len(checked), False
 
     @staticmethod
-    def _add(session: Session, node: str, sample: pb.UsageSample, project: str, start: datetime, end: datetime) -> None:
+    def _add(
+        session: Session, node: str, sample: pb.UsageSample, project: str, start: datetime, end: datetime, now: datetime
+    ) -> None:
         hour = hour_of(start)
         row = session.exec(
             select(UsageRow).where(
@@ -84,12 +96,14 @@ class Accounting:
                 first_time=utc(start),
                 last_time=utc(end),
                 simulated=sample.simulated,
+                update_time=now,
             )
         row.gpu_seconds += sample.gpu_seconds
         row.energy_joules += sample.energy_joules
         row.first_time = min(utc(row.first_time), utc(start))
         row.last_time = max(utc(row.last_time), utc(end))
         row.simulated = row.simulated or sample.simulated
+        row.update_time = now
         session.add(row)
 
     def query(
@@ -141,6 +155,24 @@ class Accounting:
             )
         rows.sort(key=lambda t: (-t.gpu_seconds, t.project, t.job, t.user))
         return rows, _total(rows)
+
+    def jobs_changed_since(self, since: datetime) -> list[JobTotals]:
+        """The all-time totals of each job a report added to after `since`."""
+        changed = sa.select(col(UsageRow.job)).where(col(UsageRow.update_time) > since).distinct()
+        query = (
+            sa.select(
+                col(UsageRow.job),
+                func.sum(col(UsageRow.gpu_seconds)),
+                func.sum(col(UsageRow.energy_joules)),
+                func.max(sa.cast(col(UsageRow.simulated), sa.Integer)),
+            )
+            .where(col(UsageRow.job).in_(changed))
+            .group_by(col(UsageRow.job))
+            .order_by(col(UsageRow.job))
+        )
+        with Session(self.engine) as session:
+            rows = session.execute(query).all()
+        return [JobTotals(job, float(seconds), float(joules), bool(flag)) for job, seconds, joules, flag in rows]
 
     def forget_reports(self, older_than: timedelta) -> int:
         """Drop remembered report ids older than `older_than` (retries come within seconds)."""

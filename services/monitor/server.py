@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from atelier.client.channel import connect
 from atelier.client.links import Links
+from atelier.client.registry import RegistryClient
 from atelier.monitor.v1 import monitor_service_pb2, monitor_service_pb2_grpc
 from atelier.runtime.database import create_engine, default_url, migrate
 from atelier.runtime.metrics import service_registry
@@ -14,6 +16,7 @@ from atelier.stack.addresses import service_address
 from services.monitor.accounting import Accounting
 from services.monitor.drifts import DriftMonitor, WindowSettings
 from services.monitor.metrics import DriftCollector
+from services.monitor.publisher import UsagePublisher
 from services.monitor.references import ReferenceLoader
 from services.monitor.servicer import MonitorServicer
 from services.monitor.settings import MonitorSettings
@@ -39,6 +42,13 @@ def build(settings: MonitorSettings) -> ServiceHost:
         ),
     )
     servicer = MonitorServicer(accounting, drift, runner)
+
+    def registry_client() -> RegistryClient:
+        # The monitor's own token: publishing is its bookkeeping, on no caller's behalf.
+        address = settings.registry_address or service_address("registry", settings.home)
+        return RegistryClient(connect(address, token=settings.token), address=address)
+
+    publisher = UsagePublisher(accounting, registry_client)
     registry = service_registry()
     registry.register(DriftCollector(drift))
     host = ServiceHost(
@@ -58,11 +68,13 @@ def build(settings: MonitorSettings) -> ServiceHost:
                 runner,
             ),
             PeriodicJob("drift", settings.drift_interval_seconds, drift.refresh, runner),
+            PeriodicJob("publish-usage", settings.usage_publish_seconds, publisher.publish, runner),
         ],
         registry=registry,
     )
     host.on_stop.append(runner.shutdown)
     host.on_stop.append(links.close)
+    host.on_stop.append(publisher.close)
     host.on_stop.append(engine.dispose)
     return host
 

@@ -35,3 +35,6 @@ class MonitorSettings(ServiceSettings):
     drift_interval_seconds: float = Field(
         30.0, gt=0, description="How often every deployment's drift is computed for the metrics."
     )
+    usage_publish_seconds: float = Field(
+        30.0, gt=0, description="How often the GPU time and energy of jobs that changed are sent to the registry."
+    )

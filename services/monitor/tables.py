@@ -1,7 +1,8 @@
 """The monitor's tables (SQLModel). Only the monitor reads or writes them.
 
 Usage is kept per job, card and hour: an agent's reports add to the row of the hour they fall in, so a
-query over any range of whole hours sums rows without scanning samples. Report ids are remembered
+query over any range of whole hours sums rows without scanning samples; each row notes when it last
+changed, so the jobs to publish to the registry are found by index. Report ids are remembered
 for a while so that a report an agent retries is counted once.
 """
 
@@ -35,6 +36,8 @@ class UsageRow(SQLModel, table=True):
     first_time: datetime
     last_time: datetime
     simulated: bool = False
+    update_time: datetime = Field(index=True)
+    """When a report last added to the row: the registry is sent the jobs changed since its last round."""
 
 
 class ReportRow(SQLModel, table=True):
