@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from atelier.cli.output import console, emit, to_json
-from atelier.cli.usage import describe, job_usage
+from atelier.cli.usage import describe, describe_recorded, job_usage, recorded
 from atelier.client import RegistryClient
 from atelier.names import parse_model_ref
 from atelier.registry.v1 import resources_pb2 as pb
@@ -111,13 +111,15 @@ def show_run(
 ) -> None:
     """Show a run: state, params, last metrics, inputs, code, artifacts and (for a job) its GPU use."""
     found = _client().get_run(_run_name(run, _project(project)))
-    used = job_usage(found.job)
+    # The registry's figures once the monitor recorded some; until then the monitor's own.
+    used = recorded(found.usage) if found.HasField("usage") else job_usage(found.job)
 
     def render() -> None:
         console.print(f"[bold]{found.name}[/bold]  {_state(found)} {found.state_message}")
         console.print(f"inputs: {', '.join(found.inputs) or '-'}")
         if found.job:
-            console.print(f"job: {found.job}; GPU use: {describe(used) if used else 'not recorded'}")
+            shown = describe_recorded(found.usage) if found.HasField("usage") else describe(used) if used else None
+            console.print(f"job: {found.job}; GPU use: {shown or 'not recorded'}")
         code = found.code
         if code.commit:
             console.print(
@@ -199,7 +201,10 @@ def show_model(
     ref = parse_model_ref(reference, _project(project))
     client = _client()
     version = client.get_version(ref.version_name)
-    used = job_usage(client.get_run(version.lineage.run).job) if version.lineage.run else None
+    if version.HasField("usage") or not version.lineage.run:
+        used = recorded(version.usage) if version.HasField("usage") else None
+    else:  # not recorded yet: ask the monitor
+        used = job_usage(client.get_run(version.lineage.run).job)
 
     def render() -> None:
         console.print(f"[bold]{version.name}[/bold]  aliases: {', '.join(version.aliases) or '-'}")
@@ -212,7 +217,9 @@ def show_model(
         console.print(f"run: {version.lineage.run or '-'}; datasets: {', '.join(version.lineage.datasets) or '-'}")
         for key, value in sorted(version.metrics.items()):
             console.print(f"  metrics.{key} = {value:.6g}")
-        if used:
+        if version.HasField("usage"):
+            console.print(f"trained with: {describe_recorded(version.usage)}")
+        elif used:
             console.print(f"trained with: {describe(used)} ({used.job})")
 
     emit(as_json, {**to_json(version), "gpuUsage": to_json(used)} if used else version, render)

@@ -13,6 +13,7 @@ from atelier.client.channel import connect
 from atelier.client.monitor import MonitorClient
 from atelier.errors import AtelierError, InvalidArgument
 from atelier.monitor.v1 import monitor_service_pb2 as pb
+from atelier.registry.v1 import resources_pb2 as registry_pb
 from atelier.stack.addresses import service_address
 
 LOOKUP_TIMEOUT_SECONDS = 3.0
@@ -86,3 +87,22 @@ def job_usage(job: str) -> pb.UsageRow | None:
 def describe(row: pb.UsageRow) -> str:
     simulated = " (simulated cards)" if row.simulated else ""
     return f"{row.gpu_hours:.3f} GPU-hours, {row.energy_kwh:.3f} kWh on {row.cards} card(s){simulated}"
+
+
+def recorded(usage: registry_pb.ResourceUsage) -> pb.UsageRow:
+    """The usage the registry recorded on a run or version, in the figures `atelier usage` prints."""
+    return pb.UsageRow(
+        gpu_hours=usage.gpu_seconds / 3600.0,
+        energy_kwh=usage.energy_joules / 3.6e6,
+        simulated=usage.simulated,
+        last_time=usage.update_time,
+    )
+
+
+def describe_recorded(usage: registry_pb.ResourceUsage) -> str:
+    simulated = " (simulated cards)" if usage.simulated else ""
+    when = usage.update_time.ToDatetime(UTC).strftime("%Y-%m-%d %H:%M")
+    return (
+        f"{usage.gpu_seconds / 3600.0:.3f} GPU-hours, {usage.energy_joules / 3.6e6:.3f} kWh{simulated}"
+        f" (recorded {when} UTC)"
+    )

@@ -3,7 +3,11 @@ registered from them show it; totals replace each other (SQLite and PostgreSQL).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +88,38 @@ def test_bad_usage_is_refused(
     with pytest.raises(InvalidArgument, match=re.escape(message)):
         registry.record_job_usage(job, usage)
     assert not registry.get_run(run.name).HasField("usage")
+
+
+def atelier(stack: tuple[DataClient, RegistryClient], *args: str) -> str:
+    env = {
+        **os.environ,
+        "ATELIER_DATA_ADDRESS": stack[0].address,
+        "ATELIER_REGISTRY_ADDRESS": stack[1].address,
+        "ATELIER_PROJECT": "lab",
+        "COLUMNS": "200",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "atelier.cli.main", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_runs_show_and_models_show_print_the_recorded_usage(
+    stack: tuple[DataClient, RegistryClient], tmp_path: Path
+) -> None:
+    data, registry = stack
+    run = registry.create_run(EXPERIMENT, pb.Run(job=JOB))
+    version = version_of(data, registry, tmp_path, run.name)
+    registry.record_job_usage(JOB, pb.ResourceUsage(gpu_seconds=5400, energy_joules=1_800_000, simulated=True))
+
+    expected = "1.500 GPU-hours, 0.500 kWh (simulated cards)"
+    assert f"GPU use: {expected}" in atelier(stack, "runs", "show", run.name)
+    assert f"trained with: {expected}" in atelier(stack, "models", "show", "digits@v1")
+    for shown in (
+        json.loads(atelier(stack, "runs", "show", run.name, "--json")),
+        json.loads(atelier(stack, "models", "show", version.name.split("/")[3] + "@v1", "--json")),
+    ):
+        assert (shown["usage"]["gpuSeconds"], shown["usage"]["energyJoules"]) == (5400, 1_800_000)
+        assert (shown["gpuUsage"]["gpuHours"], shown["gpuUsage"]["energyKwh"]) == (1.5, 0.5)
