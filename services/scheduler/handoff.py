@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from atelier.errors import FailedPrecondition, Unavailable
 from atelier.runtime.database import transaction
+from atelier.runtime.timestamps import epoch_seconds
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.executors.base import Executor, ExternalState, Phase, Submission
 from services.scheduler.jobs import ENDED, QUEUED, end_attempt, job_name, spec_of, utcnow
@@ -63,7 +64,8 @@ class Handoff:
 
     def _submit(self, row: JobRow) -> bool:
         spec = spec_of(row)
-        submission = Submission(job_name(row), row.attempt + 1, spec, resolve_shape(spec.resources))
+        created = epoch_seconds(row.create_time)
+        submission = Submission(job_name(row), row.attempt + 1, spec, resolve_shape(spec.resources), created)
         try:
             submitted = self.executor.submit(submission)
         except Unavailable as error:

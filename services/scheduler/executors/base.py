@@ -38,6 +38,8 @@ class Submission:
     attempt: int
     job: pb.Job
     shape: Shape
+    created: float = 0.0
+    """When the job was submitted to Atelier (epoch seconds): an engine job older than that is not its."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,7 +83,7 @@ class SlurmExecutor:
         script = folder / f"attempt-{submission.attempt}.sbatch"
         if script.exists():  # written before an sbatch whose answer was never recorded: Slurm may hold it
             try:
-                held = self.find(job_label(submission), script.stat().st_mtime)
+                held = self.find(job_label(submission), max(script.stat().st_mtime, submission.created))
             except FailedPrecondition as error:  # never sbatch twice: wait until Slurm can tell
                 raise Unavailable(f"cannot tell whether Slurm holds this attempt already: {error.message}") from None
             if held:
@@ -103,7 +104,8 @@ class SlurmExecutor:
         text = self.commands.run("squeue", "--noheader", f"--name={label}", "--format=%i|%j|%V", env=utc)
         found = parse_named(text, label, earliest)
         if not found:
-            start = datetime.fromtimestamp(earliest, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            # (sacct refuses a start after now)
+            start = datetime.fromtimestamp(min(earliest, time.time()), UTC).strftime("%Y-%m-%dT%H:%M:%S")
             fields = ("--noheader", "--parsable2", f"--name={label}", f"--starttime={start}")
             found = parse_named(self._sacct(*fields, "--format=JobID,JobName,Submit", env=utc), label, earliest)
         return max(found, key=int) if found else ""

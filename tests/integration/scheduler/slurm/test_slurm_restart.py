@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from atelier.errors import Unavailable
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.executors.base import Submission
-from services.scheduler.executors.slurm.executor import slurm_executor
+from services.scheduler.executors.slurm.executor import CLOCK_SKEW_SECONDS, slurm_executor
 from services.scheduler.executors.slurm.script import ScriptSettings
 from services.scheduler.spec import resolve_shape
 from tests.integration.scheduler.slurm.conftest import SlurmScheduler
@@ -141,6 +142,9 @@ def test_a_job_sbatched_just_before_a_crash_is_adopted_not_submitted_again(
     hold.touch()
     assert restarted.wait_for(held.name, ENDED, timeout=120).state == pb.JOB_STATE_SUCCEEDED
     assert log_text(restarted, held.name).count("holding") == 1
+    later = time.time() + 2 * CLOCK_SKEW_SECONDS  # e.g. a job created anew after its database was reset
+    assert executor.find(f"atelier-lab-quick-{tag}-0", later) == ""
+    assert executor.find(f"atelier-lab-quick-{tag}-0", 0) == sbatched[quick.name]
     ran = slurm.run("sacct", "--completion", "--noheader", "--parsable2", "--format=JobName").stdout.split()
     assert ran.count(f"atelier-lab-quick-{tag}-0") == 1
     assert ran.count(f"atelier-lab-held-{tag}-0") == 1
