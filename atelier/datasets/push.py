@@ -245,8 +245,7 @@ class _Uploader:
         self._entries = [None] * len(files)
         expected: dict[int, ChunkedFile] = {}
         if self._known:
-            for index, local in enumerate(files):
-                chunked[index] = self._cached(local)
+            chunked = self._cached(files)
             if head_digest and all(cut is not None for cut in chunked):
                 unchanged = self._tree(files, chunked)
                 if unchanged.digest == head_digest:
@@ -367,18 +366,25 @@ class _Uploader:
             if cut is not None and any(s.digest in missing for s in cut.chunks)
         }
 
-    def _cached(self, local: LocalFile) -> ChunkedFile | None:
-        """The remembered chunking of an unchanged file, if the state cache has it."""
-        entry = self._known.get(local.absolute)
-        if entry is None or self.cache is None:
-            return None
-        try:
-            stamp = stamp_of(os.stat(local.absolute))
-        except OSError:
-            return None
-        if entry[0] != stamp or not self.cache.trusted(stamp):
-            return None
-        return decode(entry[1], stamp[0])
+    def _cached(self, files: list[LocalFile]) -> list[ChunkedFile | None]:
+        """The remembered chunking of each file that is unchanged since, if the state cache has it
+        (one loop over the files: a stat each, for 100,000 of them)."""
+        known, cache = self._known, self.cache
+        found: list[ChunkedFile | None] = [None] * len(files)
+        if cache is None:
+            return found
+        stat = os.stat
+        for index, local in enumerate(files):
+            entry = known.get(local.absolute)
+            if entry is None:
+                continue
+            try:
+                stamp = stamp_of(stat(local.absolute))
+            except OSError:
+                continue
+            if entry[0] == stamp and cache.trusted(stamp):
+                found[index] = decode(entry[1], stamp[0])
+        return found
 
     def _send_loop(self, batches: queue.Queue[_Batch | None], failure: list[BaseException]) -> None:
         while (batch := batches.get()) is not None:

@@ -11,6 +11,7 @@ by protobuf whole, so the result always means what protobuf says it means.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -22,6 +23,9 @@ from atelier.data.v1 import data_service_pb2_grpc
 
 SERVICE = "atelier.data.v1.DataService"
 _LENGTH_DELIMITED = 2
+# A run of ChunkPack.digests fields of 32 bytes each (key 0x0a, length 0x20): skipped in one match
+# rather than one field at a time (a pack of 4 KiB chunks has a thousand of them).
+_DIGEST_RUN = re.compile(rb"(?:\x0a\x20[\x00-\xff]{32})+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,11 @@ def _fields(raw: bytes, start: int, end: int) -> list[tuple[int, int, int, int, 
     found: list[tuple[int, int, int, int, int]] = []
     at = start
     while at < end:
+        run = _DIGEST_RUN.match(raw, at, end)
+        if run is not None:  # field 1, length-delimited, several times: one span is enough here
+            found.append((1, _LENGTH_DELIMITED, at, at + 2, run.end()))
+            at = run.end()
+            continue
         key_at = at
         key, at = _varint(raw, at)
         number, wire = key >> 3, key & 7
