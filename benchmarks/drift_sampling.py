@@ -168,7 +168,7 @@ def sampler_cpu_us(requests: int = 20000) -> dict[str, float]:
 
     from prometheus_client import CollectorRegistry
 
-    from services.inference.batcher import OutputTensor
+    from services.inference.queues import OutputTensor
     from services.inference.repository import Served
     from services.inference.sampling import DriftSampler, SamplingSettings, _sample, to_messages
     from services.inference.signature import Signature, TensorSpec

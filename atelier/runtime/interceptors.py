@@ -143,7 +143,12 @@ class CallInterceptor(MethodInterceptor):
     With `tracing`, each call also runs in a SERVER span continuing the caller's W3C trace context
     (what OpenTelemetry's gRPC server instrumentation records); with `errors`, it also does the
     `ErrorInterceptor`'s work. The service host uses both: one wrapper per call instead of a stack
-    of three, each with its own coroutine, context manager and servicer-context proxy."""
+    of three, each with its own coroutine, context manager and servicer-context proxy.
+
+    Methods starting with one of `quiet` (a data plane's per-request calls, such as KServe's
+    ModelInfer) log their successful calls at DEBUG: at thousands of calls a second the line is a
+    write per call, dearer than the call's own work; failures are still logged at INFO, and the
+    metrics count every call."""
 
     _QUIET = ("/grpc.health.v1.", "/grpc.reflection.")
 
@@ -155,8 +160,10 @@ class CallInterceptor(MethodInterceptor):
         errors: bool = False,
         tracer_provider: trace.TracerProvider | None = None,
         authorizer: Authorizer | None = None,
+        quiet: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
+        self.quiet = quiet
         self.metrics = metrics
         self.errors = errors
         self.authorizer = authorizer
@@ -171,7 +178,8 @@ class CallInterceptor(MethodInterceptor):
         seconds = time.perf_counter() - started
         if self.metrics is not None:
             self.metrics.finish(method, self.kinds.get(method, "unary_unary"), code, seconds)
-        level = logging.DEBUG if method.startswith(self._QUIET) else logging.INFO
+        quiet = method.startswith(self._QUIET) or (code == "OK" and method.startswith(self.quiet))
+        level = logging.DEBUG if quiet else logging.INFO
         if log.isEnabledFor(level):
             ms = seconds * 1000
             extra = {"rpc": method, "code": code, "ms": round(ms, 2)}

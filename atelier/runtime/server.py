@@ -101,6 +101,8 @@ class ServiceHost:
     authorizer: Authorizer | None = None
     # Lookups the access table names (e.g. a KServe model name to its project).
     auth_lookups: dict[str, Lookup] = field(default_factory=dict)
+    # Method prefixes whose successful calls log at DEBUG (a data plane's per-request calls).
+    quiet_methods: tuple[str, ...] = ()
     address: str = ""
     metrics: MetricsEndpoint | None = None
     _iam: IamLink | None = None
@@ -126,6 +128,7 @@ class ServiceHost:
                     errors=True,
                     tracer_provider=self.tracer_provider,
                     authorizer=self.access_control(),
+                    quiet=self.quiet_methods,
                 ),
                 *self.interceptors,
             ],

@@ -17,6 +17,13 @@ carries a sequence id, a sequence is bound to one instance at its start, its req
 time in arrival order (never two in one batch), and batches mix requests of different sequences.
 The state output of each request is kept with its sequence and fed back as the state input of the
 next (zeros at the start); the end flag, or the idle timeout, frees it.
+
+A small model runs on the caller's thread (`run_now`): when nothing is queued, an instance is free,
+there is no queue delay to wait for and the model's recent executions were short (`INLINE_MAX_NS`),
+handing the request to an instance thread and its outcome back (two thread hops, each a wake-up and
+a context switch) would cost more than the model itself. It takes an instance while it runs, so no
+more than `instances` executions ever run at once, and it batches with nothing, exactly as an idle
+instance thread would have taken it alone.
 """
 
 from __future__ import annotations
@@ -25,18 +32,16 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from opentelemetry import trace
 
 from atelier.errors import AtelierError, DeadlineExceeded, Internal, Unavailable
+from services.inference.queues import Outcome, OutputTensor, Pending, Queues, Resolve
 from services.inference.requests import Prepared, SequenceFlags
 from services.inference.runner import ModelRunner
-from services.inference.sequences import Sequence, SequenceTable
-from services.inference.signature import TensorSpec
+from services.inference.sequences import SequenceTable
 from services.inference.spec import DeploymentSpec
 from services.inference.statistics import BACKEND, OTHER, REJECTED, ModelStatistics
 from services.inference.tensors import encode
@@ -46,48 +51,12 @@ log = logging.getLogger(__name__)
 Array = np.ndarray[Any, Any]
 
 
-@dataclass
-class OutputTensor:
-    """One output of one request, ready for the wire."""
-
-    spec: TensorSpec
-    shape: tuple[int, ...]
-    raw: bytes
-
-
-Outcome = list[OutputTensor] | AtelierError
-Resolve = Callable[[Outcome], None]
-
-
-@dataclass(eq=False)
-class Pending:
-    """A queued request."""
-
-    prepared: Prepared
-    level: int
-    arrival_ns: int
-    deadline_ns: int | None
-    resolve: Resolve
-    key: tuple[tuple[int, ...], ...]
-    state: str = "queued"  # queued -> taken | withdrawn
-    taken_ns: int = 0
-    sequence: Sequence | None = None
-    flags: SequenceFlags | None = None
-    span: trace.SpanContext | None = None
-    """The request's span, which the span of the batch carrying it links to."""
-
-
-@dataclass
-class _Queues:
-    levels: list[deque[Pending]] = field(default_factory=list)
-    size: int = 0
-
-    def ordered(self) -> list[Pending]:
-        return [p for level in self.levels for p in level]
-
-    def remove(self, pending: Pending) -> None:
-        self.levels[pending.level - 1].remove(pending)
-        self.size -= 1
+INLINE_MAX_NS = 200_000
+"""A model may run on the caller's thread when one of its last `RECENT` executions took at most this
+long: well below what the event loop spends on a request's protocol work, so the loop never waits long
+on a model. The shortest of several, because on a shared machine any one of them may have waited for a
+core; a model that is slow is slow every time."""
+RECENT = 8
 
 
 class Batcher:
@@ -110,10 +79,17 @@ class Batcher:
         self.statistics = statistics
         self.batched = runner.signature.batched
         self.max_batch = spec.max_batch_size if self.batched else 1
-        self._queues = _Queues([deque() for _ in range(spec.priority_levels)])
+        self._queues = Queues([deque() for _ in range(spec.priority_levels)])
         self._cond = threading.Condition()
         self._stopping = False
         self._draining = False
+        self._instances = spec.instances
+        self._busy = 0
+        """Executions running: instance threads' batches and `run_now` calls (at most `instances`)."""
+        self._inline = not spec.stateful and spec.max_queue_delay_us == 0
+        self._recent = [INLINE_MAX_NS + 1] * RECENT
+        """Wall-clock nanoseconds of the last executions (a ring; too slow to run inline until measured)."""
+        self._executions = 0
         self._threads = [
             threading.Thread(target=self._serve, args=(i,), name=f"infer-{model}-{i}", daemon=True)
             for i in range(spec.instances)
@@ -173,6 +149,36 @@ class Batcher:
                 self._cond.notify()
         return pending
 
+    def run_now(self, prepared: Prepared, arrival_ns: int, span: trace.SpanContext | None = None) -> Outcome | None:
+        """Run a request at once on the calling thread when that is cheaper than queueing it (see the
+        module's docstring); None when it must be queued (`submit`) instead."""
+        if not self._inline or min(self._recent) > INLINE_MAX_NS:
+            return None
+        with self._cond:
+            if self._stopping or self._draining or self._queues.size or self._busy >= self._instances:
+                return None
+            self._busy += 1
+        outcomes: list[Outcome] = []
+        pending = Pending(
+            prepared,
+            self.spec.default_priority,
+            arrival_ns,
+            None,
+            outcomes.append,
+            (),
+            "taken",
+            time.monotonic_ns(),
+            span=span,
+        )
+        try:
+            self._execute([pending])
+        finally:
+            with self._cond:
+                self._busy -= 1
+                if self._queues.size:
+                    self._cond.notify()
+        return outcomes[0]
+
     def _release(self, pending: Pending, ran: bool) -> None:
         if pending.sequence is not None:
             self._sequences.release(pending.sequence, pending.flags, ran)
@@ -204,7 +210,7 @@ class Batcher:
             dropped = self._queues.ordered()
             for pending in dropped:
                 pending.state = "withdrawn"
-            self._queues = _Queues([deque() for _ in range(self.spec.priority_levels)])
+            self._queues = Queues([deque() for _ in range(self.spec.priority_levels)])
             self._cond.notify_all()
         now = time.monotonic_ns()
         for pending in dropped:
@@ -223,19 +229,26 @@ class Batcher:
             try:
                 self._execute(batch)
             finally:
-                if self.stateful:
-                    with self._cond:
+                with self._cond:
+                    self._busy -= 1
+                    if self.stateful:
                         for pending in batch:
                             self._release(pending, ran=True)
                         self._cond.notify_all()
+                    elif self._queues.size:
+                        self._cond.notify()
 
     def _next_batch(self, instance: int) -> list[Pending] | None:
         with self._cond:
             while not self._stopping:
                 if self._draining and not self._queues.size:
                     return None
+                if self._busy >= self._instances:  # a `run_now` holds the free instance
+                    self._cond.wait()
+                    continue
                 batch, wait_ns = self._form(time.monotonic_ns(), instance)
                 if batch:
+                    self._busy += 1
                     now = time.monotonic_ns()
                     for pending in batch:
                         pending.state = "taken"
@@ -360,4 +373,6 @@ class Batcher:
             offset += size
         done = time.monotonic_ns()
         self.statistics.executed(samples, len(batch), computed - start, inferred - computed, done - inferred)
+        self._recent[self._executions % RECENT] = done - start  # a list, not a deque: min() reads it safely
+        self._executions += 1
         return outcomes

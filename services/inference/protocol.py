@@ -7,17 +7,19 @@ metadata, configuration, statistics and inference mean the same whichever way th
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from opentelemetry.trace import SpanContext
 
 from atelier.errors import AtelierError, DeadlineExceeded, Unavailable
 from atelier.inference.v1 import resources_pb2 as pb
-from services.inference.batcher import Outcome, OutputTensor
 from services.inference.control import DeploymentControl
+from services.inference.queues import Outcome, OutputTensor
 from services.inference.repository import ModelRepository, Served, Status
-from services.inference.requests import InferRequest, prepare
+from services.inference.requests import InferRequest, Prepared, prepare
 from services.inference.sampling import DriftSampler
 from services.inference.statistics import CANCELED, OTHER, REJECTED
 
@@ -31,6 +33,36 @@ class InferResult:
 
     served: Served
     outputs: list[OutputTensor]
+
+
+class Deliveries:
+    """Outcomes that instance threads hand back to the event loop, in one wake-up of the loop per burst
+    rather than one per request: `call_soon_threadsafe` writes to the loop's wake-up pipe each time, so a
+    batch of 64 answered one by one would cost 64 writes and as many turns of the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._ready: deque[tuple[asyncio.Future[Outcome], Outcome]] = deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def put(self, future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+        """From any thread: settle `future` with `outcome` on the loop."""
+        self._ready.append((future, outcome))
+        with self._lock:
+            if self._scheduled:
+                return  # the delivery already on its way takes this one too
+            self._scheduled = True
+        self.loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            self._scheduled = False
+        ready = self._ready
+        while ready:
+            future, outcome = ready.popleft()
+            if not future.done():  # a caller that has gone cancelled it
+                future.set_result(outcome)
 
 
 class InferenceProtocol:
@@ -50,6 +82,7 @@ class InferenceProtocol:
         self.name = name
         self.max_tensor_bytes = max_tensor_bytes
         self.live = True
+        self._deliveries: Deliveries | None = None
 
     def ready(self) -> bool:
         """Ready when no deployment is still loading for the first time."""
@@ -88,40 +121,51 @@ class InferenceProtocol:
         except AtelierError:
             served.statistics.failed(time.monotonic_ns() - arrival, OTHER)
             raise
+        outcome = served.batcher.run_now(prepared, arrival, span)
+        if outcome is None:
+            outcome = await self._queued(served, request, prepared, arrival, span)
+        if isinstance(outcome, AtelierError):
+            raise outcome
+        if self.sampler is not None:
+            self.sampler.offer(served, prepared.arrays, outcome)
+        return InferResult(served, outcome)
+
+    async def _queued(
+        self, served: Served, request: InferRequest, prepared: Prepared, arrival: int, span: SpanContext
+    ) -> Outcome:
+        """Queue the request and wait for the batch that carries it."""
         loop = asyncio.get_running_loop()
+        deliveries = self._deliveries
+        if deliveries is None or deliveries.loop is not loop:
+            deliveries = self._deliveries = Deliveries(loop)
         future: asyncio.Future[Outcome] = loop.create_future()
-
-        def settle(outcome: Outcome) -> None:
-            if not future.done():
-                future.set_result(outcome)
-
-        def resolve(outcome: Outcome) -> None:  # called from an instance thread
-            loop.call_soon_threadsafe(settle, outcome)
-
+        put = deliveries.put
         try:
             pending = served.batcher.submit(
-                prepared, request.priority, request.timeout_us, resolve, request.sequence, span
+                prepared,
+                request.priority,
+                request.timeout_us,
+                lambda outcome: put(future, outcome),
+                request.sequence,
+                span,
             )
         except AtelierError as error:
             # A full queue, a model unloading, or too many sequences: the scheduler refused it.
             reason = REJECTED if isinstance(error, Unavailable) else OTHER
             served.statistics.failed(time.monotonic_ns() - arrival, reason)
             raise
-        timeout = None if pending.deadline_ns is None else max(pending.deadline_ns - time.monotonic_ns(), 0) / 1e9
         try:
-            outcome = await asyncio.wait_for(asyncio.shield(future), timeout)
+            if pending.deadline_ns is None:
+                return await future  # cancelling the caller cancels the future: _deliver skips it
+            timeout = max(pending.deadline_ns - time.monotonic_ns(), 0) / 1e9
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             if served.batcher.withdraw(pending):
                 served.statistics.failed(time.monotonic_ns() - pending.arrival_ns, REJECTED)
                 raise DeadlineExceeded("Request timeout expired", metadata={"model": request.model_name}) from None
-            outcome = await future  # already running: its result is on the way
+            return await future  # already running: its result is on the way
         except asyncio.CancelledError:
             # The caller has gone (or its deadline passed): the model never sees the request.
             if served.batcher.withdraw(pending):
                 served.statistics.failed(time.monotonic_ns() - pending.arrival_ns, CANCELED)
             raise
-        if isinstance(outcome, AtelierError):
-            raise outcome
-        if self.sampler is not None:
-            self.sampler.offer(served, prepared.arrays, outcome)
-        return InferResult(served, outcome)

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from atelier.errors import InvalidArgument
-from services.inference.batcher import OutputTensor
 from services.inference.protocol import InferResult
+from services.inference.queues import OutputTensor
 from services.inference.requests import InferRequest, SequenceFlags, TensorInput
 from services.inference.tensors import decode_raw
 

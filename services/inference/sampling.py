@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter
 from atelier.client.monitor import MonitorClient
 from atelier.errors import AtelierError
 from atelier.monitor.v1 import monitor_service_pb2 as monitor_pb
-from services.inference.batcher import OutputTensor
+from services.inference.queues import OutputTensor
 from services.inference.repository import Served
 
 log = logging.getLogger(__name__)

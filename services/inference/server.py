@@ -149,6 +149,8 @@ def build(settings: InferenceSettings) -> ServiceHost:
         control=control,
         follow_interval=settings.alias_poll_seconds,
         auth_lookups={DEPLOYMENT: deployment_project(deployments, runner)},
+        # Per-request calls: Triton's statistics and the Prometheus series count them; failures still log.
+        quiet_methods=(f"/{PROTOCOL}/ModelInfer",),
     )
     if settings.http_port >= 0:
         app = rest_app(protocol)

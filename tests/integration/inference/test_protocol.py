@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import logging
+import time
 from typing import Any
 
 import ml_dtypes
@@ -70,6 +72,38 @@ def test_concurrent_requests_are_batched_and_split_back_exactly(platform: Platfo
     assert sum(b.compute_infer.count for b in stats.batch_stats) == stats.execution_count
     assert stats.inference_stats.success.count == 16
     assert stats.inference_stats.queue.count == 16
+    client.close()
+
+
+def test_one_caller_at_a_time_gets_the_same_answers_and_logs_only_failures(
+    platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One request at a time: the first runs on an instance thread, the next ones (a fast model, an idle
+    # batcher) on the event loop itself. Successful calls write no log line; a failed one does.
+    model = Affine()
+    platform.register(model, torch.randn(2, 4), "affine")
+    platform.deploy("affine", "affine@latest", instances=2)
+    client = platform.triton()
+    rows = np.random.default_rng(4).standard_normal((12, 1, 4)).astype(np.float32)
+    with caplog.at_level(logging.INFO):
+        outputs = [client.infer("affine", [affine_input(row)]).as_numpy("output") for row in rows]
+        with pytest.raises(InferenceServerException, match="unexpected shape"):
+            client.infer("affine", [affine_input(np.ones((1, 5), dtype=np.float32))])
+        # The call's line is written once its status has gone out: wait for it (or for a later call's).
+        for _ in range(200):
+            if any(str(r.__dict__.get("rpc")).endswith("/ModelInfer") for r in caplog.records):
+                break
+            time.sleep(0.05)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(rows.reshape(12, 4))).numpy()
+    for i, output in enumerate(outputs):
+        np.testing.assert_allclose(output, expected[i : i + 1], rtol=1e-6, atol=1e-6)
+    stats = client.get_inference_statistics("affine").model_stats[0]
+    assert (stats.inference_count, stats.execution_count, stats.inference_stats.success.count) == (12, 12, 12)
+    calls = [r.__dict__ for r in caplog.records if r.name == "atelier.runtime.interceptors"]
+    assert [(c["rpc"], c["code"]) for c in calls] == [
+        ("/inference.GRPCInferenceService/ModelInfer", "INVALID_ARGUMENT")
+    ]
     client.close()
 
 

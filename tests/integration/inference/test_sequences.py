@@ -91,10 +91,11 @@ def test_several_instances_each_keep_their_sequences(platform: Platform, recurre
     got = run_sequences(platform, sequences)
     for sequence_id, xs in sequences.items():
         np.testing.assert_allclose(got[sequence_id], offline(recurrent, xs), rtol=1e-5, atol=1e-6)
-    # Ended sequences are freed: the same ids start afresh and give the same outputs again.
+    # Ended sequences are freed: the same ids start afresh and give the same outputs again (to float32
+    # rounding: the batches mix sequences differently each time, and a product's sums may round differently).
     again = run_sequences(platform, sequences)
     for sequence_id in sequences:
-        np.testing.assert_allclose(again[sequence_id], got[sequence_id], rtol=1e-6)
+        np.testing.assert_allclose(again[sequence_id], got[sequence_id], rtol=1e-5, atol=1e-6)
 
 
 def test_the_state_is_hidden_from_clients_and_sequence_rules(platform: Platform, recurrent: Recurrent) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from typing import Any
 
 import numpy as np
 import pytest
 
 from atelier.errors import AtelierError, Unavailable
-from services.inference.batcher import Batcher, Outcome, Pending
+from services.inference.batcher import INLINE_MAX_NS, RECENT, Batcher
+from services.inference.protocol import Deliveries
+from services.inference.queues import Outcome, Pending
 from services.inference.requests import Prepared
 from services.inference.runner import ModelRunner
 from services.inference.signature import Signature, TensorSpec
@@ -139,3 +144,79 @@ def test_stop_fails_what_is_queued() -> None:
     assert "unloaded before the request ran" in outcomes[0].message
     with pytest.raises(Unavailable, match="is unloading"):
         submit(b, 1)
+
+
+def prepared(rows: int, value: float = 1.0) -> Prepared:
+    return Prepared([np.full((rows, 2), value, dtype=np.float32)], rows, list(SIGNATURE.outputs))
+
+
+def test_an_idle_batcher_runs_a_fast_model_on_the_callers_thread() -> None:
+    b = batcher(max_batch_size=8)  # no instance thread started: only run_now can run anything
+    assert b.run_now(prepared(1), time.monotonic_ns()) is None  # not measured yet: queue it
+    first, _ = submit(b, 1)
+    b._execute([b._form(first.arrival_ns)[0][0]])
+    b._queues.remove(first)
+    outcome = b.run_now(prepared(2, 3.0), time.monotonic_ns())
+    assert isinstance(outcome, list)
+    assert outcome[0].shape == (2, 2)
+    assert np.frombuffer(outcome[0].raw, np.float32).tolist() == [6.0] * 4
+    snapshot = b.statistics.snapshot()
+    assert (snapshot.execution_count, snapshot.success.count, list(snapshot.batches)) == (2, 2, [1, 2])
+
+
+def test_run_now_leaves_to_the_queue_what_it_must_not_run_at_once() -> None:
+    fast = batcher(max_batch_size=8, instances=1)
+    fast._recent = [1_000] * len(fast._recent)
+    queued, _ = submit(fast, 1)
+    assert fast.run_now(prepared(1), time.monotonic_ns()) is None  # something queued goes first
+    fast.withdraw(queued)
+    fast._busy = 1  # the one instance is running a batch
+    assert fast.run_now(prepared(1), time.monotonic_ns()) is None
+    fast._busy = 0
+    assert fast.run_now(prepared(1), time.monotonic_ns()) is not None
+    waiting = batcher(max_batch_size=8, max_queue_delay_us=1000)  # a batch may still fill
+    waiting._recent = [1_000] * len(waiting._recent)
+    assert waiting.run_now(prepared(1), time.monotonic_ns()) is None
+
+
+def test_a_slow_model_is_never_run_on_the_callers_thread() -> None:
+    def slow(x: Any) -> Any:
+        time.sleep(0.001)
+        return x
+
+    runner = ModelRunner(module=slow, device="cpu", signature=SIGNATURE)
+    b = Batcher("m", runner, validated(DeploymentSpec(max_batch_size=8)), ModelStatistics())
+    for _ in range(RECENT):
+        pending, _ = submit(b, 1)
+        b._execute([pending])
+        b._queues.remove(pending)
+    assert min(b._recent) > INLINE_MAX_NS
+    assert b.run_now(prepared(1), time.monotonic_ns()) is None
+
+
+def test_deliveries_settle_futures_on_the_loop_in_one_wake_up() -> None:
+    async def scenario() -> tuple[list[str], int, bool]:
+        loop = asyncio.get_running_loop()
+        deliveries = Deliveries(loop)
+        futures: list[asyncio.Future[Outcome]] = [loop.create_future() for _ in range(3)]
+        futures[1].cancel()  # a caller that has gone
+        wake_ups: list[object] = []
+        original = loop.call_soon_threadsafe
+
+        def counting(callback: Any, *args: Any) -> Any:
+            wake_ups.append(callback)
+            return original(callback, *args)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign,assignment]
+
+        def instance_thread() -> None:
+            for index, future in enumerate(futures):
+                deliveries.put(future, Unavailable(f"outcome {index}"))
+
+        worker = threading.Thread(target=instance_thread)
+        worker.start()
+        worker.join()
+        messages = [str(getattr(await futures[i], "message", "")) for i in (0, 2)]
+        return messages, len(wake_ups), futures[1].cancelled()
+
+    assert asyncio.run(scenario()) == (["outcome 0", "outcome 2"], 1, True)

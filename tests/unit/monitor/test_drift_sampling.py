@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from atelier.errors import Unavailable
-from services.inference.batcher import OutputTensor
+from services.inference.queues import OutputTensor
 from services.inference.repository import Served
 from services.inference.sampling import DriftSampler, SamplingSettings, _Sample, to_messages
 from services.inference.signature import Signature, TensorSpec
