@@ -1,16 +1,13 @@
 """Reading the files of a push: each file's chunking, its bytes and (for the state cache) its stamp.
 
-A push of 100,000 small files is mostly four system calls and a hash per file; they run on reader
-threads (the system calls and BLAKE3 release the GIL) ahead of the thread that queues the chunks.
+A push of 100,000 small files is mostly four system calls and a hash per file.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
-from collections import deque
 from collections.abc import Generator
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from atelier.chunking import MIN_CHUNK, ChunkedFile, chunk_bytes, chunk_small
 from atelier.datasets.statecache import Stamp, stamp_of
@@ -19,13 +16,6 @@ from atelier.datasets.statecache import Stamp, stamp_of
 # more. (Not larger: os.read allocates what it is asked for, and for 100,000 small files an
 # allocation of 256 KiB per read costs more than reading them.)
 _FIRST_READ = MIN_CHUNK + 1
-# Files are read and hashed on this many threads (the system calls and BLAKE3 release the GIL)
-# while the pushing thread queues their chunks; each task reads up to READ_FILES files in order,
-# stopping early once it holds READ_BYTES (the pushing thread reads the rest of its files itself),
-# and at most READERS + 1 tasks are ahead of the pushing thread, which bounds the memory held.
-READERS = 2
-READ_FILES = 256
-READ_BYTES = 8 * 1024 * 1024
 # Files are opened without updating their access time where the system allows (Linux, for files
 # the user owns), as git does: the first read of a freshly written file would otherwise write its
 # inode back, 100,000 inode writes for a new tree of 100,000 files.
@@ -36,45 +26,11 @@ Read = tuple[ChunkedFile, bytes | memoryview, Stamp | None]
 
 
 def read_files(paths: list[str], stamped: bool) -> Generator[Read, None, None]:
-    """`read_and_cut` of each path, in order, READERS threads reading ahead of the caller."""
-    if len(paths) <= READ_FILES:
-        yield from (read_and_cut(path, stamped) for path in paths)
-        return
-    starts = iter(range(0, len(paths), READ_FILES))
-    pool = ThreadPoolExecutor(READERS, thread_name_prefix="atelier-read")
-    ahead: deque[tuple[int, Future[list[Read]]]] = deque()
-
-    def submit() -> None:
-        start = next(starts, None)
-        if start is not None:
-            ahead.append((start, pool.submit(_read_some, paths[start : start + READ_FILES], stamped)))
-
-    try:
-        for _ in range(READERS + 1):
-            submit()
-        while ahead:
-            start, future = ahead.popleft()
-            got = future.result()
-            submit()
-            yield from got
-            # The task stopped at READ_BYTES: the rest of its files are read here.
-            for path in paths[start + len(got) : min(start + READ_FILES, len(paths))]:
-                yield read_and_cut(path, stamped)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _read_some(paths: list[str], stamped: bool) -> list[Read]:
-    """`read_and_cut` of `paths` in order, stopping once READ_BYTES are held."""
-    got: list[Read] = []
-    held = 0
+    """`read_and_cut` of each path, in order, on the calling thread. (Reader threads were tried:
+    for 100,000 files of 4 KiB, two of them took 0.73 s of CPU and 0.87 s against 0.60 s and 0.66 s
+    for one thread, the GIL changing hands around every system call costing more than the calls.)"""
     for path in paths:
-        one = read_and_cut(path, stamped)
-        got.append(one)
-        held += len(one[1])
-        if held >= READ_BYTES:
-            break
-    return got
+        yield read_and_cut(path, stamped)
 
 
 def read_and_cut(path: str, stamped: bool = False) -> Read:

@@ -1,4 +1,4 @@
-"""Reading a push's files on reader threads gives what reading them one by one gives, in order."""
+"""Reading a push's files: each one's chunking, bytes and stamp, in order, without touching access times."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ import os
 import random
 from pathlib import Path
 
-import pytest
-
-from atelier.datasets import reading
 from atelier.datasets.reading import read_and_cut, read_files
 
 
@@ -21,31 +18,18 @@ def _tree(root: Path, sizes: list[int]) -> list[str]:
     return paths
 
 
-@pytest.mark.parametrize("read_bytes", [8 * 1024 * 1024, 50_000], ids=["default", "tasks-stop-early"])
-def test_threads_read_what_one_thread_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_bytes: int) -> None:
-    monkeypatch.setattr(reading, "READ_BYTES", read_bytes)
+def test_files_are_read_in_order(tmp_path: Path) -> None:
     rng = random.Random(7)
-    sizes = [rng.choice([0, 1, 4096, 16 * 1024, 16 * 1024 + 1, 300_000]) for _ in range(3 * reading.READ_FILES + 5)]
+    sizes = [rng.choice([0, 1, 4096, 16 * 1024, 16 * 1024 + 1, 300_000]) for _ in range(40)]
     paths = _tree(tmp_path, sizes)
 
     got = list(read_files(paths, stamped=True))
 
-    assert [(cut, bytes(data), stamp) for cut, data, stamp in got] == [
-        (cut, bytes(data), stamp) for cut, data, stamp in (read_and_cut(p, stamped=True) for p in paths)
-    ]
     assert [cut.size for cut, _, _ in got] == sizes
-
-
-def test_a_failed_read_is_raised_after_the_files_before_its_task(tmp_path: Path) -> None:
-    paths = _tree(tmp_path, [10] * (3 * reading.READ_FILES))
-    os.unlink(paths[reading.READ_FILES + 3])
-    reads = read_files(paths, stamped=False)
-    before = [next(reads) for _ in range(reading.READ_FILES)]
-
-    with pytest.raises(FileNotFoundError):
-        next(reads)
-
-    assert [cut.size for cut, _, _ in before] == [10] * reading.READ_FILES
+    assert [bytes(data) for _, data, _ in got] == [Path(p).read_bytes() for p in paths]
+    assert [stamp for _, _, stamp in got] == [
+        (s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino) for s in map(os.stat, paths)
+    ]
 
 
 def test_reading_leaves_the_access_time_alone(tmp_path: Path) -> None:
