@@ -1,4 +1,4 @@
-"""The REST v2 endpoint: uvicorn serving the FastAPI app on its own port, in the service's event
+"""The REST v2 endpoint: uvicorn serving the ASGI app on its own port, in the service's event
 loop (so the handlers call `InferenceProtocol` exactly as the gRPC servicer does).
 
 The socket is bound here (port 0 picks a free one) and handed to uvicorn, so the bound address is
@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
 
 
 class _Server(uvicorn.Server):
@@ -25,7 +25,7 @@ class _Server(uvicorn.Server):
 class HttpEndpoint:
     """One uvicorn server, started and stopped with the service."""
 
-    def __init__(self, app: FastAPI, host: str, port: int, grace_seconds: float = 5.0) -> None:
+    def __init__(self, app: Any, host: str, port: int, grace_seconds: float = 5.0) -> None:
         self.app = app
         self.host = host
         self.port = port

@@ -17,8 +17,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
-from opentelemetry import context as otel_context
-from opentelemetry import propagate
 from starlette.exceptions import HTTPException
 
 from atelier.errors import AtelierError, InvalidArgument
@@ -90,9 +88,9 @@ def _status(ok: bool) -> Response:
     return Response(status_code=200 if ok else 400)
 
 
-async def _body(request: Request) -> bytes:
-    body = await request.body()
-    encoding = request.headers.get("content-encoding", "identity").lower()
+def decoded_body(body: bytes, encoding: str) -> bytes:
+    """A request body as sent with `Content-Encoding` (identity, gzip or deflate), decompressed."""
+    encoding = encoding.lower()
     try:
         if encoding == "gzip":
             return zlib.decompress(body, 16 + zlib.MAX_WBITS)
@@ -105,8 +103,8 @@ async def _body(request: Request) -> bytes:
     return body
 
 
-def _header_length(request: Request) -> int | None:
-    given = request.headers.get(rest_codec.HEADER_LENGTH)
+def header_length(given: str | None) -> int | None:
+    """`Inference-Header-Content-Length`, when given."""
     if given is None:
         return None
     try:
@@ -186,18 +184,4 @@ def _model_routes(app: FastAPI, protocol: InferenceProtocol, prefix: str) -> Non
     async def statistics(model: str, version: str = "") -> dict[str, Any]:
         return proto_json(convert.model_statistics(protocol.repository.statistics(model, version)))
 
-    @app.post(prefix + "/infer")
-    async def infer(request: Request, model: str, version: str = "") -> Response:
-        body = await _body(request)
-        parsed, choice = rest_codec.infer_request(model, version, body, _header_length(request))
-        # The caller's W3C traceparent, if any, is the parent of the request's span.
-        token = otel_context.attach(propagate.extract(request.headers))
-        try:
-            result = await protocol.infer(parsed)
-        finally:
-            otel_context.detach(token)
-        content, header_length = rest_codec.infer_response(parsed.id, result, choice)
-        if header_length is None:
-            return Response(content, media_type="application/json")
-        headers = {rest_codec.HEADER_LENGTH: str(header_length)}
-        return Response(content, media_type="application/octet-stream", headers=headers)
+    # POST .../infer is answered before FastAPI by `rest_infer.InferRoute`.

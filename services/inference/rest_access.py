@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
 from atelier.errors import AtelierError, PermissionDenied
 from atelier.inference.protocol import grpc_service_pb2 as v2
-from atelier.runtime.auth import Authorizer
+from atelier.runtime.auth import Authorizer, CallAccess
 from services.inference.rest import HTTP_STATUS, error_response
 
 PREFIX = "/inference.GRPCInferenceService/"
@@ -50,24 +51,43 @@ def method_of(verb: str, path: str) -> tuple[str, Any] | None:
     return None
 
 
+@dataclass
+class Admitted:
+    """A call the authorizer let in, to record once answered."""
+
+    access: Authorizer
+    method: str
+    checked: CallAccess
+
+    def record(self, peer: str, code: str) -> None:
+        self.access.record(self.method, self.checked, peer, code)
+
+
+async def admit(access: Authorizer | None, verb: str, path: str, authorization: str | None) -> Admitted | None:
+    """Check a REST v2 call as the gRPC method it mirrors: AtelierError when refused; None when there is
+    nothing to record (access control off, or health)."""
+    path = path.rstrip("/") or "/"
+    if access is None or path.startswith("/v2/health/"):
+        return None
+    found = method_of(verb, path)
+    if found is None:
+        raise PermissionDenied(f"{verb} {path} is not a route access control knows; refused")
+    method, message = found
+    return Admitted(access, method, await access.check(method, message, authorization))
+
+
 def guard(app: FastAPI, authorizer: Callable[[], Authorizer | None]) -> None:
-    """Check every `/v2` call but health before its route runs."""
+    """Check every `/v2` call but health before its route runs (inference is checked by `rest_infer`,
+    with `admit` too)."""
 
     @app.middleware("http")
     async def check_access(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        access = authorizer()
-        path = request.url.path.rstrip("/") or "/"
-        if access is None or path.startswith("/v2/health/"):
-            return await call_next(request)
-        found = method_of(request.method, path)
         try:
-            if found is None:
-                raise PermissionDenied(f"{request.method} {path} is not a route access control knows; refused")
-            method, message = found
-            checked = await access.check(method, message, request.headers.get("authorization"))
+            admitted = await admit(authorizer(), request.method, request.url.path, request.headers.get("authorization"))
         except AtelierError as error:
             return error_response(error.message, HTTP_STATUS.get(error.code, 403))
         response = await call_next(request)
-        peer = f"ipv4:{request.client.host}:{request.client.port}" if request.client else ""
-        access.record(method, checked, peer, "OK" if response.status_code < 400 else str(response.status_code))
+        if admitted is not None:
+            peer = f"ipv4:{request.client.host}:{request.client.port}" if request.client else ""
+            admitted.record(peer, "OK" if response.status_code < 400 else str(response.status_code))
         return response

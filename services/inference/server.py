@@ -31,6 +31,7 @@ from services.inference.protocol import InferenceProtocol
 from services.inference.repository import ModelRepository
 from services.inference.rest import rest_app
 from services.inference.rest_access import guard
+from services.inference.rest_infer import InferRoute
 from services.inference.sampling import DriftSampler, SamplingSettings
 from services.inference.servicer import DeploymentServicer, ProtocolServicer
 from services.inference.settings import InferenceSettings
@@ -155,7 +156,8 @@ def build(settings: InferenceSettings) -> ServiceHost:
     if settings.http_port >= 0:
         app = rest_app(protocol)
         guard(app, host.access_control)
-        host.http = HttpEndpoint(app, settings.host, settings.http_port, settings.shutdown_grace_seconds)
+        routes = InferRoute(protocol, app, host.access_control)
+        host.http = HttpEndpoint(routes, settings.host, settings.http_port, settings.shutdown_grace_seconds)
     host.on_stop.append(repository.close)
     host.on_stop.append(sampler.close)
     host.on_stop.append(links.close)
