@@ -19,8 +19,8 @@ from atelier.iam.v1 import iam_service_pb2 as iam_pb
 from atelier.iam.v1 import resources_pb2 as res
 from atelier.names import parse_dataset_ref
 from atelier.scheduler.v1 import resources_pb2 as pb
-from tests.integration.iam.conftest import Iam
-from tests.integration.scheduler.slurm.conftest import SlurmScheduler, schedulers, slurm  # noqa: F401 - fixtures
+from tests.integration.iam.conftest import Iam, iam  # noqa: F401 - the fixture
+from tests.integration.scheduler.slurm.conftest import SlurmScheduler
 
 pytestmark = [pytest.mark.parametrize("database_url", ["sqlite"], indirect=True), pytest.mark.timeout(240)]
 ENDED = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
@@ -31,14 +31,14 @@ WHO = (
 )
 
 
-def service_token(iam: Iam, account: str) -> str:
-    iam.call(
+def service_token(server: Iam, account: str) -> str:
+    server.call(
         "CreateServiceAccount",
         iam_pb.CreateServiceAccountRequest(
             service_account_id=account, service_account=res.Principal(cluster_roles=[res.CLUSTER_ROLE_SERVICE])
         ),
     )
-    return iam.token(f"serviceAccounts/{account}")
+    return server.token(f"serviceAccounts/{account}")
 
 
 def wait_ended(client: SchedulerClient, name: str) -> tuple[pb.Job, list[str]]:
@@ -52,8 +52,8 @@ def wait_ended(client: SchedulerClient, name: str) -> tuple[pb.Job, list[str]]:
 
 
 def test_a_slurm_job_runs_with_its_submitters_project_scoped_token(
-    schedulers: SlurmScheduler,  # noqa: F811 - the imported fixture
-    iam: Iam,
+    schedulers: SlurmScheduler,
+    iam: Iam,  # noqa: F811 - the imported fixture
 ) -> None:
     token = service_token(iam, "scheduler")
     cluster = schedulers.start(auth="on", iam_address=iam.address, auth_cache_seconds=0, token=token)
@@ -74,8 +74,8 @@ def test_a_slurm_job_runs_with_its_submitters_project_scoped_token(
 
 
 def test_a_slurm_job_pulls_its_dataset_from_a_secured_data_service_with_its_token(
-    schedulers: SlurmScheduler,  # noqa: F811 - the imported fixture
-    iam: Iam,
+    schedulers: SlurmScheduler,
+    iam: Iam,  # noqa: F811 - the imported fixture
     serve: Callable[[Callable[[], Any]], str],
     tmp_path: Path,
 ) -> None:
