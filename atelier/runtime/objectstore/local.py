@@ -23,6 +23,7 @@ from atelier.errors import (
     ResourceExhausted,
 )
 from atelier.runtime.objectstore.base import ObjectStore
+from atelier.runtime.objectstore.direct import write_new_file
 
 # Temp files start with this; keys may not have a segment starting with it, so a temp file can
 # never be mistaken for (or collide with) a real object.
@@ -145,16 +146,8 @@ class LocalObjectStore(ObjectStore):
     @staticmethod
     def _write_atomically(path: Path, data: bytes | Sequence[bytes | memoryview]) -> None:
         temp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
-        # O_EXCL: the random name must be ours alone; 0o644 (less the umask) like an ordinary file.
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            with os.fdopen(fd, "wb") as file:
-                if isinstance(data, bytes):
-                    file.write(data)
-                else:
-                    file.writelines(data)
-                file.flush()
-                os.fsync(file.fileno())
+            write_new_file(temp, [data] if isinstance(data, bytes) else data)
             os.replace(temp, path)
         except BaseException:
             temp.unlink(missing_ok=True)
