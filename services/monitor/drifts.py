@@ -5,6 +5,10 @@ new version after a switch, and those are compared with the new version's traini
 of a deployment is that of the model version it sent samples of last. A reference is built once per
 model version and shared by its deployments; a failure to build one is remembered for a minute so that
 a model without usable training data does not make the monitor read files on every round.
+
+With a `SampleStore`, each call's blocks are stored before they enter the windows (and before the call
+is answered), and `restore` refills the windows from the store when the monitor starts, each block at
+its age, so reports come back without new traffic.
 """
 
 from __future__ import annotations
@@ -14,13 +18,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy.typing as npt
 
 from atelier.errors import AtelierError, FailedPrecondition, NotFound
 from atelier.names import parse_name
 from services.monitor.drift import DriftReport, compare
-from services.monitor.drift.samples import PREDICTION, SampleWindow
+from services.monitor.drift.samples import PREDICTION, SampleWindow, check_feature_names, checked_rows
 from services.monitor.references import LoadedReference, ReferenceLoader, as_reference_types
+from services.monitor.sample_store import SampleBlock, SampleStore
 
 log = logging.getLogger(__name__)
 DEPLOYMENT = "projects/{project}/deployments/{deployment}"
@@ -62,6 +70,17 @@ class DeploymentDrift:
         }
 
 
+@dataclass(frozen=True)
+class Samples:
+    """Rows as a WriteDriftSamples call sends them: row-major features, one prediction per row."""
+
+    deployment: str
+    model_version: str
+    feature_names: Sequence[str]
+    features: Sequence[float] | npt.NDArray[Any]
+    predictions: Sequence[float] | npt.NDArray[Any]
+
+
 @dataclass
 class _Failed:
     error: AtelierError
@@ -81,33 +100,80 @@ class DriftMonitor:
     received_rows: dict[str, int] = field(default_factory=dict)
     """Rows received per deployment, since the monitor started."""
 
+    store: SampleStore | None = None
+    """Where windows are kept across restarts; None keeps them in memory only."""
+
     def record(
         self,
         deployment: str,
         model_version: str,
         feature_names: Sequence[str],
-        features: Sequence[float],
-        predictions: Sequence[float],
+        features: Sequence[float] | npt.NDArray[Any],
+        predictions: Sequence[float] | npt.NDArray[Any],
     ) -> int:
         """Add sampled rows to the deployment's window for that model version; returns the rows added."""
-        parse_name(deployment, DEPLOYMENT, "deployment")
-        parse_name(model_version, MODEL_VERSION, "model_version")
-        key = (deployment, model_version)
+        return self.record_all([Samples(deployment, model_version, feature_names, features, predictions)])
+
+    def record_all(self, samples: Sequence[Samples]) -> int:
+        """Check every block, store them all (one transaction), then add them to their windows; returns
+        the rows added. A bad block refuses the whole call: nothing is stored or added."""
+        now = datetime.now(UTC)
+        blocks = [self._checked(s, now) for s in samples]
+        if self.store is not None:
+            self.store.append(blocks)
+        added = 0
+        for block in blocks:
+            rows = self._add(block, None)
+            added += rows
+            with self._lock:
+                self.received_rows[block.deployment] = self.received_rows.get(block.deployment, 0) + rows
+        return added
+
+    def restore(self) -> int:
+        """Refill the windows from the store (after pruning it): each block at the age it has on the wall
+        clock, mapped to the windows' clock; returns the rows restored."""
+        if self.store is None:
+            return 0
+        settings = self.settings
+        now, ticks = datetime.now(UTC), self.clock()
+        self.store.prune(now, settings.max_age_seconds, settings.max_rows)
+        since = None if settings.max_age_seconds is None else now - timedelta(seconds=settings.max_age_seconds)
+        restored = 0
+        for block in self.store.blocks_since(since):
+            age = max((now - block.receive_time).total_seconds(), 0.0)
+            restored += self._add(block, ticks - age)
+        self._forget_empty()
+        return restored
+
+    def prune(self) -> int:
+        """Delete the stored blocks no window holds any more; returns how many."""
+        if self.store is None:
+            return 0
+        return self.store.prune(datetime.now(UTC), self.settings.max_age_seconds, self.settings.max_rows)
+
+    def _checked(self, samples: Samples, now: datetime) -> SampleBlock:
+        parse_name(samples.deployment, DEPLOYMENT, "deployment")
+        parse_name(samples.model_version, MODEL_VERSION, "model_version")
+        names = list(samples.feature_names)
+        check_feature_names(names)
+        features, predictions = checked_rows(names, samples.features, samples.predictions)
+        keep = self.settings.max_rows  # the rest would leave the window at once
+        return SampleBlock(samples.deployment, samples.model_version, names, features[-keep:], predictions[-keep:], now)
+
+    def _add(self, block: SampleBlock, at: float | None) -> int:
+        key = (block.deployment, block.model_version)
         with self._lock:
             window = self._windows.get(key)
-            if window is None or window.feature_names != list(feature_names):
+            if window is None or window.feature_names != block.feature_names:
                 window = SampleWindow(
-                    feature_names,
+                    block.feature_names,
                     max_rows=self.settings.max_rows,
                     max_age_seconds=self.settings.max_age_seconds,
                     clock=self.clock,
                 )
                 self._windows[key] = window
-            self._latest[deployment] = model_version
-        added = window.add(features, predictions)
-        with self._lock:
-            self.received_rows[deployment] = self.received_rows.get(deployment, 0) + added
-        return added
+            self._latest[block.deployment] = block.model_version
+        return window.extend(block.features, block.predictions, at)
 
     def report(self, deployment: str) -> DeploymentDrift:
         """The deployment's drift now (computed, and kept for the metrics)."""
@@ -139,7 +205,11 @@ class DriftMonitor:
         return result
 
     def refresh(self) -> None:
-        """Compute every deployment's report (the periodic round that feeds the metrics)."""
+        """Prune the store and compute every deployment's report (the periodic round that feeds the metrics)."""
+        try:
+            self.prune()
+        except AtelierError as error:
+            log.warning("stored drift samples not pruned: %s", error)
         with self._lock:
             deployments = list(self._latest)
         for deployment in deployments:

@@ -18,6 +18,7 @@ from services.monitor.drifts import DriftMonitor, WindowSettings
 from services.monitor.metrics import DriftCollector
 from services.monitor.publisher import UsagePublisher
 from services.monitor.references import ReferenceLoader
+from services.monitor.sample_store import SampleStore
 from services.monitor.servicer import MonitorServicer
 from services.monitor.settings import MonitorSettings
 
@@ -40,7 +41,9 @@ def build(settings: MonitorSettings) -> ServiceHost:
         WindowSettings(
             settings.drift_window_rows, settings.drift_window_seconds, settings.drift_min_rows, settings.drift_share
         ),
+        store=SampleStore(engine),
     )
+    drift.restore()
     servicer = MonitorServicer(accounting, drift, runner)
 
     def registry_client() -> RegistryClient:

@@ -13,7 +13,7 @@ from atelier.runtime.server import BlockingRunner
 from atelier.runtime.timestamps import to_timestamp
 from services.monitor.accounting import Accounting, Totals
 from services.monitor.drift import ColumnDrift
-from services.monitor.drifts import DEPLOYMENT, DeploymentDrift, DriftMonitor
+from services.monitor.drifts import DEPLOYMENT, DeploymentDrift, DriftMonitor, Samples
 
 Context = Any
 
@@ -42,11 +42,11 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):
         rows = sum(len(s.predictions) for s in request.samples)
         if rows > MAX_DRIFT_ROWS:
             raise InvalidArgument(f"{rows} rows in one WriteDriftSamples; at most {MAX_DRIFT_ROWS} are allowed")
-        accepted = 0
-        for s in request.samples:
-            accepted += await self.run(
-                self.drift.record, s.deployment, s.model_version, list(s.feature_names), s.features, s.predictions
-            )
+        samples = [
+            Samples(s.deployment, s.model_version, list(s.feature_names), s.features, s.predictions)
+            for s in request.samples
+        ]
+        accepted = await self.run(self.drift.record_all, samples)
         return pb.WriteDriftSamplesResponse(accepted_rows=accepted)
 
     async def GetDriftReport(self, request: pb.GetDriftReportRequest, context: Context) -> pb.DriftReport:

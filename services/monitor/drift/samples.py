@@ -32,10 +32,7 @@ class SampleWindow:
         max_age_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not feature_names or len(set(feature_names)) != len(feature_names) or PREDICTION in feature_names:
-            raise InvalidArgument(
-                f"feature names must be distinct, at least one, and not {PREDICTION!r}; got {list(feature_names)[:10]}"
-            )
+        check_feature_names(feature_names)
         if max_rows < 1:
             raise InvalidArgument(f"max_rows must be at least 1, got {max_rows}")
         self.feature_names = list(feature_names)
@@ -46,23 +43,27 @@ class SampleWindow:
         self._rows = 0
         self._lock = threading.Lock()
 
-    def add(self, features: Sequence[float] | npt.NDArray[Any], predictions: Sequence[float] | npt.NDArray[Any]) -> int:
-        """Append rows given row-major (`len(feature_names)` values per row) with one prediction each;
-        returns the rows added. Rows with a missing or infinite value are refused."""
-        width = len(self.feature_names)
-        values = np.asarray(features, dtype=np.float64)
-        predicted = np.asarray(predictions, dtype=np.float64)
-        if values.size != predicted.size * width:
-            raise InvalidArgument(
-                f"{values.size} feature values do not make {predicted.size} rows of {width} "
-                f"({', '.join(self.feature_names[:3])}, ...)"
-            )
-        if not (np.isfinite(values).all() and np.isfinite(predicted).all()):
-            raise InvalidArgument("samples must be finite numbers; got a NaN or an infinity")
-        block = values.reshape(predicted.size, width)[-self.max_rows :]
+    def add(
+        self,
+        features: Sequence[float] | npt.NDArray[Any],
+        predictions: Sequence[float] | npt.NDArray[Any],
+        at: float | None = None,
+    ) -> int:
+        """Append rows given row-major (`len(feature_names)` values per row) with one prediction each,
+        received at `at` on the window's clock (now when None); returns the rows added. Rows with a
+        missing or infinite value are refused."""
+        block, predicted = checked_rows(self.feature_names, features, predictions)
+        return self.extend(block, predicted, at)
+
+    def extend(
+        self, block: npt.NDArray[np.float64], predicted: npt.NDArray[np.float64], at: float | None = None
+    ) -> int:
+        """Append rows that `checked_rows` returned; returns the rows added."""
+        block = block[-self.max_rows :]
         predicted = predicted[-self.max_rows :]
         with self._lock:
-            self._blocks.append((self._clock(), block, predicted))
+            stamp = self._clock() if at is None else at
+            self._blocks.append((stamp, block, predicted))
             self._rows += len(predicted)
             self._trim()
         return len(predicted)
@@ -98,3 +99,31 @@ class SampleWindow:
             else:
                 self._blocks[0] = (stamp, block[excess:], predicted[excess:])
                 self._rows -= excess
+
+
+def check_feature_names(feature_names: Sequence[str]) -> None:
+    """Feature names are distinct, at least one, and none is the prediction column's."""
+    if not feature_names or len(set(feature_names)) != len(feature_names) or PREDICTION in feature_names:
+        raise InvalidArgument(
+            f"feature names must be distinct, at least one, and not {PREDICTION!r}; got {list(feature_names)[:10]}"
+        )
+
+
+def checked_rows(
+    feature_names: Sequence[str],
+    features: Sequence[float] | npt.NDArray[Any],
+    predictions: Sequence[float] | npt.NDArray[Any],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Row-major values as a (rows, features) array and the predictions, both finite float64; a
+    block whose sizes do not match or that holds a NaN or an infinity is refused."""
+    width = len(feature_names)
+    values = np.asarray(features, dtype=np.float64)
+    predicted = np.asarray(predictions, dtype=np.float64).reshape(-1)
+    if values.size != predicted.size * width:
+        raise InvalidArgument(
+            f"{values.size} feature values do not make {predicted.size} rows of {width} "
+            f"({', '.join(feature_names[:3])}, ...)"
+        )
+    if not (np.isfinite(values).all() and np.isfinite(predicted).all()):
+        raise InvalidArgument("samples must be finite numbers; got a NaN or an infinity")
+    return values.reshape(predicted.size, width), predicted
