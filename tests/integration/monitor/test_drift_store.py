@@ -4,6 +4,8 @@ refused call stores nothing (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +19,7 @@ from atelier.client.monitor import MonitorClient
 from atelier.errors import FailedPrecondition, InvalidArgument, NotFound
 from atelier.monitor.v1 import monitor_service_pb2 as pb
 from atelier.runtime.database import create_engine, migrate
+from atelier.stack.addresses import address_file, read_address_file
 from services.monitor.sample_store import SampleBlock, SampleStore
 from tests.conftest import ServerThread
 
@@ -144,13 +147,31 @@ def test_a_new_monitor_on_the_same_database_gives_the_same_report(
     assert before.dataset_drift
     first.stop()
 
-    again = monitors(**settings).start()
+    second = monitors(**settings, drift_interval_seconds=0.2, address_file=address_file(first.home, "monitor"))
+    again = second.start()
+    # The drift round publishes the restored window's report without new samples.
+    assert window_rows(second.home) == WINDOW
     after = again.drift_report(DEPLOYMENT)
     after.ClearField("compute_time")
     before.ClearField("compute_time")
     assert after == before
     # Restoring pruned the block no window needs any more (the newest two hold 300 rows).
     assert [len(b.predictions) for b in store_of(database_url).blocks_since(None)] == [150, 150]
+
+
+def window_rows(home: Path) -> float:
+    """`atelier_monitor_drift_window_rows` of the deployment, once the monitor publishes it."""
+    published = read_address_file(address_file(home, "monitor"))
+    assert published is not None
+    series = 'atelier_monitor_drift_window_rows{deployment="blobs",model="blobs",project="lab",version="1"}'
+    deadline = time.monotonic() + 60
+    while True:
+        with urllib.request.urlopen(f"http://{published.metrics}/metrics", timeout=10) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(series + " "):
+                    return float(line.rpartition(" ")[2])
+        assert time.monotonic() < deadline, f"the monitor published no {series}"
+        time.sleep(0.2)
 
 
 def test_an_acknowledged_write_is_in_the_database(monitors: Callable[..., Monitor], database_url: str) -> None:
