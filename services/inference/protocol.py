@@ -12,6 +12,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from opentelemetry import trace
 from opentelemetry.trace import SpanContext
 
 from atelier.errors import AtelierError, DeadlineExceeded, Unavailable
@@ -106,6 +107,8 @@ class InferenceProtocol:
         """Validate, queue, wait for the batch that carries it; a timeout withdraws it from the queue.
         The request has a span of its own, which the span of its batch links to."""
         spans = self.repository.spans
+        if not spans.recording():  # no span to make: the caller's is the request's
+            return await self._infer(request, trace.get_current_span().get_span_context())
         with spans.request(request.model_name, request.model_version, request.id) as span:
             result = await self._infer(request, span.get_span_context())
             span.set_attribute("inference.model_version", str(result.served.version))

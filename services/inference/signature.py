@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from atelier.errors import FailedPrecondition, InvalidArgument
 from atelier.registry.v1 import resources_pb2 as registry
@@ -25,9 +26,10 @@ class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
-    @property
+    @cached_property
     def batched(self) -> bool:
-        """Whether every tensor has a dynamic first (batch) dimension, so requests can be stacked."""
+        """Whether every tensor has a dynamic first (batch) dimension, so requests can be stacked (asked
+        on every request, so worked out once)."""
         tensors = (*self.inputs, *self.outputs)
         return bool(tensors) and all(t.shape and t.shape[0] == -1 for t in tensors)
 
