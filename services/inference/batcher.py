@@ -232,11 +232,17 @@ class Batcher:
                 with self._cond:
                     self._busy -= 1
                     if self.stateful:
-                        for pending in batch:
-                            self._release(pending, ran=True)
+                        self._finish(batch)  # normally done already, before the answers went out
                         self._cond.notify_all()
                     elif self._queues.size:
                         self._cond.notify()
+
+    def _finish(self, batch: list[Pending]) -> None:
+        """Free the sequences of requests that ran (once each); the caller holds the lock."""
+        for pending in batch:
+            if pending.state == "taken":
+                pending.state = "done"
+                self._release(pending, ran=True)
 
     def _next_batch(self, instance: int) -> list[Pending] | None:
         with self._cond:
@@ -336,6 +342,10 @@ class Batcher:
             message = error.message if isinstance(error, AtelierError) else f"{type(error).__name__}: {error}"
             outcomes = [Internal(f"model '{self.model}' failed: {message}", metadata={"model": self.model})]
         done = time.monotonic_ns()
+        if self.stateful:  # free the sequences before answering: a client's next request may come at once
+            with self._cond:
+                self._finish(batch)
+                self._cond.notify_all()
         for pending, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, AtelierError):
                 self.statistics.failed(done - pending.arrival_ns, BACKEND)

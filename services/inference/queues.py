@@ -37,7 +37,7 @@ class Pending:
     deadline_ns: int | None
     resolve: Resolve
     key: tuple[tuple[int, ...], ...]
-    state: str = "queued"  # queued -> taken | withdrawn
+    state: str = "queued"  # queued -> taken (-> done, its sequence freed) | withdrawn
     taken_ns: int = 0
     sequence: Sequence | None = None
     flags: SequenceFlags | None = None

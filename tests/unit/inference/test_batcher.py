@@ -14,7 +14,7 @@ from atelier.errors import AtelierError, Unavailable
 from services.inference.batcher import INLINE_MAX_NS, RECENT, Batcher
 from services.inference.protocol import Deliveries
 from services.inference.queues import Outcome, Pending
-from services.inference.requests import Prepared
+from services.inference.requests import Prepared, SequenceFlags
 from services.inference.runner import ModelRunner
 from services.inference.signature import Signature, TensorSpec
 from services.inference.spec import DeploymentSpec, validated
@@ -220,3 +220,34 @@ def test_deliveries_settle_futures_on_the_loop_in_one_wake_up() -> None:
         return messages, len(wake_ups), futures[1].cancelled()
 
     assert asyncio.run(scenario()) == (["outcome 0", "outcome 2"], 1, True)
+
+
+def test_a_sequence_that_ended_is_free_before_its_answer_goes_out() -> None:
+    # A client that starts its next sequence the moment the last answer arrives must find the slot free.
+    signature = Signature(
+        (TensorSpec("x", FP32, (-1, 2)), TensorSpec("h", FP32, (-1, 2))),
+        (TensorSpec("y", FP32, (-1, 2)), TensorSpec("h2", FP32, (-1, 2))),
+    )
+    runner = ModelRunner(module=lambda x, h: (x + h, h + 1), device="cpu", signature=signature)
+    spec = validated(DeploymentSpec(state_input="h", state_output="h2", max_sequences=1))
+    b = Batcher("rnn", runner, spec, ModelStatistics())
+    b.start()
+    seen: list[object] = []
+    answered = threading.Event()
+
+    def prepared_x() -> Prepared:
+        return Prepared([np.ones((1, 2), dtype=np.float32)], 1, [signature.outputs[0]])
+
+    def on_answer(outcome: Outcome) -> None:
+        seen.append(outcome)
+        try:
+            b.submit(prepared_x(), 0, 0, lambda _: None, SequenceFlags("next", start=True))
+        except AtelierError as error:
+            seen.append(error)
+        answered.set()
+
+    b.submit(prepared_x(), 0, 0, on_answer, SequenceFlags("only", start=True, end=True))
+    assert answered.wait(30)
+    b.stop()
+    assert len(seen) == 1
+    assert isinstance(seen[0], list)
