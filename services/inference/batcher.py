@@ -70,6 +70,7 @@ class Batcher:
         statistics: ModelStatistics,
         version: int = 0,
         spans: InferenceSpans | None = None,
+        inline_max_ns: int = INLINE_MAX_NS,
     ) -> None:
         self.model = model
         self.version = version
@@ -87,7 +88,8 @@ class Batcher:
         self._busy = 0
         """Executions running: instance threads' batches and `run_now` calls (at most `instances`)."""
         self._inline = not spec.stateful and spec.max_queue_delay_us == 0
-        self._recent = [INLINE_MAX_NS + 1] * RECENT
+        self._inline_max_ns = inline_max_ns
+        self._recent = [inline_max_ns + 1] * RECENT
         """Wall-clock nanoseconds of the last executions (a ring; too slow to run inline until measured)."""
         self._executions = 0
         self._threads = [
@@ -152,7 +154,7 @@ class Batcher:
     def run_now(self, prepared: Prepared, arrival_ns: int, span: trace.SpanContext | None = None) -> Outcome | None:
         """Run a request at once on the calling thread when that is cheaper than queueing it (see the
         module's docstring); None when it must be queued (`submit`) instead."""
-        if not self._inline or min(self._recent) > INLINE_MAX_NS:
+        if not self._inline or min(self._recent) > self._inline_max_ns:
             return None
         with self._cond:
             if self._stopping or self._draining or self._queues.size or self._busy >= self._instances:

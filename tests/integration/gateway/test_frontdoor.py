@@ -137,7 +137,9 @@ def test_the_deadline_and_metadata_reach_the_service(
     assert job.name == "projects/lab/jobs/7"
     (seen,) = scheduler.seen
     assert seen.time_remaining is not None
-    assert 0 < seen.time_remaining <= 7
+    # The caller's 7 s reach the service, less the time spent on the way; gRPC rounds a timeout up when
+    # it puts it on the wire (twice here: caller -> front door -> service), so allow a little above.
+    assert 0 < seen.time_remaining < 7.5
     assert seen.metadata["authorization"] == "Bearer abc"
     assert seen.metadata["x-team"] == "vision"
     assert len(seen.metadata["x-request-id"]) == 32
