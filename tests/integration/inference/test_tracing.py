@@ -1,5 +1,5 @@
 """A span per request and a span per batch, the batch's linked to the requests it carried, whether
-they came over gRPC or REST."""
+they came over gRPC or REST; the same spans reach an OTLP receiver as a tree under the caller's."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import pytest
 import torch
 import tritonclient.http as httpclient
 from opentelemetry import propagate, trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from tritonclient.utils import InferenceServerException
 
+from tests.e2e.test_tracing_export import Receiver, receiver  # noqa: F401 - the fixture
 from tests.integration.inference.conftest import Platform, Stream
 from tests.integration.inference.models import Affine
 from tests.integration.inference.test_batching import LONG_DELAY_US, fp32
@@ -38,7 +40,16 @@ def named(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
     return [s for s in spans if s.name == name and (s.attributes or {}).get("inference.model") == "affine"]
 
 
-def test_the_batch_span_links_the_request_spans_it_carried(platform: Platform, exporter: InMemorySpanExporter) -> None:
+def test_the_batch_span_links_the_request_spans_it_carried(
+    platform: Platform,
+    exporter: InMemorySpanExporter,
+    receiver: tuple[Receiver, str],  # noqa: F811
+) -> None:
+    sink, endpoint = receiver
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    otlp = SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True))
+    provider.add_span_processor(otlp)
     platform.register(Affine(), torch.randn(2, 4), "affine")
     platform.deploy(
         "affine", "affine@latest", batching={"preferred_batch_sizes": [4], "max_queue_delay_us": LONG_DELAY_US}
@@ -94,3 +105,17 @@ def test_the_batch_span_links_the_request_spans_it_carried(platform: Platform, e
         assert span.parent is not None
         assert span.context.trace_id == root_context.trace_id
         assert span.parent.span_id == root_context.span_id
+
+    # Over OTLP: the REST requests' spans under the caller's root, the batch's span in its own trace.
+    otlp.shutdown()
+    trace_id = format(root_context.trace_id, "032x")
+    with sink.lock:
+        received = {(s.name, s.trace_id, s.span_id, s.parent_id) for s in sink.tree}
+    for span in over_rest:
+        assert span.context is not None
+        identity = (span.name, trace_id, format(span.context.span_id, "016x"), format(root_context.span_id, "016x"))
+        assert identity in received
+    assert batch.context is not None
+    assert ("inference.batch", format(batch.context.trace_id, "032x"), format(batch.context.span_id, "016x"), "") in (
+        received
+    )
