@@ -30,7 +30,8 @@ SUBMIT = "/atelier.scheduler.v1.SchedulerService/CreateJob"
 @pytest.fixture
 def local_spans() -> Iterator[InMemorySpanExporter]:
     """This process's spans (the test's and the in-process scheduler's)."""
-    provider = configure_tracing("test-client")
+    configure_tracing("test-client")  # sets the global provider unless an earlier test of this process did
+    provider = trace.get_tracer_provider()
     assert isinstance(provider, TracerProvider)
     exporter = InMemorySpanExporter()
     processor = SimpleSpanProcessor(exporter)
