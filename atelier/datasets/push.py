@@ -7,45 +7,27 @@ in one call: until then nothing is visible.
 
 from __future__ import annotations
 
-import contextvars
-import functools
 import gc
-import mimetypes
 import os
-import queue
 import threading
-from bisect import bisect_left
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
 
-from atelier.chunking import ChunkedFile, chunk_bytes
+from atelier.chunking import ChunkedFile
 from atelier.client.data import DataClient
 from atelier.data.v1 import data_service_pb2 as rpc
 from atelier.data.v1 import resources_pb2 as pb
-from atelier.datasets.manifest import encode_entry
 from atelier.datasets.progress import NoProgress, Progress
-from atelier.datasets.reading import Read, read_files
 from atelier.datasets.scan import LocalFile, scan
-from atelier.datasets.statecache import Stamp, StateCache, decode, stamp_of
-from atelier.errors import FailedPrecondition, NotFound
+from atelier.datasets.statecache import Stamp, StateCache
+from atelier.datasets.upload import UploadedTree, upload_tree
+from atelier.errors import NotFound
 from atelier.names import DatasetRef
-
-# Chunks are sent in calls of about this many bytes (about one pack of the service); each call's
-# chunks are durable when it returns.
-BATCH_BYTES = 48 * 1024 * 1024
-# Batches in flight at once: while one waits for the service to store its pack, another is sent.
-SENDERS = 2
-# Each message carries its chunks end to end in one buffer of about this size (under the
-# service's default 8 MiB message limit).
-MESSAGE_BYTES = 4 * 1024 * 1024
-# A chunk to send: its digest and its bytes (a view into a memory-mapped file for large files).
-Piece = tuple[bytes, bytes | memoryview]
 
 
 @dataclass(frozen=True)
@@ -56,54 +38,6 @@ class PushResult:
     total_bytes: int
     sent_chunks: int
     sent_bytes: int
-
-
-@functools.cache
-def _media_type_of(suffix: str) -> str:
-    return mimetypes.guess_type("x" + suffix, strict=False)[0] or ""
-
-
-def media_type(path: str) -> str:
-    """The media type a file's extension implies (cached per extension: pushes see few of them)."""
-    name = path.rpartition("/")[2]
-    dot = name.rfind(".")
-    return _media_type_of(name[dot:].lower()) if dot > 0 else ""
-
-
-@dataclass(frozen=True)
-class UploadedTree:
-    """A file tree whose chunks, and those of its serialized manifest, are all stored: ready to
-    commit."""
-
-    manifest: bytes
-    manifest_cut: ChunkedFile
-    files: int
-    total_bytes: int
-    uploader: _Uploader
-
-    @property
-    def digest(self) -> str:
-        return self.manifest_cut.digest
-
-    def manifest_refs(self) -> list[pb.ChunkRef]:
-        return [pb.ChunkRef(digest=c.digest, size_bytes=c.length) for c in self.manifest_cut.chunks]
-
-
-def upload_tree(
-    client: DataClient,
-    project: str,
-    files: list[LocalFile],
-    progress: Progress,
-    cache: StateCache | None = None,
-    root: str = "",
-    head_digest: str = "",
-) -> UploadedTree:
-    """Chunk `files` and send the chunks the store lacks (files the state cache knows are read
-    only when the store lacks some of their chunks), then those of the tree's manifest; nothing
-    when the state cache shows the tree to be `head_digest`'s."""
-    progress.phase("chunking and sending files", len(files), unit="files")
-    uploader = _Uploader(client, project, cache, root)
-    return uploader.run(files, progress, head_digest)
 
 
 def push(
@@ -212,231 +146,3 @@ def _collector_paused() -> Iterator[None]:
 
 def _user() -> str:
     return os.environ.get("ATELIER_USER") or os.environ.get("USER") or "unknown"
-
-
-class _Uploader:
-    """Reads and cuts files on the calling thread while two more threads ask which chunks are
-    missing and send them, one durable batch per UploadChunks call.
-
-    Files the state cache knows are not read, unless the store lacks some of their chunks (asked
-    in one FindMissingChunks call per 50,000 digests before reading starts): those are read with
-    the others and must still hash as the cache says."""
-
-    def __init__(self, client: DataClient, project: str, cache: StateCache | None = None, root: str = "") -> None:
-        self.client = client
-        self.project = project
-        self.cache = cache
-        self.sent_chunks = 0
-        self.sent_bytes = 0
-        self.learned: list[tuple[str, Stamp, ChunkedFile]] = []
-        self._known = cache.lookup(root) if cache is not None and root else {}
-        # Digests the store lacked when asked before reading: a batch of only these is sent without
-        # asking again (one stored meanwhile by another push is skipped by the service).
-        self._lacking: set[bytes] = set()
-        self._entries: list[bytes | None] = []
-        self._lock = threading.Lock()
-
-    def run(self, files: list[LocalFile], progress: Progress, head_digest: str = "") -> UploadedTree:
-        """Upload what the store lacks of `files` and of their manifest. When every file is known
-        from the state cache and the tree is the head version's (`head_digest`), nothing is asked
-        of the store: a version holds every chunk it references."""
-        chunked: list[ChunkedFile | None] = [None] * len(files)
-        # Each file's manifest record, written as it is read (while the readers read ahead).
-        self._entries = [None] * len(files)
-        expected: dict[int, ChunkedFile] = {}
-        if self._known:
-            chunked = self._cached(files)
-            if head_digest and all(cut is not None for cut in chunked):
-                unchanged = self._tree(files, chunked)
-                if unchanged.digest == head_digest:
-                    progress.advance(len(files))
-                    return unchanged
-            expected = self._missing_of_cached(chunked)
-        progress.advance(len(files) - sum(1 for cut in chunked if cut is None) - len(expected))
-        batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=SENDERS + 1)
-        failure: list[BaseException] = []
-        # Each sender runs in a copy of this context, so its calls continue the caller's trace (and carry
-        # the caller's credentials inside a service).
-        senders = [
-            threading.Thread(
-                target=contextvars.copy_context().run, args=(self._send_loop, batches, failure), daemon=True
-            )
-            for _ in range(SENDERS)
-        ]
-        for sender in senders:
-            sender.start()
-        try:
-            self._read_and_queue(files, chunked, expected, batches, failure, progress)
-            if not failure:
-                # The manifest is encoded, and its chunks queued, while the last batches are sent.
-                tree = self._tree(files, chunked)
-                raw, cut = tree.manifest, tree.manifest_cut
-                batches.put(_Batch.of([(c.digest, raw[c.offset : c.offset + c.length]) for c in cut.chunks]))
-        finally:
-            for _ in senders:
-                batches.put(None)
-            for sender in senders:
-                sender.join()
-        if failure:
-            raise failure[0]
-        return tree
-
-    def _tree(self, files: list[LocalFile], chunked: list[ChunkedFile | None]) -> UploadedTree:
-        """The tree of `files` with their chunkings (every one known by now) and its manifest."""
-        cuts: list[ChunkedFile] = chunked  # type: ignore[assignment]
-        entries = self._entries if len(self._entries) == len(files) else [None] * len(files)
-        raw = b"".join(
-            entry or encode_entry(local.path, media_type(local.path), cut)
-            for local, cut, entry in zip(files, cuts, entries, strict=True)
-        )
-        return UploadedTree(raw, chunk_bytes(raw), len(files), sum(c.size for c in cuts), self)
-
-    def _read_and_queue(
-        self,
-        files: list[LocalFile],
-        chunked: list[ChunkedFile | None],
-        expected: dict[int, ChunkedFile],
-        batches: queue.Queue[_Batch | None],
-        failure: list[BaseException],
-        progress: Progress,
-    ) -> None:
-        """Read every file not known yet (and those `expected` to hash as the cache says), queueing
-        their chunks in batches of about BATCH_BYTES."""
-        stamped = self.cache is not None
-        wanted = [index for index in range(len(files)) if chunked[index] is None or index in expected]
-        with closing(read_files([files[i].absolute for i in wanted], stamped)) as reads:
-            done = self._queue_reads(files, wanted, reads, chunked, expected, batches, failure, progress)
-        progress.advance(done % 256)
-
-    def _queue_reads(
-        self,
-        files: list[LocalFile],
-        wanted: list[int],
-        reads: Iterator[Read],
-        chunked: list[ChunkedFile | None],
-        expected: dict[int, ChunkedFile],
-        batches: queue.Queue[_Batch | None],
-        failure: list[BaseException],
-        progress: Progress,
-    ) -> int:
-        batch = _Batch()
-        seen: set[bytes] = set()
-        entries = self._entries
-        done = 0
-        for index, (cut, data, stamp) in zip(wanted, reads, strict=True):
-            if failure:
-                return done
-            local = files[index]
-            cached = expected.get(index)
-            if cached is not None and cut.digest != cached.digest:
-                raise FailedPrecondition(f"{local.path} changed during the push; push again")
-            chunked[index] = cut
-            entries[index] = encode_entry(local.path, media_type(local.path), cut)
-            if stamp is not None and cached is None:
-                self.learned.append((local.absolute, stamp, cut))
-            for span in cut.chunks:
-                if span.digest in seen:
-                    continue
-                seen.add(span.digest)
-                whole = span.length == cut.size
-                batch.add(span.digest, data if whole else data[span.offset : span.offset + span.length])
-            if batch.size >= BATCH_BYTES:
-                batches.put(batch)
-                batch = _Batch()
-            done += 1
-            if done % 256 == 0:
-                progress.advance(256)
-        if batch.digests and not failure:
-            batches.put(batch)
-        return done
-
-    def _missing_of_cached(self, chunked: list[ChunkedFile | None]) -> dict[int, ChunkedFile]:
-        """The files known from the state cache (by index) with chunks the store lacks, which must
-        be read and sent after all."""
-        digests = list(dict.fromkeys(s.digest for cut in chunked if cut is not None for s in cut.chunks))
-        missing: set[bytes] = set()
-        for start in range(0, len(digests), 50_000):
-            missing.update(self.client.find_missing(self.project, digests[start : start + 50_000]))
-        if not missing:
-            return {}
-        self._lacking = missing
-        return {
-            index: cut
-            for index, cut in enumerate(chunked)
-            if cut is not None and any(s.digest in missing for s in cut.chunks)
-        }
-
-    def _cached(self, files: list[LocalFile]) -> list[ChunkedFile | None]:
-        """The remembered chunking of each file that is unchanged since, if the state cache has it
-        (one loop over the files: a stat each, for 100,000 of them)."""
-        known, cache = self._known, self.cache
-        found: list[ChunkedFile | None] = [None] * len(files)
-        if cache is None:
-            return found
-        stat = os.stat
-        for index, local in enumerate(files):
-            entry = known.get(local.absolute)
-            if entry is None:
-                continue
-            try:
-                stamp = stamp_of(stat(local.absolute))
-            except OSError:
-                continue
-            if entry[0] == stamp and cache.trusted(stamp):
-                found[index] = decode(entry[1], stamp[0])
-        return found
-
-    def _send_loop(self, batches: queue.Queue[_Batch | None], failure: list[BaseException]) -> None:
-        while (batch := batches.get()) is not None:
-            if failure:
-                continue
-            try:
-                self._send(batch)
-            except BaseException as error:  # noqa: BLE001 - handed to the pushing thread
-                failure.append(error)
-
-    def _send(self, batch: _Batch) -> None:
-        lacking = self._lacking
-        if lacking and lacking.issuperset(batch.digests):
-            missing = batch.digests
-        else:
-            missing = self.client.find_missing(self.project, batch.digests)
-        if len(missing) < len(batch.digests):
-            wanted = set(missing)
-            batch = _Batch.of([(d, data) for d, data in zip(batch.digests, batch.datas, strict=True) if d in wanted])
-        if not batch.digests:
-            return
-        self.client.upload(self.project, batch.messages())
-        with self._lock:
-            self.sent_chunks += len(batch.digests)
-            self.sent_bytes += batch.size
-
-
-class _Batch:
-    """Chunks to send in one UploadChunks call, in columns."""
-
-    def __init__(self) -> None:
-        self.digests: list[bytes] = []
-        self.datas: list[bytes | memoryview] = []
-        self.size = 0
-
-    @classmethod
-    def of(cls, pieces: list[Piece]) -> _Batch:
-        batch = cls()
-        for digest, data in pieces:
-            batch.add(digest, data)
-        return batch
-
-    def add(self, digest: bytes, data: bytes | memoryview) -> None:
-        self.digests.append(digest)
-        self.datas.append(data)
-        self.size += len(data)
-
-    def messages(self) -> Iterator[list[Piece]]:
-        """The chunks cut into messages of about MESSAGE_BYTES each."""
-        ends = list(accumulate(len(data) for data in self.datas))
-        start = 0
-        while start < len(ends):
-            stop = bisect_left(ends, (ends[start - 1] if start else 0) + MESSAGE_BYTES, lo=start) + 1
-            yield list(zip(self.digests[start:stop], self.datas[start:stop], strict=True))
-            start = stop
