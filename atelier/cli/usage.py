@@ -100,9 +100,7 @@ def recorded(usage: registry_pb.ResourceUsage) -> pb.UsageRow:
 
 
 def describe_recorded(usage: registry_pb.ResourceUsage) -> str:
-    simulated = " (simulated cards)" if usage.simulated else ""
+    row = recorded(usage)
+    simulated = " (simulated cards)" if row.simulated else ""
     when = usage.update_time.ToDatetime(UTC).strftime("%Y-%m-%d %H:%M")
-    return (
-        f"{usage.gpu_seconds / 3600.0:.3f} GPU-hours, {usage.energy_joules / 3.6e6:.3f} kWh{simulated}"
-        f" (recorded {when} UTC)"
-    )
+    return f"{row.gpu_hours:.3f} GPU-hours, {row.energy_kwh:.3f} kWh{simulated} (recorded {when} UTC)"
