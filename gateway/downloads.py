@@ -146,8 +146,7 @@ async def download(
             headers["Content-Range"] = f"bytes {wanted.start}-{wanted.end}/{size}"
             status = 206
         if head:
-            offset, length = getattr(message, "offset"), getattr(message, "length")  # noqa: B009
-            headers["Content-Length"] = str(max(0, min(size - offset, length or size)))
+            headers["Content-Length"] = str(_sent_bytes(message, size))
             return Response(status_code=status, headers=headers, media_type=OCTET_STREAM)
     call = upstreams.server_stream(binding.service, binding.rpc_path, message, response_type, timeout, metadata)
     iterator = call.__aiter__()
@@ -159,9 +158,8 @@ async def download(
     digest = getattr(first, "file_digest", "") if first is not None else ""
     if digest:
         headers["ETag"] = f'"{digest}"'
-    offset, length = getattr(message, "offset"), getattr(message, "length")  # noqa: B009
     if total:
-        headers["Content-Length"] = str(max(0, min(total - offset, length or total)))
+        headers["Content-Length"] = str(_sent_bytes(message, total))
 
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -173,6 +171,12 @@ async def download(
             call.cancel()
 
     return StreamingResponse(body(), status_code=status, media_type=OCTET_STREAM, headers=headers)
+
+
+def _sent_bytes(message: Message, size: int) -> int:
+    """How many bytes of a `size`-byte file the read `message` (its offset and length) sends."""
+    offset, length = getattr(message, "offset"), getattr(message, "length")  # noqa: B009
+    return max(0, min(size - int(offset), int(length) or size))
 
 
 def _matches(if_none_match: str, etag: str) -> bool:
