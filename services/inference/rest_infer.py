@@ -12,7 +12,6 @@ Triton JSON errors and status codes as before.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -25,7 +24,7 @@ from atelier.errors import AtelierError
 from atelier.runtime.auth import Authorizer
 from services.inference import rest_codec
 from services.inference.protocol import InferenceProtocol
-from services.inference.rest import HTTP_STATUS, decoded_body, header_length
+from services.inference.rest import HTTP_STATUS, decoded_body, error_response, header_length
 from services.inference.rest_access import admit
 
 log = logging.getLogger(__name__)
@@ -114,5 +113,5 @@ async def _read(receive: Receive) -> bytes | None:
 
 
 def _error(message: str, status: int) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """Triton's error body, as `rest.error_response` writes it."""
-    return status, json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":")).encode(), _JSON
+    """Triton's error body, written by `rest.error_response` as every other route's."""
+    return status, bytes(error_response(message, status).body), _JSON
