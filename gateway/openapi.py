@@ -14,7 +14,7 @@ from google.protobuf import descriptor
 
 from gateway.comments import proto_comments
 from gateway.descriptors import HttpBinding, Streaming
-from gateway.downloads import OCTET_STREAM, is_download
+from gateway.downloads import MULTIPART_BYTERANGES, OCTET_STREAM, is_download
 from gateway.transcode import SCALAR_WELL_KNOWN, query_fields
 from gateway.uploads import PROTOBUF
 
@@ -208,7 +208,10 @@ def _operation(binding: HttpBinding, schemas: _Schemas) -> tuple[str, dict[str, 
                 "name": "Range",
                 "in": "header",
                 "required": False,
-                "description": "`bytes=a-b`, `bytes=a-` or `bytes=-n`: that part of the file as raw bytes (206).",
+                "description": (
+                    "`bytes=a-b`, `bytes=a-` or `bytes=-n`: that part of the file as raw bytes (206); several, "
+                    "comma-separated (at most 16), as multipart/byteranges (206)."
+                ),
                 "schema": {"type": "string"},
             }
         )
@@ -223,9 +226,13 @@ def _operation(binding: HttpBinding, schemas: _Schemas) -> tuple[str, dict[str, 
         )
         raw = {OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}}
         operation["responses"]["200"]["content"].update(raw)
-        operation["responses"]["206"] = {"description": "The part of the file the Range asks for.", "content": raw}
+        parts = {MULTIPART_BYTERANGES: {"schema": {"type": "string", "format": "binary"}}}
+        operation["responses"]["206"] = {
+            "description": "The part of the file the Range asks for; several parts as multipart/byteranges.",
+            "content": {**raw, **parts},
+        }
         operation["responses"]["416"] = {
-            "description": "A Range that starts past the end of the file (`Content-Range: bytes */<size>`).",
+            "description": "A Range no part of which is in the file (`Content-Range: bytes */<size>`).",
             "content": {"application/json": {"schema": {"$ref": _REF + "Error"}}},
         }
         operation["description"] += (
