@@ -13,6 +13,8 @@ import functools
 import logging
 import os
 import signal
+import sys
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,10 +42,14 @@ T = TypeVar("T")
 
 class BlockingRunner:
     """Runs blocking calls (database, object store) on a bounded thread pool, keeping the caller's
-    context (and so its trace) in the worker thread."""
+    context (and so its trace) in the worker thread.
 
-    def __init__(self, workers: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="atelier-blocking")
+    `nice` above 0 runs the pool's threads at that nice value (Linux sets it per thread), for
+    background work that should take only the CPU that serving leaves idle."""
+
+    def __init__(self, workers: int, *, nice: int = 0, name: str = "atelier-blocking") -> None:
+        initializer = functools.partial(lower_thread_priority, nice) if nice > 0 else None
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name, initializer=initializer)
 
     async def __call__(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
@@ -51,6 +57,17 @@ class BlockingRunner:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Give the calling thread nice value `nice` (at most 19) unless it runs nicer already; only on
+    Linux, where the value belongs to the thread (elsewhere it would renice the whole process)."""
+    if not sys.platform.startswith("linux") or nice <= 0:
+        return
+    thread = threading.get_native_id()
+    current = os.getpriority(os.PRIO_PROCESS, thread)
+    if current < nice:
+        os.setpriority(os.PRIO_PROCESS, thread, min(nice, 19))
 
 
 @dataclass

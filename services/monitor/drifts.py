@@ -96,6 +96,8 @@ class DriftMonitor:
     _latest: dict[str, str] = field(default_factory=dict)
     _references: dict[str, LoadedReference | _Failed] = field(default_factory=dict)
     _reports: dict[str, DeploymentDrift] = field(default_factory=dict)
+    _compared: dict[str, tuple[SampleWindow, int]] = field(default_factory=dict)
+    """The window, and its revision, that each deployment's report compared."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     received_rows: dict[str, int] = field(default_factory=dict)
     """Rows received per deployment, since the monitor started."""
@@ -183,6 +185,7 @@ class DriftMonitor:
             window = self._windows.get((deployment, model_version or ""))
         if model_version is None or window is None:
             raise NotFound(f"no drift samples received for {deployment}: inference sends them once it serves requests")
+        revision = window.revision  # read before the rows: a later change makes the next round compare again
         rows = len(window)
         if rows < self.settings.min_rows:
             raise FailedPrecondition(
@@ -202,10 +205,12 @@ class DriftMonitor:
         result = DeploymentDrift(deployment, model_version, loaded, rows, compared, datetime.now(UTC))
         with self._lock:
             self._reports[deployment] = result
+            self._compared[deployment] = (window, revision)
         return result
 
     def refresh(self) -> None:
-        """Prune the store and compute every deployment's report (the periodic round that feeds the metrics)."""
+        """Prune the store and compute the report of every deployment whose window changed since its
+        last report (the periodic round that feeds the metrics; the same rows give the same report)."""
         try:
             self.prune()
         except AtelierError as error:
@@ -213,13 +218,25 @@ class DriftMonitor:
         with self._lock:
             deployments = list(self._latest)
         for deployment in deployments:
+            if not self._changed(deployment):
+                continue
             try:
                 self.report(deployment)
             except AtelierError as error:
                 with self._lock:
                     self._reports.pop(deployment, None)
+                    self._compared.pop(deployment, None)
                 log.info("no drift report for %s: %s", deployment, error)
         self._forget_empty()
+
+    def _changed(self, deployment: str) -> bool:
+        """Whether the deployment's window is another, or holds other rows, than its report compared."""
+        with self._lock:
+            compared = self._compared.get(deployment) if deployment in self._reports else None
+            window = self._windows.get((deployment, self._latest.get(deployment, "")))
+        if compared is None or window is None:
+            return True
+        return compared[0] is not window or compared[1] != window.revision
 
     def reports(self) -> list[DeploymentDrift]:
         """The latest computed report of each deployment."""
@@ -253,3 +270,4 @@ class DriftMonitor:
                 if (deployment, model_version) not in self._windows:
                     del self._latest[deployment]
                     self._reports.pop(deployment, None)
+                    self._compared.pop(deployment, None)

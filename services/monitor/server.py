@@ -32,6 +32,10 @@ def build(settings: MonitorSettings) -> ServiceHost:
     migrate(engine, MIGRATIONS, "alembic_version_monitor")
     accounting = Accounting(engine)
     runner = BlockingRunner(settings.workers)
+    # Storing samples and comparing windows is background work: at a lower priority it takes the CPU
+    # that inference (often on the same machine) leaves idle. Two threads, so that a long comparison
+    # (or a reference being read) does not hold up storing the samples inference is sending.
+    drift_runner = BlockingRunner(2, nice=settings.drift_nice, name="monitor-drift")
     links = Links(
         lambda: settings.registry_address or service_address("registry", settings.home),
         lambda: settings.data_address or service_address("data", settings.home),
@@ -44,7 +48,7 @@ def build(settings: MonitorSettings) -> ServiceHost:
         store=SampleStore(engine),
     )
     drift.restore()
-    servicer = MonitorServicer(accounting, drift, runner)
+    servicer = MonitorServicer(accounting, drift, runner, drift_runner)
 
     def registry_client() -> RegistryClient:
         # The monitor's own token: publishing is its bookkeeping, on no caller's behalf.
@@ -70,12 +74,13 @@ def build(settings: MonitorSettings) -> ServiceHost:
                 lambda: accounting.forget_reports(timedelta(days=settings.report_memory_days)),
                 runner,
             ),
-            PeriodicJob("drift", settings.drift_interval_seconds, drift.refresh, runner),
+            PeriodicJob("drift", settings.drift_interval_seconds, drift.refresh, drift_runner),
             PeriodicJob("publish-usage", settings.usage_publish_seconds, publisher.publish, runner),
         ],
         registry=registry,
     )
     host.on_stop.append(runner.shutdown)
+    host.on_stop.append(drift_runner.shutdown)
     host.on_stop.append(links.close)
     host.on_stop.append(publisher.close)
     host.on_stop.append(engine.dispose)

@@ -19,10 +19,14 @@ Context = Any
 
 
 class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):
-    def __init__(self, accounting: Accounting, drift: DriftMonitor, run: BlockingRunner) -> None:
+    def __init__(
+        self, accounting: Accounting, drift: DriftMonitor, run: BlockingRunner, run_drift: BlockingRunner | None = None
+    ) -> None:
         self.accounting = accounting
         self.drift = drift
         self.run = run
+        # Samples are stored on the drift threads, which run at a lower priority (`drift_nice`).
+        self.run_drift = run_drift or run
 
     async def ReportUsage(self, request: pb.ReportUsageRequest, context: Context) -> pb.ReportUsageResponse:
         recorded, duplicate = await self.run(
@@ -46,7 +50,7 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):
             Samples(s.deployment, s.model_version, list(s.feature_names), s.features, s.predictions)
             for s in request.samples
         ]
-        accepted = await self.run(self.drift.record_all, samples)
+        accepted = await self.run_drift(self.drift.record_all, samples)
         return pb.WriteDriftSamplesResponse(accepted_rows=accepted)
 
     async def GetDriftReport(self, request: pb.GetDriftReportRequest, context: Context) -> pb.DriftReport:

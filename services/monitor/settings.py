@@ -35,6 +35,14 @@ class MonitorSettings(ServiceSettings):
     drift_interval_seconds: float = Field(
         30.0, gt=0, description="How often every deployment's drift is computed for the metrics."
     )
+    drift_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Nice value of the threads that store drift samples and compare windows (Linux), so that "
+        "this background work takes the CPU that serving on the same machine leaves idle; 0 keeps the "
+        "monitor's own priority.",
+    )
     usage_publish_seconds: float = Field(
         30.0, gt=0, description="How often the GPU time and energy of jobs that changed are sent to the registry."
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
+import sys
 import threading
 
 import pytest
@@ -47,3 +49,21 @@ def test_errors_reach_the_caller() -> None:
             asyncio.run(runner(_fail))
     finally:
         runner.shutdown()
+
+
+def _nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice values are per thread on Linux only")
+def test_a_nice_runner_lowers_its_threads_priority_and_not_the_callers() -> None:
+    caller = _nice()
+    runner = BlockingRunner(1, nice=19, name="background")
+    try:
+        worker = asyncio.run(runner(_nice))
+        name = asyncio.run(runner(lambda: threading.current_thread().name))
+    finally:
+        runner.shutdown()
+    assert worker == 19
+    assert name.startswith("background")
+    assert _nice() == caller

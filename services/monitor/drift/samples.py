@@ -41,6 +41,7 @@ class SampleWindow:
         self._clock = clock
         self._blocks: deque[tuple[float, npt.NDArray[np.float64], npt.NDArray[np.float64]]] = deque()
         self._rows = 0
+        self._revision = 0
         self._lock = threading.Lock()
 
     def add(
@@ -65,6 +66,7 @@ class SampleWindow:
             stamp = self._clock() if at is None else at
             self._blocks.append((stamp, block, predicted))
             self._rows += len(predicted)
+            self._revision += 1
             self._trim()
         return len(predicted)
 
@@ -72,6 +74,14 @@ class SampleWindow:
         with self._lock:
             self._trim()
             return self._rows
+
+    @property
+    def revision(self) -> int:
+        """A number that changes whenever rows enter or leave the window: an unchanged revision means
+        the same rows, and so the same comparison."""
+        with self._lock:
+            self._trim()
+            return self._revision
 
     def columns(self) -> dict[str, npt.NDArray[np.float64]]:
         """Every feature column and the prediction column of the rows now in the window."""
@@ -86,6 +96,12 @@ class SampleWindow:
         return result
 
     def _trim(self) -> None:
+        rows = self._rows
+        self._drop_old()
+        if self._rows != rows:
+            self._revision += 1
+
+    def _drop_old(self) -> None:
         if self.max_age_seconds is not None:
             oldest_kept = self._clock() - self.max_age_seconds
             while self._blocks and self._blocks[0][0] < oldest_kept:

@@ -163,3 +163,43 @@ def test_images_listed_in_a_csv_are_rows_of_pixels_in_0_to_1() -> None:
     assert loaded.reference.kinds["prediction"] is ColumnKind.CATEGORICAL
     with pytest.raises(FailedPrecondition, match=r"labels.csv has images of 6 values"):
         loader.load("projects/p/models/m/versions/v1", ["a", "b"])
+
+
+def test_a_windows_revision_changes_only_when_rows_enter_or_leave() -> None:
+    now = [0.0]
+    window = SampleWindow(["a"], max_rows=3, max_age_seconds=10, clock=lambda: now[0])
+    first = window.revision
+    window.add([1, 2], [0, 1])
+    added = window.revision
+    assert added != first
+    now[0] = 5
+    assert window.revision == added  # time passing alone changes nothing
+    now[0] = 11
+    assert window.revision != added  # the rows aged out
+    assert len(window) == 0
+
+
+def test_the_drift_round_compares_again_only_a_window_that_changed() -> None:
+    rng = np.random.default_rng(0)
+    reference = build_reference(["size"], [rng.normal(0, 1, 300)], None, max_rows=300)
+    loader = FixedLoader(LoadedReference("projects/p/datasets/d/versions/v1", "t.csv", reference, ["size"]))
+    now = [0.0]
+    monitor = DriftMonitor(loader, WindowSettings(max_rows=200, max_age_seconds=10, min_rows=50), clock=lambda: now[0])
+    deployment, version = "projects/p/deployments/d", "projects/p/models/m/versions/v1"
+    monitor.record(deployment, version, ["x[0]"], rng.normal(0, 1, 100), np.zeros(100))
+    monitor.refresh()
+    [first] = monitor.reports()
+    monitor.refresh()
+    assert monitor.reports() == [first]  # the same rows: the report of the round before stands
+    now[0] = 6
+    monitor.record(deployment, version, ["x[0]"], rng.normal(3, 1, 100), np.zeros(100))
+    monitor.refresh()
+    [shifted] = monitor.reports()
+    assert shifted is not first
+    assert shifted.window_rows == 200
+    assert shifted.report.features.drifted
+    now[0] = 12  # the first block ages out
+    monitor.refresh()
+    [aged] = monitor.reports()
+    assert aged is not shifted
+    assert aged.window_rows == 100
