@@ -19,6 +19,14 @@ from atelier.chunking import ChunkedFile, ChunkSpan
 Stamp = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
 _RACY_NS = 2_000_000_000
 _SPAN = struct.Struct("<32sQ")
+# A row already remembered as it is is left alone: a push into a store that lacks what the cache
+# knows reads every file again, and rewriting 100,000 unchanged rows would cost twice the lookups.
+_UPSERT = (
+    "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET size = excluded.size, "
+    "mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, inode = excluded.inode, chunking = excluded.chunking "
+    "WHERE (size, mtime_ns, ctime_ns, inode, chunking) IS NOT "
+    "(excluded.size, excluded.mtime_ns, excluded.ctime_ns, excluded.inode, excluded.chunking)"
+)
 
 
 def cache_path() -> Path | None:
@@ -87,6 +95,24 @@ class StateCache:
             return {}
         return {path: ((size, mtime, ctime, inode), blob) for path, size, mtime, ctime, inode, blob in rows}
 
+    def entries(self, paths: list[str]) -> dict[str, tuple[Stamp, bytes]]:
+        """What is remembered of each of `paths` (absolute) that the cache knows."""
+        found: dict[str, tuple[Stamp, bytes]] = {}
+        try:
+            for start in range(0, len(paths), 500):
+                part = paths[start : start + 500]
+                found.update(
+                    (path, ((size, mtime, ctime, inode), blob))
+                    for path, size, mtime, ctime, inode, blob in self._db.execute(
+                        "SELECT path, size, mtime_ns, ctime_ns, inode, chunking FROM files "
+                        f"WHERE path IN ({', '.join('?' * len(part))})",
+                        part,
+                    )
+                )
+        except sqlite3.Error:
+            return {}
+        return found
+
     def trusted(self, stamp: Stamp) -> bool:
         """Whether a file with this stamp is old enough for its cache entry to be believed."""
         return stamp[1] < self.started_ns - _RACY_NS
@@ -97,7 +123,7 @@ class StateCache:
             return
         try:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._db.executemany(_UPSERT, rows)
             self._db.execute("COMMIT")
         except sqlite3.Error:
             self._db.rollback()

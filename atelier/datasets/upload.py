@@ -36,6 +36,9 @@ SENDERS = 2
 # Each message carries its chunks end to end in one buffer of about this size (under the
 # service's default 8 MiB message limit).
 MESSAGE_BYTES = 4 * 1024 * 1024
+# Files sampled before a push to judge whether the state cache can spare reading (see
+# `_Uploader._cache_helps`).
+PROBE_FILES = 64
 # A chunk to send: its digest and its bytes (a view into a memory-mapped file for large files).
 Piece = tuple[bytes, bytes | memoryview]
 
@@ -94,7 +97,8 @@ class _Uploader:
 
     Files the state cache knows are not read, unless the store lacks some of their chunks (asked
     in one FindMissingChunks call per 50,000 digests before reading starts): those are read with
-    the others and must still hash as the cache says."""
+    the others and must still hash as the cache says. The cache is consulted only when a sample of
+    the files shows it can spare reading (see `_cache_helps`)."""
 
     def __init__(self, client: DataClient, project: str, cache: StateCache | None = None, root: str = "") -> None:
         self.client = client
@@ -103,7 +107,8 @@ class _Uploader:
         self.sent_chunks = 0
         self.sent_bytes = 0
         self.learned: list[tuple[str, Stamp, ChunkedFile]] = []
-        self._known = cache.lookup(root) if cache is not None and root else {}
+        self._root = root
+        self._known: dict[str, tuple[Stamp, bytes]] = {}
         # Digests the store lacked when asked before reading: a batch of only these is sent without
         # asking again (one stored meanwhile by another push is skipped by the service).
         self._lacking: set[bytes] = set()
@@ -118,6 +123,8 @@ class _Uploader:
         # Each file's manifest record, written as it is read (while the readers read ahead).
         self._entries = [None] * len(files)
         expected: dict[int, ChunkedFile] = {}
+        if self.cache is not None and self._cache_helps(files):
+            self._known = self.cache.lookup(self._root)
         if self._known:
             chunked = self._cached(files)
             if head_digest and all(cut is not None for cut in chunked):
@@ -223,6 +230,34 @@ class _Uploader:
         if batch.digests and not failure:
             batches.put(batch)
         return done
+
+    def _cache_helps(self, files: list[LocalFile]) -> bool:
+        """Whether the state cache can spare reading files, judged on up to PROBE_FILES of them spread
+        over the tree: some must be unchanged since the cache saw them, and the store must hold at
+        least half of their chunks. Otherwise (files new or changed, or a store that lacks what the
+        cache knows, such as a fresh one) every file is read anyway, and looking up, stat-ing and
+        checking the whole tree against the cache first would only add to the push (for 100,000
+        files, about 0.6 s before the first read)."""
+        cache = self.cache
+        if cache is None or not self._root or not files:
+            return False
+        sample = files[:: max(1, len(files) // PROBE_FILES)][:PROBE_FILES]
+        known = cache.entries([local.absolute for local in sample])
+        digests: list[bytes] = []
+        for local in sample:
+            entry = known.get(local.absolute)
+            if entry is None:
+                continue
+            try:
+                stamp = stamp_of(os.stat(local.absolute))
+            except OSError:
+                continue
+            if entry[0] == stamp and cache.trusted(stamp):
+                digests.extend(span.digest for span in decode(entry[1], stamp[0]).chunks)
+        if not digests:
+            return False
+        unique = list(dict.fromkeys(digests))
+        return 2 * len(self.client.find_missing(self.project, unique)) <= len(unique)
 
     def _missing_of_cached(self, chunked: list[ChunkedFile | None]) -> dict[int, ChunkedFile]:
         """The files known from the state cache (by index) with chunks the store lacks, which must

@@ -14,6 +14,7 @@ from atelier.client import DataClient
 from atelier.datasets import reading
 from atelier.datasets.pull import pull
 from atelier.datasets.push import push
+from atelier.datasets.statecache import Stamp, StateCache
 from atelier.names import parse_dataset_ref
 from tests.integration.data.helpers import random_tree, read_tree, write_tree
 
@@ -78,3 +79,39 @@ def test_a_store_that_lacks_cached_chunks_still_gets_them(
     assert len(reads) == 8
     pull(other, REF, tmp_path / "out")
     assert read_tree(tmp_path / "out") == files
+
+
+def test_the_cache_is_not_gone_through_for_a_store_that_lacks_its_chunks(
+    serve: Callable[[Callable[[], Any]], str],
+    data_client: DataClient,
+    tmp_path: Path,
+    reads: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.data.server import build
+    from services.data.settings import DataSettings
+
+    random_tree(tmp_path / "src", count=100, size=2_000)
+    age(tmp_path / "src")
+    lookups: list[str] = []
+    original = StateCache.lookup
+
+    def counting(self: StateCache, root: str) -> dict[str, tuple[Stamp, bytes]]:
+        lookups.append(root)
+        return original(self, root)
+
+    monkeypatch.setattr(StateCache, "lookup", counting)
+    push(data_client, tmp_path / "src", REF)
+    assert lookups == []  # nothing remembered yet: no file is looked up
+    again = push(data_client, tmp_path / "src", REF)
+    assert not again.created
+    assert len(lookups) == 1
+    other = DataClient.at(serve(lambda: build(DataSettings(home=tmp_path / "other"))))
+    reads.clear()
+
+    fresh = push(other, tmp_path / "src", REF)
+
+    assert fresh.created
+    assert len(lookups) == 1  # the sample showed the store lacks what the cache knows
+    assert len(reads) == 100
+    assert fresh.version.digest == again.version.digest
