@@ -21,6 +21,10 @@ class DataLink:
         # they need not be asked about again. References like `latest` or tags are always asked.
         self._known: set[str] = set()
 
+    def known(self, name: str) -> bool:
+        """Whether `name` is a canonical dataset version or artifact name checked already."""
+        return name in self._known
+
     def dataset_version(self, reference: str, project: str) -> str:
         """The canonical name (`.../versions/vN`) of a dataset version reference such as `digits@v2`,
         `vision/digits@production` or a full name; FAILED_PRECONDITION when it does not exist."""

@@ -101,6 +101,10 @@ class Models:
             )
         return row
 
+    def known_model(self, project: str, name: str) -> ModelRow | None:
+        """The registered model if it has been seen already (no database read)."""
+        return self._known_models.get((project, name))
+
     def ensure_model(self, project: str, name: str) -> ModelRow:
         """The registered model, created if missing (a concurrent creation of it is fine). Models
         are never renamed or deleted, so once seen they are remembered."""

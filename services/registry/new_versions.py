@@ -12,6 +12,7 @@ from google.protobuf import json_format
 from atelier.errors import AtelierError, InvalidArgument
 from atelier.names import parse_name
 from atelier.registry.v1 import resources_pb2 as pb
+from atelier.runtime.server import BlockingRunner
 from services.registry.experiments import now
 from services.registry.models import MODEL, Models
 from services.registry.registration import Registration, Registrations
@@ -45,6 +46,21 @@ class _Checked:
     metrics: dict[str, float]
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """Checked versions and their registrations, to hand to the group writer."""
+
+    checked: list[_Checked]
+    registrations: list[Registration]
+
+    def created(self) -> list[CreatedVersion]:
+        """The versions as written (once the group writer is done with them)."""
+        return [
+            CreatedVersion(registration, one.version.signature, one.lineage, of_run(one.run.row) if one.run else None)
+            for registration, one in zip(self.registrations, self.checked, strict=True)
+        ]
+
+
 class NewVersions:
     """Checks requested versions and hands them to the group writer."""
 
@@ -57,6 +73,18 @@ class NewVersions:
     def create(self, parent: str, version: pb.ModelVersion) -> CreatedVersion:
         """Register one version of the model `parent` (created if missing)."""
         return self._register(parent, [version], batch=False)[0]
+
+    async def create_async(self, parent: str, version: pb.ModelVersion, blocking: BlockingRunner) -> CreatedVersion:
+        """`create` for an event loop: checked on the loop when that needs no database or data
+        service (every reference already known), else on `blocking`'s threads; then queued to the
+        group writer, awaited without holding a thread."""
+        parts = parse_name(parent, MODEL, "parent")
+        if self._known(parts["project"], parts["model"], version):
+            prepared = self._prepare(parts, [version], batch=False)
+        else:
+            prepared = await blocking(self._prepare, parts, [version], False)
+        await self.registrations.commit_async(prepared.registrations)
+        return prepared.created()[0]
 
     def create_batch(self, parent: str, requests: Sequence[tuple[str, pb.ModelVersion]]) -> list[CreatedVersion]:
         """Register `(parent, version)` requests of the model `parent` all or none, in order; an
@@ -75,7 +103,24 @@ class NewVersions:
         return self._register(parent, [version for _, version in requests], batch=True)
 
     def _register(self, parent: str, versions: Sequence[pb.ModelVersion], batch: bool) -> list[CreatedVersion]:
-        parts = parse_name(parent, MODEL, "parent")
+        prepared = self._prepare(parse_name(parent, MODEL, "parent"), versions, batch)
+        self.registrations.commit(prepared.registrations)
+        return prepared.created()
+
+    def _known(self, project: str, model: str, version: pb.ModelVersion) -> bool:
+        """Whether checking `version` needs no lookup: its model, artifact and datasets are known
+        and it names no run or parent version (whose rows are read)."""
+        lineage = version.lineage
+        return (
+            not lineage.run
+            and not lineage.parent_model_version
+            and self.models.known_model(project, model) is not None
+            and self.data.known(version.artifact)
+            and all(self.data.known(dataset) for dataset in lineage.datasets)
+        )
+
+    def _prepare(self, parts: dict[str, str], versions: Sequence[pb.ModelVersion], batch: bool) -> _Prepared:
+        """Check each version and make its registration (not yet written)."""
         project = parts["project"]
         checked = []
         for index, version in enumerate(versions):
@@ -87,13 +132,7 @@ class NewVersions:
                 raise _at_index(error, index) from error
         model = self.models.ensure_model(project, parts["model"])
         assert model.id is not None
-        registrations = self.registrations.commit(
-            [_registration(project, model.id, model.name, one) for one in checked]
-        )
-        return [
-            CreatedVersion(registration, one.version.signature, one.lineage, of_run(one.run.row) if one.run else None)
-            for registration, one in zip(registrations, checked, strict=True)
-        ]
+        return _Prepared(checked, [_registration(project, model.id, model.name, one) for one in checked])
 
     def _check(self, project: str, version: pb.ModelVersion) -> _Checked:
         check_version(version)

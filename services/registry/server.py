@@ -50,6 +50,7 @@ def build(settings: RegistrySettings) -> ServiceHost:
             )
         ],
     )
+    host.on_stop.append(servicer.close)
     host.on_stop.append(runner.shutdown)
     host.on_stop.append(engine.dispose)
     return host

@@ -113,6 +113,10 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         updated = await self.run(record_job_usage, self.tracking.engine, request.job, request.usage)
         return rpc.RecordJobUsageResponse(updated_runs=updated)
 
+    def close(self) -> None:
+        """Write what is queued for the group writer and stop it (at shutdown)."""
+        self.new_versions.registrations.close()
+
     # Models -----------------------------------------------------------------------------------
 
     async def CreateRegisteredModel(
@@ -138,7 +142,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
         return rpc.ListRegisteredModelsResponse(registered_models=models, next_page_token=token)
 
     async def CreateModelVersion(self, request: rpc.CreateModelVersionRequest, context: Context) -> pb.ModelVersion:
-        created = await self.run(self.new_versions.create, request.parent, request.model_version)
+        created = await self.new_versions.create_async(request.parent, request.model_version, self.run)
         if self.metrics is not None:
             self.metrics.versions.labels(project_of(request.parent)).inc()
         return convert.created_version(created)

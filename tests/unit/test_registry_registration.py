@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from atelier.errors import FailedPrecondition
+from atelier.errors import FailedPrecondition, Unavailable
 from atelier.runtime.database import create_engine, migrate
 from services.registry.registration import Registration, Registrations
 from services.registry.server import MIGRATIONS
@@ -157,3 +158,43 @@ def test_a_batch_with_more_pins_than_one_call_takes_releases_them_when_refused(e
         item.targets = [f"good-{n}" for n in range(400)]
     assert [item.number for item in registrations.commit(items)] == [4, 5, 6]
     assert [len(json.loads(pins)) for _, pins in _versions(engine)] == [400, 400, 400]
+
+
+def test_callers_on_an_event_loop_wait_without_a_thread_and_share_a_group(engine: sa.Engine) -> None:
+    data = FakeData()
+    registrations = Registrations(engine, data, lambda: datetime.now(UTC))  # type: ignore[arg-type]
+
+    async def register() -> list[list[Registration]]:
+        first = asyncio.create_task(registrations.commit_async([_registration(1, "good")]))
+        await asyncio.to_thread(data.held.wait)
+        rest = [asyncio.create_task(registrations.commit_async([_registration(1, "good")])) for _ in range(3)]
+        while len(registrations._queue) < 3:
+            await asyncio.sleep(0.001)
+        data.hold.set()
+        return await asyncio.gather(first, *rest)
+
+    written = asyncio.run(register())
+
+    assert sorted(items[0].number for items in written) == [1, 2, 3, 4]
+    assert [len(call) for call in data.calls] == [1, 3]
+    assert [number for number, _ in _versions(engine)] == [1, 2, 3, 4]
+    registrations.close()
+
+
+def test_closing_writes_what_is_queued_and_refuses_later_registrations(engine: sa.Engine) -> None:
+    data = FakeData()
+    registrations = Registrations(engine, data, lambda: datetime.now(UTC))  # type: ignore[arg-type]
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(registrations.commit, [_registration(1, "good")])
+        data.held.wait()
+        second = pool.submit(registrations.commit, [_registration(1, "good")])
+        while not registrations._queue:
+            threading.Event().wait(0.001)
+        closing = pool.submit(registrations.close)
+        data.hold.set()
+        closing.result()
+
+    assert [first.result()[0].number, second.result()[0].number] == [1, 2]
+    with pytest.raises(Unavailable):
+        registrations.commit([_registration(1, "good")])
+    assert [number for number, _ in _versions(engine)] == [1, 2]
