@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -18,14 +18,6 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from atelier.cli import data as data_cli
-from atelier.cli import iam as iam_cli
-from atelier.cli import jobs as jobs_cli
-from atelier.cli import registry as registry_cli
-from atelier.cli import serve as serve_cli
-from atelier.cli import sim as sim_cli
-from atelier.cli import stack as stack_cli
-from atelier.cli import usage as usage_cli
 from atelier.errors import AtelierError
 from atelier.runtime.home import atelier_home
 
@@ -54,21 +46,97 @@ def _options(
     os.environ["ATELIER_HOME"] = str((home or atelier_home()).absolute())
 
 
-stack_cli.register(app)
-app.add_typer(data_cli.app, name="data")
-app.add_typer(registry_cli.experiments, name="experiments")
-app.add_typer(registry_cli.runs, name="runs")
-app.add_typer(registry_cli.models, name="models")
-app.add_typer(jobs_cli.jobs, name="jobs")
-app.add_typer(serve_cli.serve, name="serve")
-app.command("cluster")(jobs_cli.cluster)
-app.command("agent")(jobs_cli.agent)
-app.command("sim")(sim_cli.sim)
-app.command("usage")(usage_cli.usage)
-app.add_typer(iam_cli.iam, name="iam")
-app.command("login")(iam_cli.login)
-app.command("logout")(iam_cli.logout)
-app.command("whoami")(iam_cli.whoami)
+# The command tree, in parts that each import their own modules: a command builds only its own part
+# (`atelier data push` does not import the scheduler's, the registry's or the serving code).
+
+
+def _stack(app: typer.Typer) -> None:
+    from atelier.cli import stack as stack_cli
+
+    stack_cli.register(app)
+
+
+def _data(app: typer.Typer) -> None:
+    from atelier.cli import data as data_cli
+
+    app.add_typer(data_cli.app, name="data")
+
+
+def _registry(app: typer.Typer) -> None:
+    from atelier.cli import registry as registry_cli
+
+    app.add_typer(registry_cli.experiments, name="experiments")
+    app.add_typer(registry_cli.runs, name="runs")
+    app.add_typer(registry_cli.models, name="models")
+
+
+def _jobs(app: typer.Typer) -> None:
+    from atelier.cli import jobs as jobs_cli
+
+    app.add_typer(jobs_cli.jobs, name="jobs")
+    app.command("cluster")(jobs_cli.cluster)
+    app.command("agent")(jobs_cli.agent)
+
+
+def _serve(app: typer.Typer) -> None:
+    from atelier.cli import serve as serve_cli
+
+    app.add_typer(serve_cli.serve, name="serve")
+
+
+def _sim(app: typer.Typer) -> None:
+    from atelier.cli import sim as sim_cli
+
+    app.command("sim")(sim_cli.sim)
+
+
+def _usage(app: typer.Typer) -> None:
+    from atelier.cli import usage as usage_cli
+
+    app.command("usage")(usage_cli.usage)
+
+
+def _iam(app: typer.Typer) -> None:
+    from atelier.cli import iam as iam_cli
+
+    app.add_typer(iam_cli.iam, name="iam")
+    app.command("login")(iam_cli.login)
+    app.command("logout")(iam_cli.logout)
+    app.command("whoami")(iam_cli.whoami)
+
+
+_PARTS: list[tuple[tuple[str, ...], Callable[[typer.Typer], None]]] = [
+    (("up", "down", "status"), _stack),
+    (("data",), _data),
+    (("experiments", "runs", "models"), _registry),
+    (("jobs", "cluster", "agent"), _jobs),
+    (("serve",), _serve),
+    (("sim",), _sim),
+    (("usage",), _usage),
+    (("iam", "login", "logout", "whoami"), _iam),
+]
+
+
+def command_word(argv: list[str]) -> str | None:
+    """The command `argv` (without the program) names: its first word that is neither an option nor
+    the value of `--home`."""
+    words = iter(argv)
+    for word in words:
+        if word == "--home":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build(command: str | None = None) -> typer.Typer:
+    """`app` with the part of the command tree that has `command` (the whole tree for any other
+    word, None included: help lists every command, and an unknown one is reported as usual)."""
+    known = any(command in words for words, _ in _PARTS)
+    for words, add in _PARTS:
+        if not known or command in words:
+            add(app)
+    return app
 
 
 def print_error(error: AtelierError) -> None:
@@ -112,7 +180,7 @@ def main() -> None:
     """Run the `atelier` command line."""
     with traced_command(sys.argv[1:]):
         try:
-            app(prog_name="atelier")
+            build(command_word(sys.argv[1:]))(prog_name="atelier")
         except AtelierError as error:
             print_error(error)
             sys.exit(1)
