@@ -7,13 +7,20 @@ Starts a data service, a registry, a monitor and two inference services (`python
 fresh ATELIER_HOME under benchmarks/.work/drift): one with `ATELIER_INFERENCE_DRIFT_SAMPLE_RATE=1`
 (every request sampled), one with 0. Both serve the same model: a 64-feature linear classifier
 registered from a run whose input is a dataset version of 64-feature rows, so the monitor builds a real
-reference and computes drift every 5 s during the run. An open-loop asyncio gRPC client sends
-single-row ModelInfer requests at `--rate` per second, alternating between the two servers in phases of
-`--phase-seconds`, and records each request's latency. It prints the median and p90 of each side, their
-ratio, and the CPU time (user + system, from /proc) each inference process and the monitor used per
-request: on a shared machine CPU time is the steadier figure.
+reference and compares its window every 5 s (when new samples came) during the run. An open-loop
+asyncio gRPC client sends single-row ModelInfer requests at `--rate` per second in phases of
+`--phase-seconds`, one phase per side in each of `--rounds` rounds, back to back, the order alternating
+(on-off, off-on, ...), so that a drift of the machine's other load over time falls on both sides.
 
-    .venv/bin/python benchmarks/drift_sampling.py [--rate 1000] [--phase-seconds 5] [--rounds 3]
+It prints each round's medians and their ratio, the median of those ratios (the figure to judge the
+target by) and the ratio of the pooled medians; per side the p90, failures, and the CPU time (user +
+system, from /proc) the inference process and the client used per request and the share of the
+machine's cores busy; the monitor's CPU per sampled request over the whole run; the load average before
+and after; and whether the load saturated anything (the client behind its schedule, the client near a
+whole core, the cores nearly all busy), in which case the latencies measure queues, not the sampler.
+The monitor's work on the samples of an on phase's last second falls into the phase after it.
+
+    .venv/bin/python benchmarks/drift_sampling.py [--rate 1000] [--phase-seconds 5] [--rounds 3] [--drift-nice N]
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -52,13 +60,37 @@ class Service:
 
 
 @dataclass
-class Side:
+class Phase:
+    """One side's requests during one phase, and what the machine spent meanwhile."""
+
     label: str
-    service: Service
+    round: int
     latencies: list[float] = field(default_factory=list)
-    cpu: float = 0.0
     sent: int = 0
     failed: int = 0
+    late: int = 0
+    """Requests the client sent more than 1 ms behind their schedule (the client could not keep up)."""
+    seconds: float = 0.0
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    machine_busy: float = 0.0
+    """Share of all cores busy (from /proc/stat), whatever the process."""
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.latencies) * 1000 if self.latencies else float("nan")
+
+    @property
+    def p90_ms(self) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[int(len(ordered) * 0.9)] * 1000 if ordered else float("nan")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle and iowait
+    return sum(values) - idle, sum(values)
 
 
 def start(name: str, home: Path, extra: dict[str, str], file_name: str | None = None) -> Service:
@@ -115,12 +147,12 @@ def deploy(address: str) -> None:
         raise SystemExit(f"deployment failed: {settled.state_reason}")
 
 
-async def phase(side: Side, rate: float, seconds: float, payload: bytes) -> None:
+async def phase(current: Phase, service: Service, rate: float, seconds: float, payload: bytes) -> None:
     """Open loop: request i leaves at start + i / rate whatever the earlier ones are doing."""
     from atelier.inference.protocol import grpc_service_pb2 as ipb
     from atelier.inference.protocol import grpc_service_pb2_grpc as igrpc
 
-    async with grpc.aio.insecure_channel(side.service.address) as channel:
+    async with grpc.aio.insecure_channel(service.address) as channel:
         stub = igrpc.GRPCInferenceServiceStub(channel)
         request = ipb.ModelInferRequest(model_name="rows")
         tensor = request.inputs.add(name="input", datatype="FP32")
@@ -131,11 +163,11 @@ async def phase(side: Side, rate: float, seconds: float, payload: bytes) -> None
             sent = time.perf_counter()
             try:
                 await stub.ModelInfer(request, timeout=10)
-                side.latencies.append(time.perf_counter() - sent)
+                current.latencies.append(time.perf_counter() - sent)
             except grpc.aio.AioRpcError:
-                side.failed += 1
+                current.failed += 1
 
-        cpu = side.service.cpu_seconds()
+        server_cpu, client_cpu, ticks = service.cpu_seconds(), time.process_time(), machine_ticks()
         tasks = []
         started = time.perf_counter()
         total = int(rate * seconds)
@@ -143,34 +175,28 @@ async def phase(side: Side, rate: float, seconds: float, payload: bytes) -> None
             delay = started + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+            elif delay < -0.001:
+                current.late += 1
             tasks.append(asyncio.create_task(one()))
         await asyncio.gather(*tasks)
-        side.sent += total
-        side.cpu += side.service.cpu_seconds() - cpu
-
-
-def summary(side: Side) -> dict[str, float | str]:
-    ordered = sorted(side.latencies)
-    return {
-        "sampling": side.label,
-        "requests": side.sent,
-        "failed": side.failed,
-        "median_ms": statistics.median(ordered) * 1000,
-        "p90_ms": ordered[int(len(ordered) * 0.9)] * 1000,
-        "inference_cpu_us_per_request": side.cpu / max(side.sent, 1) * 1e6,
-    }
+        busy, all_ticks = (now - before for now, before in zip(machine_ticks(), ticks, strict=True))
+        current.seconds = time.perf_counter() - started
+        current.sent = total
+        current.server_cpu = service.cpu_seconds() - server_cpu
+        current.client_cpu = time.process_time() - client_cpu
+        current.machine_busy = busy / max(all_ticks, 1)
 
 
 def sampler_cpu_us(requests: int = 20000) -> dict[str, float]:
     """CPU per request of the sampler's own work in-process (the steady part of the cost): the offer on the
     request path, and the sender's conversion and serialisation of the rows."""
-    from typing import Any, cast
+    from typing import cast
 
     from prometheus_client import CollectorRegistry
 
     from services.inference.queues import OutputTensor
     from services.inference.repository import Served
-    from services.inference.sampling import DriftSampler, SamplingSettings, _sample, to_messages
+    from services.inference.sampling import DriftSampler, SamplingSettings, to_messages
     from services.inference.signature import Signature, TensorSpec
     from services.inference.spec import DeploymentSpec
     from services.inference.statistics import ModelStatistics
@@ -187,7 +213,7 @@ def sampler_cpu_us(requests: int = 20000) -> dict[str, float]:
     for _ in range(requests):
         sampler.offer(served, [row], [output])
     offered = time.process_time()
-    pending = [_sample(*item) for item in sampler._pending]
+    pending = list(sampler._pending)
     for start in range(0, requests, 1000):
         for message in to_messages(pending[start : start + 1000]):
             message.SerializeToString()
@@ -198,11 +224,124 @@ def sampler_cpu_us(requests: int = 20000) -> dict[str, float]:
     }
 
 
+def start_stack(home: Path, drift_nice: int | None, services: list[Service]) -> tuple[Service, Service, Service]:
+    """Data, registry, monitor and the model registered; then the two inference servers, deployed:
+    (monitor, sampling on, sampling off)."""
+    data = start("data", home, {})
+    services.append(data)
+    registry = start("registry", home, {"ATELIER_REGISTRY_DATA_ADDRESS": data.address})
+    services.append(registry)
+    links = {"ATELIER_MONITOR_DATA_ADDRESS": data.address, "ATELIER_MONITOR_REGISTRY_ADDRESS": registry.address}
+    if drift_nice is not None:
+        links["ATELIER_MONITOR_DRIFT_NICE"] = str(drift_nice)
+    monitor = start("monitor", home, {**links, "ATELIER_MONITOR_DRIFT_INTERVAL_SECONDS": "5"})
+    services.append(monitor)
+    common = {
+        "ATELIER_INFERENCE_DATA_ADDRESS": data.address,
+        "ATELIER_INFERENCE_REGISTRY_ADDRESS": registry.address,
+        "ATELIER_INFERENCE_MONITOR_ADDRESS": monitor.address,
+        "ATELIER_INFERENCE_HTTP_PORT": "-1",
+    }
+    register_model(data.address, registry.address, home)
+    on = start("inference", home / "on", {**common, "ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": "1"}, "inference-on")
+    services.append(on)
+    off = start("inference", home / "off", {**common, "ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": "0"}, "inference-off")
+    services.append(off)
+    for server in (on, off):
+        deploy(server.address)
+    return monitor, on, off
+
+
+def run_phases(on: Service, off: Service, args: argparse.Namespace, payload: bytes) -> list[Phase]:
+    """Rounds of one phase per side, back to back, the order alternating (on-off, off-on, ...)."""
+    phases = []
+    for round_ in range(args.rounds):
+        order = [("on", on), ("off", off)] if round_ % 2 == 0 else [("off", off), ("on", on)]
+        for label, server in order:
+            current = Phase(label, round_ + 1)
+            asyncio.run(phase(current, server, args.rate, args.phase_seconds, payload))
+            phases.append(current)
+    return phases
+
+
+def side_summary(phases: list[Phase]) -> dict[str, float]:
+    latencies = sorted(latency for p in phases for latency in p.latencies)
+    sent = sum(p.sent for p in phases)
+    seconds = sum(p.seconds for p in phases)
+    return {
+        "requests": sent,
+        "failed": sum(p.failed for p in phases),
+        "late_share": sum(p.late for p in phases) / max(sent, 1),
+        "median_ms": statistics.median(latencies) * 1000,
+        "p90_ms": latencies[int(len(latencies) * 0.9)] * 1000,
+        "inference_cpu_us_per_request": sum(p.server_cpu for p in phases) / max(sent, 1) * 1e6,
+        "client_cpu_us_per_request": sum(p.client_cpu for p in phases) / max(sent, 1) * 1e6,
+        "client_cores": sum(p.client_cpu for p in phases) / max(seconds, 1e-9),
+        "machine_busy": sum(p.machine_busy * p.seconds for p in phases) / max(seconds, 1e-9),
+    }
+
+
+def build_report(phases: list[Phase], monitor_cpu: float, loads: list[tuple[float, float, float]]) -> dict[str, Any]:
+    rounds = []
+    for number in sorted({p.round for p in phases}):
+        by_label = {p.label: p for p in phases if p.round == number}
+        on, off = by_label["on"].median_ms, by_label["off"].median_ms
+        rounds.append({"round": number, "on_median_ms": on, "off_median_ms": off, "ratio": on / off})
+    sides = {label: side_summary([p for p in phases if p.label == label]) for label in ("on", "off")}
+    warnings = []
+    for label, side in sides.items():
+        if side["late_share"] > 0.01:
+            warnings.append(f"the client sent {side['late_share']:.1%} of the {label} requests over 1 ms late")
+        if side["client_cores"] > 0.8:
+            warnings.append(f"the client used {side['client_cores']:.2f} of a core during the {label} phases")
+        if side["machine_busy"] > 0.85:
+            warnings.append(f"the machine's cores were {side['machine_busy']:.0%} busy during the {label} phases")
+    return {
+        "rounds": rounds,
+        "sides": sides,
+        "median_ratio_on_off": statistics.median(r["ratio"] for r in rounds),
+        "pooled_median_ratio_on_off": sides["on"]["median_ms"] / sides["off"]["median_ms"],
+        "monitor_cpu_us_per_sampled_request": monitor_cpu / max(sides["on"]["requests"], 1) * 1e6,
+        "load_average_before": loads[0],
+        "load_average_after": loads[1],
+        "saturation": warnings,
+    }
+
+
+def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"open loop, {args.rate:.0f} single-row requests/s, {args.rounds} rounds x {args.phase_seconds}s per side")
+    print("| round | on median ms | off median ms | on/off |")
+    print("|---|---|---|---|")
+    for r in report["rounds"]:
+        print(f"| {r['round']} | {r['on_median_ms']:.3f} | {r['off_median_ms']:.3f} | {r['ratio']:.3f} |")
+    print("| sampling | requests | failed | median ms | p90 ms | inference CPU us/req | client CPU us/req | busy |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, s in report["sides"].items():
+        print(
+            f"| {label} | {s['requests']} | {s['failed']} | {s['median_ms']:.3f} | {s['p90_ms']:.3f} | "
+            f"{s['inference_cpu_us_per_request']:.0f} | {s['client_cpu_us_per_request']:.0f} | "
+            f"{s['machine_busy']:.0%} |"
+        )
+    print(f"median of the rounds' on/off ratios: {report['median_ratio_on_off']:.3f}")
+    print(f"on/off of the pooled medians: {report['pooled_median_ratio_on_off']:.3f}")
+    print(f"monitor CPU per sampled request: {report['monitor_cpu_us_per_sampled_request']:.0f} us")
+    micro = report["sampler_cpu_us_per_request"]
+    print(
+        f"sampler CPU per request in-process: {micro['offer_us']:.1f} us on the request path, "
+        f"{micro['send_side_us']:.1f} us in the sender thread"
+    )
+    print(f"monitor window: {report['drift_window_rows']} rows")
+    print(f"load average before {report['load_average_before']}, after {report['load_average_after']}")
+    for warning in report["saturation"] or ["none: the client kept its schedule and the cores had idle time"]:
+        print(f"saturation: {warning}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=1000.0, help="requests per second")
     parser.add_argument("--phase-seconds", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3, help="on/off phase pairs (alternating)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of one phase per side (order alternating)")
+    parser.add_argument("--drift-nice", type=int, default=None, help="the monitor's ATELIER_MONITOR_DRIFT_NICE")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -211,65 +350,22 @@ def main() -> None:
     home.mkdir(parents=True)
     services: list[Service] = []
     try:
-        data = start("data", home, {})
-        services.append(data)
-        registry = start("registry", home, {"ATELIER_REGISTRY_DATA_ADDRESS": data.address})
-        services.append(registry)
-        links = {"ATELIER_MONITOR_DATA_ADDRESS": data.address, "ATELIER_MONITOR_REGISTRY_ADDRESS": registry.address}
-        monitor = start("monitor", home, {**links, "ATELIER_MONITOR_DRIFT_INTERVAL_SECONDS": "5"})
-        services.append(monitor)
-        common = {
-            "ATELIER_INFERENCE_DATA_ADDRESS": data.address,
-            "ATELIER_INFERENCE_REGISTRY_ADDRESS": registry.address,
-            "ATELIER_INFERENCE_MONITOR_ADDRESS": monitor.address,
-            "ATELIER_INFERENCE_HTTP_PORT": "-1",
-        }
-        register_model(data.address, registry.address, home)
-        on = start("inference", home / "on", {**common, "ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": "1"}, "inference-on")
-        services.append(on)
-        off = start("inference", home / "off", {**common, "ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": "0"}, "inference-off")
-        services.append(off)
-        for server in (on, off):
-            deploy(server.address)
+        monitor, on, off = start_stack(home, args.drift_nice, services)
         payload = np.random.default_rng(1).normal(0, 1, (1, FEATURES)).astype(np.float32).tobytes()
-        sides = [Side("on", on), Side("off", off)]
         for server in (on, off):
-            asyncio.run(phase(Side("warm-up", server), args.rate, 1.0, payload))
+            asyncio.run(phase(Phase("warm-up", 0), server, args.rate, 1.0, payload))
+        loads = [os.getloadavg()]
         monitor_cpu = monitor.cpu_seconds()
-        for round_ in range(args.rounds):
-            for current in sides if round_ % 2 == 0 else reversed(sides):
-                asyncio.run(phase(current, args.rate, args.phase_seconds, payload))
+        phases = run_phases(on, off, args, payload)
         monitor_cpu = monitor.cpu_seconds() - monitor_cpu
-        results = [summary(side) for side in sides]
-        report = {
-            "rate": args.rate,
-            "results": results,
-            "median_ratio_on_off": float(results[0]["median_ms"]) / float(results[1]["median_ms"]),
-            "monitor_cpu_us_per_sampled_request": monitor_cpu / max(sides[0].sent, 1) * 1e6,
-            "load_average": os.getloadavg(),
-        }
-        drift = _drift_report(monitor.address)
-        report["drift_window_rows"] = drift
+        loads.append(os.getloadavg())
+        report = build_report(phases, monitor_cpu, loads)
+        report["drift_window_rows"] = _drift_report(monitor.address)
         report["sampler_cpu_us_per_request"] = sampler_cpu_us()
         if args.json:
             print(json.dumps(report, indent=2))
-            return
-        print(f"open loop, {args.rate:.0f} single-row requests/s, {args.rounds} x {args.phase_seconds}s per side")
-        print("| sampling | requests | failed | median ms | p90 ms | inference CPU us/request |")
-        print("|---|---|---|---|---|---|")
-        for r in results:
-            print(
-                f"| {r['sampling']} | {r['requests']} | {r['failed']} | {float(r['median_ms']):.3f} | "
-                f"{float(r['p90_ms']):.3f} | {float(r['inference_cpu_us_per_request']):.0f} |"
-            )
-        print(f"median latency on/off: {report['median_ratio_on_off']:.3f}")
-        print(f"monitor CPU per sampled request: {report['monitor_cpu_us_per_sampled_request']:.0f} us")
-        micro = report["sampler_cpu_us_per_request"]
-        print(
-            f"sampler CPU per request in-process: {micro['offer_us']:.1f} us on the request path, "
-            f"{micro['send_side_us']:.1f} us in the sender thread"
-        )
-        print(f"monitor window: {drift} rows; load average {os.getloadavg()}")
+        else:
+            print_report(report, args)
     finally:
         for service in reversed(services):
             service.process.send_signal(signal.SIGTERM)

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from atelier.errors import Unavailable
 from services.inference.queues import OutputTensor
 from services.inference.repository import Served
-from services.inference.sampling import DriftSampler, SamplingSettings, _Sample, to_messages
+from services.inference.sampling import DriftSampler, SamplingSettings, to_messages
 from services.inference.signature import Signature, TensorSpec
 from services.inference.spec import DeploymentSpec
 from services.inference.statistics import ModelStatistics
@@ -22,9 +22,10 @@ from services.inference.tensors import datatype
 FP32 = datatype("FP32")
 
 
-def served(deployment: str = "digits", inputs: int = 4, outputs: int = 3) -> Served:
+def served(deployment: str = "digits", inputs: int = 4, outputs: int = 3, names: tuple[str, ...] = ("x",)) -> Served:
     signature = Signature(
-        inputs=(TensorSpec("x", FP32, (-1, inputs)),), outputs=(TensorSpec("logits", FP32, (-1, outputs)),)
+        inputs=tuple(TensorSpec(name, FP32, (-1, inputs)) for name in names),
+        outputs=(TensorSpec("logits", FP32, (-1, outputs)),),
     )
     return Served(
         deployment_id=deployment,
@@ -95,18 +96,30 @@ def test_wide_inputs_are_not_sampled() -> None:
 def test_rows_become_flattened_features_and_argmax_or_value_predictions() -> None:
     logits = np.array([[0.1, 0.7, 0.2], [0.9, 0.0, 0.1]], np.float32)
     images = np.arange(16, dtype=np.float32).reshape(2, 1, 2, 4)
-    score = np.array([[0.25]], np.float32)
-    a, b = "projects/lab/deployments/a", "projects/lab/deployments/b"
-    samples = [
-        _Sample(a, "projects/lab/models/a/versions/v1", ["x"], [images], output(logits), 2),
-        _Sample(b, "projects/lab/models/b/versions/v3", ["u", "v"], [np.ones((1, 1)), np.array([[2.0, 3.0]])],
-                output(score), 1),
-    ]  # fmt: skip
-    first, second = to_messages(samples)
+    a, b = served("a", inputs=8), served("b", outputs=1, names=("u", "v"))
+    batch = [
+        (a, [images], output(logits), 2),
+        (b, [np.ones((1, 1)), np.array([[2.0, 3.0]])], output(np.array([[0.25]], np.float32)), 1),
+        (a, [images[:1] + 100], output(logits[1:]), 1),
+    ]
+    first, second = to_messages(batch)
+    assert first.deployment == "projects/lab/deployments/a"
+    assert first.model_version == "projects/lab/models/a/versions/v2"
     assert first.feature_names == [f"x[{i}]" for i in range(8)]
-    assert list(first.features) == list(range(16))
-    assert list(first.predictions) == [1.0, 0.0]
+    assert list(first.features) == list(range(16)) + list(range(100, 108))
+    assert list(first.predictions) == [1.0, 0.0, 0.0]
     assert second.deployment == "projects/lab/deployments/b"
     assert second.feature_names == ["u[0]", "v[0]", "v[1]"]
     assert list(second.features) == [1.0, 2.0, 3.0]
     assert list(second.predictions) == [pytest.approx(0.25)]
+
+
+def test_rows_of_another_width_than_the_latest_are_left_out() -> None:
+    model = served(inputs=-1)
+    batch = [
+        (model, [np.ones((1, 2), np.float32)], output(np.zeros((1, 3), np.float32)), 1),
+        (model, [np.full((1, 3), 2, np.float32)], output(np.zeros((1, 3), np.float32)), 1),
+    ]
+    [message] = to_messages(batch)
+    assert message.feature_names == ["x[0]", "x[1]", "x[2]"]
+    assert list(message.features) == [2.0, 2.0, 2.0]
