@@ -13,11 +13,14 @@ def utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    """A protobuf Timestamp of `moment`."""
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(utc(moment))
-    return stamp
+    """A protobuf Timestamp of `moment` (from its distance to the epoch: `Timestamp.FromDatetime`
+    takes five times as long, about 10 us, and every resource a service returns carries one)."""
+    since = utc(moment) - _EPOCH
+    return timestamp_pb2.Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def epoch_seconds(moment: datetime | None) -> float:
