@@ -109,6 +109,9 @@ class _Uploader:
         self.learned: list[tuple[str, Stamp, ChunkedFile]] = []
         self._root = root
         self._known: dict[str, tuple[Stamp, bytes]] = {}
+        # Whether the sample showed the tree as the state cache remembers it (then what is read is
+        # not remembered again).
+        self._as_remembered = False
         # Digests the store lacked when asked before reading: a batch of only these is sent without
         # asking again (one stored meanwhile by another push is skipped by the service).
         self._lacking: set[bytes] = set()
@@ -183,7 +186,7 @@ class _Uploader:
     ) -> None:
         """Read every file not known yet (and those `expected` to hash as the cache says), queueing
         their chunks in batches of about BATCH_BYTES."""
-        stamped = self.cache is not None
+        stamped = self.cache is not None and not self._as_remembered
         wanted = [index for index in range(len(files)) if chunked[index] is None or index in expected]
         with closing(read_files([files[i].absolute for i in wanted], stamped)) as reads:
             done = self._queue_reads(files, wanted, reads, chunked, expected, batches, failure, progress)
@@ -237,13 +240,16 @@ class _Uploader:
         least half of their chunks. Otherwise (files new or changed, or a store that lacks what the
         cache knows, such as a fresh one) every file is read anyway, and looking up, stat-ing and
         checking the whole tree against the cache first would only add to the push (for 100,000
-        files, about 0.6 s before the first read)."""
+        files, about 0.6 s before the first read). When every sampled file is as the cache remembers
+        it, the tree is taken as remembered already: reading it again does not rewrite its 100,000
+        rows (a file changed meanwhile is just read again by the next push)."""
         cache = self.cache
         if cache is None or not self._root or not files:
             return False
         sample = files[:: max(1, len(files) // PROBE_FILES)][:PROBE_FILES]
         known = cache.entries([local.absolute for local in sample])
         digests: list[bytes] = []
+        valid = 0
         for local in sample:
             entry = known.get(local.absolute)
             if entry is None:
@@ -254,10 +260,14 @@ class _Uploader:
                 continue
             if entry[0] == stamp and cache.trusted(stamp):
                 digests.extend(span.digest for span in decode(entry[1], stamp[0]).chunks)
+                valid += 1
         if not digests:
             return False
         unique = list(dict.fromkeys(digests))
-        return 2 * len(self.client.find_missing(self.project, unique)) <= len(unique)
+        if 2 * len(self.client.find_missing(self.project, unique)) <= len(unique):
+            return True
+        self._as_remembered = valid == len(sample)
+        return False
 
     def _missing_of_cached(self, chunked: list[ChunkedFile | None]) -> dict[int, ChunkedFile]:
         """The files known from the state cache (by index) with chunks the store lacks, which must

@@ -4,12 +4,13 @@ lacks what the cache knows still receives it."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from atelier.chunking import ChunkedFile
 from atelier.client import DataClient
 from atelier.datasets import reading
 from atelier.datasets.pull import pull
@@ -101,8 +102,18 @@ def test_the_cache_is_not_gone_through_for_a_store_that_lacks_its_chunks(
         return original(self, root)
 
     monkeypatch.setattr(StateCache, "lookup", counting)
+    remembered: list[int] = []
+    remember = StateCache.remember
+
+    def recording(self: StateCache, entries: Iterable[tuple[str, Stamp, ChunkedFile]]) -> None:
+        listed = list(entries)
+        remembered.append(len(listed))
+        remember(self, listed)
+
+    monkeypatch.setattr(StateCache, "remember", recording)
     push(data_client, tmp_path / "src", REF)
     assert lookups == []  # nothing remembered yet: no file is looked up
+    assert remembered == [100]
     again = push(data_client, tmp_path / "src", REF)
     assert not again.created
     assert len(lookups) == 1
@@ -115,3 +126,4 @@ def test_the_cache_is_not_gone_through_for_a_store_that_lacks_its_chunks(
     assert len(lookups) == 1  # the sample showed the store lacks what the cache knows
     assert len(reads) == 100
     assert fresh.version.digest == again.version.digest
+    assert remembered[-1] == 0  # the sample showed the tree as remembered: its rows are not written again
