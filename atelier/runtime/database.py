@@ -138,6 +138,15 @@ def core_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
+def read_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads on a hot path: no ORM session and no turn on SQLite's in-process writer
+    lock (WAL readers run beside the writer; PostgreSQL's readers never wait). Its statements see one
+    snapshot until the block ends, when the transaction is rolled back."""
+    with _translated(), engine.connect() as connection:
+        yield connection
+
+
+@contextmanager
 def _translated() -> Iterator[None]:
     """Driver errors as Atelier errors."""
     try:

@@ -15,7 +15,7 @@ from atelier.names import parse_name, validate_id, version_name
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from services.data.content import Content, LoadedManifest
 from services.data.manifests import chunk_sizes
-from services.data.store import DataStore, now
+from services.data.store import DataStore, ProjectRecord, now
 from services.data.tables import ArtifactRow, DatasetRow, PinRow, ProjectRow, TagEventRow, TagRow, VersionRow
 
 R = TypeVar("R")
@@ -90,10 +90,8 @@ class Catalog:
             session.add(row)
         return row
 
-    def get_project(self, name: str) -> ProjectRow:
-        project = parse_name(name, "projects/{project}")["project"]
-        with self.store.session() as session:
-            return self.store.project(session, project)
+    def get_project(self, name: str) -> ProjectRecord:
+        return self.store.read_project(parse_name(name, "projects/{project}")["project"])
 
     def list_projects(self, size: int, token: str) -> tuple[Sequence[ProjectRow], str]:
         limit = page_size(size)

@@ -11,10 +11,11 @@ from services.data.artifacts import ResolvedArtifact
 from services.data.catalog import ResolvedVersion
 from services.data.maintenance import Usage
 from services.data.pins import CreatedPin
+from services.data.store import ProjectRecord
 from services.data.tables import DatasetRow, PinRow, ProjectRow, TagEventRow, TagRow
 
 
-def project(row: ProjectRow) -> pb.Project:
+def project(row: ProjectRow | ProjectRecord) -> pb.Project:
     return pb.Project(
         name=f"projects/{row.name}",
         description=row.description,
