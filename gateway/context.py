@@ -1,7 +1,7 @@
 """Per-request context: the request id and the W3C trace context, in and out.
 
-The gateway's span continues the caller's `traceparent`; calls to the services carry it on (through
-OpenTelemetry's gRPC client interceptors), and the response carries the gateway span's `traceparent`
+The gateway's span continues the caller's `traceparent`; calls to the services carry it on (the
+request state's `trace_headers`, injected once per request), and the response carries the gateway span's `traceparent`
 and `X-Request-Id` (the caller's, or a new one).
 """
 
@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.metrics import HttpMetrics, route_of
 
 REQUEST_ID_HEADER = "x-request-id"
+TRACE_HEADERS_KEY = "trace_headers"
+"""The request state's key of the gateway span's W3C trace context, as metadata pairs."""
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _tracer = trace.get_tracer("atelier.gateway")
 
@@ -40,7 +42,8 @@ class RequestContext:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = request_id_of(headers.get(REQUEST_ID_HEADER, ""))
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         name = f"{scope['method']} {scope['path']}"
         with _tracer.start_as_current_span(
             name, context=propagate.extract(headers), kind=trace.SpanKind.SERVER
@@ -49,6 +52,8 @@ class RequestContext:
             span.set_attribute("url.path", scope["path"])
             outgoing: dict[str, str] = {}
             propagate.inject(outgoing)
+            # The same trace context goes to the services the request calls (`TRACE_HEADERS_KEY`).
+            state[TRACE_HEADERS_KEY] = tuple(outgoing.items())
 
             status = 500  # what the server's error middleware answers if the app raises
 

@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from atelier.errors import AtelierError, DeadlineExceeded, InvalidArgument
 from gateway import downloads
+from gateway.context import TRACE_HEADERS_KEY
 from gateway.descriptors import HttpBinding, Streaming
 from gateway.errors import body_of_atelier_error, body_of_rpc_error, error_body, http_status
 from gateway.metrics import ROUTE_KEY
@@ -105,7 +106,11 @@ async def call(
         address, _ = settings.upstreams.channel(binding.service)
     except AtelierError as error:
         return error_response(error)
-    metadata: tuple[tuple[str, str], ...] = (("x-request-id", str(request.state.request_id)),)
+    state = request.scope["state"]
+    metadata: tuple[tuple[str, str], ...] = (
+        ("x-request-id", str(state["request_id"])),
+        *state.get(TRACE_HEADERS_KEY, ()),
+    )
     credentials = request.headers.get("authorization")
     if credentials:  # the services check it; the gateway holds no opinion of its own
         metadata = (*metadata, ("authorization", credentials))

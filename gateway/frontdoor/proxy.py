@@ -100,8 +100,8 @@ class Proxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         started = self._started(route)
         code = "OK"
         try:
-            address, channel = self._upstreams.channel(route.service)
-            call = channel.unary_unary(route.path, None, None)(
+            address, _ = self._upstreams.channel(route.service)
+            call = self._upstreams.method("unary_unary", route.service, route.path)(
                 request, timeout=context.time_remaining(), metadata=call_context.outgoing
             )
             response: bytes = await call
@@ -128,8 +128,8 @@ class Proxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         started = self._started(route)
         code = "OK"
         try:
-            address, channel = self._upstreams.channel(route.service)
-            call = channel.stream_stream(route.path, None, None)(
+            address, _ = self._upstreams.channel(route.service)
+            call = self._upstreams.method("stream_stream", route.service, route.path)(
                 requests, timeout=context.time_remaining(), metadata=call_context.outgoing
             )
             await context.send_initial_metadata((*forwarded(await call.initial_metadata()), *call_context.reply))
