@@ -15,7 +15,7 @@ from atelier.names import parse_name, validate_id, version_name
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from services.data.content import Content, LoadedManifest
 from services.data.manifests import chunk_sizes
-from services.data.store import DataStore, ProjectRecord, now
+from services.data.store import DatasetRecord, DataStore, ProjectRecord, now
 from services.data.tables import ArtifactRow, DatasetRow, PinRow, ProjectRow, TagEventRow, TagRow, VersionRow
 
 R = TypeVar("R")
@@ -128,10 +128,9 @@ class Catalog:
             session.add(row)
         return row
 
-    def get_dataset(self, name: str) -> tuple[str, DatasetRow]:
+    def get_dataset(self, name: str) -> tuple[str, DatasetRecord]:
         parts = parse_name(name, DATASET)
-        with self.store.session() as session:
-            return parts["project"], self.store.dataset(session, parts["project"], parts["dataset"])
+        return parts["project"], self.store.read_dataset(parts["project"], parts["dataset"])
 
     def list_datasets(self, parent: str, size: int, token: str) -> tuple[Sequence[DatasetRow], str]:
         project = parse_name(parent, "projects/{project}", "parent")["project"]

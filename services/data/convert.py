@@ -11,7 +11,7 @@ from services.data.artifacts import ResolvedArtifact
 from services.data.catalog import ResolvedVersion
 from services.data.maintenance import Usage
 from services.data.pins import CreatedPin
-from services.data.store import ProjectRecord
+from services.data.store import DatasetRecord, ProjectRecord
 from services.data.tables import DatasetRow, PinRow, ProjectRow, TagEventRow, TagRow
 
 
@@ -24,7 +24,7 @@ def project(row: ProjectRow | ProjectRecord) -> pb.Project:
     )
 
 
-def dataset(project_id: str, row: DatasetRow) -> pb.Dataset:
+def dataset(project_id: str, row: DatasetRow | DatasetRecord) -> pb.Dataset:
     return pb.Dataset(
         name=dataset_name(project_id, row.name),
         description=row.description,
@@ -55,7 +55,7 @@ def version(resolved: ResolvedVersion) -> pb.DatasetVersion:
     return message
 
 
-def tag(project_id: str, dataset_row: DatasetRow, row: TagRow, number: int) -> pb.Tag:
+def tag(project_id: str, dataset_row: DatasetRow | DatasetRecord, row: TagRow, number: int) -> pb.Tag:
     base = dataset_name(project_id, dataset_row.name)
     return pb.Tag(
         name=f"{base}/tags/{row.name}",

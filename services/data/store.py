@@ -53,10 +53,33 @@ class ProjectRecord:
     create_time: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class DatasetRecord:
+    """A dataset's fields as read outside an ORM session."""
+
+    name: str
+    description: str
+    create_time: datetime
+    version_count: int
+    head_number: int
+
+
 _PROJECTS = sa.inspect(ProjectRow).local_table
 _PROJECT_BY_NAME = sa.select(
     _PROJECTS.c.name, _PROJECTS.c.description, _PROJECTS.c.quota_bytes, _PROJECTS.c.create_time
 ).where(_PROJECTS.c.name == sa.bindparam("name"))
+_DATASETS = sa.inspect(DatasetRow).local_table
+_DATASET_BY_NAME = (
+    sa.select(
+        _DATASETS.c.name,
+        _DATASETS.c.description,
+        _DATASETS.c.create_time,
+        _DATASETS.c.version_count,
+        _DATASETS.c.head_number,
+    )
+    .join(_PROJECTS, _PROJECTS.c.id == _DATASETS.c.project_id)
+    .where(_PROJECTS.c.name == sa.bindparam("project"), _DATASETS.c.name == sa.bindparam("name"))
+)
 
 
 def _no_project(name: str) -> NotFound:
@@ -80,6 +103,20 @@ class DataStore:
         if row is None:
             raise _no_project(name)
         return row
+
+    def read_dataset(self, project: str, name: str) -> DatasetRecord:
+        """A dataset by project and name, read on its own with one prepared Core statement (`GetDataset`'s
+        path, as `read_project`); `NotFound` names the project when it is the project that is missing."""
+        with read_connection(self.engine) as connection:
+            found = connection.execute(_DATASET_BY_NAME, {"project": project, "name": name}).first()
+            if found is None:
+                if connection.execute(_PROJECT_BY_NAME, {"name": project}).first() is None:
+                    raise _no_project(project)
+                raise NotFound(
+                    f"dataset {name!r} not found in project {project!r}",
+                    metadata={"resource": f"projects/{project}/datasets/{name}"},
+                )
+        return DatasetRecord(found.name, found.description, found.create_time, found.version_count, found.head_number)
 
     def read_project(self, name: str) -> ProjectRecord:
         """A project by name, read on its own with one prepared Core statement: `GetProject`'s path (no
