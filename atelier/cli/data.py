@@ -17,6 +17,7 @@ from atelier.datasets.pull import pull as pull_version
 from atelier.datasets.push import push as push_directory
 from atelier.errors import InvalidArgument
 from atelier.names import DatasetRef, parse_dataset_ref
+from atelier.runtime.memory import keep_freed_buffers
 from atelier.stack.addresses import service_address
 
 app = typer.Typer(help="Version datasets: push, pull, inspect and tag.", no_args_is_help=True)
@@ -55,6 +56,7 @@ def push(
     target = _ref(dataset, project)
     if "@" in dataset:
         raise InvalidArgument(f"push takes a dataset, not a version reference: {dataset!r}")
+    keep_freed_buffers()  # the batches sent are messages of several MiB each
     with progress_bar(not as_json) as progress:
         result = push_directory(_client(), directory, target, message=message, rebase=rebase, progress=progress)
 
@@ -89,6 +91,7 @@ def pull(
     as_json: Json = False,
 ) -> None:
     """Fetch a version into a directory (parallel, resumable, verified)."""
+    keep_freed_buffers()  # the chunks arrive in messages of several MiB each
     with progress_bar(not as_json) as progress:
         result = pull_version(_client(), _ref(source, project), directory, progress=progress)
 

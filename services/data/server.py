@@ -6,6 +6,7 @@ from pathlib import Path
 
 from atelier.data.v1 import data_service_pb2
 from atelier.runtime.database import create_engine, default_url, migrate
+from atelier.runtime.memory import keep_freed_buffers
 from atelier.runtime.metrics import service_registry
 from atelier.runtime.objectstore import open_object_store
 from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost, serve_main
@@ -49,4 +50,6 @@ def build(settings: DataSettings) -> ServiceHost:
 
 def main() -> None:
     """`python -m services.data`."""
+    # Uploads arrive as messages of several MiB: reuse their freed buffers rather than fault in fresh ones.
+    keep_freed_buffers()
     serve_main("data", DataSettings, build)
