@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from atelier.errors import FailedPrecondition, Unavailable
 from atelier.runtime.database import create_engine, migrate
+from services.registry import registration
 from services.registry.registration import Registration, Registrations
 from services.registry.server import MIGRATIONS
 
@@ -198,3 +199,31 @@ def test_closing_writes_what_is_queued_and_refuses_later_registrations(engine: s
     with pytest.raises(Unavailable):
         registrations.commit([_registration(1, "good")])
     assert [number for number, _ in _versions(engine)] == [1, 2]
+
+
+def test_the_writer_waits_for_as_many_callers_as_its_recent_groups_held(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long window, so that only the callers arriving end the wait.
+    monkeypatch.setattr(registration, "COALESCE_SECONDS", 60.0)
+    data = FakeData()
+    registrations = Registrations(engine, data, lambda: datetime.now(UTC))  # type: ignore[arg-type]
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(registrations.commit, [_registration(1, "good")])
+        data.held.wait()
+        group = [pool.submit(registrations.commit, [_registration(1, "good")]) for _ in range(3)]
+        while len(registrations._queue) < 3:
+            threading.Event().wait(0.001)
+        data.hold.set()
+        first.result()
+        for future in group:
+            future.result()
+        # The last group held 3 callers: one caller alone is held back until two more have come.
+        late = [pool.submit(registrations.commit, [_registration(1, "good")])]
+        threading.Event().wait(0.05)
+        late += [pool.submit(registrations.commit, [_registration(1, "good")]) for _ in range(2)]
+        numbers = sorted(future.result()[0].number for future in late)
+
+    assert [len(call) for call in data.calls] == [1, 3, 3]
+    assert numbers == [5, 6, 7]
+    registrations.close()
