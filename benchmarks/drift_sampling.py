@@ -189,7 +189,7 @@ async def phase(current: Phase, service: Service, rate: float, seconds: float, p
 
 def sampler_cpu_us(requests: int = 20000) -> dict[str, float]:
     """CPU per request of the sampler's own work in-process (the steady part of the cost): the offer on the
-    request path, and the sender's conversion and serialisation of the rows."""
+    request path, and the sender's conversion and serialisation of the rows (on the event loop too)."""
     from typing import cast
 
     from prometheus_client import CollectorRegistry
@@ -209,9 +209,14 @@ def sampler_cpu_us(requests: int = 20000) -> dict[str, float]:
     sampler = DriftSampler(lambda: "", SamplingSettings(queue_size=requests), CollectorRegistry())
     row = np.zeros((1, FEATURES), np.float32)
     output = OutputTensor(signature.outputs[0], (1, CLASSES), np.zeros((1, CLASSES), np.float32).tobytes())
-    started = time.process_time()
-    for _ in range(requests):
-        sampler.offer(served, [row], [output])
+
+    async def offer_all() -> float:  # offers are made on the server's event loop
+        started = time.process_time()
+        for _ in range(requests):
+            sampler.offer(served, [row], [output])
+        return time.process_time() - started
+
+    offer_seconds = asyncio.run(offer_all())  # the sender task, still asleep, is cancelled as the loop ends
     offered = time.process_time()
     pending = list(sampler._pending)
     for start in range(0, requests, 1000):
@@ -219,7 +224,7 @@ def sampler_cpu_us(requests: int = 20000) -> dict[str, float]:
             message.SerializeToString()
     converted = time.process_time()
     return {
-        "offer_us": (offered - started) / requests * 1e6,
+        "offer_us": offer_seconds / requests * 1e6,
         "send_side_us": (converted - offered) / requests * 1e6,
     }
 
@@ -328,7 +333,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
     micro = report["sampler_cpu_us_per_request"]
     print(
         f"sampler CPU per request in-process: {micro['offer_us']:.1f} us on the request path, "
-        f"{micro['send_side_us']:.1f} us in the sender thread"
+        f"{micro['send_side_us']:.1f} us in the sender task"
     )
     print(f"monitor window: {report['drift_window_rows']} rows")
     print(f"load average before {report['load_average_before']}, after {report['load_average_after']}")

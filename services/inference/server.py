@@ -129,7 +129,6 @@ def build(settings: InferenceSettings) -> ServiceHost:
         ),
         registry,
     )
-    sampler.start()
     protocol = InferenceProtocol(repository, control, settings.server_name, settings.max_tensor_bytes, sampler)
     protocol_servicer = ProtocolServicer(protocol, runner)
     management = DeploymentServicer(control)

@@ -3,6 +3,7 @@ costs samples and not requests, and rows reach the monitor's wire form as the mo
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import numpy as np
@@ -55,21 +56,28 @@ def dropped(registry: CollectorRegistry, reason: str) -> float:
 
 def test_a_full_queue_drops_and_counts_the_rows_instead_of_waiting() -> None:
     registry = CollectorRegistry()
-    sampler = DriftSampler(unreachable, SamplingSettings(queue_size=2), registry)  # not started: nothing drains
+    sampler = DriftSampler(unreachable, SamplingSettings(queue_size=2, flush_seconds=60), registry)
     model = served()
-    for _ in range(5):
-        sampler.offer(model, [np.zeros((3, 4), np.float32)], [output(np.zeros((3, 3), np.float32))])
+
+    async def serve() -> None:
+        for _ in range(5):
+            sampler.offer(model, [np.zeros((3, 4), np.float32)], [output(np.zeros((3, 3), np.float32))])
+
+    asyncio.run(serve())
     assert dropped(registry, "queue_full") == 9  # three requests of three rows found the queue full
 
 
 def test_an_unreachable_monitor_costs_the_samples_and_counts_them() -> None:
     registry = CollectorRegistry()
     sampler = DriftSampler(unreachable, SamplingSettings(flush_seconds=0.05), registry)
-    sampler.start()
     model = served()
-    for _ in range(4):
-        sampler.offer(model, [np.ones((2, 4), np.float32)], [output(np.ones((2, 3), np.float32))])
-    sampler.close()
+
+    async def serve() -> None:
+        for _ in range(4):
+            sampler.offer(model, [np.ones((2, 4), np.float32)], [output(np.ones((2, 3), np.float32))])
+        await sampler.close()
+
+    asyncio.run(serve())
     assert dropped(registry, "send_failed") == 8
     assert dropped(registry, "queue_full") == 0
 
@@ -77,10 +85,15 @@ def test_an_unreachable_monitor_costs_the_samples_and_counts_them() -> None:
 def test_only_the_chosen_share_of_requests_is_sampled() -> None:
     registry = CollectorRegistry()
     draws = iter([0.05, 0.5, 0.09, 0.95])
-    sampler = DriftSampler(unreachable, SamplingSettings(rate=0.1, queue_size=1), registry, chance=lambda: next(draws))
+    settings = SamplingSettings(rate=0.1, queue_size=1, flush_seconds=60)
+    sampler = DriftSampler(unreachable, settings, registry, chance=lambda: next(draws))
     model = served()
-    for _ in range(4):
-        sampler.offer(model, [np.ones((1, 4), np.float32)], [output(np.ones((1, 3), np.float32))])
+
+    async def serve() -> None:
+        for _ in range(4):
+            sampler.offer(model, [np.ones((1, 4), np.float32)], [output(np.ones((1, 3), np.float32))])
+
+    asyncio.run(serve())
     assert dropped(registry, "queue_full") == 1  # draws 0.05 and 0.09 are sampled; the second finds it full
 
 
@@ -88,7 +101,7 @@ def test_wide_inputs_are_not_sampled() -> None:
     registry = CollectorRegistry()
     sampler = DriftSampler(unreachable, SamplingSettings(queue_size=1, max_features=16), registry)
     model = served(inputs=32)
-    for _ in range(3):
+    for _ in range(3):  # refused before anything is queued (or a sender started)
         sampler.offer(model, [np.ones((1, 32), np.float32)], [output(np.ones((1, 3), np.float32))])
     assert dropped(registry, "queue_full") == 0
 
