@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from atelier.chunking import chunk_bytes
@@ -53,3 +55,15 @@ def test_rebase_conflict_names_paths() -> None:
     base = manifest(entry("a", b"1"))
     with pytest.raises(Aborted, match="both changed a"):
         rebase(base, manifest(entry("a", b"2")), manifest(entry("a", b"3")), "v2")
+
+
+@pytest.mark.parametrize(
+    "spoil", [str.upper, lambda d: d[:30] + " " + d[31:], lambda d: d[:-1] + "g", lambda d: d[:-1]]
+)
+def test_file_digests_must_be_64_lowercase_hex_characters(spoil: Callable[[str], str]) -> None:
+    good = entry("a", b"1")
+    bad = entry("b", b"2")
+    bad.digest = spoil(bad.digest)
+    assert validate(manifest(good, entry("c", b"3"))).total_size == 2
+    with pytest.raises(InvalidArgument, match="file 'b' has digest"):
+        validate(manifest(good, bad))
