@@ -90,7 +90,7 @@ class Pins:
             ]
             if added:
                 rows = [{**pin._asdict(), "project_id": project_ids[pin.target]} for pin in added]
-                session.connection().execute(sa.insert(_PINS), rows)
+                session.connection().execute(_INSERT, rows)
             pins.update(((pin.target, pin.owner), pin) for pin in added)
         return [(pins[targets[parent].name, owner], targets[parent].name) for parent, owner in requests]
 
@@ -129,6 +129,8 @@ class Pins:
             session.delete(row)
 
 
+# One INSERT run with every new row (the driver's executemany).
+_INSERT = sa.insert(_PINS)
 _EXISTING = sa.select(_PINS.c.target, _PINS.c.pin_id, _PINS.c.owner, _PINS.c.create_time).where(
     _PINS.c.target.in_(sa.bindparam("targets", expanding=True)),
     _PINS.c.owner.in_(sa.bindparam("owners", expanding=True)),
