@@ -24,6 +24,13 @@ handing the request to an instance thread and its outcome back (two thread hops,
 a context switch) would cost more than the model itself. It takes an instance while it runs, so no
 more than `instances` executions ever run at once, and it batches with nothing, exactly as an idle
 instance thread would have taken it alone.
+
+A slower model (up to `QUIET_INLINE_MAX_NS`) runs on the caller's thread only when the batcher is quiet:
+nothing running, nothing queued, and idle since its last execution for at least a quarter of the
+model's time (`QUIET_IDLE_SHARE`): one client waiting on each answer, where the two hops are most of
+what the server adds. Requests that follow one another closely (several clients, or a backlog that
+built up while the caller's thread was busy) go to the instance threads and batch there, so the
+caller's thread is never held by one execution after another.
 """
 
 from __future__ import annotations
@@ -57,6 +64,13 @@ long: well below what the event loop spends on a request's protocol work, so the
 on a model. The shortest of several, because on a shared machine any one of them may have waited for a
 core; a model that is slow is slow every time."""
 RECENT = 8
+QUIET_INLINE_MAX_NS = 5_000_000
+"""The longest a model's recent executions may take for it to run on the caller's thread when the batcher
+is quiet: the caller's thread (the event loop) answers nothing else meanwhile."""
+QUIET_IDLE_SHARE = 4
+"""A quiet batcher has been idle for at least 1/QUIET_IDLE_SHARE of the model's execution time when a
+request comes: a client that sends its next request once answered leaves that gap (its round trip);
+a backlog waiting on the caller's thread arrives right after the last execution."""
 
 
 class Batcher:
@@ -89,8 +103,10 @@ class Batcher:
         """Executions running: instance threads' batches and `run_now` calls (at most `instances`)."""
         self._inline = not spec.stateful and spec.max_queue_delay_us == 0
         self._inline_max_ns = inline_max_ns
-        self._recent = [inline_max_ns + 1] * RECENT
+        self._recent = [max(inline_max_ns, QUIET_INLINE_MAX_NS) + 1] * RECENT
         """Wall-clock nanoseconds of the last executions (a ring; too slow to run inline until measured)."""
+        self._last_done_ns = 0
+        """When the last execution ended (monotonic ns)."""
         self._executions = 0
         self._threads = [
             threading.Thread(target=self._serve, args=(i,), name=f"infer-{model}-{i}", daemon=True)
@@ -154,10 +170,17 @@ class Batcher:
     def run_now(self, prepared: Prepared, arrival_ns: int, span: trace.SpanContext | None = None) -> Outcome | None:
         """Run a request at once on the calling thread when that is cheaper than queueing it (see the
         module's docstring); None when it must be queued (`submit`) instead."""
-        if not self._inline or min(self._recent) > self._inline_max_ns:
+        if not self._inline:
+            return None
+        fastest = min(self._recent)
+        quiet_only = fastest > self._inline_max_ns
+        if quiet_only and not (
+            fastest <= QUIET_INLINE_MAX_NS and (arrival_ns - self._last_done_ns) * QUIET_IDLE_SHARE >= fastest
+        ):
             return None
         with self._cond:
-            if self._stopping or self._draining or self._queues.size or self._busy >= self._instances:
+            free = self._busy == 0 if quiet_only else self._busy < self._instances
+            if self._stopping or self._draining or self._queues.size or not free:
                 return None
             self._busy += 1
         outcomes: list[Outcome] = []
@@ -343,7 +366,7 @@ class Batcher:
             log.warning("model %s failed: %s", self.model, error)
             message = error.message if isinstance(error, AtelierError) else f"{type(error).__name__}: {error}"
             outcomes = [Internal(f"model '{self.model}' failed: {message}", metadata={"model": self.model})]
-        done = time.monotonic_ns()
+        done = self._last_done_ns = time.monotonic_ns()
         if self.stateful:  # free the sequences before answering: a client's next request may come at once
             with self._cond:
                 self._finish(batch)

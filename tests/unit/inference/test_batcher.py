@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from atelier.errors import AtelierError, Unavailable
-from services.inference.batcher import INLINE_MAX_NS, RECENT, Batcher
+from services.inference.batcher import INLINE_MAX_NS, QUIET_INLINE_MAX_NS, RECENT, Batcher
 from services.inference.protocol import Deliveries
 from services.inference.queues import Outcome, Pending
 from services.inference.requests import Prepared, SequenceFlags
@@ -182,19 +182,40 @@ def test_run_now_leaves_to_the_queue_what_it_must_not_run_at_once() -> None:
     assert waiting.run_now(prepared(1), time.monotonic_ns()) is None
 
 
-def test_a_slow_model_is_never_run_on_the_callers_thread() -> None:
+def slow_batcher(instances: int = 1) -> Batcher:
+    """A batcher of a model measured slower than INLINE_MAX_NS (each execution sleeps 1 ms)."""
+
     def slow(x: Any) -> Any:
         time.sleep(0.001)
         return x
 
     runner = ModelRunner(module=slow, device="cpu", signature=SIGNATURE)
-    b = Batcher("m", runner, validated(DeploymentSpec(max_batch_size=8)), ModelStatistics())
+    b = Batcher("m", runner, validated(DeploymentSpec(max_batch_size=8, instances=instances)), ModelStatistics())
     for _ in range(RECENT):
         pending, _ = submit(b, 1)
         b._execute([pending])
         b._queues.remove(pending)
     assert min(b._recent) > INLINE_MAX_NS
-    assert b.run_now(prepared(1), time.monotonic_ns()) is None
+    return b
+
+
+def test_a_slow_model_is_not_run_on_the_callers_thread_when_requests_follow_closely() -> None:
+    b = slow_batcher()
+    assert b.run_now(prepared(1), b._last_done_ns) is None  # arrived as the last execution ended
+
+
+def test_a_quiet_batcher_runs_a_slow_model_on_the_callers_thread() -> None:
+    # Arriving long after the last execution ended: one client waiting on each answer.
+    b = slow_batcher(instances=2)
+    later = b._last_done_ns + 10 * 10**9
+    outcome = b.run_now(prepared(1, 2.0), later)
+    assert isinstance(outcome, list)
+    assert np.frombuffer(outcome[0].raw, np.float32).tolist() == [2.0, 2.0]
+    b._busy = 1  # another execution running: not quiet, even with an instance free
+    assert b.run_now(prepared(1), later) is None
+    b._busy = 0
+    b._recent = [QUIET_INLINE_MAX_NS + 1] * RECENT  # too slow to hold the caller's thread at all
+    assert b.run_now(prepared(1), later) is None
 
 
 def test_deliveries_settle_futures_on_the_loop_in_one_wake_up() -> None:
