@@ -20,7 +20,8 @@ and after; and whether the load saturated anything (the client behind its schedu
 whole core, the cores nearly all busy), in which case the latencies measure queues, not the sampler.
 The monitor's work on the samples of an on phase's last second falls into the phase after it.
 
-    .venv/bin/python benchmarks/drift_sampling.py [--rate 1000] [--phase-seconds 5] [--rounds 3] [--drift-nice N]
+    .venv/bin/python benchmarks/drift_sampling.py [--rate 1000] [--phase-seconds 5] [--rounds 3]
+        [--drift-nice N] [--sample-rate 1]   # --sample-rate 0: both servers sample nothing (A/A, the noise)
 """
 
 from __future__ import annotations
@@ -229,7 +230,7 @@ def sampler_cpu_us(requests: int = 20000) -> dict[str, float]:
     }
 
 
-def start_stack(home: Path, drift_nice: int | None, services: list[Service]) -> tuple[Service, Service, Service]:
+def start_stack(args: argparse.Namespace, home: Path, services: list[Service]) -> tuple[Service, Service, Service]:
     """Data, registry, monitor and the model registered; then the two inference servers, deployed:
     (monitor, sampling on, sampling off)."""
     data = start("data", home, {})
@@ -237,8 +238,8 @@ def start_stack(home: Path, drift_nice: int | None, services: list[Service]) -> 
     registry = start("registry", home, {"ATELIER_REGISTRY_DATA_ADDRESS": data.address})
     services.append(registry)
     links = {"ATELIER_MONITOR_DATA_ADDRESS": data.address, "ATELIER_MONITOR_REGISTRY_ADDRESS": registry.address}
-    if drift_nice is not None:
-        links["ATELIER_MONITOR_DRIFT_NICE"] = str(drift_nice)
+    if args.drift_nice is not None:
+        links["ATELIER_MONITOR_DRIFT_NICE"] = str(args.drift_nice)
     monitor = start("monitor", home, {**links, "ATELIER_MONITOR_DRIFT_INTERVAL_SECONDS": "5"})
     services.append(monitor)
     common = {
@@ -248,7 +249,8 @@ def start_stack(home: Path, drift_nice: int | None, services: list[Service]) -> 
         "ATELIER_INFERENCE_HTTP_PORT": "-1",
     }
     register_model(data.address, registry.address, home)
-    on = start("inference", home / "on", {**common, "ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": "1"}, "inference-on")
+    rate = {"ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": str(args.sample_rate)}
+    on = start("inference", home / "on", {**common, **rate}, "inference-on")
     services.append(on)
     off = start("inference", home / "off", {**common, "ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": "0"}, "inference-off")
     services.append(off)
@@ -315,6 +317,8 @@ def build_report(phases: list[Phase], monitor_cpu: float, loads: list[tuple[floa
 
 def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"open loop, {args.rate:.0f} single-row requests/s, {args.rounds} rounds x {args.phase_seconds}s per side")
+    if args.sample_rate != 1:
+        print(f"the 'on' server samples a share of {args.sample_rate} of its requests (0: an A/A run)")
     print("| round | on median ms | off median ms | on/off |")
     print("|---|---|---|---|")
     for r in report["rounds"]:
@@ -347,6 +351,9 @@ def main() -> None:
     parser.add_argument("--phase-seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of one phase per side (order alternating)")
     parser.add_argument("--drift-nice", type=int, default=None, help="the monitor's ATELIER_MONITOR_DRIFT_NICE")
+    parser.add_argument(
+        "--sample-rate", type=float, default=1.0, help="the 'on' server's; 0 makes an A/A run (the noise floor)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -355,7 +362,7 @@ def main() -> None:
     home.mkdir(parents=True)
     services: list[Service] = []
     try:
-        monitor, on, off = start_stack(home, args.drift_nice, services)
+        monitor, on, off = start_stack(args, home, services)
         payload = np.random.default_rng(1).normal(0, 1, (1, FEATURES)).astype(np.float32).tobytes()
         for server in (on, off):
             asyncio.run(phase(Phase("warm-up", 0), server, args.rate, 1.0, payload))
@@ -365,7 +372,7 @@ def main() -> None:
         monitor_cpu = monitor.cpu_seconds() - monitor_cpu
         loads.append(os.getloadavg())
         report = build_report(phases, monitor_cpu, loads)
-        report["drift_window_rows"] = _drift_report(monitor.address)
+        report["drift_window_rows"] = _drift_report(monitor.address) if args.sample_rate > 0 else 0
         report["sampler_cpu_us_per_request"] = sampler_cpu_us()
         if args.json:
             print(json.dumps(report, indent=2))

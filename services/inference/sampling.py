@@ -118,7 +118,7 @@ class DriftSampler:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        await self.flush()
+        await self.flush()  # nothing is queued meanwhile: the server has stopped serving
         if self._channel is not None:
             await self._channel.close(None)
             self._channel = None
@@ -130,14 +130,18 @@ class DriftSampler:
             await self.flush()
 
     async def flush(self) -> None:
-        """Send what is queued now, at most `batch_rows` rows per call."""
-        while self._pending:
+        """Send what is queued now, at most `batch_rows` rows per call. What comes while it sends waits for
+        the next flush: sending it at once would make a stream of small calls, each costing the monitor
+        a transaction."""
+        waiting = len(self._pending)
+        while waiting > 0:
             batch: list[Queued] = []
             rows = 0
-            while self._pending and rows < self.settings.batch_rows:
+            while waiting > 0 and rows < self.settings.batch_rows:
                 queued = self._pending.popleft()
                 batch.append(queued)
                 rows += queued[3]
+                waiting -= 1
             await self._send(batch, rows)
 
     async def _send(self, batch: list[Queued], rows: int) -> None:

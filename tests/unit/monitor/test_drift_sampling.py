@@ -136,3 +136,26 @@ def test_rows_of_another_width_than_the_latest_are_left_out() -> None:
     [message] = to_messages(batch)
     assert message.feature_names == ["x[0]", "x[1]", "x[2]"]
     assert list(message.features) == [2.0, 2.0, 2.0]
+
+
+def test_a_flush_sends_what_was_queued_and_leaves_what_comes_meanwhile_for_the_next() -> None:
+    model = served()
+    calls: list[int] = []
+
+    def request(sampler: DriftSampler) -> None:
+        sampler.offer(model, [np.ones((1, 4), np.float32)], [output(np.ones((1, 3), np.float32))])
+
+    class Recording(DriftSampler):
+        async def _send(self, batch: list[Any], rows: int) -> None:
+            calls.append(rows)
+            request(self)  # served while the call is out
+
+    sampler = Recording(unreachable, SamplingSettings(flush_seconds=60, batch_rows=2), CollectorRegistry())
+
+    async def serve() -> None:
+        for _ in range(3):
+            request(sampler)
+        await sampler.flush()
+
+    asyncio.run(serve())
+    assert calls == [2, 1]  # at most batch_rows rows a call, and no call for the rows that came meanwhile
