@@ -249,14 +249,14 @@ def start_stack(args: argparse.Namespace, home: Path, services: list[Service]) -
         "ATELIER_INFERENCE_HTTP_PORT": "-1",
     }
     register_model(data.address, registry.address, home)
-    rate = {"ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": str(args.sample_rate)}
-    on = start("inference", home / "on", {**common, **rate}, "inference-on")
-    services.append(on)
-    off = start("inference", home / "off", {**common, "ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": "0"}, "inference-off")
-    services.append(off)
-    for server in (on, off):
-        deploy(server.address)
-    return monitor, on, off
+    rates = {"on": str(args.sample_rate), "off": "0"}
+    servers = {}
+    for label in ("off", "on") if args.start_off_first else ("on", "off"):
+        rate = {"ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": rates[label]}
+        servers[label] = start("inference", home / label, {**common, **rate}, f"inference-{label}")
+        services.append(servers[label])
+        deploy(servers[label].address)
+    return monitor, servers["on"], servers["off"]
 
 
 def run_phases(on: Service, off: Service, args: argparse.Namespace, payload: bytes) -> list[Phase]:
@@ -353,6 +353,9 @@ def main() -> None:
     parser.add_argument("--drift-nice", type=int, default=None, help="the monitor's ATELIER_MONITOR_DRIFT_NICE")
     parser.add_argument(
         "--sample-rate", type=float, default=1.0, help="the 'on' server's; 0 makes an A/A run (the noise floor)"
+    )
+    parser.add_argument(
+        "--start-off-first", action="store_true", help="start the 'off' server first (the start order's own effect)"
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
