@@ -375,7 +375,7 @@ def main() -> None:
         monitor_cpu = monitor.cpu_seconds() - monitor_cpu
         loads.append(os.getloadavg())
         report = build_report(phases, monitor_cpu, loads)
-        report["drift_window_rows"] = _drift_report(monitor.address) if args.sample_rate > 0 else 0
+        report["drift_window_rows"] = _drift_report(monitor.address)
         report["sampler_cpu_us_per_request"] = sampler_cpu_us()
         if args.json:
             print(json.dumps(report, indent=2))
@@ -392,11 +392,15 @@ def main() -> None:
 
 
 def _drift_report(address: str) -> int:
+    """Rows in the deployment's window (0 when the monitor has too few to report on)."""
     from atelier.client.monitor import MonitorClient
+    from atelier.errors import AtelierError
 
     client = MonitorClient.at(address)
     try:
         return int(client.drift_report("projects/bench/deployments/rows").window_rows)
+    except AtelierError:
+        return 0
     finally:
         client.close()
 
