@@ -11,9 +11,8 @@ import typer
 from rich.table import Table
 
 from atelier.cli.output import console, emit, human_bytes, progress_bar
-from atelier.client import DataClient
+from atelier.client.data import DataClient
 from atelier.data.v1 import resources_pb2 as pb
-from atelier.datasets.pull import pull as pull_version
 from atelier.datasets.push import push as push_directory
 from atelier.errors import InvalidArgument
 from atelier.names import DatasetRef, parse_dataset_ref
@@ -91,6 +90,8 @@ def pull(
     as_json: Json = False,
 ) -> None:
     """Fetch a version into a directory (parallel, resumable, verified)."""
+    from atelier.datasets.pull import pull as pull_version  # only this command needs it
+
     keep_freed_buffers()  # the chunks arrive in messages of several MiB each
     with progress_bar(not as_json) as progress:
         result = pull_version(_client(), _ref(source, project), directory, progress=progress)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import grpc
-from opentelemetry.instrumentation.grpc import client_interceptor
-from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 
 from atelier.client.credentials import AuthMetadata
 from atelier.errors import AtelierError, Unavailable, from_rpc_error
@@ -50,8 +50,21 @@ def connect(address: str, token: str | None = None) -> grpc.Channel:
     )
     own = AuthMetadata(lambda: token, forward=False) if token is not None else AuthMetadata()
     channel = grpc.intercept_channel(channel, own)
+    if not tracing_possible():
+        return channel
+    from opentelemetry.instrumentation.grpc import client_interceptor
+    from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
+
     # OpenTelemetry's client interceptor has its own channel wrapper (it is not a grpc.*Interceptor).
     return intercept_channel(channel, client_interceptor())  # type: ignore[no-any-return,no-untyped-call]
+
+
+def tracing_possible() -> bool:
+    """Whether calls on a new channel may carry a trace: OpenTelemetry's API is loaded in this process
+    (a service, the agent, a traced program using the SDK, the CLI with an exporter) or spans are to be
+    exported. Otherwise no span can be current, and the client interceptor (and importing it, about
+    30 ms of the CLI's start-up) would only make spans nobody sees."""
+    return "opentelemetry.trace" in sys.modules or bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
 class ServiceClient:
