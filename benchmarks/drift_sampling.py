@@ -197,7 +197,7 @@ def sampler_cpu_us(requests: int = 20000) -> dict[str, float]:
 
     from services.inference.queues import OutputTensor
     from services.inference.repository import Served
-    from services.inference.sampling import DriftSampler, SamplingSettings, to_messages
+    from services.inference.sampling import DriftSampler, SamplingSettings, to_message
     from services.inference.signature import Signature, TensorSpec
     from services.inference.spec import DeploymentSpec
     from services.inference.statistics import ModelStatistics
@@ -219,10 +219,9 @@ def sampler_cpu_us(requests: int = 20000) -> dict[str, float]:
 
     offer_seconds = asyncio.run(offer_all())  # the sender task, still asleep, is cancelled as the loop ends
     offered = time.process_time()
-    pending = list(sampler._pending)
-    for start in range(0, requests, 1000):
-        for message in to_messages(pending[start : start + 1000]):
-            message.SerializeToString()
+    for queued in sampler._rows.values():
+        for start in range(0, queued.count, 1000):
+            to_message(queued, start, min(start + 1000, queued.count)).SerializeToString()
     converted = time.process_time()
     return {
         "offer_us": offer_seconds / requests * 1e6,

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,7 @@ from atelier.monitor.v1 import monitor_service_pb2 as monitor_pb
 from atelier.monitor.v1 import monitor_service_pb2_grpc as monitor_grpc
 from services.inference.queues import OutputTensor
 from services.inference.repository import Served
+from services.inference.sample_rows import SampledRows, widths
 
 log = logging.getLogger(__name__)
 NOT_SAMPLED_DATATYPES = frozenset({"BYTES", "BF16"})
@@ -60,10 +60,6 @@ class SamplingSettings:
     table of features; bounding it also bounds the memory the queue holds)."""
 
 
-Queued = tuple[Served, Sequence[npt.NDArray[Any]], OutputTensor, int]
-"""A sampled request as the request path queues it: the model, its inputs, its first output, its rows."""
-
-
 class DriftSampler:
     """The bounded queue and the event-loop task that empties it into the monitor."""
 
@@ -77,7 +73,10 @@ class DriftSampler:
         self.settings = settings
         self._monitor_address = monitor_address
         self._chance = chance
-        self._pending: deque[Queued] = deque()
+        self._rows: dict[int, SampledRows] = {}
+        """Rows queued per served model version (by the object's id; it holds the object)."""
+        self._queued = 0
+        self._not_numeric: dict[int, Served] = {}
         self._task: asyncio.Task[None] | None = None
         self._channel: grpc.aio.Channel | None = None
         self._metadata: tuple[tuple[str, str], ...] = ()
@@ -105,10 +104,24 @@ class DriftSampler:
         rows = len(inputs[0]) if served.signature.batched and inputs and inputs[0].ndim else 1
         if sum(a.size for a in inputs) > rows * self.settings.max_features:
             return
-        if len(self._pending) >= self.settings.queue_size:
+        if self._queued >= self.settings.queue_size:
             self._dropped_full.inc(rows)
             return
-        self._pending.append((served, inputs, outputs[0], rows))
+        output = outputs[0]
+        queued = self._rows.get(id(served))
+        input_widths = widths(inputs, rows)
+        output_width = len(output.raw) // (np.dtype(output.spec.datatype.numpy).itemsize * rows)
+        if queued is None or queued.input_widths != input_widths or queued.output_width != output_width:
+            if id(served) in self._not_numeric or not _numeric(served, output):
+                self._not_numeric[id(served)] = served
+                return
+            # Rows of one version have one width, unless its inputs have dynamic dimensions: then the
+            # latest shape's rows go.
+            queued = self._rows[id(served)] = SampledRows(
+                served, input_widths, output_width, output.spec.datatype.numpy
+            )
+        queued.append(inputs, output.raw, rows)
+        self._queued += 1
         if self._task is None:  # the sender starts with the first sample, on the loop that serves
             self._task = asyncio.get_running_loop().create_task(self._run(), name="drift-sampler")
 
@@ -133,33 +146,27 @@ class DriftSampler:
         """Send what is queued now, at most `batch_rows` rows per call. What comes while it sends waits for
         the next flush: sending it at once would make a stream of small calls, each costing the monitor
         a transaction."""
-        waiting = len(self._pending)
-        while waiting > 0:
-            batch: list[Queued] = []
-            rows = 0
-            while waiting > 0 and rows < self.settings.batch_rows:
-                queued = self._pending.popleft()
-                batch.append(queued)
-                rows += queued[3]
-                waiting -= 1
-            await self._send(batch, rows)
+        taken, self._rows, self._queued = self._rows, {}, 0
+        for queued in taken.values():
+            for start in range(0, queued.count, self.settings.batch_rows):
+                end = min(start + self.settings.batch_rows, queued.count)
+                await self._send(queued, start, end)
 
-    async def _send(self, batch: list[Queued], rows: int) -> None:
+    async def _send(self, queued: SampledRows, start: int, end: int) -> None:
         try:
-            messages = to_messages(batch)
-            if messages:
-                request = monitor_pb.WriteDriftSamplesRequest(samples=messages)
-                response = await self._stub().WriteDriftSamples(  # type: ignore[misc]
-                    request, timeout=SEND_TIMEOUT_SECONDS, metadata=self._metadata
-                )
-                self.sent.inc(response.accepted_rows)
+            message = to_message(queued, start, end)
+            request = monitor_pb.WriteDriftSamplesRequest(samples=[message])
+            response = await self._stub().WriteDriftSamples(  # type: ignore[misc]
+                request, timeout=SEND_TIMEOUT_SECONDS, metadata=self._metadata
+            )
+            self.sent.inc(response.accepted_rows)
         except asyncio.CancelledError:
-            self._dropped_send.inc(rows)
+            self._dropped_send.inc(end - start)
             raise
         except grpc.aio.AioRpcError as error:
-            self._failed(rows, f"{error.code().name}: {error.details()}")
+            self._failed(end - start, f"{error.code().name}: {error.details()}")
         except (AtelierError, ValueError) as error:
-            self._failed(rows, str(error))
+            self._failed(end - start, str(error))
 
     def _stub(self) -> monitor_grpc.MonitorServiceStub:
         if self._channel is None:
@@ -185,66 +192,25 @@ def _numeric(served: Served, output: OutputTensor) -> bool:
     return all(spec.datatype.name not in NOT_SAMPLED_DATATYPES for spec in served.signature.inputs)
 
 
-def to_messages(batch: Sequence[Queued]) -> list[monitor_pb.DriftSamples]:
-    """One DriftSamples per deployment and model version, rows in the order they were served.
-
-    The sender holds the GIL the event loop serving requests needs, so the rows are converted a group at
-    a time in a few numpy calls rather than per request or per value."""
-    grouped: dict[tuple[str, str, str], list[Queued]] = {}
-    for queued in batch:
-        served = queued[0]
-        grouped.setdefault((served.project, served.deployment_id, served.version_name), []).append(queued)
-    messages = []
-    for group in grouped.values():
-        served, inputs, output, rows = group[-1]
-        if not _numeric(served, output):
-            continue
-        # Rows of one version have one width, unless its inputs have dynamic dimensions: then the
-        # latest shape's rows go.
-        shape = _row_shape(inputs, rows)
-        group = [q for q in group if _row_shape(q[1], q[3]) == shape]
-        messages.append(
-            _message(
-                f"projects/{served.project}/deployments/{served.deployment_id}",
-                served.version_name,
-                feature_names([spec.name for spec in served.signature.inputs], inputs, rows),
-                _feature_rows(group),
-                predictions(group),
-            )
-        )
-    return messages
+def to_message(queued: SampledRows, start: int, end: int) -> monitor_pb.DriftSamples:
+    """Rows `start` to `end` of one model version as the monitor takes them."""
+    served = queued.served
+    return _message(
+        f"projects/{served.project}/deployments/{served.deployment_id}",
+        served.version_name,
+        feature_names([spec.name for spec in served.signature.inputs], queued.input_widths),
+        queued.features[start:end],
+        queued.predictions(start, end),
+    )
 
 
-def _row_shape(inputs: Sequence[npt.NDArray[Any]], rows: int) -> tuple[int, ...]:
-    return tuple(a.size // rows for a in inputs)
-
-
-def _feature_rows(group: Sequence[Queued]) -> npt.NDArray[np.float64]:
-    """Each input's rows stacked over the requests (one copy), the inputs side by side."""
-    per_input = [np.concatenate([q[1][i].reshape(q[3], -1) for q in group]) for i in range(len(group[0][1]))]
-    return np.concatenate(per_input, axis=1, dtype=np.float64, casting="unsafe")
-
-
-def feature_names(input_names: Sequence[str], inputs: Sequence[npt.NDArray[Any]], rows: int) -> list[str]:
-    """`NAME[i]` for each flattened value of each input, as the request's inputs are shaped."""
+def feature_names(input_names: Sequence[str], input_widths: Sequence[int]) -> list[str]:
+    """`NAME[i]` for each flattened value of each input."""
     names: list[str] = []
-    for index, array in enumerate(inputs):
-        name = input_names[index] if len(input_names) == len(inputs) else f"input__{index}"
-        names.extend(f"{name}[{i}]" for i in range(array.size // rows))
+    for index, width in enumerate(input_widths):
+        name = input_names[index] if len(input_names) == len(input_widths) else f"input__{index}"
+        names.extend(f"{name}[{i}]" for i in range(width))
     return names
-
-
-def predictions(group: Sequence[Queued]) -> npt.NDArray[np.float64]:
-    """The first output per row when it is one value, else the index of the row's largest value."""
-    dtype = group[-1][2].spec.datatype.numpy
-    row_bytes = len(group[-1][2].raw) // group[-1][3]
-    rows = sum(q[3] for q in group)
-    if all(len(q[2].raw) == q[3] * row_bytes for q in group):  # one width: one buffer
-        values = np.frombuffer(b"".join(q[2].raw for q in group), dtype=dtype).reshape(rows, -1)
-    else:
-        values = np.concatenate([np.frombuffer(q[2].raw, dtype=dtype).reshape(q[3], -1) for q in group])
-    chosen = values[:, 0] if values.shape[1] == 1 else np.argmax(values, axis=1)
-    return np.asarray(chosen, dtype=np.float64)
 
 
 def _message(

@@ -4,6 +4,7 @@ costs samples and not requests, and rows reach the monitor's wire form as the mo
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
@@ -12,9 +13,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from atelier.errors import Unavailable
+from atelier.monitor.v1 import monitor_service_pb2 as monitor_pb
 from services.inference.queues import OutputTensor
 from services.inference.repository import Served
-from services.inference.sampling import DriftSampler, SamplingSettings, to_messages
+from services.inference.sample_rows import SampledRows
+from services.inference.sampling import DriftSampler, SamplingSettings, to_message
 from services.inference.signature import Signature, TensorSpec
 from services.inference.spec import DeploymentSpec
 from services.inference.statistics import ModelStatistics
@@ -106,16 +109,35 @@ def test_wide_inputs_are_not_sampled() -> None:
     assert dropped(registry, "queue_full") == 0
 
 
+class Recording(DriftSampler):
+    """Keeps what it would send, and what it was asked to send, instead of calling a monitor."""
+
+    def __init__(self, settings: SamplingSettings) -> None:
+        super().__init__(unreachable, settings, CollectorRegistry())
+        self.messages: list[monitor_pb.DriftSamples] = []
+        self.calls: list[int] = []
+        self.during_send: Callable[[], None] = lambda: None
+
+    async def _send(self, queued: SampledRows, start: int, end: int) -> None:
+        self.messages.append(to_message(queued, start, end))
+        self.calls.append(end - start)
+        self.during_send()
+
+
 def test_rows_become_flattened_features_and_argmax_or_value_predictions() -> None:
     logits = np.array([[0.1, 0.7, 0.2], [0.9, 0.0, 0.1]], np.float32)
     images = np.arange(16, dtype=np.float32).reshape(2, 1, 2, 4)
     a, b = served("a", inputs=8), served("b", outputs=1, names=("u", "v"))
-    batch = [
-        (a, [images], output(logits), 2),
-        (b, [np.ones((1, 1)), np.array([[2.0, 3.0]])], output(np.array([[0.25]], np.float32)), 1),
-        (a, [images[:1] + 100], output(logits[1:]), 1),
-    ]
-    first, second = to_messages(batch)
+    sampler = Recording(SamplingSettings(flush_seconds=60))
+
+    async def serve() -> None:
+        sampler.offer(a, [images], [output(logits)])
+        sampler.offer(b, [np.ones((1, 1)), np.array([[2.0, 3.0]])], [output(np.array([[0.25]], np.float32))])
+        sampler.offer(a, [images[:1] + 100], [output(logits[1:])])
+        await sampler.flush()
+
+    asyncio.run(serve())
+    first, second = sampler.messages
     assert first.deployment == "projects/lab/deployments/a"
     assert first.model_version == "projects/lab/models/a/versions/v2"
     assert first.feature_names == [f"x[{i}]" for i in range(8)]
@@ -129,33 +151,52 @@ def test_rows_become_flattened_features_and_argmax_or_value_predictions() -> Non
 
 def test_rows_of_another_width_than_the_latest_are_left_out() -> None:
     model = served(inputs=-1)
-    batch = [
-        (model, [np.ones((1, 2), np.float32)], output(np.zeros((1, 3), np.float32)), 1),
-        (model, [np.full((1, 3), 2, np.float32)], output(np.zeros((1, 3), np.float32)), 1),
-    ]
-    [message] = to_messages(batch)
+    sampler = Recording(SamplingSettings(flush_seconds=60))
+
+    async def serve() -> None:
+        sampler.offer(model, [np.ones((1, 2), np.float32)], [output(np.zeros((1, 3), np.float32))])
+        sampler.offer(model, [np.full((1, 3), 2, np.float32)], [output(np.zeros((1, 3), np.float32))])
+        await sampler.flush()
+
+    asyncio.run(serve())
+    [message] = sampler.messages
     assert message.feature_names == ["x[0]", "x[1]", "x[2]"]
     assert list(message.features) == [2.0, 2.0, 2.0]
 
 
 def test_a_flush_sends_what_was_queued_and_leaves_what_comes_meanwhile_for_the_next() -> None:
     model = served()
-    calls: list[int] = []
+    sampler = Recording(SamplingSettings(flush_seconds=60, batch_rows=2))
 
-    def request(sampler: DriftSampler) -> None:
+    def request() -> None:
         sampler.offer(model, [np.ones((1, 4), np.float32)], [output(np.ones((1, 3), np.float32))])
 
-    class Recording(DriftSampler):
-        async def _send(self, batch: list[Any], rows: int) -> None:
-            calls.append(rows)
-            request(self)  # served while the call is out
-
-    sampler = Recording(unreachable, SamplingSettings(flush_seconds=60, batch_rows=2), CollectorRegistry())
+    sampler.during_send = request  # served while the call is out
 
     async def serve() -> None:
         for _ in range(3):
-            request(sampler)
+            request()
+        await sampler.flush()
+        assert sampler.calls == [2, 1]  # at most batch_rows rows a call, none for the rows that came meanwhile
+        sampler.during_send = lambda: None
         await sampler.flush()
 
     asyncio.run(serve())
-    assert calls == [2, 1]  # at most batch_rows rows a call, and no call for the rows that came meanwhile
+    assert sampler.calls == [2, 1, 2]
+
+
+def test_the_queue_holds_copies_not_the_requests_arrays() -> None:
+    model = served()
+    sampler = Recording(SamplingSettings(flush_seconds=60))
+    row = np.ones((1, 4), np.float32)
+
+    async def serve() -> None:
+        for _ in range(300):  # beyond the first allocation: the rows grow
+            sampler.offer(model, [row], [output(np.ones((1, 3), np.float32))])
+        row[:] = 7  # the request's buffer reused after it was answered
+        await sampler.flush()
+
+    asyncio.run(serve())
+    [message] = sampler.messages
+    assert len(message.predictions) == 300
+    assert set(message.features) == {1.0}
