@@ -1,18 +1,18 @@
 """Samples of served requests' inputs and predictions, sent to the monitor for drift, off the request path.
 
-A request that succeeded is offered to the sampler: with probability `rate` it is appended, as references
-to the arrays it already has, to a bounded queue (when the queue is full the sample is dropped and
+A request that succeeded is offered to the sampler: with probability `rate` its rows are copied into
+arrays kept per served model version (each input flattened and concatenated in the signature's order,
+and the first output's values), at most `queue_size` requests' worth (beyond, the sample is dropped and
 counted; the request never waits). A task on the server's event loop wakes every `flush_seconds`, takes
-what is queued, turns it into rows (each input flattened and concatenated in the signature's order; the
-prediction is the first output itself when it holds one value per row, else the index of its largest
-value) and sends them to the monitor's WriteDriftSamples in messages of at most `batch_rows` rows. A
-monitor that cannot be reached costs the samples of that send (counted as `send_failed`), never a request.
+the arrays queued, and sends them to the monitor's WriteDriftSamples in messages of at most `batch_rows`
+rows, the prediction being the first output itself when it holds one value per row, else the index of its
+largest value. A monitor that cannot be reached costs the samples of that send (counted as
+`send_failed`), never a request.
 
 The sender is a task, not a thread: a second Python thread in the server has to take the GIL from the
 event loop serving requests (every switch interval while it works, and it can be descheduled holding it
-on a busy machine), whereas the task's work (about 1.5 ms per 1,000 rows) runs between requests once per
-`flush_seconds`.
-"""
+on a busy machine), whereas the task's work (about 0.2 ms per 1,000 rows) runs between requests once per
+`flush_seconds`."""
 
 from __future__ import annotations
 
