@@ -35,10 +35,10 @@ _RETRY_CONFIG = json.dumps(
 )
 
 
-def connect(address: str, token: str | None = None) -> grpc.Channel:
+def connect(address: str, token: str | None = None, *, own_token: str | None = None) -> grpc.Channel:
     """A channel to `host:port` that retries UNAVAILABLE and carries the trace context and credentials:
-    the caller's being served (inside a service), else this process's token; with `token`, always
-    that one (a service acting on its own behalf)."""
+    the caller's being served (inside a service), else `own_token` or this process's token; with
+    `token`, always that one (a service acting on its own behalf)."""
     channel = grpc.insecure_channel(
         address,
         options=[
@@ -48,7 +48,12 @@ def connect(address: str, token: str | None = None) -> grpc.Channel:
             ("grpc.enable_retries", 1),
         ],
     )
-    own = AuthMetadata(lambda: token, forward=False) if token is not None else AuthMetadata()
+    if token is not None:
+        own = AuthMetadata(lambda: token, forward=False)
+    elif own_token:  # a service's own token, for calls made on no caller's behalf
+        own = AuthMetadata(lambda: own_token)
+    else:
+        own = AuthMetadata()
     channel = grpc.intercept_channel(channel, own)
     if not tracing_possible():
         return channel

@@ -25,6 +25,10 @@ class Permission(enum.Enum):
     """Viewer of the project."""
     WRITE = "write"
     """Member of the project."""
+    WRITE_OR_SERVICE = "write-or-service"
+    """As WRITE, or an Atelier service acting on its own behalf: the registry pins the dataset versions
+    and artifacts a model version's lineage names once it has authorized the callers, several callers'
+    versions in one call, so under no one caller's credentials."""
     ADMIN = "admin"
     """Admin of the project (quotas, members, deletions, forced operations)."""
     SELF = "self"
@@ -49,7 +53,7 @@ class Rule:
 
     @property
     def project_scoped(self) -> bool:
-        return self.permission in (Permission.READ, Permission.WRITE, Permission.ADMIN)
+        return self.permission in (Permission.READ, Permission.WRITE, Permission.WRITE_OR_SERVICE, Permission.ADMIN)
 
 
 P = Permission
@@ -94,10 +98,10 @@ RULES: dict[str, Rule] = {
             "CreateArtifact": Rule(P.WRITE, "parent"),
             "GetArtifact": Rule(P.READ, "name"),
             "DeleteArtifact": Rule(P.ADMIN, "name"),
-            "CreatePin": Rule(P.WRITE, "parent"),
-            "BatchCreatePins": Rule(P.WRITE, "parent"),
+            "CreatePin": Rule(P.WRITE_OR_SERVICE, "parent"),
+            "BatchCreatePins": Rule(P.WRITE_OR_SERVICE, "parent"),
             "ListPins": Rule(P.READ, "parent"),
-            "DeletePin": Rule(P.WRITE, "name"),
+            "DeletePin": Rule(P.WRITE_OR_SERVICE, "name"),
             "CreateTag": Rule(P.WRITE, "parent"),
             "GetTag": Rule(P.READ, "name"),
             "ListTags": Rule(P.READ, "parent"),
@@ -223,6 +227,6 @@ RULES: dict[str, Rule] = {
 OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 """Health checking and reflection answer everyone."""
 
-WRITES = (P.WRITE, P.ADMIN, P.OPERATOR, P.CLUSTER_ADMIN, P.SELF, P.SELF_OR_SERVICE)
+WRITES = (P.WRITE, P.WRITE_OR_SERVICE, P.ADMIN, P.OPERATOR, P.CLUSTER_ADMIN, P.SELF, P.SELF_OR_SERVICE)
 """Calls needing these are written to the audit log (with the agents' and services' own writes
 left out: they are the platform's bookkeeping, not people's actions)."""

@@ -36,7 +36,12 @@ CLUSTER_ROLE_NAMES = {
     "service": ClusterRole.CLUSTER_ROLE_SERVICE,
 }
 """A cluster role by the word people type."""
-NEEDED_ROLE = {Permission.READ: Role.ROLE_VIEWER, Permission.WRITE: Role.ROLE_MEMBER, Permission.ADMIN: Role.ROLE_ADMIN}
+NEEDED_ROLE = {
+    Permission.READ: Role.ROLE_VIEWER,
+    Permission.WRITE: Role.ROLE_MEMBER,
+    Permission.WRITE_OR_SERVICE: Role.ROLE_MEMBER,
+    Permission.ADMIN: Role.ROLE_ADMIN,
+}
 CLUSTER_ROLES = {
     Permission.OPERATOR: (ClusterRole.CLUSTER_ROLE_OPERATOR,),
     Permission.AGENT: (ClusterRole.CLUSTER_ROLE_AGENT, ClusterRole.CLUSTER_ROLE_OPERATOR),
@@ -166,6 +171,8 @@ def authorize(identity: Identity, method: str, rule: Rule, project: str, value: 
             return
         words = " or ".join(ClusterRole.Name(r).removeprefix("CLUSTER_ROLE_").lower() for r in allowed) or "admin"
         raise PermissionDenied(f"{short} needs the cluster role {words}; {identity.principal} does not have it")
+    if permission is Permission.WRITE_OR_SERVICE and ClusterRole.CLUSTER_ROLE_SERVICE in identity.cluster_roles:
+        return
     needed = NEEDED_ROLE[permission]
     if not project:
         if identity.is_admin and not identity.scope_project:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from atelier.client import DataClient
+from atelier.client.channel import connect
 from atelier.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from atelier.runtime.database import create_engine, default_url, migrate
 from atelier.runtime.metrics import service_registry
@@ -25,7 +26,10 @@ def build(settings: RegistrySettings) -> ServiceHost:
     """Wire the registry from its settings (migrating the database on the way)."""
     engine = create_engine(settings.database_url or default_url(settings.home, "registry"), settings.sqlite_synchronous)
     migrate(engine, MIGRATIONS, "alembic_version_registry")
-    data = DataLink(DataClient.at(settings.data_address or service_address("data", settings.home)))
+    # Callers' credentials are forwarded; the group writer's pin calls, made for several callers at
+    # once, carry the registry's own token.
+    data_address = settings.data_address or service_address("data", settings.home)
+    data = DataLink(DataClient(connect(data_address, own_token=settings.token or None), address=data_address))
     tracking = Tracking(engine, data)
     models = Models(engine, data, tracking)
     runner = BlockingRunner(settings.workers)
