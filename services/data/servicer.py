@@ -247,7 +247,12 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
     async def BatchCreatePins(
         self, request: rpc.BatchCreatePinsRequest, context: Context
     ) -> rpc.BatchCreatePinsResponse:
-        project = parse_name(request.parent, "projects/{project}", "parent")["project"]
+        # `projects/-` (AIP-159): the targets may be in any projects.
+        project = (
+            None
+            if request.parent == "projects/-"
+            else parse_name(request.parent, "projects/{project}", "parent")["project"]
+        )
         pairs = [(r.parent, r.pin.owner) for r in request.requests]
         created = await self.run(self.pins.create_many, pairs, project)
         return rpc.BatchCreatePinsResponse(pins=[convert.pin(row, target) for row, target in created])

@@ -10,6 +10,7 @@ from atelier.data.v1 import data_service_pb2 as data_rpc
 from atelier.data.v1 import resources_pb2 as data_pb
 from atelier.errors import FailedPrecondition, InvalidArgument, NotFound
 from atelier.names import parse_dataset_ref
+from atelier.runtime.auth import Role, current_identity
 
 
 class DataLink:
@@ -22,13 +23,16 @@ class DataLink:
         self._known: set[str] = set()
 
     def known(self, name: str) -> bool:
-        """Whether `name` is a canonical dataset version or artifact name checked already."""
-        return name in self._known
+        """Whether `name` is a canonical dataset version or artifact name checked already, and the
+        caller may read it: with access control on, a name another caller's check left here is asked
+        about again under this caller's credentials unless this caller may read its project (the
+        registry pins lineage as itself, so this is where a caller's access to it is checked)."""
+        return name in self._known and _readable(name)
 
     def dataset_version(self, reference: str, project: str) -> str:
         """The canonical name (`.../versions/vN`) of a dataset version reference such as `digits@v2`,
         `vision/digits@production` or a full name; FAILED_PRECONDITION when it does not exist."""
-        if reference in self._known:
+        if self.known(reference):
             return reference
         try:
             ref = parse_dataset_ref(reference, project)
@@ -45,7 +49,7 @@ class DataLink:
 
     def artifact(self, name: str) -> str:
         """The canonical name of an artifact; FAILED_PRECONDITION when the data service lacks it."""
-        if name in self._known:
+        if self.known(name):
             return name
         try:
             canonical = self.client.get_artifact(name).name
@@ -67,10 +71,22 @@ class DataLink:
         ]
         if not requests:
             return [[] for _ in groups]
-        request = data_rpc.BatchCreatePinsRequest(parent=f"projects/{project}", requests=requests)
+        # A lineage may name datasets of other projects (shared data): then the call names them all.
+        inside = all(r.parent.startswith(f"projects/{project}/") for r in requests)
+        parent = f"projects/{project}" if inside else "projects/-"
+        request = data_rpc.BatchCreatePinsRequest(parent=parent, requests=requests)
         pins = iter(self.client.call(self.client.stub.BatchCreatePins, request).pins)
         return [[next(pins).name for _ in targets] for targets, _ in groups]
 
     def unpin(self, pin: str) -> None:
         with contextlib.suppress(NotFound):
             self.client.unpin(pin)
+
+
+def _readable(name: str) -> bool:
+    """Whether the caller (none with access control off) may read the project `name` is in."""
+    identity = current_identity.get()
+    if identity is None:
+        return True
+    project = name.split("/", 2)[1] if name.startswith("projects/") else ""
+    return bool(project) and identity.role_in(project) >= Role.ROLE_VIEWER

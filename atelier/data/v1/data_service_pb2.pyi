@@ -1346,7 +1346,10 @@ class BatchCreatePinsRequest(_message.Message):
     PARENT_FIELD_NUMBER: _builtins.int
     REQUESTS_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """`projects/{project}`: every pinned resource belongs to it."""
+    """`projects/{project}`: every pinned resource belongs to it; `projects/-`: the resources may be in
+    any projects (the registry pinning a lineage that spans projects; with access control on, only
+    Atelier services and cluster admins may).
+    """
     @_builtins.property
     def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreatePinRequest]:
         """The pins to create (at most 1000)."""

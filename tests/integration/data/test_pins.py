@@ -74,3 +74,15 @@ def test_a_refused_batch_pins_nothing(data_client: DataClient, targets: tuple[st
         _batch(data_client, "lab", [(version, V1), (artifact, "")])
     assert data_client.list_pins(version) == []
     assert data_client.list_pins(artifact) == []
+
+
+def test_a_batch_under_projects_dash_pins_in_several_projects(
+    data_client: DataClient, targets: tuple[str, str], tmp_path: Path
+) -> None:
+    version, artifact = targets
+    write_tree(tmp_path / "shared", {"y.csv": b"3,4\n"})
+    shared = push(data_client, tmp_path / "shared", parse_dataset_ref("pool", "shared")).version.name
+    pins = _batch(data_client, "-", [(artifact, V1), (shared, V1)])
+    assert [p.name.rpartition("/pins/")[0] for p in pins] == [artifact, shared]
+    assert [p.owner for p in data_client.list_pins(shared)] == [V1]
+    assert data_client.list_pins(version) == []
