@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,8 +52,14 @@ def test_streams_are_typed_and_process_metrics_are_there(host: ServerThread) -> 
     client = ServiceClient(connect(host.address))
     with pytest.raises(FailedPrecondition):
         list(client.stream(client.channel.unary_stream(f"/{SERVICE}/StreamFail"), b""))
-    samples = scrape(host.host.metrics.address)
     labels = {"grpc_method": "StreamFail", "grpc_type": "server_stream", "grpc_code": "FAILED_PRECONDITION"}
+    # The status can reach the client before the server's interceptor has counted the call (its
+    # abort sends it): the count is looked at until it shows, for up to 5 s.
+    for _ in range(100):
+        samples = scrape(host.host.metrics.address)
+        if value(samples, "grpc_server_handled_total", **labels):
+            break
+        time.sleep(0.05)
     assert value(samples, "grpc_server_handled_total", **labels) == 1
     assert value(samples, "process_resident_memory_bytes") > 0
     assert "python_info" in samples
