@@ -12,7 +12,13 @@ import numpy.typing as npt
 from atelier.errors import InvalidArgument
 from services.monitor.drift.kinds import ColumnKind, check_present, numeric_values
 from services.monitor.drift.reference import Reference
-from services.monitor.drift.stattests import StatTest, default_test, score
+from services.monitor.drift.stattests import (
+    FEW_DISTINCT_VALUES,
+    StatTest,
+    default_test,
+    score,
+    wasserstein_of_sorted,
+)
 
 # Evidently's default: a dataset drifts when at least half of its columns drift.
 DEFAULT_DRIFT_SHARE = 0.5
@@ -47,6 +53,34 @@ class DriftReport:
     prediction: ColumnDrift | None
 
 
+@dataclass(frozen=True)
+class PreparedNumeric:
+    """A numeric reference column as every comparison needs it, computed once: a monitor compares the same
+    reference with a new window every few seconds, and sorting the reference again each time (for the
+    distinct values and for Wasserstein) was about half of the comparison's work."""
+
+    values: npt.NDArray[np.float64]
+    ordered: npt.NDArray[np.float64]
+    distinct: int
+    scale: float
+    """Normed Wasserstein's unit: the standard deviation, at least 0.001."""
+
+    @classmethod
+    def of(cls, column: str, reference: npt.NDArray[Any]) -> PreparedNumeric:
+        values = numeric_values(column, np.asarray(reference))
+        ordered = np.sort(values)
+        distinct = int(np.count_nonzero(np.diff(ordered))) + 1  # what np.unique counts (finite values)
+        return cls(values, ordered, distinct, max(float(np.std(values)), 0.001))
+
+
+def prepared_numeric(reference: Reference, column: str) -> PreparedNumeric:
+    """The reference's numeric column prepared, kept on the reference for the next comparison."""
+    known = reference.prepared.get(column)
+    if not isinstance(known, PreparedNumeric):
+        known = reference.prepared[column] = PreparedNumeric.of(column, reference.columns[column])
+    return known
+
+
 def column_drift(
     column: str,
     kind: ColumnKind,
@@ -55,11 +89,23 @@ def column_drift(
     *,
     test: StatTest | None = None,
     threshold: float | None = None,
+    prepared: PreparedNumeric | None = None,
 ) -> ColumnDrift:
     """One column's drift: Evidently's default test for it unless `test` is given, at its default threshold
-    unless `threshold` is."""
-    reference_values, current_values = _comparable(column, kind, reference, current)
-    distinct = len(np.unique(np.concatenate([reference_values, current_values])))
+    unless `threshold` is. `prepared` is the numeric `reference` prepared (the same values), which spares
+    sorting it again."""
+    if prepared is not None and kind is ColumnKind.NUMERIC:
+        reference_values, current_values = prepared.values, numeric_values(column, np.asarray(current))
+        # The test is chosen by whether there are more than FEW_DISTINCT_VALUES distinct values: when the
+        # reference alone has more, so do both samples together, whatever the current one holds.
+        distinct = (
+            prepared.distinct
+            if prepared.distinct > FEW_DISTINCT_VALUES
+            else len(np.unique(np.concatenate([reference_values, current_values])))
+        )
+    else:
+        reference_values, current_values = _comparable(column, kind, reference, current)
+        distinct = len(np.unique(np.concatenate([reference_values, current_values])))
     # Evidently's default may compare a numeric column with few values as categories (chi-squared, Z);
     # a test chosen explicitly must be one that applies to the column's kind.
     chosen = test or default_test(kind, len(reference_values), distinct)
@@ -71,7 +117,10 @@ def column_drift(
     limit = chosen.default_threshold if threshold is None else threshold
     if not limit > 0:  # also refuses NaN
         raise InvalidArgument(f"threshold for column {column!r} must be above 0, got {limit}")
-    value = score(chosen, kind, reference_values, current_values)
+    if prepared is not None and kind is ColumnKind.NUMERIC and chosen is StatTest.WASSERSTEIN:
+        value = wasserstein_of_sorted(prepared.ordered, np.sort(current_values)) / prepared.scale
+    else:
+        value = score(chosen, kind, reference_values, current_values)
     return ColumnDrift(column, kind, chosen, value, limit, chosen.drifted(value, limit))
 
 
@@ -115,6 +164,7 @@ def compare(
             current[name],
             test=chosen_tests.get(name),
             threshold=limits.get(name),
+            prepared=prepared_numeric(reference, name) if kind is ColumnKind.NUMERIC else None,
         )
 
     features = tuple(judge(name) for name in reference.features)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,8 @@ class Reference:
     columns: Mapping[str, npt.NDArray[Any]]
     kinds: Mapping[str, ColumnKind]
     prediction: str | None = None
+    prepared: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """What comparisons keep of a column between calls (see `drift.compare`), by column name."""
 
     @property
     def features(self) -> list[str]:

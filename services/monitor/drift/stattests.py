@@ -98,6 +98,22 @@ def wasserstein_normed(reference: npt.NDArray[Any], current: npt.NDArray[Any]) -
     return float(stats.wasserstein_distance(reference, current)) / scale
 
 
+def wasserstein_of_sorted(reference: npt.NDArray[np.float64], current: npt.NDArray[np.float64]) -> float:
+    """`scipy.stats.wasserstein_distance` of two samples already in ascending order, computed as scipy does
+    (the two CDFs at each merged value, weighted by the gap to the next one) with the same result, but
+    in linear time: the samples are merged in one pass, and the reference's CDF at a value is the count
+    of reference values merged up to it (scipy searches each value in both samples). Within a run of
+    equal values the count is short of the run's, but there the gap, hence the term, is 0."""
+    both = np.concatenate((reference, current))
+    order = np.argsort(both, kind="stable")  # two sorted runs: merged in one pass
+    merged = both[order]
+    gaps = np.diff(merged)
+    from_reference = np.cumsum(order[:-1] < reference.size)
+    reference_cdf = from_reference / reference.size
+    current_cdf = (np.arange(1, merged.size) - from_reference) / current.size
+    return float(np.vecdot(np.abs(reference_cdf - current_cdf), gaps))
+
+
 def chi_squared_p_value(reference: npt.NDArray[Any], current: npt.NDArray[Any]) -> float:
     """Pearson's test of the current category counts against the reference's, scaled to the current size."""
     expected_counts, observed_counts = category_counts(reference, current)

@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 
 from atelier.errors import InvalidArgument
-from services.monitor.drift import ColumnKind, StatTest, column_drift, default_test, infer_kind
+from services.monitor.drift import ColumnKind, Reference, StatTest, column_drift, compare, default_test, infer_kind
+from services.monitor.drift.stattests import wasserstein_of_sorted
 
 NUMERIC, CATEGORICAL = ColumnKind.NUMERIC, ColumnKind.CATEGORICAL
 
@@ -198,3 +199,51 @@ def test_strings_evidently_would_call_text_need_an_explicit_kind() -> None:
 def test_mixed_value_types_are_refused_with_the_allowed_ones() -> None:
     with pytest.raises(InvalidArgument, match=r"column 'c' has values of type object \(int, str\); allowed"):
         infer_kind("c", np.array([1, "a"], dtype=object))
+
+
+@pytest.mark.parametrize(
+    ("reference", "current"),
+    [
+        (np.random.default_rng(20).normal(0, 1, 5000), np.random.default_rng(21).normal(0.2, 1.5, 3000)),
+        # Ties within and across the samples, and samples of very different sizes.
+        (
+            np.round(np.random.default_rng(22).normal(0, 1, 800), 1),
+            np.round(np.random.default_rng(23).normal(0, 1, 7), 1),
+        ),
+        (np.array([1.0, 1.0, 2.0, 5.0]), np.array([1.0, 2.0, 2.0, 2.0, 9.0])),
+        (np.array([3.0]), np.array([3.0])),
+    ],
+)
+def test_wasserstein_of_sorted_samples_is_scipys(reference: np.ndarray, current: np.ndarray) -> None:
+    expected = stats.wasserstein_distance(reference, current)
+    assert wasserstein_of_sorted(np.sort(reference), np.sort(current)) == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+def test_a_reference_prepared_once_gives_the_reports_of_unprepared_columns() -> None:
+    rng = np.random.default_rng(24)
+    reference_columns = {
+        "wide": rng.normal(0, 1, 1500),
+        "few": rng.integers(0, 4, 1500).astype(float),  # 4 distinct: the current sample's decide the test
+        "flat": np.zeros(1500),
+        "small": rng.normal(0, 1, 1500),
+        "label": rng.integers(0, 3, 1500),
+    }
+    current = {
+        "wide": rng.normal(0.1, 1, 900),
+        "few": rng.integers(0, 7, 900).astype(float),
+        "flat": rng.normal(0, 0.01, 900),
+        "small": rng.normal(0, 1, 900),
+        "label": rng.integers(0, 3, 900),
+    }
+    kinds = {"few": NUMERIC, "flat": NUMERIC}
+    reference = Reference.from_columns(reference_columns, kinds=kinds, prediction="label")
+    tests = {"small": StatTest.KS}
+    unprepared = {
+        name: column_drift(name, kind, reference.columns[name], current[name], test=tests.get(name))
+        for name, kind in reference.kinds.items()
+    }
+    for _ in range(2):  # prepared by the first comparison, reused by the second
+        report = compare(reference, current, tests=tests)
+        assert report.prediction is not None
+        assert {c.column: c for c in (*report.features.columns, report.prediction)} == unprepared
+    assert set(reference.prepared) == {"wide", "few", "flat", "small"}
