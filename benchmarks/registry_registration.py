@@ -44,10 +44,11 @@ from benchmarks.registry_vs_mlflow import (
 PY_SPY = REPO / ".venv" / "bin" / "py-spy"
 
 
-def config(threads: int) -> Config:
+def config(threads: int, clients: int = 1) -> Config:
     """The full benchmark's configuration, with only what the registration step reads set."""
     return Config(
-        threads=threads, register=0, register_full=0, register_batch=0, register_pg=0, search_versions=0,
+        threads=threads, clients=clients, register=0, register_full=0, register_batch=0, register_pg=0,
+        search_versions=0,
         mlflow_register=0, mlflow_direct=0, mlflow_search_versions=0, search_calls=0, log_points=0, metrics_per_step=1,
         mlflow_sync_points=0, mlflow_async_points=0, step_ms=1.0, postgres=False, fill_directly=False,
         wait=False, write_docs=False, keep=False,
@@ -99,7 +100,7 @@ def measure(
     stack: Stack, address: str, artifact: str, mode: str, count: int, start: int, args: argparse.Namespace
 ) -> Result:
     """Register `count` versions (numbered from `start`) in `mode`, with the services' CPU per version."""
-    settings = config(args.threads)
+    settings = config(args.threads, args.clients)
     pids = {"registry": stack.pids["registry"], "data service": stack.pids["data"]}
     recorders = profile(pids, args.profile, args.native) if args.profile else []
     load, calls = os.getloadavg()[0], pin_calls(stack.home)
@@ -143,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=2000, help="versions to register per mode and round (2,000)")
     parser.add_argument("--threads", type=int, default=8, help="client threads (default 8)")
+    parser.add_argument("--clients", type=int, default=1, help="client processes the threads are spread over (1)")
     parser.add_argument(
         "--mode",
         nargs="+",
@@ -159,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if min(args.count, args.threads, args.batch, args.rounds) < 1 or args.warmup < 0 or args.batch > 1000:
         parser.error("--count, --threads and --rounds must be positive, --batch 1 to 1000, --warmup at least 0")
+    if not 1 <= args.clients <= args.threads:
+        parser.error(f"--clients must be 1 to --threads ({args.threads}): each client process runs at least one thread")
     if args.profile and (len(args.mode) > 1 or args.rounds > 1):
         parser.error("--profile takes one --mode and one round")
     shutil.rmtree(SCRATCH, ignore_errors=True)
@@ -167,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         with atelier_stack(SCRATCH / "atelier-home") as stack:
             address = stack.start_registry("registry")
             artifact = make_artifact(stack)
-            settings = config(args.threads)
+            settings = config(args.threads, args.clients)
             for mode in dict.fromkeys(args.mode):
                 if args.warmup:
                     warmup = max(args.warmup, args.batch) if mode == "batch" else args.warmup

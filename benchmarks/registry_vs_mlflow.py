@@ -8,7 +8,9 @@ benchmarks/.work/mlflow-venv) as `mlflow server` on a SQLite file, driven over H
 is a fresh worker process (this file run with `--worker`), so neither tool's client shares an
 interpreter with anything else. Measured:
 
-1. Registering model versions with 8 client threads against one server: versions/s.
+1. Registering model versions with 8 client threads against one server: versions/s. By default the
+   threads share one client process; `--clients N` spreads them over N processes (as N users' jobs
+   registering at once would be), started together, for both tools.
    Atelier: one CreateModelVersion per version, carrying its metrics (val_accuracy, loss) and
    params (lr, batch, as lineage params); also the like-for-like path CreateRun (params) +
    LogRunData (metrics) + CreateModelVersion (lineage.run; metrics and params come from the run).
@@ -36,6 +38,7 @@ section of docs/performance.md. Nothing here asserts on a timing.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime as dt
 import gc
 import importlib
@@ -99,6 +102,7 @@ def atelier_module(name: str) -> Any:
 @dataclass(frozen=True)
 class Config:
     threads: int
+    clients: int
     register: int
     register_full: int
     register_batch: int
@@ -140,6 +144,9 @@ _COUNTS: dict[str, tuple[int, int]] = {
 def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--threads", type=int, default=8, help="client threads for registrations (default 8)")
+    parser.add_argument(
+        "--clients", type=int, default=1, help="client processes the registration threads are spread over (default 1)"
+    )
     for name, (full, quick) in _COUNTS.items():
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=int, help=f"default {full:,}; --quick {quick:,}")
@@ -164,8 +171,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         parser.error("--search-versions >= --register and --mlflow-search-versions >= --mlflow-direct")
     if args.threads < 1 or args.metrics_per_step < 1 or args.step_ms <= 0:
         parser.error("--threads, --metrics-per-step and --step-ms must be positive")
+    if not 1 <= args.clients <= args.threads:
+        parser.error(f"--clients must be 1 to --threads ({args.threads}): each client process runs at least one thread")
     return Config(
         threads=args.threads,
+        clients=args.clients,
         metrics_per_step=args.metrics_per_step,
         step_ms=args.step_ms,
         postgres=not args.no_postgres,
@@ -196,9 +206,12 @@ def expected_best(count: int) -> float:
     return best
 
 
-def drive(count: int, start: int, threads: int, one: Callable[[int], dict[str, float]]) -> Result:
+def drive(
+    count: int, start: int, threads: int, one: Callable[[int], dict[str, float]], start_at: float | None = None
+) -> Result:
     """Call `one(i)` for i in start..start+count-1 from `threads` threads; wall time, errors and the
-    mean seconds of each phase `one` reports."""
+    mean seconds of each phase `one` reports. With `start_at` (a `time.time()`), the threads start
+    then, and the wall time counts from then: several client processes start together."""
     indices = itertools.count(start)
     lock = threading.Lock()
     phases: dict[str, float] = {}
@@ -218,7 +231,9 @@ def drive(count: int, start: int, threads: int, one: Callable[[int], dict[str, f
 
     workers = [threading.Thread(target=loop, name=f"client-{n}") for n in range(threads)]
     cpu = time.process_time()
-    began = time.perf_counter()
+    if start_at is not None:
+        time.sleep(max(start_at - time.time(), 0.0))
+    began = time.perf_counter() - (max(time.time() - start_at, 0.0) if start_at is not None else 0.0)
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -401,7 +416,7 @@ def worker_atelier_register(spec: Result) -> Result:
     if spec["mode"] == "batch":
         return register_batches(registry, spec)
     one = inline if spec["mode"] == "inline" else (lambda index: atelier_full(registry, spec, index))
-    return drive(spec["count"], spec["start"], spec["threads"], one)
+    return drive(spec["count"], spec["start"], spec["threads"], one, spec.get("start_at"))
 
 
 def register_batches(registry: Any, spec: Result) -> Result:
@@ -410,13 +425,13 @@ def register_batches(registry: Any, spec: Result) -> Result:
     size = spec["batch"]
 
     def batch(index: int) -> dict[str, float]:
-        first = spec["start"] + index * size
+        first = index * size
         versions = [atelier_version(spec, i) for i in range(first, first + size)]
         return timed_phases(
             (f"BatchCreateModelVersions ({size} versions)", lambda: registry.create_versions(spec["model"], versions))
         )
 
-    result = drive(spec["count"] // size, 0, spec["threads"], batch)
+    result = drive(spec["count"] // size, spec["start"] // size, spec["threads"], batch, spec.get("start_at"))
     for key in ("count", "errors", "rate"):
         result[key] *= size
     result["cpu"] = {name: seconds / size for name, seconds in result["cpu"].items()}
@@ -547,7 +562,7 @@ def worker_mlflow_register(spec: Result) -> Result:
     if client.search_registered_models(f"name = '{spec['model']}'") == []:
         client.create_registered_model(spec["model"])
     one = lambda index: mlflow_register_one(client, experiment, spec["model"], index)  # noqa: E731
-    return drive(spec["count"], spec["start"], spec["threads"], one)
+    return drive(spec["count"], spec["start"], spec["threads"], one, spec.get("start_at"))
 
 
 def worker_mlflow_search(spec: Result) -> Result:
@@ -646,6 +661,36 @@ def worker(name: str, spec: Result) -> Result:
     line = next(line for line in reversed(out.splitlines()) if line.startswith(RESULT))
     result: Result = json.loads(line.removeprefix(RESULT))
     return result
+
+
+def workers(name: str, spec: Result, clients: int) -> Result:
+    """`worker`, its threads spread over `clients` processes that start together, each taking its
+    share of the versions (numbered apart); their figures combined."""
+    if clients == 1:
+        return worker(name, spec)
+    threads, count = spec["threads"], spec["count"]
+    parts = []
+    for n in range(clients):
+        share = count * (n + 1) // clients - count * n // clients
+        part = {**spec, "count": share, "start": spec["start"] + count * n // clients}
+        parts.append({**part, "threads": threads * (n + 1) // clients - threads * n // clients})
+    # Long enough for every process to start and connect before the first call.
+    start_at = time.time() + 3.0 + 0.3 * clients
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(lambda part: worker(name, {**part, "start_at": start_at}), parts))
+    done = sum(r["count"] for r in results)
+    seconds = max(r["seconds"] for r in results)
+    phases = {p for r in results for p in r["phases"]}
+    return {
+        "cpu": {"client": sum(r["cpu"]["client"] * r["count"] for r in results) / max(done, 1)},
+        "count": done,
+        "errors": sum(r["errors"] for r in results),
+        "first_error": next((r["first_error"] for r in results if r["first_error"]), ""),
+        "seconds": seconds,
+        "rate": done / seconds if seconds > 0 else 0.0,
+        "phases": {p: sum(r["phases"].get(p, 0.0) * r["count"] for r in results) / max(done, 1) for p in phases},
+        "clients": clients,
+    }
 
 
 def ensure_mlflow() -> str:
@@ -1007,7 +1052,7 @@ def register_atelier(
         "mode": mode,
         "batch": batch,
     }
-    return worker("atelier-register", spec)
+    return workers("atelier-register", spec, config.clients)
 
 
 @dataclass
@@ -1128,7 +1173,7 @@ def measure_mlflow_server(report: Report, config: Config, work: int) -> None:
         versions = Filling(
             lambda count, start: with_server_cpu(
                 {"server": lambda: group_pids(group)},
-                lambda: worker("mlflow-register", {**spec, "count": count, "start": start}),
+                lambda: workers("mlflow-register", {**spec, "count": count, "start": start}, config.clients),
             )
         )
         report.measure("ml_1b", "mlflow 1b (server)", lambda: versions.add(config.mlflow_register))
