@@ -26,7 +26,7 @@ from gateway.frontdoor.routing import stack_services
 from gateway.kserve import KServeRoute
 from gateway.metrics import HttpMetrics
 from gateway.openapi import openapi_document
-from gateway.routes import CallSettings, RuleRoute
+from gateway.routes import CallSettings, DirectRoutes, RuleRoute
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstreams
 
@@ -80,6 +80,8 @@ def create_app(
     app.router.routes.append(KServeRoute(upstreams, http_client))
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    # Added first, so it runs inside `RequestContext` (which spans and counts every request).
+    app.add_middleware(DirectRoutes, router=app.router)
     app.add_middleware(RequestContext, metrics=HttpMetrics(registry) if registry is not None else None)
     return app
 

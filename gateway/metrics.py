@@ -40,18 +40,28 @@ class HttpMetrics:
             registry=registry,
         )
         self._children: dict[tuple[str, str, int], Any] = {}
+        self._active: dict[str, Any] = {}
 
     def started(self, method: str) -> None:
-        self.active.labels(_method(method)).inc()
+        self._active_of(method).inc()
 
     def finished(self, method: str, route: str, status: int, seconds: float) -> None:
+        self._active_of(method).dec()
         method = _method(method)
-        self.active.labels(method).dec()
         key = (method, route, status)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = self.duration.labels(method, route, str(status))
         child.observe(seconds)
+
+    def _active_of(self, method: str) -> Any:
+        """The active-requests gauge of `method`, looked up once per method (`labels` costs a lock and a
+        tuple per call)."""
+        method = _method(method)
+        gauge = self._active.get(method)
+        if gauge is None:
+            gauge = self._active[method] = self.active.labels(method)
+        return gauge
 
 
 def _method(method: str) -> str:

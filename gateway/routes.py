@@ -19,8 +19,8 @@ from google.protobuf.message import Message
 from starlette.datastructures import URLPath
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Match, NoMatchFound
-from starlette.types import Receive, Scope, Send
+from starlette.routing import BaseRoute, Match, NoMatchFound, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from atelier.errors import AtelierError, DeadlineExceeded, InvalidArgument
 from gateway import downloads
@@ -82,6 +82,31 @@ class RuleRoute(BaseRoute):
         await response(scope, receive, send)
 
 
+class DirectRoutes:
+    """ASGI middleware handing a request whose route (the first to match it fully, as the router picks)
+    is a `RuleRoute` straight to that route, past FastAPI's exception middleware, exit stack and router:
+    three layers, each with its own coroutine and `send` wrapper, that such a route never needs (it
+    answers every error itself; an unexpected exception still reaches the server's error middleware,
+    outside this one). Anything else (FastAPI's own routes, KServe, 404, 405) goes down the usual stack."""
+
+    def __init__(self, app: ASGIApp, router: Router) -> None:
+        self.app = app
+        self.router = router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for route in self.router.routes:
+                matched, child_scope = route.matches(scope)
+                if matched is Match.FULL:
+                    if isinstance(route, RuleRoute):
+                        scope.update(child_scope)
+                        scope.setdefault("router", self.router)
+                        await route.handle(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+
 async def call(
     binding: HttpBinding, request: Request, path_values: Mapping[str, str], settings: CallSettings
 ) -> Response:
@@ -102,7 +127,9 @@ async def call(
             framing_of(request.headers.get("content-type", ""))
             message = binding.request_class()()
         else:
-            message = build_request(binding, path_values, query, await request.body())
+            # A binding without a body (GET, DELETE) reads none: the request's fields are in its path and query.
+            body = await request.body() if binding.body else b""
+            message = build_request(binding, path_values, query, body)
         address, _ = settings.upstreams.channel(binding.service)
     except AtelierError as error:
         return error_response(error)
