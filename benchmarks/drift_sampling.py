@@ -59,6 +59,19 @@ class Service:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def thread_cpu_seconds(self) -> dict[str, float]:
+        """CPU per kind of thread: `main` (the event loop) and the others by their name, summed."""
+        seconds: dict[str, float] = {}
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                stat = (task / "stat").read_text()
+            except OSError:  # the thread ended meanwhile
+                continue
+            name = "main" if task.name == str(self.process.pid) else stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat.rpartition(")")[2].split()
+            seconds[name] = seconds.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return seconds
+
 
 @dataclass
 class Phase:
@@ -73,6 +86,8 @@ class Phase:
     """Requests the client sent more than 1 ms behind their schedule (the client could not keep up)."""
     seconds: float = 0.0
     server_cpu: float = 0.0
+    server_threads: dict[str, float] = field(default_factory=dict)
+    """The server's CPU per kind of thread (see `Service.thread_cpu_seconds`)."""
     client_cpu: float = 0.0
     machine_busy: float = 0.0
     """Share of all cores busy (from /proc/stat), whatever the process."""
@@ -169,6 +184,7 @@ async def phase(current: Phase, service: Service, rate: float, seconds: float, p
                 current.failed += 1
 
         server_cpu, client_cpu, ticks = service.cpu_seconds(), time.process_time(), machine_ticks()
+        threads = service.thread_cpu_seconds()
         tasks = []
         started = time.perf_counter()
         total = int(rate * seconds)
@@ -184,6 +200,9 @@ async def phase(current: Phase, service: Service, rate: float, seconds: float, p
         current.seconds = time.perf_counter() - started
         current.sent = total
         current.server_cpu = service.cpu_seconds() - server_cpu
+        current.server_threads = {
+            name: cpu - threads.get(name, 0.0) for name, cpu in service.thread_cpu_seconds().items()
+        }
         current.client_cpu = time.process_time() - client_cpu
         current.machine_busy = busy / max(all_ticks, 1)
 
@@ -270,7 +289,7 @@ def run_phases(on: Service, off: Service, args: argparse.Namespace, payload: byt
     return phases
 
 
-def side_summary(phases: list[Phase]) -> dict[str, float]:
+def side_summary(phases: list[Phase]) -> dict[str, Any]:
     latencies = sorted(latency for p in phases for latency in p.latencies)
     sent = sum(p.sent for p in phases)
     seconds = sum(p.seconds for p in phases)
@@ -282,6 +301,10 @@ def side_summary(phases: list[Phase]) -> dict[str, float]:
         "p90_ms": latencies[int(len(latencies) * 0.9)] * 1000,
         "inference_cpu_us_per_request": sum(p.server_cpu for p in phases) / max(sent, 1) * 1e6,
         "client_cpu_us_per_request": sum(p.client_cpu for p in phases) / max(sent, 1) * 1e6,
+        "inference_thread_cpu_us_per_request": {
+            name: sum(p.server_threads.get(name, 0.0) for p in phases) / max(sent, 1) * 1e6
+            for name in sorted({name for p in phases for name in p.server_threads})
+        },
         "client_cores": sum(p.client_cpu for p in phases) / max(seconds, 1e-9),
         "machine_busy": sum(p.machine_busy * p.seconds for p in phases) / max(seconds, 1e-9),
     }
@@ -330,6 +353,9 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
             f"{s['inference_cpu_us_per_request']:.0f} | {s['client_cpu_us_per_request']:.0f} | "
             f"{s['machine_busy']:.0%} |"
         )
+    for label, s in report["sides"].items():
+        threads = ", ".join(f"{n} {us:.0f}" for n, us in s["inference_thread_cpu_us_per_request"].items() if us >= 0.5)
+        print(f"inference CPU us/req by thread, {label}: {threads}")
     print(f"median of the rounds' on/off ratios: {report['median_ratio_on_off']:.3f}")
     print(f"on/off of the pooled medians: {report['pooled_median_ratio_on_off']:.3f}")
     print(f"monitor CPU per sampled request: {report['monitor_cpu_us_per_sampled_request']:.0f} us")

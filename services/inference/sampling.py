@@ -36,7 +36,7 @@ from atelier.monitor.v1 import monitor_service_pb2 as monitor_pb
 from atelier.monitor.v1 import monitor_service_pb2_grpc as monitor_grpc
 from services.inference.queues import OutputTensor
 from services.inference.repository import Served
-from services.inference.sample_rows import SampledRows, widths
+from services.inference.sample_rows import SampledRows
 
 log = logging.getLogger(__name__)
 NOT_SAMPLED_DATATYPES = frozenset({"BYTES", "BF16"})
@@ -102,24 +102,23 @@ class DriftSampler:
         if self.settings.rate <= 0 or not outputs or (self.settings.rate < 1 and self._chance() >= self.settings.rate):
             return
         rows = len(inputs[0]) if served.signature.batched and inputs and inputs[0].ndim else 1
-        if sum(a.size for a in inputs) > rows * self.settings.max_features:
+        if rows == 0:
+            return
+        output = outputs[0]
+        queued = self._rows.get(id(served))
+        fits = queued is not None and queued.fits(inputs, output.raw, rows)
+        if not fits and sum(a.size for a in inputs) > rows * self.settings.max_features:
             return
         if self._queued >= self.settings.queue_size:
             self._dropped_full.inc(rows)
             return
-        output = outputs[0]
-        queued = self._rows.get(id(served))
-        input_widths = widths(inputs, rows)
-        output_width = len(output.raw) // (np.dtype(output.spec.datatype.numpy).itemsize * rows)
-        if queued is None or queued.input_widths != input_widths or queued.output_width != output_width:
+        if queued is None or not fits:
             if id(served) in self._not_numeric or not _numeric(served, output):
                 self._not_numeric[id(served)] = served
                 return
-            # Rows of one version have one width, unless its inputs have dynamic dimensions: then the
+            # Rows of one version have one layout, unless its inputs have dynamic dimensions: then the
             # latest shape's rows go.
-            queued = self._rows[id(served)] = SampledRows(
-                served, input_widths, output_width, output.spec.datatype.numpy
-            )
+            queued = self._rows[id(served)] = SampledRows(served, inputs, output.raw, output.spec.datatype.numpy, rows)
         queued.append(inputs, output.raw, rows)
         self._queued += 1
         if self._task is None:  # the sender starts with the first sample, on the loop that serves
@@ -199,7 +198,7 @@ def to_message(queued: SampledRows, start: int, end: int) -> monitor_pb.DriftSam
         f"projects/{served.project}/deployments/{served.deployment_id}",
         served.version_name,
         feature_names([spec.name for spec in served.signature.inputs], queued.input_widths),
-        queued.features[start:end],
+        queued.features(start, end),
         queued.predictions(start, end),
     )
 

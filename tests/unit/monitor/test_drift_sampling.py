@@ -149,6 +149,25 @@ def test_rows_become_flattened_features_and_argmax_or_value_predictions() -> Non
     assert list(second.predictions) == [pytest.approx(0.25)]
 
 
+def test_rows_are_copied_in_row_order_whatever_the_arrays_layout_and_type() -> None:
+    model = served("m", inputs=2, names=("u", "v"))
+    sampler = Recording(SamplingSettings(flush_seconds=60, batch_rows=2))
+    columns = np.array([[1.0, 3.0, 5.0], [2.0, 4.0, 6.0]])  # its transpose is the rows, not contiguous
+    counts = np.array([[7, 8], [9, 10], [11, 12]], np.int32)
+    logits = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]], np.float32)
+
+    async def serve() -> None:
+        sampler.offer(model, [columns.T, counts], [output(logits)])
+        counts[:] = 0  # a request's arrays may be reused once it is answered: its rows were copied
+        await sampler.flush()
+
+    asyncio.run(serve())
+    first, second = sampler.messages
+    assert list(first.features) == [1.0, 2.0, 7.0, 8.0, 3.0, 4.0, 9.0, 10.0]
+    assert list(second.features) == [5.0, 6.0, 11.0, 12.0]
+    assert [list(first.predictions), list(second.predictions)] == [[1.0, 0.0], [2.0]]
+
+
 def test_rows_of_another_width_than_the_latest_are_left_out() -> None:
     model = served(inputs=-1)
     sampler = Recording(SamplingSettings(flush_seconds=60))
