@@ -70,44 +70,48 @@ def _sequence(parameters: object) -> SequenceFlags | None:
 
 def infer_request(message: v2.ModelInferRequest) -> InferRequest:
     raw = message.raw_input_contents
-    if raw and len(raw) != len(message.inputs):
+    tensors = message.inputs
+    if raw and len(raw) != len(tensors):
         raise InvalidArgument(
-            f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; give one per input, "
+            f"raw_input_contents has {len(raw)} entries for {len(tensors)} inputs; give one per input, "
             "in the order of inputs, or none",
-            metadata={"received": str(len(raw)), "expected": str(len(message.inputs))},
+            metadata={"received": str(len(raw)), "expected": str(len(tensors))},
         )
     inputs = []
-    for index, tensor in enumerate(message.inputs):
-        shape = tuple(int(d) for d in tensor.shape)
+    for index, tensor in enumerate(tensors):
+        shape = tuple(tensor.shape)  # int64 values: Python ints already
         if raw:
-            inputs.append(TensorInput(tensor.name, tensor.datatype, shape, raw=raw[index]))
+            inputs.append(TensorInput(tensor.name, tensor.datatype, shape, raw[index]))
         else:
             field = _CONTENTS.get(tensor.datatype)
             values = list(getattr(tensor.contents, field)) if field else []
             inputs.append(TensorInput(tensor.name, tensor.datatype, shape, values=values))
+    parameters = message.parameters
+    outputs = message.outputs
     return InferRequest(
-        model_name=message.model_name,
-        model_version=message.model_version,
-        id=message.id,
-        inputs=inputs,
-        outputs=[o.name for o in message.outputs],
-        priority=_integer(message.parameters, "priority"),
-        timeout_us=_integer(message.parameters, "timeout"),
-        sequence=_sequence(message.parameters),
+        message.model_name,
+        message.model_version,
+        message.id,
+        inputs,
+        [o.name for o in outputs] if outputs else [],
+        # Most requests carry no parameters: three map lookups saved.
+        _integer(parameters, "priority") if parameters else 0,
+        _integer(parameters, "timeout") if parameters else 0,
+        _sequence(parameters) if parameters else None,
     )
 
 
 def infer_response(request_id: str, result: InferResult) -> v2.ModelInferResponse:
-    return v2.ModelInferResponse(
-        model_name=result.served.deployment_id,
-        model_version=str(result.served.version),
-        id=request_id,
-        outputs=[
-            v2.ModelInferResponse.InferOutputTensor(name=o.spec.name, datatype=o.spec.datatype.name, shape=o.shape)
-            for o in result.outputs
-        ],
-        raw_output_contents=[o.raw for o in result.outputs],
+    response = v2.ModelInferResponse(
+        model_name=result.served.deployment_id, model_version=str(result.served.version), id=request_id
     )
+    # `add` and `append` build the repeated fields in place (no message made and then copied in).
+    tensors = response.outputs
+    contents = response.raw_output_contents
+    for o in result.outputs:
+        tensors.add(name=o.spec.name, datatype=o.spec.datatype.name, shape=o.shape)
+        contents.append(o.raw)
+    return response
 
 
 def model_metadata(served: Served) -> v2.ModelMetadataResponse:

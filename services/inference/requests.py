@@ -77,8 +77,9 @@ def _shape_fits(expected: Sequence[int], got: Sequence[int]) -> bool:
 
 def _check_names(model: str, signature: Signature, request: InferRequest) -> None:
     given = [t.name for t in request.inputs]
+    known = signature.input_names
     for name in given:
-        if signature.input(name) is None:
+        if name not in known:
             allowed = ", ".join(t.name for t in signature.inputs)
             raise InvalidArgument(
                 f"unexpected inference input '{name}' for model '{model}', allowed inputs are: {allowed}",
@@ -86,8 +87,8 @@ def _check_names(model: str, signature: Signature, request: InferRequest) -> Non
             )
     if len(set(given)) != len(given):
         raise InvalidArgument(f"input given more than once in a request for model '{model}': {given}")
-    missing = [t.name for t in signature.inputs if t.name not in given]
-    if missing:
+    if len(given) != len(known):  # every name known and none twice: some are missing
+        missing = [t.name for t in signature.inputs if t.name not in given]
         raise InvalidArgument(
             f"expected {len(signature.inputs)} inputs but got {len(given)} inputs for model '{model}'. "
             f"Got input(s) {given}, but missing required input(s) {missing}. Please provide all required input(s).",
@@ -96,14 +97,14 @@ def _check_names(model: str, signature: Signature, request: InferRequest) -> Non
 
 
 def _check_input(model: str, spec: TensorSpec, tensor: TensorInput, max_batch: int, batched: bool) -> None:
-    dt = datatype(tensor.datatype)
-    if dt.name != spec.datatype.name:
+    if tensor.datatype != spec.datatype.name:  # the right name is a valid one: looked up only when it differs
+        dt = datatype(tensor.datatype)
         raise InvalidArgument(
             f"inference input '{tensor.name}' data-type is '{dt.name}', but model '{model}' expects "
             f"'{spec.datatype.name}'",
             metadata={"input": tensor.name, "received": dt.name, "expected": spec.datatype.name},
         )
-    if any(d < 0 for d in tensor.shape) or not _shape_fits(spec.shape, tensor.shape):
+    if min(tensor.shape, default=0) < 0 or not _shape_fits(spec.shape, tensor.shape):
         raise InvalidArgument(
             f"unexpected shape for input '{tensor.name}' for model '{model}'. Expected {_dims(spec.shape)}, "
             f"got {_dims(tensor.shape)}",
@@ -120,11 +121,14 @@ def _check_input(model: str, spec: TensorSpec, tensor: TensorInput, max_batch: i
 def prepare(model: str, signature: Signature, request: InferRequest, max_batch: int, max_tensor_bytes: int) -> Prepared:
     """Validate `request` for the model and decode its inputs (numpy views, no copies)."""
     _check_names(model, signature, request)
-    by_name = {t.name: t for t in request.inputs}
+    given = request.inputs
+    specs = signature.inputs
+    if len(specs) > 1:
+        by_name = {t.name: t for t in given}
+        given = [by_name[spec.name] for spec in specs]
     arrays: list[Array] = []
     batched = signature.batched
-    for spec in signature.inputs:
-        tensor = by_name[spec.name]
+    for spec, tensor in zip(specs, given, strict=True):
         _check_input(model, spec, tensor, max_batch, batched)
         if tensor.raw is not None and len(tensor.raw) > max_tensor_bytes:
             raise ResourceExhausted(
@@ -142,6 +146,8 @@ def prepare(model: str, signature: Signature, request: InferRequest, max_batch: 
                 f"bytes for one tensor (ATELIER_INFERENCE_MAX_TENSOR_BYTES)",
                 metadata={"input": tensor.name},
             )
+    if len(arrays) == 1:
+        return Prepared(arrays, arrays[0].shape[0] if batched else 1, _outputs(model, signature, request.outputs))
     sizes = {a.shape[0] for a in arrays} if batched else {1}
     if len(sizes) != 1:
         raise InvalidArgument(

@@ -33,6 +33,11 @@ class Signature:
         tensors = (*self.inputs, *self.outputs)
         return bool(tensors) and all(t.shape and t.shape[0] == -1 for t in tensors)
 
+    @cached_property
+    def input_names(self) -> dict[str, TensorSpec]:
+        """The inputs by name (looked up on every request)."""
+        return {t.name: t for t in self.inputs}
+
     def input(self, name: str) -> TensorSpec | None:
         return next((t for t in self.inputs if t.name == name), None)
 

@@ -12,6 +12,7 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -32,9 +33,9 @@ class Datatype:
     torch: str
     """torch dtype name ("" for BYTES, which no torch tensor holds)."""
 
-    @property
+    @cached_property
     def size(self) -> int:
-        """Bytes per element; 0 for BYTES."""
+        """Bytes per element; 0 for BYTES (worked out once: asked on every request)."""
         return np.dtype(self.numpy).itemsize if self.numpy else 0
 
 
@@ -180,12 +181,13 @@ def from_torch(dt: Datatype, tensor: Any) -> np.ndarray[Any, Any]:
     """A numpy array of a model output on the CPU, in the wire form of `dt`."""
     import torch
 
-    tensor = tensor.detach()
-    if tensor.device.type != "cpu":
+    if tensor.requires_grad:
+        tensor = tensor.detach()
+    if not tensor.is_cpu:
         tensor = tensor.cpu()
     if dt.name == "BF16":
         tensor = tensor.contiguous().view(torch.uint16)
-    elif str(tensor.dtype).removeprefix("torch.") != dt.torch:
+    elif tensor.dtype != getattr(torch, dt.torch):
         tensor = tensor.to(getattr(torch, dt.torch))
     array: np.ndarray[Any, Any] = tensor.numpy()
     return array
