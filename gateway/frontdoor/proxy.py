@@ -12,9 +12,9 @@ service is cancelled.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
@@ -42,15 +42,6 @@ def forwarded(metadata: Iterable[Any]) -> Metadata:
 
 def _kept(key: str) -> bool:
     return key == STATUS_DETAILS_KEY or not key.startswith((":", "grpc-"))
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One call's span and the metadata it sends upstream and back to its caller."""
-
-    span: trace.Span
-    outgoing: Metadata
-    reply: Metadata
 
 
 class Proxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
@@ -82,47 +73,41 @@ class Proxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         route = route_of(path)
         if route is None or route.service not in self._backends or path[1:].partition("/")[0] in self._local:
             return None
+        # Partials of the coroutine methods: gRPC sees through them to run the handler as async, and a
+        # call costs no extra coroutine frame.
         if route.unary:
-
-            async def unary(request: bytes, context: Context) -> bytes:
-                return await self._unary(route, request, context)
-
-            return grpc.unary_unary_rpc_method_handler(unary)  # type: ignore[arg-type]
-
-        async def stream(requests: AsyncIterator[bytes], context: Context) -> None:
-            await self._stream(route, requests, context)
-
-        return grpc.stream_stream_rpc_method_handler(stream)
+            return grpc.unary_unary_rpc_method_handler(functools.partial(self._unary, route))
+        return grpc.stream_stream_rpc_method_handler(functools.partial(self._stream, route))
 
     async def _unary(self, route: Route, request: bytes, context: Context) -> bytes:
-        call_context = _begin(route, context)
+        span, outgoing, reply = _begin(route, context)
         address = "(no address)"
         started = self._started(route)
         code = "OK"
         try:
             address, _ = self._upstreams.channel(route.service)
             call = self._upstreams.method("unary_unary", route.service, route.path)(
-                request, timeout=context.time_remaining(), metadata=call_context.outgoing
+                request, timeout=context.time_remaining(), metadata=outgoing
             )
             response: bytes = await call
-            await context.send_initial_metadata((*forwarded(await call.initial_metadata()), *call_context.reply))
-            context.set_trailing_metadata((*forwarded(await call.trailing_metadata()), *call_context.reply))
+            await context.send_initial_metadata((*forwarded(await call.initial_metadata()), *reply))
+            context.set_trailing_metadata((*forwarded(await call.trailing_metadata()), *reply))
             return response
         except grpc.aio.AioRpcError as error:
             code = error.code().name
-            await _abort(context, route, address, error, call_context.reply)
+            await _abort(context, route, address, error, reply)
         except AtelierError as error:
             code = error.code.name
-            await _abort_with(context, error, call_context.reply)
+            await _abort_with(context, error, reply)
         except asyncio.CancelledError:
             code = "CANCELLED"
             raise
         finally:
-            call_context.span.end()
+            span.end()
             self._finished(route, started, code)
 
     async def _stream(self, route: Route, requests: AsyncIterator[bytes], context: Context) -> None:
-        call_context = _begin(route, context)
+        span, outgoing, reply = _begin(route, context)
         address = "(no address)"
         call: grpc.aio.StreamStreamCall[bytes, bytes] | None = None
         started = self._started(route)
@@ -130,25 +115,25 @@ class Proxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         try:
             address, _ = self._upstreams.channel(route.service)
             call = self._upstreams.method("stream_stream", route.service, route.path)(
-                requests, timeout=context.time_remaining(), metadata=call_context.outgoing
+                requests, timeout=context.time_remaining(), metadata=outgoing
             )
-            await context.send_initial_metadata((*forwarded(await call.initial_metadata()), *call_context.reply))
+            await context.send_initial_metadata((*forwarded(await call.initial_metadata()), *reply))
             async for message in call:
                 await context.write(message)
-            context.set_trailing_metadata((*forwarded(await call.trailing_metadata()), *call_context.reply))
+            context.set_trailing_metadata((*forwarded(await call.trailing_metadata()), *reply))
         except grpc.aio.AioRpcError as error:
             code = error.code().name
-            await _abort(context, route, address, error, call_context.reply)
+            await _abort(context, route, address, error, reply)
         except AtelierError as error:
             code = error.code.name
-            await _abort_with(context, error, call_context.reply)
+            await _abort_with(context, error, reply)
         except asyncio.CancelledError:
             code = "CANCELLED"
             raise
         finally:
             if call is not None:
                 call.cancel()  # the caller went away (or the call is over: then a no-op)
-            call_context.span.end()
+            span.end()
             self._finished(route, started, code)
 
     def _started(self, route: Route) -> float:
@@ -161,8 +146,9 @@ class Proxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             self._metrics.finish(route.path, route.kind, code, time.perf_counter() - started)
 
 
-def _begin(route: Route, context: Context) -> _Call:
-    """The call's server span (continuing the caller's trace) and its metadata both ways."""
+def _begin(route: Route, context: Context) -> tuple[trace.Span, Metadata, Metadata]:
+    """The call's server span (continuing the caller's trace), the metadata it sends upstream and the
+    metadata it adds to its answer (request id, trace context)."""
     metadata = context.invocation_metadata() or ()
     carrier = {k: v for k, v in metadata if isinstance(v, str)}
     request_id = request_id_of(carrier.get(REQUEST_ID_HEADER, ""))
@@ -175,7 +161,7 @@ def _begin(route: Route, context: Context) -> _Call:
     trace_headers: dict[str, str] = {}
     propagate.inject(trace_headers, context=trace.set_span_in_context(span))
     reply: Metadata = ((REQUEST_ID_HEADER, request_id), *trace_headers.items())
-    return _Call(span=span, outgoing=(*forwarded(metadata), *reply), reply=reply)
+    return span, (*forwarded(metadata), *reply), reply
 
 
 async def _abort(
