@@ -18,10 +18,17 @@ system, from /proc) the inference process and the client used per request and th
 machine's cores busy; the monitor's CPU per sampled request over the whole run; the load average before
 and after; and whether the load saturated anything (the client behind its schedule, the client near a
 whole core, the cores nearly all busy), in which case the latencies measure queues, not the sampler.
-The monitor's work on the samples of an on phase's last second falls into the phase after it.
+The monitor's work on the samples of an on phase's last second falls into the phase after it. It also
+prints each inference server's CPU per request by thread (`main` is the event loop).
+
+With `--pin-servers` both inference servers run on the last core and the client on the others, so both
+sides' CPU is measured on one core (one side is busy at a time). Unpinned, A/A runs (`--sample-rate 0`)
+showed the two servers 9-30 us of CPU per request apart with no sampling at all, the side started first
+the dearer (presumably the cores, shared with other work, are not equally loaded); pinned, 8 us.
 
     .venv/bin/python benchmarks/drift_sampling.py [--rate 1000] [--phase-seconds 5] [--rounds 3]
         [--drift-nice N] [--sample-rate 1]   # --sample-rate 0: both servers sample nothing (A/A, the noise)
+        [--pin-servers]
 """
 
 from __future__ import annotations
@@ -109,7 +116,9 @@ def machine_ticks() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
-def start(name: str, home: Path, extra: dict[str, str], file_name: str | None = None) -> Service:
+def start(
+    name: str, home: Path, extra: dict[str, str], file_name: str | None = None, cpus: set[int] | None = None
+) -> Service:
     file_name = file_name or name
     address_file = home / "run" / f"{file_name}.json"
     prefix = f"ATELIER_{name.upper()}_"
@@ -117,7 +126,10 @@ def start(name: str, home: Path, extra: dict[str, str], file_name: str | None = 
     env.update({"ATELIER_HOME": str(home), "PYTHONPATH": str(REPO), f"{prefix}PORT": "0"})
     env.update({f"{prefix}ADDRESS_FILE": str(address_file), f"{prefix}METRICS_PORT": "-1", **extra})
     log = (WORK / f"{file_name}.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env, stdout=log, stderr=log, cwd=REPO)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None  # every thread it starts inherits it
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"services.{name}"], env=env, stdout=log, stderr=log, cwd=REPO, preexec_fn=pin
+    )
     deadline = time.monotonic() + 60
     while not address_file.exists():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -271,10 +283,15 @@ def start_stack(args: argparse.Namespace, home: Path, services: list[Service]) -
     servers = {}
     for label in ("off", "on") if args.start_off_first else ("on", "off"):
         rate = {"ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": rates[label]}
-        servers[label] = start("inference", home / label, {**common, **rate}, f"inference-{label}")
+        servers[label] = start("inference", home / label, {**common, **rate}, f"inference-{label}", server_cpus(args))
         services.append(servers[label])
         deploy(servers[label].address)
     return monitor, servers["on"], servers["off"]
+
+
+def server_cpus(args: argparse.Namespace) -> set[int] | None:
+    """With --pin-servers: the last core, for both inference servers (one is busy at a time)."""
+    return {max(os.sched_getaffinity(0))} if args.pin_servers else None
 
 
 def run_phases(on: Service, off: Service, args: argparse.Namespace, payload: bytes) -> list[Phase]:
@@ -382,6 +399,13 @@ def main() -> None:
     parser.add_argument(
         "--start-off-first", action="store_true", help="start the 'off' server first (the start order's own effect)"
     )
+    parser.add_argument(
+        "--pin-servers",
+        action="store_true",
+        help="run both inference servers on the last core and the client on the others: both sides' CPU "
+        "per request is then measured on the same core (unpinned, a process tends to stay on the core it "
+        "started on, and the cores of a shared machine differ)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -391,6 +415,9 @@ def main() -> None:
     services: list[Service] = []
     try:
         monitor, on, off = start_stack(args, home, services)
+        cpus = server_cpus(args)
+        if cpus:
+            os.sched_setaffinity(0, os.sched_getaffinity(0) - cpus)
         payload = np.random.default_rng(1).normal(0, 1, (1, FEATURES)).astype(np.float32).tobytes()
         for server in (on, off):
             asyncio.run(phase(Phase("warm-up", 0), server, args.rate, 1.0, payload))
