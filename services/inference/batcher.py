@@ -382,7 +382,10 @@ class Batcher:
         start = time.monotonic_ns()
         count = len(batch[0].prepared.arrays)
         # The one copy of the inputs: into a writable, contiguous batch buffer.
-        inputs = [np.concatenate([p.prepared.arrays[i] for p in batch]) for i in range(count)]
+        if len(batch) == 1:  # a request alone (every request at one client): its arrays copied as they are
+            inputs = [array.copy() for array in batch[0].prepared.arrays]
+        else:
+            inputs = [np.concatenate([p.prepared.arrays[i] for p in batch]) for i in range(count)]
         if self.stateful:
             inputs.insert(self._state_in, np.concatenate([self._state_of(p) for p in batch]))
         samples = sum(p.prepared.batch_size for p in batch)
@@ -405,7 +408,7 @@ class Batcher:
                         f"output '{spec.name}' has {full.shape[0]} rows for a batch of {samples}; "
                         "a batching model must keep the batch dimension"
                     )
-                part = full[offset : offset + size] if self.batched else full
+                part = full[offset : offset + size] if self.batched and size != samples else full
                 wanted.append(OutputTensor(spec, tuple(part.shape), encode(spec.datatype, part)))
             outcomes.append(wanted)
             offset += size
