@@ -153,6 +153,11 @@ class ModelRepository:
     def served(self) -> list[Served]:
         return list(self._served.values())
 
+    def served_project(self, deployment_id: str) -> str | None:
+        """The project of a deployment this server serves now; None when it serves none by that id."""
+        served = self._served.get(deployment_id)
+        return None if served is None else served.project
+
     def known(self) -> dict[str, Status]:
         return dict(self._status)
 

@@ -88,10 +88,15 @@ class InferenceHost(ServiceHost):
                 log.exception("following aliases failed")
 
 
-def deployment_project(deployments: Deployments, runner: BlockingRunner) -> Lookup:
-    """The access table's lookup: a KServe model name (a deployment id) to its project."""
+def deployment_project(deployments: Deployments, runner: BlockingRunner, repository: ModelRepository) -> Lookup:
+    """The access table's lookup: a KServe model name (a deployment id) to its project. A deployment being
+    served answers from memory (every ModelInfer is checked: no thread hop and database query per request);
+    the database answers for the others."""
 
     async def lookup(model: str) -> str:
+        project = repository.served_project(model)
+        if project is not None:
+            return project
         found = await runner(deployments.by_id, model)
         if found is None:
             raise NotFound(f"Request for unknown model: '{model}' is not found")
@@ -148,7 +153,7 @@ def build(settings: InferenceSettings) -> ServiceHost:
         registry=registry,
         control=control,
         follow_interval=settings.alias_poll_seconds,
-        auth_lookups={DEPLOYMENT: deployment_project(deployments, runner)},
+        auth_lookups={DEPLOYMENT: deployment_project(deployments, runner, repository)},
         # Per-request calls: Triton's statistics and the Prometheus series count them; failures still log.
         quiet_methods=(f"/{PROTOCOL}/ModelInfer",),
     )
