@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.sql import Select
 from sqlmodel import Session
 
 from atelier.errors import AlreadyExists, InvalidArgument, Unavailable
@@ -144,6 +145,52 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
     snapshot until the block ends, when the transaction is rolled back."""
     with _translated(), engine.connect() as connection:
         yield connection
+
+
+class DriverRead:
+    """One SELECT compiled once for an engine's dialect and run on the driver's own cursor, for a hot read
+    (the data service's `Get*`). The same SQL, parameters and column types as SQLAlchemy's
+    `connection.execute(...).first()` (each column's result processor, so SQLite's text timestamps come back
+    as aware datetimes), without the execution context and result machinery around each statement (about
+    20 us of CPU a read against 100 us on SQLite)."""
+
+    def __init__(self, engine: Engine, statement: Select[Any]) -> None:
+        dialect = engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.positions: tuple[str, ...] | None = tuple(compiled.positiontup or ()) if compiled.positional else None
+        self.processors: list[Callable[[Any], Any] | None] = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in statement.selected_columns
+        ]
+
+    def first(self, connection: Any, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The first row (each value as its column type reads it), or None."""
+        cursor = connection.cursor()
+        try:
+            cursor.execute(self.sql, params if self.positions is None else tuple(params[k] for k in self.positions))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        if row is None:
+            return None
+        pairs = zip(self.processors, row, strict=True)
+        return tuple(value if process is None else process(value) for process, value in pairs)
+
+
+@contextmanager
+def driver_connection(engine: Engine) -> Iterator[Any]:
+    """A pooled connection of the driver itself (pre-pinged as the engine's are; rolled back when it
+    goes back to the pool, so its reads see one snapshot as `read_connection`'s do); the driver's errors
+    of an unreachable or locked database become `Unavailable`, as SQLAlchemy's do elsewhere."""
+    dbapi = engine.dialect.loaded_dbapi
+    try:
+        connection = engine.raw_connection()
+        try:
+            yield connection
+        finally:
+            connection.close()
+    except (OperationalError, dbapi.OperationalError) as error:
+        raise Unavailable(f"database unavailable: {getattr(error, 'orig', None) or error}") from error
 
 
 @contextmanager

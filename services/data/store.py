@@ -7,19 +7,17 @@ module sees SQLAlchemy exceptions.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.sql import Select
 from sqlmodel import Session, col, select
 
-from atelier.errors import NotFound, Unavailable
-from atelier.runtime.database import transaction
+from atelier.errors import NotFound
+from atelier.runtime.database import DriverRead, driver_connection, transaction
 from services.data import bulk
 from services.data.tables import (
     ChunkRow,
@@ -84,52 +82,6 @@ _DATASET_BY_NAME = (
 )
 
 
-class _DriverRead:
-    """One SELECT compiled once for an engine's dialect and run on the driver's own cursor: the hot `Get*`
-    reads. The same SQL, parameters and column types as SQLAlchemy's `connection.execute(...).first()`
-    (each column's result processor, so SQLite's text timestamps come back as aware datetimes), without
-    the execution context and result machinery around each statement (about 20 us of CPU a read against
-    100 us on SQLite)."""
-
-    def __init__(self, engine: Engine, statement: Select[Any]) -> None:
-        dialect = engine.dialect
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.positions: tuple[str, ...] | None = tuple(compiled.positiontup or ()) if compiled.positional else None
-        self.processors: list[Callable[[Any], Any] | None] = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in statement.selected_columns
-        ]
-
-    def first(self, connection: Any, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """The first row (each value as its column type reads it), or None."""
-        cursor = connection.cursor()
-        try:
-            cursor.execute(self.sql, params if self.positions is None else tuple(params[k] for k in self.positions))
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-        if row is None:
-            return None
-        pairs = zip(self.processors, row, strict=True)
-        return tuple(value if process is None else process(value) for process, value in pairs)
-
-
-@contextmanager
-def _driver_connection(engine: Engine) -> Iterator[Any]:
-    """A pooled connection of the driver itself (pre-pinged as the engine's are; rolled back when it
-    goes back to the pool, so its reads see one snapshot as `read_connection`'s do); the driver's errors
-    of an unreachable or locked database become `Unavailable`, as SQLAlchemy's do elsewhere."""
-    dbapi = engine.dialect.loaded_dbapi
-    try:
-        connection = engine.raw_connection()
-        try:
-            yield connection
-        finally:
-            connection.close()
-    except (sa.exc.OperationalError, dbapi.OperationalError) as error:
-        raise Unavailable(f"database unavailable: {getattr(error, 'orig', None) or error}") from error
-
-
 def _no_project(name: str) -> NotFound:
     return NotFound(f"project {name!r} not found", metadata={"resource": f"projects/{name}"})
 
@@ -139,8 +91,8 @@ class DataStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._project_by_name = _DriverRead(engine, _PROJECT_BY_NAME)
-        self._dataset_by_name = _DriverRead(engine, _DATASET_BY_NAME)
+        self._project_by_name = DriverRead(engine, _PROJECT_BY_NAME)
+        self._dataset_by_name = DriverRead(engine, _DATASET_BY_NAME)
 
     def session(self) -> AbstractContextManager[Session]:
         """A transaction: committed when the block ends, rolled back on error."""
@@ -157,7 +109,7 @@ class DataStore:
     def read_dataset(self, project: str, name: str) -> DatasetRecord:
         """A dataset by project and name, read on its own with one prepared Core statement (`GetDataset`'s
         path, as `read_project`); `NotFound` names the project when it is the project that is missing."""
-        with _driver_connection(self.engine) as connection:
+        with driver_connection(self.engine) as connection:
             found = self._dataset_by_name.first(connection, {"project": project, "name": name})
             if found is None:
                 if self._project_by_name.first(connection, {"name": project}) is None:
@@ -172,7 +124,7 @@ class DataStore:
         """A project by name, read on its own with one statement on the driver's cursor: `GetProject`'s
         path (no ORM session, identity map or commit, nor SQLAlchemy's per-statement execution: about
         20 us of CPU in-process, against 100 us with a Core statement and 240-340 us with a session)."""
-        with _driver_connection(self.engine) as connection:
+        with driver_connection(self.engine) as connection:
             found = self._project_by_name.first(connection, {"name": name})
         if found is None:
             raise _no_project(name)
