@@ -29,11 +29,13 @@ lint: venv
 	$(VENV)/bin/buf lint
 
 ## Start what the tests need that this machine provides as a system service (PostgreSQL), and install
-## Debian's Slurm and munge for the Slurm tests (which start their own daemons).
+## Debian's Slurm and munge for the Slurm tests (which start their own daemons) and Debian's nginx (the
+## gateway runs it in front of its gRPC front door; the tests start their own).
 services:
 	export PATH="$$PATH:/usr/sbin:/sbin"; command -v slurmctld >/dev/null && command -v slurmd >/dev/null && \
-		command -v sbatch >/dev/null && command -v munged >/dev/null || \
-		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends slurm-wlm munge)
+		command -v sbatch >/dev/null && command -v munged >/dev/null && command -v nginx >/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			slurm-wlm munge nginx)
 	pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not start" >&2; exit 1
 

@@ -8,7 +8,11 @@ fresh home under `benchmarks/.work/gateway`, creates one project, then:
    CPU time the gateway and the data service used per request;
 2. gRPC: the same `GetProject`, one call at a time, straight to the data service and through the front
    door, alternating in rounds so both see the same machine load: p50/p99 of each and the p50 the front
-   door adds, with the gateway's CPU time per call.
+   door adds, with the gateway's CPU time per call (its process and its children: nginx, when nginx
+   serves the front door).
+
+`--front-door python|nginx|auto` picks what serves the front door's port (the gateway's
+`ATELIER_GATEWAY_FRONT_DOOR_PROXY`; `auto`, the default, is nginx when it is installed).
 
 The services run with auth off (`ATELIER_AUTH=off`, loopback only): this measures the gateway's
 forwarding, not token checks. The table ends with the issue's targets and the measured/target ratio.
@@ -69,9 +73,23 @@ class GrpcResult:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of a process and its living descendants (the gateway's nginx)."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue  # gone meanwhile
+    tree, found = {pid}, True
+    while found:
+        found = False
+        for child, fields in stats.items():
+            if child not in tree and int(fields[1]) in tree:
+                tree.add(child)
+                found = True
+    ticks = sum(int(stats[p][11]) + int(stats[p][12]) for p in tree if p in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def pid_of(home: Path, name: str) -> int:
@@ -164,9 +182,15 @@ def report(rest: RestResult, calls: GrpcResult, args: argparse.Namespace) -> str
     setup = (
         f"wrk {args.threads} threads, {args.connections} connections, {args.duration:g} s (after 2 s of warm-up); "
         f"gRPC: {args.rounds} rounds of {args.calls} sequential calls a side (Python sync stub), alternating; "
-        f"{os.cpu_count()} CPUs visible; load average before the run {args.load_before}"
+        f"front door: {args.served_by}; {os.cpu_count()} CPUs visible; load average before the run {args.load_before}"
     )
     return "\n".join([*rows, "", setup])
+
+
+def front_door_proxy(home: Path) -> str:
+    """What serves the front door, as the gateway's log says."""
+    found = re.search(r"front door \((\w+)\) serving", (home / "logs" / "gateway.log").read_text(errors="replace"))
+    return found.group(1) if found else "unknown"
 
 
 def main() -> None:
@@ -176,6 +200,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1).")
     parser.add_argument("--calls", type=int, default=400, help="gRPC calls a side per round (default 400).")
     parser.add_argument("--rounds", type=int, default=5, help="Alternating gRPC rounds (default 5).")
+    parser.add_argument(
+        "--front-door", choices=("auto", "nginx", "python"), default="auto", help="What serves the front door."
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed: apt-get install wrk (Debian's package)")
@@ -183,6 +210,7 @@ def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     home = WORK / "home"
     os.environ["ATELIER_AUTH"] = "off"
+    os.environ["ATELIER_GATEWAY_FRONT_DOOR_PROXY"] = args.front_door
     started = time.monotonic()
     local.up(home, base_port=0, detach=True, timeout=180)
     try:
@@ -194,6 +222,7 @@ def main() -> None:
         client = DataClient.at(data.address)
         client.ensure_project(PROJECT)
         client.close()
+        args.served_by = front_door_proxy(home)
         rest = rest_load(home, gateway.http, args.duration, args.connections, args.threads)
         calls = grpc_calls(home, data.address, gateway.address, args.calls, args.rounds)
     finally:

@@ -53,6 +53,8 @@ def front_door(
         health_timeout=settings.health_timeout_seconds,
         shutdown_grace=settings.shutdown_grace_seconds,
         metrics=RpcMetrics(registry) if registry is not None else None,
+        proxy=settings.front_door_proxy,
+        nginx_binary=settings.nginx_binary,
     )
 
 
@@ -95,7 +97,7 @@ async def _serve(settings: GatewaySettings, door: FrontDoor | None = None) -> No
     host, port = listener.getsockname()[:2]
     http = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     # REST calls of the services the front door serves itself go to the front door.
-    local = {owner: address for name in door.local_names if (owner := owner_of(name)) is not None}
+    local = {owner: door.inner_address for name in door.local_names if (owner := owner_of(name)) is not None}
     app = create_app(settings, Upstreams(settings.home, local), registry)
     # No access log (the request metrics and spans count every request) and no X-Forwarded-* rewriting
     # (the gateway reads no client address): each cost a share of a small request's CPU.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +19,13 @@ class GatewaySettings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(0, ge=0, le=65535, description="Port of the gRPC front door; 0 picks a free one.")
+    front_door_proxy: Literal["auto", "nginx", "python"] = Field(
+        "auto",
+        description="What serves the front door's port: `nginx` in front of the Python front door (the stack "
+        "services' calls forwarded by nginx's gRPC proxy, about 0.1 ms a call instead of 0.7), `python` alone, "
+        "or `auto`: nginx when it is installed.",
+    )
+    nginx_binary: str = Field("nginx", description="The nginx executable (a name on PATH or in /usr/sbin, or a path).")
     iam_port: int = Field(
         0, ge=0, le=65535, description="Port of the IAM service on 127.0.0.1 (reached through the front door)."
     )

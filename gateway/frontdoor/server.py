@@ -4,6 +4,9 @@ Services the gateway implements itself (added with `local_services` before start
 never forwarded; every other method of Atelier's packages goes to the service that owns it.
 Reflection lists every service behind the front door and its own, from the generated modules'
 descriptors, so `grpcurl` and generated clients need this one address.
+
+With `proxy="nginx"` the Python server listens on an internal port and nginx takes the public one,
+forwarding the calls of every service that has an address straight to it (`gateway.frontdoor.nginx`).
 """
 
 from __future__ import annotations
@@ -17,13 +20,20 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from atelier.client.channel import MAX_MESSAGE_BYTES
+from atelier.errors import Unavailable
 from atelier.runtime.metrics import RpcMetrics
 from gateway.frontdoor.health import FrontDoorHealth
+from gateway.frontdoor.nginx import NginxFrontDoor, find_nginx, forwards_for
 from gateway.frontdoor.proxy import Proxy
 from gateway.frontdoor.routing import known_services, owner_of, stack_services
 from gateway.upstream import Upstreams
 
 log = logging.getLogger(__name__)
+
+
+PROXIES = ("python", "nginx", "auto")
+"""`python`: the Python server alone; `nginx`: nginx in front of it (`gateway.frontdoor.nginx`); `auto`:
+nginx when it is installed."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,21 @@ class FrontDoor:
         health_timeout: float = 1.0,
         shutdown_grace: float = 5.0,
         metrics: RpcMetrics | None = None,
+        proxy: str = "python",
+        nginx_binary: str = "nginx",
     ) -> None:
+        if proxy not in PROXIES:
+            raise ValueError(f"front door proxy {proxy!r} is not one of {', '.join(PROXIES)}")
+        self._nginx_binary = find_nginx(nginx_binary) if proxy in ("nginx", "auto") else None
+        if proxy == "nginx" and self._nginx_binary is None:
+            raise RuntimeError(
+                f"the front door proxy is nginx but {nginx_binary!r} was not found (on PATH or in /usr/sbin); "
+                "install Debian's nginx or set ATELIER_GATEWAY_FRONT_DOOR_PROXY=python"
+            )
+        self.proxy = "nginx" if self._nginx_binary else "python"
+        """Which proxy serves the public address: `nginx` or `python`."""
+        self.nginx: NginxFrontDoor | None = None
+        """nginx, while it serves the public address."""
         self._upstreams = upstreams
         self._bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self._host = host
@@ -65,6 +89,9 @@ class FrontDoor:
         """The full names of the services forwarded to the stack's services."""
         self.health = FrontDoorHealth(upstreams, self.backends, local_names, health_timeout)
         self.address = ""
+        """The public address."""
+        self.inner_address = ""
+        """The Python server's address (the public one without nginx)."""
         self._server: grpc.aio.Server | None = None
 
     @property
@@ -96,13 +123,42 @@ class FrontDoor:
         names = [*self.proxied, *local_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
         server.add_generic_rpc_handlers([Proxy(self._upstreams, frozenset(self.backends), local_names, self._metrics)])
-        port = server.add_insecure_port(self._bind)
+        port = server.add_insecure_port("127.0.0.1:0" if self._nginx_binary else self._bind)
         await server.start()
         self._server = server
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        self.address = f"{host}:{port}"
-        log.info("front door serving on %s for %s", self.address, ", ".join(self.backends))
+        if self._nginx_binary:
+            self.inner_address = f"127.0.0.1:{port}"
+            self.nginx = NginxFrontDoor(
+                self._nginx_binary,
+                self._host,
+                int(self._bind.rpartition(":")[2]),
+                self.inner_address,
+                forwards_for(self._addresses()),
+                sorted(local_names),
+                self._grace,
+            )
+            try:
+                self.address = await self.nginx.start()
+            except BaseException:
+                self.nginx = None
+                await self.stop()
+                raise
+        else:
+            host = f"[{self._host}]" if ":" in self._host else self._host
+            self.address = self.inner_address = f"{host}:{port}"
+        log.info("front door (%s) serving on %s for %s", self.proxy, self.address, ", ".join(self.backends))
         return self.address
+
+    def _addresses(self) -> dict[str, str]:
+        """The backends nginx can forward to now: those with an address (the services served here go to
+        the Python server by a longer path prefix)."""
+        found = {}
+        for service in self.backends:
+            try:
+                found[service] = self._upstreams.address(service)
+            except Unavailable:
+                continue  # the Python server answers for it (UNAVAILABLE naming it, or a later address)
+        return found
 
     async def stop(self) -> None:
         """Answer NOT_SERVING, refuse new calls and give calls in flight the grace period."""
@@ -110,4 +166,7 @@ class FrontDoor:
             return
         server, self._server = self._server, None
         self.health.stopping = True
+        nginx, self.nginx = self.nginx, None
+        if nginx is not None:
+            await nginx.stop()
         await server.stop(self._grace)

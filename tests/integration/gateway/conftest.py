@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from atelier.client import DataClient, RegistryClient
 from atelier.client.scheduler import AgentClient, SchedulerClient
 from gateway.app import create_app
+from gateway.frontdoor.nginx import find_nginx
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstreams
 
@@ -81,12 +82,22 @@ def stack(serve: Callable[[Callable[[], Any]], str], tmp_path: Path) -> Iterator
 OpenDoor = Callable[..., str]
 
 
+NGINX = pytest.mark.skipif(find_nginx() is None, reason="nginx is not installed (make services)")
+
+
+@pytest.fixture(params=["python", pytest.param("nginx", marks=NGINX)])
+def proxy(request: pytest.FixtureRequest) -> str:
+    """What serves the front door's port: the Python front door alone, or nginx in front of it."""
+    return str(request.param)
+
+
 @pytest.fixture
-def open_door(serve: Callable[[Callable[[], Any]], str], tmp_path: Path) -> OpenDoor:
+def open_door(serve: Callable[[Callable[[], Any]], str], tmp_path: Path, proxy: str) -> OpenDoor:
     """Start a gRPC front door in-process for services at `addresses`; returns its address."""
     from gateway.frontdoor import FrontDoor
 
     def start(addresses: dict[str, str], **options: Any) -> str:
+        options.setdefault("proxy", proxy)
         return serve(lambda: FrontDoor(Upstreams(tmp_path / "home", addresses), **options))
 
     return start
