@@ -15,6 +15,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from atelier.runtime.auth import validate_mode
+from atelier.runtime.memory import freeze_startup_objects
 from atelier.runtime.metrics import RpcMetrics, serve_metrics, service_registry
 from atelier.runtime.server import event_loop_factory
 from atelier.runtime.tracing import configure_tracing, shutdown_tracing
@@ -109,6 +110,7 @@ async def _serve(settings: GatewaySettings, door: FrontDoor | None = None) -> No
         while not rest.started and not task.done():
             await asyncio.sleep(0.05)
         if rest.started:
+            freeze_startup_objects()
             if settings.address_file is not None:
                 scraped = metrics.address if metrics is not None else ""
                 write_address_file(settings.address_file, address, os.getpid(), metrics=scraped, http=http)

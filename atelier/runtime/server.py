@@ -30,6 +30,7 @@ from atelier.runtime.auth import Authorizer, IdentityCache, Lookup, validate_mod
 from atelier.runtime.iam_link import IamLink
 from atelier.runtime.interceptors import CallInterceptor
 from atelier.runtime.logging import configure_logging
+from atelier.runtime.memory import freeze_startup_objects
 from atelier.runtime.metrics import MetricsEndpoint, RpcMetrics, serve_metrics, service_registry
 from atelier.runtime.settings import ServiceSettings
 from atelier.runtime.tracing import configure_tracing
@@ -233,6 +234,7 @@ class ServiceHost:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
+        freeze_startup_objects()
         await stop.wait()
         await self.stop()
 
