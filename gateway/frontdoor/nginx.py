@@ -12,10 +12,12 @@ serves itself, services without an address (answered UNAVAILABLE naming them) an
 
 What nginx does for a forwarded call, as the Python front door would: the caller's `x-request-id`
 when it is a sensible one, else a new one, sent to the service and returned in the answer's headers
-and trailers; a service it cannot reach ends the call UNAVAILABLE naming the service and its address
-(a gRPC error, not HTTP 502). What it does not do: a span of its own (the caller's trace context reaches
-the service unchanged, so the service's span is the caller's child) and the front door's RPC metrics
-(the service counts the call in its own).
+(which are a failed call's trailers); a service it cannot reach ends the call UNAVAILABLE naming the
+service and its address (a gRPC error, not HTTP 502). When the front door counts its calls (RPC
+metrics), nginx sends a line per forwarded call (method, status, seconds) to the gateway over loopback
+syslog (UDP), and the gateway counts it in the same series as the calls it forwards itself
+(`CallLog`). What nginx does not do: a span of its own (the caller's trace context reaches the service
+unchanged, so the service's span is the caller's child).
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
+
+import grpc
+
+from atelier.runtime.metrics import RpcMetrics
+from gateway.frontdoor.routing import KSERVE_PACKAGE, route_of
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +73,6 @@ class Forward:
 
 def package_prefixes(service: str) -> tuple[str, ...]:
     """The path prefixes of the packages a stack service owns (`routing.owner_of` in reverse)."""
-    from gateway.frontdoor.routing import KSERVE_PACKAGE
-
     prefixes = [f"/atelier.{service}."]
     if service == "inference":
         prefixes.append(f"/{KSERVE_PACKAGE}.")
@@ -92,18 +98,36 @@ breaks gRPC's trailers-only answers (every error a service sends before a messag
 are its trailers, so the request id is in the trailers of failed calls, the headers of the others."""
 
 
-def render(listen: str, door: str, forwards: Sequence[Forward], local: Sequence[str], directory: Path) -> str:
+LOG_TAG = "atelier_front_door"
+LOG_FORMAT = (
+    "$uri $upstream_http_grpc_status $upstream_trailer_grpc_status $sent_http_grpc_status $status $request_time"
+)
+"""A forwarded call's line: its method path, the status the service answered in its headers (an error
+before any message), in its trailers, or the one nginx answered itself, the HTTP status, and seconds."""
+
+
+def render(
+    listen: str,
+    door: str,
+    forwards: Sequence[Forward],
+    local: Sequence[str],
+    directory: Path,
+    log_to: str | None = None,
+) -> str:
     """The configuration: `listen` (host:port) for callers, `door` the Python front door's address,
-    `local` the full names of the services the gateway serves itself (never forwarded)."""
+    `local` the full names of the services the gateway serves itself (never forwarded), `log_to` the
+    host:port (UDP) a line per forwarded call goes to, if any."""
     upstreams, locations = [], []
+    logged = f" access_log syslog:server={log_to},nohostname,tag={LOG_TAG} atelier_calls;" if log_to else ""
+    answer = _ANSWER + logged
     for index, forward in enumerate(forwards):
         name = f"svc{index}_{forward.service}"
         upstreams.append(f"  upstream {name} {{ server {forward.address}; keepalive 64; keepalive_requests 1000000; }}")
         unreachable = f"the {forward.service} service at {forward.address} is unavailable: no answer from it"
-        locations.append(f"    location @down_{name} {{ {_grpc_error(14, unreachable)} }}")
+        locations.append(f"    location @down_{name} {{ {_grpc_error(14, unreachable)}{logged} }}")
         for prefix in forward.prefixes:
             locations.append(
-                f"    location {prefix} {{ grpc_pass grpc://{name}; error_page 502 504 = @down_{name}; {_ANSWER} }}"
+                f"    location {prefix} {{ grpc_pass grpc://{name}; error_page 502 504 = @down_{name}; {answer} }}"
             )
     for full_name in local:  # a longer prefix than the package's: served by the Python front door
         locations.append(f"    location /{full_name}/ {{ grpc_pass grpc://front_door; }}")
@@ -117,6 +141,7 @@ def render(listen: str, door: str, forwards: Sequence[Forward], local: Sequence[
             "events { worker_connections 4096; }",
             "http {",
             "  access_log off;",
+            f"  log_format atelier_calls '{LOG_FORMAT}';",
             f"  client_body_temp_path {directory / 'body'};",
             *(f"  {kind}_temp_path {directory / kind};" for kind in ("proxy", "fastcgi", "uwsgi", "scgi")),
             "  client_max_body_size 0;",  # messages are the services' to limit
@@ -168,7 +193,10 @@ class NginxFrontDoor:
         forwards: Sequence[Forward],
         local: Sequence[str] = (),
         shutdown_grace: float = 5.0,
+        metrics: RpcMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
+        self._log: CallLog | None = None
         self._binary = binary
         self._host = host
         self._port = port
@@ -184,12 +212,15 @@ class NginxFrontDoor:
     async def start(self) -> str:
         """Start nginx on the public address and return it once it accepts connections."""
         self._directory = Path(tempfile.mkdtemp(prefix="atelier-front-door-"))
+        log_to = None
+        if self._metrics is not None:
+            self._log, log_to = await CallLog.open(self._metrics)
         problem = ""
         for _ in range(self.STARTS if self._port == 0 else 1):
             port = self._port or free_port(self._host)
             listen = _hostport(self._host, port)
             (self._directory / "nginx.conf").write_text(
-                render(listen, self._door, self._forwards, self._local, self._directory)
+                render(listen, self._door, self._forwards, self._local, self._directory, log_to)
             )
             problem = await self._launch(port)
             if not problem:
@@ -199,6 +230,8 @@ class NginxFrontDoor:
                 log.info("front door: nginx on %s (forwarding %s; the rest to %s)", listen, routes, self._door)
                 return listen
         shutil.rmtree(self._directory, ignore_errors=True)
+        if self._log is not None:
+            self._log.close()
         raise RuntimeError(
             f"nginx did not start as the front door: {problem} "
             "(set ATELIER_GATEWAY_FRONT_DOOR_PROXY=python to serve the front door from Python only)"
@@ -267,6 +300,8 @@ class NginxFrontDoor:
                 await self._watch
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
+        if self._log is not None:
+            self._log.close()
 
 
 async def _accepts(host: str, port: int) -> bool:
@@ -283,3 +318,55 @@ async def _accepts(host: str, port: int) -> bool:
 def forwards_for(addresses: Mapping[str, str]) -> list[Forward]:
     """A route for each service with an address."""
     return [Forward(service, address, package_prefixes(service)) for service, address in sorted(addresses.items())]
+
+
+_CODE_NAMES = {str(code.value[0]): code.name for code in grpc.StatusCode}
+
+
+class CallLog(asyncio.DatagramProtocol):
+    """Counts the calls nginx forwards, from its syslog lines, in the front door's RPC series."""
+
+    def __init__(self, metrics: RpcMetrics) -> None:
+        self._metrics = metrics
+        self._kinds: dict[str, str] = {}
+        self._marker = f"{LOG_TAG}: ".encode()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    @classmethod
+    async def open(cls, metrics: RpcMetrics) -> tuple[CallLog, str]:
+        """Listen on a loopback UDP port; the log and its `host:port`."""
+        loop = asyncio.get_running_loop()
+        transport, log = await loop.create_datagram_endpoint(lambda: cls(metrics), local_addr=("127.0.0.1", 0))
+        sock = transport.get_extra_info("socket")
+        with contextlib.suppress(OSError):  # room for bursts while the loop is busy
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        host, port = sock.getsockname()[:2]
+        return log, f"{host}:{port}"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        at = data.find(self._marker)
+        if at < 0:
+            return
+        fields = data[at + len(self._marker) :].decode(errors="replace").split()
+        if len(fields) != 6:
+            return
+        path, in_headers, in_trailers, answered, http_status, seconds = fields
+        kind = self._kinds.get(path)
+        if kind is None:
+            route = route_of(path)
+            kind = self._kinds[path] = route.kind if route is not None else "stream_stream"
+        status = next((s for s in (in_trailers, in_headers, answered) if s != "-"), "")
+        code = _CODE_NAMES.get(status) or ("CANCELLED" if http_status == "499" else "UNKNOWN")
+        try:
+            elapsed = float(seconds)
+        except ValueError:
+            elapsed = 0.0
+        self._metrics.start(path, kind)
+        self._metrics.finish(path, kind, code, elapsed)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()

@@ -136,6 +136,7 @@ class FrontDoor:
                 forwards_for(self._addresses()),
                 sorted(local_names),
                 self._grace,
+                self._metrics,
             )
             try:
                 self.address = await self.nginx.start()
