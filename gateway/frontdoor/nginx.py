@@ -34,7 +34,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import grpc
@@ -231,7 +230,7 @@ class NginxFrontDoor:
                 return listen
         shutil.rmtree(self._directory, ignore_errors=True)
         if self._log is not None:
-            self._log.close()
+            await self._log.close()
         raise RuntimeError(
             f"nginx did not start as the front door: {problem} "
             "(set ATELIER_GATEWAY_FRONT_DOOR_PROXY=python to serve the front door from Python only)"
@@ -301,7 +300,7 @@ class NginxFrontDoor:
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
         if self._log is not None:
-            self._log.close()
+            await self._log.close()
 
 
 async def _accepts(host: str, port: int) -> bool:
@@ -323,30 +322,50 @@ def forwards_for(addresses: Mapping[str, str]) -> list[Forward]:
 _CODE_NAMES = {str(code.value[0]): code.name for code in grpc.StatusCode}
 
 
-class CallLog(asyncio.DatagramProtocol):
-    """Counts the calls nginx forwards, from its syslog lines, in the front door's RPC series."""
+class CallLog:
+    """Counts the calls nginx forwards, from its syslog lines, in the front door's RPC series.
 
-    def __init__(self, metrics: RpcMetrics) -> None:
+    The lines wait in the socket's receive buffer and are read every `every` seconds, all at once: a
+    wake-up of the event loop for each call cost the gateway about 70 us of CPU a call."""
+
+    def __init__(self, metrics: RpcMetrics, sock: socket.socket, every: float = 0.2) -> None:
         self._metrics = metrics
+        self._sock = sock
+        self._every = every
         self._kinds: dict[str, str] = {}
         self._marker = f"{LOG_TAG}: ".encode()
-        self.transport: asyncio.DatagramTransport | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, metrics: RpcMetrics) -> tuple[CallLog, str]:
-        """Listen on a loopback UDP port; the log and its `host:port`."""
-        loop = asyncio.get_running_loop()
-        transport, log = await loop.create_datagram_endpoint(lambda: cls(metrics), local_addr=("127.0.0.1", 0))
-        sock = transport.get_extra_info("socket")
-        with contextlib.suppress(OSError):  # room for bursts while the loop is busy
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    async def open(cls, metrics: RpcMetrics, every: float = 0.2) -> tuple[CallLog, str]:
+        """Listen on a loopback UDP port and read it from now on; the log and its `host:port`."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):  # room for the calls of a few reading intervals
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+        sock.bind(("127.0.0.1", 0))
+        log = cls(metrics, sock, every)
+        log._task = asyncio.create_task(log._read_every())
         host, port = sock.getsockname()[:2]
         return log, f"{host}:{port}"
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    async def _read_every(self) -> None:
+        while True:
+            await asyncio.sleep(self._every)
+            self.drain()
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+    def drain(self) -> None:
+        """Count every line waiting."""
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # closed
+            self._count(data)
+
+    def _count(self, data: bytes) -> None:
         at = data.find(self._marker)
         if at < 0:
             return
@@ -367,6 +386,11 @@ class CallLog(asyncio.DatagramProtocol):
         self._metrics.start(path, kind)
         self._metrics.finish(path, kind, code, elapsed)
 
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+    async def close(self) -> None:
+        """Count what is left and stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.drain()
+        self._sock.close()
