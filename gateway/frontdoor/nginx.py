@@ -244,22 +244,32 @@ class NginxFrontDoor:
             self._binary, "-e", "stderr", "-p", str(self._directory), "-c", str(conf),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
+        pid_file = self._directory / "nginx.pid"
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if process.returncode is not None:
-                break
-            if await _accepts(self._host, port):
-                self._process = process
-                return ""
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 0.02)
+        try:
+            while time.monotonic() < deadline:
+                if process.returncode is not None:
+                    break
+                # Its pid file is written once its sockets are bound: a port that accepts before that may be
+                # another process's (nginx retries a taken port for a few seconds, then gives up).
+                if _pid_in(pid_file) == process.pid and await _accepts(self._host, port):
+                    self._process = process
+                    return ""
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.wait(), 0.02)
+        except asyncio.CancelledError:  # the gateway stops meanwhile: leave no nginx behind
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            raise
         if process.returncode is None:
             process.kill()
             await process.wait()
             return "it did not listen within 10 s"
         assert process.stderr is not None
         said = (await process.stderr.read()).decode(errors="replace").strip().splitlines()
-        return said[-1] if said else f"it exited with status {process.returncode}"
+        first_emergency = next((line for line in said if "[emerg]" in line), None)  # the cause, not the giving up
+        return first_emergency or (said[-1] if said else f"it exited with status {process.returncode}")
 
     @property
     def pid(self) -> int | None:
@@ -301,6 +311,13 @@ class NginxFrontDoor:
             shutil.rmtree(self._directory, ignore_errors=True)
         if self._log is not None:
             await self._log.close()
+
+
+def _pid_in(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 async def _accepts(host: str, port: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -75,3 +76,16 @@ def test_a_front_door_told_to_use_an_nginx_it_cannot_find_says_so(tmp_path: Path
     with pytest.raises(ValueError, match="python, nginx, auto"):
         FrontDoor(Upstreams(tmp_path), proxy="envoy")
     assert FrontDoor(Upstreams(tmp_path), proxy="auto", nginx_binary=str(tmp_path / "no-nginx")).proxy == "python"
+
+
+@NGINX
+def test_a_port_another_process_holds_is_an_error_not_a_start(tmp_path: Path) -> None:
+    """The other process accepts connections on the port: nginx's start is judged by its own pid file."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        thread = ServerThread(lambda: FrontDoor(Upstreams(tmp_path), port=port, proxy="nginx"))
+        with pytest.raises(RuntimeError, match="nginx did not start as the front door: .*Address already in use"):
+            thread.start()
+        thread.stop()
