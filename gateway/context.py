@@ -21,7 +21,9 @@ from gateway.metrics import HttpMetrics, route_of
 REQUEST_ID_HEADER = "x-request-id"
 TRACE_HEADERS_KEY = "trace_headers"
 """The request state's key of the gateway span's W3C trace context, as metadata pairs."""
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+REQUEST_ID_PATTERN = r"[A-Za-z0-9._:-]{1,128}"
+"""A caller's request id that is passed on (nginx's front door checks the same)."""
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 _tracer = trace.get_tracer("atelier.gateway")
 
 

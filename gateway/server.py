@@ -19,7 +19,7 @@ from atelier.runtime.memory import freeze_startup_objects
 from atelier.runtime.metrics import RpcMetrics, serve_metrics, service_registry
 from atelier.runtime.server import event_loop_factory
 from atelier.runtime.tracing import configure_tracing, shutdown_tracing
-from atelier.stack.addresses import address_file, write_address_file
+from atelier.stack.addresses import address_file, host_port, write_address_file
 from gateway.app import create_app
 from gateway.frontdoor import FrontDoor, LocalService
 from gateway.frontdoor.routing import owner_of, stack_services
@@ -96,7 +96,7 @@ async def _serve(settings: GatewaySettings, door: FrontDoor | None = None) -> No
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((settings.host, settings.http_port))
     host, port = listener.getsockname()[:2]
-    http = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    http = host_port(host, port)
     # REST calls of the services the front door serves itself go to the front door.
     local = {owner: door.inner_address for name in door.local_names if (owner := owner_of(name)) is not None}
     app = create_app(settings, Upstreams(settings.home, local), registry)

@@ -10,6 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from atelier.runtime.settings import atelier_home
 
+FrontDoorProxy = Literal["python", "nginx", "auto"]
+"""What serves the front door's port: `python`, the Python front door alone; `nginx`, nginx in front of it
+(`gateway.frontdoor.nginx`); `auto`, nginx when it is installed."""
+
 
 class GatewaySettings(BaseSettings):
     """What the gateway can be told. Service addresses come from `ATELIER_<SVC>_ADDRESS` or the stack's
@@ -19,7 +23,7 @@ class GatewaySettings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(0, ge=0, le=65535, description="Port of the gRPC front door; 0 picks a free one.")
-    front_door_proxy: Literal["auto", "nginx", "python"] = Field(
+    front_door_proxy: FrontDoorProxy = Field(
         "auto",
         description="What serves the front door's port: `nginx` in front of the Python front door (the stack "
         "services' calls forwarded by nginx's gRPC proxy, about 0.1 ms a call instead of 0.7), `python` alone, "

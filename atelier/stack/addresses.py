@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,19 @@ class PublishedAddress:
     """host:port of the service's Prometheus endpoint (`/metrics`); empty when it has none."""
     http: str = ""
     """host:port of the service's own HTTP API (the inference service's REST v2); empty when none."""
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port`, an IPv6 host in brackets (`[::1]:50051`)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on `host` right now (for a process that binds it a moment later and cannot report a port
+    it picked itself: Prometheus, nginx)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def run_dir(home: Path) -> Path:

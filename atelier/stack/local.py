@@ -27,7 +27,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import atelier
 from atelier.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from atelier.stack import prometheus
-from atelier.stack.addresses import PublishedAddress, address_file, read_address_file, write_address_file
+from atelier.stack.addresses import (
+    PublishedAddress,
+    address_file,
+    free_port,
+    read_address_file,
+    write_address_file,
+)
 from atelier.stack.http import http_ready
 from atelier.stack.identities import auth_env, issue_service_tokens, service_tokens_file
 from atelier.stack.processes import POLL_SECONDS, ProcessRecord, StopSignal, send, signals, terminate
@@ -241,7 +247,7 @@ def _spawn(service: StackService, home: Path, base_port: int, addresses: Mapping
     log = home / "logs" / f"{service.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     if service.kind == "prometheus":
-        port = service.port(base_port) or prometheus.free_port()
+        port = service.port(base_port) or free_port()
         argv, env = prometheus.command(home, port), dict(os.environ)
     else:
         argv = [sys.executable, "-m", service.module]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -95,13 +94,6 @@ def command(home: Path, port: int) -> list[str]:
         f"--web.listen-address=127.0.0.1:{port}",
         "--web.enable-lifecycle",
     ]
-
-
-def free_port() -> int:
-    """A port free right now on 127.0.0.1 (for `--base-port 0`)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def ready(address: str, timeout: float = 1.0) -> bool:

@@ -28,7 +28,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -36,10 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import grpc
-
 from atelier.runtime.metrics import RpcMetrics
-from gateway.frontdoor.routing import KSERVE_PACKAGE, route_of
+from atelier.stack.addresses import free_port, host_port
+from gateway.context import REQUEST_ID_PATTERN
+from gateway.frontdoor.call_log import LOG_FORMAT, LOG_TAG, CallLog
+from gateway.frontdoor.routing import KSERVE_PACKAGE
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,6 @@ breaks gRPC's trailers-only answers (every error a service sends before a messag
 are its trailers, so the request id is in the trailers of failed calls, the headers of the others."""
 
 
-LOG_TAG = "atelier_front_door"
-LOG_FORMAT = (
-    "$uri $upstream_http_grpc_status $upstream_trailer_grpc_status $sent_http_grpc_status $status $request_time"
-)
-"""A forwarded call's line: its method path, the status the service answered in its headers (an error
-before any message), in its trailers, or the one nginx answered itself, the HTTP status, and seconds."""
-
-
 def render(
     listen: str,
     door: str,
@@ -150,7 +142,7 @@ def render(
             f"  grpc_read_timeout {LONG}; grpc_send_timeout {LONG}; grpc_connect_timeout 5s;",
             "  grpc_buffer_size 64k;",
             "  grpc_socket_keepalive on;",
-            '  map $http_x_request_id $atelier_request_id { "~^[A-Za-z0-9._:-]{1,128}$" $http_x_request_id; '
+            f'  map $http_x_request_id $atelier_request_id {{ "~^{REQUEST_ID_PATTERN}$" $http_x_request_id; '
             "default $request_id; }",
             "  grpc_set_header x-request-id $atelier_request_id;",
             f"  upstream front_door {{ server {door}; keepalive 64; keepalive_requests 1000000; }}",
@@ -164,18 +156,6 @@ def render(
             "",
         ]
     )
-
-
-def free_port(host: str) -> int:
-    """A port free on `host` now (nginx binds it a moment later; a start that loses the race is retried)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class NginxFrontDoor:
@@ -217,7 +197,7 @@ class NginxFrontDoor:
         problem = ""
         for _ in range(self.STARTS if self._port == 0 else 1):
             port = self._port or free_port(self._host)
-            listen = _hostport(self._host, port)
+            listen = host_port(self._host, port)  # a start that loses the port's race is retried
             (self._directory / "nginx.conf").write_text(
                 render(listen, self._door, self._forwards, self._local, self._directory, log_to)
             )
@@ -334,80 +314,3 @@ async def _accepts(host: str, port: int) -> bool:
 def forwards_for(addresses: Mapping[str, str]) -> list[Forward]:
     """A route for each service with an address."""
     return [Forward(service, address, package_prefixes(service)) for service, address in sorted(addresses.items())]
-
-
-_CODE_NAMES = {str(code.value[0]): code.name for code in grpc.StatusCode}
-
-
-class CallLog:
-    """Counts the calls nginx forwards, from its syslog lines, in the front door's RPC series.
-
-    The lines wait in the socket's receive buffer and are read every `every` seconds, all at once: a
-    wake-up of the event loop for each call cost the gateway about 70 us of CPU a call."""
-
-    def __init__(self, metrics: RpcMetrics, sock: socket.socket, every: float = 0.2) -> None:
-        self._metrics = metrics
-        self._sock = sock
-        self._every = every
-        self._kinds: dict[str, str] = {}
-        self._marker = f"{LOG_TAG}: ".encode()
-        self._task: asyncio.Task[None] | None = None
-
-    @classmethod
-    async def open(cls, metrics: RpcMetrics, every: float = 0.2) -> tuple[CallLog, str]:
-        """Listen on a loopback UDP port and read it from now on; the log and its `host:port`."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        with contextlib.suppress(OSError):  # room for the calls of a few reading intervals
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-        sock.bind(("127.0.0.1", 0))
-        log = cls(metrics, sock, every)
-        log._task = asyncio.create_task(log._read_every())
-        host, port = sock.getsockname()[:2]
-        return log, f"{host}:{port}"
-
-    async def _read_every(self) -> None:
-        while True:
-            await asyncio.sleep(self._every)
-            self.drain()
-
-    def drain(self) -> None:
-        """Count every line waiting."""
-        while True:
-            try:
-                data = self._sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return  # closed
-            self._count(data)
-
-    def _count(self, data: bytes) -> None:
-        at = data.find(self._marker)
-        if at < 0:
-            return
-        fields = data[at + len(self._marker) :].decode(errors="replace").split()
-        if len(fields) != 6:
-            return
-        path, in_headers, in_trailers, answered, http_status, seconds = fields
-        kind = self._kinds.get(path)
-        if kind is None:
-            route = route_of(path)
-            kind = self._kinds[path] = route.kind if route is not None else "stream_stream"
-        status = next((s for s in (in_trailers, in_headers, answered) if s != "-"), "")
-        code = _CODE_NAMES.get(status) or ("CANCELLED" if http_status == "499" else "UNKNOWN")
-        try:
-            elapsed = float(seconds)
-        except ValueError:
-            elapsed = 0.0
-        self._metrics.start(path, kind)
-        self._metrics.finish(path, kind, code, elapsed)
-
-    async def close(self) -> None:
-        """Count what is left and stop listening."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self.drain()
-        self._sock.close()

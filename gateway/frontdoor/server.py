@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
@@ -22,18 +23,18 @@ from grpc_reflection.v1alpha import reflection
 from atelier.client.channel import MAX_MESSAGE_BYTES
 from atelier.errors import Unavailable
 from atelier.runtime.metrics import RpcMetrics
+from atelier.stack.addresses import host_port
 from gateway.frontdoor.health import FrontDoorHealth
 from gateway.frontdoor.nginx import NginxFrontDoor, find_nginx, forwards_for
 from gateway.frontdoor.proxy import Proxy
 from gateway.frontdoor.routing import known_services, owner_of, stack_services
+from gateway.settings import FrontDoorProxy
 from gateway.upstream import Upstreams
 
 log = logging.getLogger(__name__)
 
 
-PROXIES = ("python", "nginx", "auto")
-"""`python`: the Python server alone; `nginx`: nginx in front of it (`gateway.frontdoor.nginx`); `auto`:
-nginx when it is installed."""
+PROXIES: tuple[FrontDoorProxy, ...] = get_args(FrontDoorProxy)
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class FrontDoor:
         health_timeout: float = 1.0,
         shutdown_grace: float = 5.0,
         metrics: RpcMetrics | None = None,
-        proxy: str = "python",
+        proxy: FrontDoorProxy | str = "python",
         nginx_binary: str = "nginx",
     ) -> None:
         if proxy not in PROXIES:
@@ -73,7 +74,7 @@ class FrontDoor:
         self.nginx: NginxFrontDoor | None = None
         """nginx, while it serves the public address."""
         self._upstreams = upstreams
-        self._bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._port = port
         self._host = host
         self._local = list(local_services)
         self._grace = shutdown_grace
@@ -123,7 +124,7 @@ class FrontDoor:
         names = [*self.proxied, *local_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
         server.add_generic_rpc_handlers([Proxy(self._upstreams, frozenset(self.backends), local_names, self._metrics)])
-        port = server.add_insecure_port("127.0.0.1:0" if self._nginx_binary else self._bind)
+        port = server.add_insecure_port("127.0.0.1:0" if self._nginx_binary else host_port(self._host, self._port))
         await server.start()
         self._server = server
         if self._nginx_binary:
@@ -131,7 +132,7 @@ class FrontDoor:
             self.nginx = NginxFrontDoor(
                 self._nginx_binary,
                 self._host,
-                int(self._bind.rpartition(":")[2]),
+                self._port,
                 self.inner_address,
                 forwards_for(self._addresses()),
                 sorted(local_names),
@@ -145,8 +146,7 @@ class FrontDoor:
                 await self.stop()
                 raise
         else:
-            host = f"[{self._host}]" if ":" in self._host else self._host
-            self.address = self.inner_address = f"{host}:{port}"
+            self.address = self.inner_address = host_port(self._host, port)
         log.info("front door (%s) serving on %s for %s", self.proxy, self.address, ", ".join(self.backends))
         return self.address
 
