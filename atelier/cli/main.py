@@ -6,9 +6,11 @@ stderr and exit code 1 (lines after the first, such as a service's log tail, fol
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -178,12 +180,37 @@ def traced_command(argv: list[str]) -> Iterator[None]:
 
 def main() -> None:
     """Run the `atelier` command line."""
-    with traced_command(sys.argv[1:]):
-        try:
-            build(command_word(sys.argv[1:]))(prog_name="atelier")
-        except AtelierError as error:
-            print_error(error)
-            sys.exit(1)
+    try:
+        with traced_command(sys.argv[1:]):
+            try:
+                build(command_word(sys.argv[1:]))(prog_name="atelier")
+            except AtelierError as error:
+                print_error(error)
+                sys.exit(1)
+    except SystemExit as exit_:
+        exit_now(exit_)
+        raise
+
+
+def exit_now(exit_: SystemExit) -> None:
+    """End the process with `exit_`'s status without tearing the interpreter down, when nothing but
+    the process's end is left: exit handlers run and output is flushed, but the objects a command
+    made are not freed one by one nor walked by a last collection (after a push of 100,000 files,
+    0.1 s of the command's time). Returns, for a normal exit, while a thread that is not a daemon
+    still runs."""
+    if any(not thread.daemon and thread is not threading.main_thread() for thread in threading.enumerate()):
+        return
+    code = exit_.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a closed pipe: the output is lost either way
+        code = code or 1
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":

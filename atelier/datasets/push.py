@@ -52,29 +52,44 @@ def push(
     progress: Progress | None = None,
 ) -> PushResult:
     """Push `directory` as a new version of `target`'s dataset (created if missing)."""
-    progress = progress or NoProgress()
     with _collector_paused():
-        files = scan(directory)
-        client.ensure_dataset(target.project, target.dataset)
-        try:
-            head: pb.DatasetVersion | None = client.get_version(f"{target.dataset_name}/versions/latest")
-        except NotFound:
-            head = None
-        cache = StateCache.open()
-        try:
-            root = os.path.abspath(directory)
-            tree = upload_tree(client, target.project, files, progress, cache, root, head.digest if head else "")
-        except BaseException:
-            if cache is not None:
-                cache.close()
-            raise
-        # What the push learned is written to the state cache while the service commits.
-        remembering = threading.Thread(target=_remember, args=(cache, tree.uploader.learned), daemon=True)
-        remembering.start()
-        try:
-            return _commit(client, target, tree, head, author, message, metadata, rebase)
-        finally:
-            remembering.join()
+        # Everything the push made (paths, chunkings, manifest records: several objects per file) is
+        # freed when `_push` returns, before the collector runs again: collecting it first would walk
+        # every one of them, 0.15 s after a push of 100,000 files.
+        return _push(client, directory, target, message, author, metadata, rebase, progress or NoProgress())
+
+
+def _push(
+    client: DataClient,
+    directory: Path,
+    target: DatasetRef,
+    message: str,
+    author: str,
+    metadata: dict[str, Any] | None,
+    rebase: bool,
+    progress: Progress,
+) -> PushResult:
+    files = scan(directory)
+    client.ensure_dataset(target.project, target.dataset)
+    try:
+        head: pb.DatasetVersion | None = client.get_version(f"{target.dataset_name}/versions/latest")
+    except NotFound:
+        head = None
+    cache = StateCache.open()
+    try:
+        root = os.path.abspath(directory)
+        tree = upload_tree(client, target.project, files, progress, cache, root, head.digest if head else "")
+    except BaseException:
+        if cache is not None:
+            cache.close()
+        raise
+    # What the push learned is written to the state cache while the service commits.
+    remembering = threading.Thread(target=_remember, args=(cache, tree.uploader.learned), daemon=True)
+    remembering.start()
+    try:
+        return _commit(client, target, tree, head, author, message, metadata, rebase)
+    finally:
+        remembering.join()
 
 
 def _remember(cache: StateCache | None, learned: list[tuple[str, Stamp, ChunkedFile]]) -> None:
@@ -126,7 +141,11 @@ def store_artifact(client: DataClient, project: str, path: Path, *, progress: Pr
         raise NotFound(f"no file or directory {path}")
     client.ensure_project(project)
     with _collector_paused():
-        tree = upload_tree(client, project, files, progress)
+        return _store_tree(client, project, files, progress)
+
+
+def _store_tree(client: DataClient, project: str, files: list[LocalFile], progress: Progress) -> pb.Artifact:
+    tree = upload_tree(client, project, files, progress)
     return client.create_artifact(project, tree.manifest_refs(), tree.digest)
 
 
