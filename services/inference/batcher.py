@@ -18,19 +18,7 @@ time in arrival order (never two in one batch), and batches mix requests of diff
 The state output of each request is kept with its sequence and fed back as the state input of the
 next (zeros at the start); the end flag, or the idle timeout, frees it.
 
-A small model runs on the caller's thread (`run_now`): when nothing is queued, an instance is free,
-there is no queue delay to wait for and the model's recent executions were short (`INLINE_MAX_NS`),
-handing the request to an instance thread and its outcome back (two thread hops, each a wake-up and
-a context switch) would cost more than the model itself. It takes an instance while it runs, so no
-more than `instances` executions ever run at once, and it batches with nothing, exactly as an idle
-instance thread would have taken it alone.
-
-A slower model (up to `QUIET_INLINE_MAX_NS`) runs on the caller's thread only when the batcher is quiet:
-nothing running, nothing queued, and idle since its last execution for at least a quarter of the
-model's time (`QUIET_IDLE_SHARE`): one client waiting on each answer, where the two hops are most of
-what the server adds. Requests that follow one another closely (several clients, or a backlog that
-built up while the caller's thread was busy) go to the instance threads and batch there, so the
-caller's thread is never held by one execution after another.
+Small models may run on the caller's thread instead (`run_now`, see `services.inference.inline`).
 """
 
 from __future__ import annotations
@@ -45,6 +33,7 @@ import numpy as np
 from opentelemetry import trace
 
 from atelier.errors import AtelierError, DeadlineExceeded, Internal, Unavailable
+from services.inference.inline import INLINE_MAX_NS, InlinePolicy
 from services.inference.queues import Outcome, OutputTensor, Pending, Queues, Resolve
 from services.inference.requests import Prepared, SequenceFlags
 from services.inference.runner import ModelRunner
@@ -56,21 +45,6 @@ from services.inference.tracing import InferenceSpans
 
 log = logging.getLogger(__name__)
 Array = np.ndarray[Any, Any]
-
-
-INLINE_MAX_NS = 200_000
-"""A model may run on the caller's thread when one of its last `RECENT` executions took at most this
-long: well below what the event loop spends on a request's protocol work, so the loop never waits long
-on a model. The shortest of several, because on a shared machine any one of them may have waited for a
-core; a model that is slow is slow every time."""
-RECENT = 8
-QUIET_INLINE_MAX_NS = 5_000_000
-"""The longest a model's recent executions may take for it to run on the caller's thread when the batcher
-is quiet: the caller's thread (the event loop) answers nothing else meanwhile."""
-QUIET_IDLE_SHARE = 4
-"""A quiet batcher has been idle for at least 1/QUIET_IDLE_SHARE of the model's execution time when a
-request comes: a client that sends its next request once answered leaves that gap (its round trip);
-a backlog waiting on the caller's thread arrives right after the last execution."""
 
 
 class Batcher:
@@ -101,13 +75,7 @@ class Batcher:
         self._instances = spec.instances
         self._busy = 0
         """Executions running: instance threads' batches and `run_now` calls (at most `instances`)."""
-        self._inline = not spec.stateful and spec.max_queue_delay_us == 0
-        self._inline_max_ns = inline_max_ns
-        self._recent = [max(inline_max_ns, QUIET_INLINE_MAX_NS) + 1] * RECENT
-        """Wall-clock nanoseconds of the last executions (a ring; too slow to run inline until measured)."""
-        self._last_done_ns = 0
-        """When the last execution ended (monotonic ns)."""
-        self._executions = 0
+        self.inline = InlinePolicy(not spec.stateful and spec.max_queue_delay_us == 0, inline_max_ns)
         self._threads = [
             threading.Thread(target=self._serve, args=(i,), name=f"infer-{model}-{i}", daemon=True)
             for i in range(spec.instances)
@@ -170,16 +138,11 @@ class Batcher:
     def run_now(self, prepared: Prepared, arrival_ns: int, span: trace.SpanContext | None = None) -> Outcome | None:
         """Run a request at once on the calling thread when that is cheaper than queueing it (see the
         module's docstring); None when it must be queued (`submit`) instead."""
-        if not self._inline:
-            return None
-        fastest = min(self._recent)
-        quiet_only = fastest > self._inline_max_ns
-        if quiet_only and not (
-            fastest <= QUIET_INLINE_MAX_NS and (arrival_ns - self._last_done_ns) * QUIET_IDLE_SHARE >= fastest
-        ):
+        mode = self.inline.mode(arrival_ns)
+        if mode is None:
             return None
         with self._cond:
-            free = self._busy == 0 if quiet_only else self._busy < self._instances
+            free = self._busy == 0 if mode == "quiet" else self._busy < self._instances
             if self._stopping or self._draining or self._queues.size or not free:
                 return None
             self._busy += 1
@@ -366,7 +329,7 @@ class Batcher:
             log.warning("model %s failed: %s", self.model, error)
             message = error.message if isinstance(error, AtelierError) else f"{type(error).__name__}: {error}"
             outcomes = [Internal(f"model '{self.model}' failed: {message}", metadata={"model": self.model})]
-        done = self._last_done_ns = time.monotonic_ns()
+        done = self.inline.last_done_ns = time.monotonic_ns()
         if self.stateful:  # free the sequences before answering: a client's next request may come at once
             with self._cond:
                 self._finish(batch)
@@ -414,6 +377,5 @@ class Batcher:
             offset += size
         done = time.monotonic_ns()
         self.statistics.executed(samples, len(batch), computed - start, inferred - computed, done - inferred)
-        self._recent[self._executions % RECENT] = done - start  # a list, not a deque: min() reads it safely
-        self._executions += 1
+        self.inline.executed(done - start)
         return outcomes

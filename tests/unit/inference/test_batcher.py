@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from atelier.errors import AtelierError, Unavailable
-from services.inference.batcher import INLINE_MAX_NS, QUIET_INLINE_MAX_NS, RECENT, Batcher
+from services.inference.batcher import Batcher
+from services.inference.inline import INLINE_MAX_NS, QUIET_INLINE_MAX_NS, RECENT
 from services.inference.protocol import Deliveries
 from services.inference.queues import Outcome, Pending
 from services.inference.requests import Prepared, SequenceFlags
@@ -169,7 +170,7 @@ def test_an_idle_batcher_runs_a_fast_model_on_the_callers_thread() -> None:
 
 def test_run_now_leaves_to_the_queue_what_it_must_not_run_at_once() -> None:
     fast = batcher(max_batch_size=8, instances=1)
-    fast._recent = [1_000] * len(fast._recent)
+    fast.inline.recent = [1_000] * RECENT
     queued, _ = submit(fast, 1)
     assert fast.run_now(prepared(1), time.monotonic_ns()) is None  # something queued goes first
     fast.withdraw(queued)
@@ -178,7 +179,7 @@ def test_run_now_leaves_to_the_queue_what_it_must_not_run_at_once() -> None:
     fast._busy = 0
     assert fast.run_now(prepared(1), time.monotonic_ns()) is not None
     waiting = batcher(max_batch_size=8, max_queue_delay_us=1000)  # a batch may still fill
-    waiting._recent = [1_000] * len(waiting._recent)
+    waiting.inline.recent = [1_000] * RECENT
     assert waiting.run_now(prepared(1), time.monotonic_ns()) is None
 
 
@@ -195,26 +196,26 @@ def slow_batcher(instances: int = 1) -> Batcher:
         pending, _ = submit(b, 1)
         b._execute([pending])
         b._queues.remove(pending)
-    assert min(b._recent) > INLINE_MAX_NS
+    assert min(b.inline.recent) > INLINE_MAX_NS
     return b
 
 
 def test_a_slow_model_is_not_run_on_the_callers_thread_when_requests_follow_closely() -> None:
     b = slow_batcher()
-    assert b.run_now(prepared(1), b._last_done_ns) is None  # arrived as the last execution ended
+    assert b.run_now(prepared(1), b.inline.last_done_ns) is None  # arrived as the last execution ended
 
 
 def test_a_quiet_batcher_runs_a_slow_model_on_the_callers_thread() -> None:
     # Arriving long after the last execution ended: one client waiting on each answer.
     b = slow_batcher(instances=2)
-    later = b._last_done_ns + 10 * 10**9
+    later = b.inline.last_done_ns + 10 * 10**9
     outcome = b.run_now(prepared(1, 2.0), later)
     assert isinstance(outcome, list)
     assert np.frombuffer(outcome[0].raw, np.float32).tolist() == [2.0, 2.0]
     b._busy = 1  # another execution running: not quiet, even with an instance free
     assert b.run_now(prepared(1), later) is None
     b._busy = 0
-    b._recent = [QUIET_INLINE_MAX_NS + 1] * RECENT  # too slow to hold the caller's thread at all
+    b.inline.recent = [QUIET_INLINE_MAX_NS + 1] * RECENT  # too slow to hold the caller's thread at all
     assert b.run_now(prepared(1), later) is None
 
 
