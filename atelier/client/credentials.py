@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import grpc
 
 from atelier.errors import InvalidArgument
-from atelier.runtime.auth import current_credentials
+from atelier.runtime.caller import current_credentials
 from atelier.runtime.home import atelier_home
 
 

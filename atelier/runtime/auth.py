@@ -22,6 +22,7 @@ from typing import Any
 from atelier.errors import AtelierError, InvalidArgument, PermissionDenied, Unauthenticated
 from atelier.iam.v1 import resources_pb2
 from atelier.runtime.access import OPEN_PREFIXES, RULES, WRITES, Permission, Rule
+from atelier.runtime.caller import current_credentials
 
 log = logging.getLogger(__name__)
 Role = resources_pb2.Role
@@ -96,8 +97,6 @@ class Identity:
 
 
 current_identity: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("atelier_identity", default=None)
-current_credentials: contextvars.ContextVar[str | None] = contextvars.ContextVar("atelier_credentials", default=None)
-"""The caller's `authorization` header value, forwarded on calls made on its behalf."""
 
 
 def acting_as(claimed: str) -> str:

@@ -26,3 +26,9 @@ def test_without_an_exporter_channels_carry_no_trace_interceptor() -> None:
 
 def test_with_an_exporter_channels_carry_the_trace_interceptor() -> None:
     assert _loaded(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4317")
+
+
+def test_a_client_does_not_load_the_servers_access_rules() -> None:
+    script = "import sys; from atelier.client.data import DataClient; print('atelier.runtime.auth' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
