@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 from blake3 import blake3
-from fastcdc.fastcdc_cy import fastcdc_cy
 
 MIN_CHUNK = 16 * 1024
 AVG_CHUNK = 64 * 1024
@@ -33,6 +32,10 @@ def cut_points(data: bytes | memoryview | mmap.mmap) -> list[tuple[int, int]]:
         return []
     if size <= MIN_CHUNK:
         return [(0, size)]
+    # Imported here: the package's import loads `click` too (15 ms of a command's start-up), and a push of
+    # files no larger than MIN_CHUNK never cuts one.
+    from fastcdc.fastcdc_cy import fastcdc_cy
+
     return [(c.offset, c.length) for c in fastcdc_cy(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)]
 
 
