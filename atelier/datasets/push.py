@@ -7,14 +7,14 @@ in one call: until then nothing is visible.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from google.protobuf import json_format
 
@@ -29,6 +29,9 @@ from atelier.datasets.upload import UploadedTree, upload_tree
 from atelier.errors import NotFound
 from atelier.names import DatasetRef
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 @dataclass(frozen=True)
 class PushResult:
@@ -40,6 +43,27 @@ class PushResult:
     sent_bytes: int
 
 
+def _collector_paused(function: Callable[P, R]) -> Callable[P, R]:
+    """Run `function` with the cyclic garbage collector paused: the hundreds of thousands of small
+    objects a push of many files keeps (paths, chunkings) hold no cycles, yet each collection would
+    walk them all, which cost about a tenth of the client's time. They are freed as `function` returns,
+    before the collector runs again: collecting them first would walk every one of them (0.15 s after
+    a push of 100,000 files)."""
+
+    @functools.wraps(function)
+    def paused(*args: P.args, **kwargs: P.kwargs) -> R:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    return paused
+
+
+@_collector_paused
 def push(
     client: DataClient,
     directory: Path,
@@ -52,23 +76,7 @@ def push(
     progress: Progress | None = None,
 ) -> PushResult:
     """Push `directory` as a new version of `target`'s dataset (created if missing)."""
-    with _collector_paused():
-        # Everything the push made (paths, chunkings, manifest records: several objects per file) is
-        # freed when `_push` returns, before the collector runs again: collecting it first would walk
-        # every one of them, 0.15 s after a push of 100,000 files.
-        return _push(client, directory, target, message, author, metadata, rebase, progress or NoProgress())
-
-
-def _push(
-    client: DataClient,
-    directory: Path,
-    target: DatasetRef,
-    message: str,
-    author: str,
-    metadata: dict[str, Any] | None,
-    rebase: bool,
-    progress: Progress,
-) -> PushResult:
+    progress = progress or NoProgress()
     files = scan(directory)
     client.ensure_dataset(target.project, target.dataset)
     try:
@@ -130,6 +138,7 @@ def _commit(
     return PushResult(committed, created, tree.files, tree.total_bytes, sent.sent_chunks, sent.sent_bytes)
 
 
+@_collector_paused
 def store_artifact(client: DataClient, project: str, path: Path, *, progress: Progress | None = None) -> pb.Artifact:
     """Store a file or a directory as an artifact of `project` (content-addressed: idempotent)."""
     progress = progress or NoProgress()
@@ -140,27 +149,8 @@ def store_artifact(client: DataClient, project: str, path: Path, *, progress: Pr
     else:
         raise NotFound(f"no file or directory {path}")
     client.ensure_project(project)
-    with _collector_paused():
-        return _store_tree(client, project, files, progress)
-
-
-def _store_tree(client: DataClient, project: str, files: list[LocalFile], progress: Progress) -> pb.Artifact:
     tree = upload_tree(client, project, files, progress)
     return client.create_artifact(project, tree.manifest_refs(), tree.digest)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector: the hundreds of thousands of small objects a push of
-    many files keeps (paths, chunkings) hold no cycles, yet each collection would walk them all,
-    which cost about a tenth of the client's time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _user() -> str:
