@@ -1,0 +1,78 @@
+"""The ASGI application tests/integration/runtime/test_grpc_asgi.py serves with pyvoy: a small servicer of
+`inference.GRPCInferenceService` behind `GrpcAsgi`, whose behaviour each test picks by model name."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from atelier.errors import InvalidArgument
+from atelier.inference.protocol import grpc_service_pb2 as v2
+from atelier.runtime.grpc_asgi import CallContext, GrpcAsgi, methods_of
+
+MAX_MESSAGE_BYTES = 1 << 20
+SERVICE = v2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+
+
+def echo(request: v2.ModelInferRequest, context: CallContext) -> v2.ModelInferResponse:
+    """The inputs back as outputs; `id` says what the call's metadata and deadline were."""
+    metadata = dict(context.invocation_metadata())
+    remaining = context.time_remaining()
+    caller, token = metadata.get("x-caller", ""), metadata.get("x-token-bin", b"")
+    seen = f"caller={caller!s};bin={token.hex() if isinstance(token, bytes) else token};" + (
+        "deadline=none" if remaining is None else f"deadline={remaining:.1f}"
+    )
+    response = v2.ModelInferResponse(model_name=request.model_name, id=request.id or seen)
+    for given in request.inputs:
+        response.outputs.add(name=given.name, datatype=given.datatype, shape=given.shape)
+    response.raw_output_contents.extend(request.raw_input_contents)
+    return response
+
+
+class Servicer:
+    async def ModelInfer(self, request: v2.ModelInferRequest, context: CallContext) -> v2.ModelInferResponse:
+        model = request.model_name
+        if model == "bad":
+            raise InvalidArgument(
+                "unexpected shape for input 'x' of model 'bad' (100% wrong, naïvely): expected [1,2], got [3]",
+                metadata={"tensor": "x"},
+            )
+        if model == "crash":
+            raise ValueError("a bug")
+        if model == "abort":
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not offered here")
+        if model == "slow":
+            marker = Path(os.environ["GRPC_ASGI_MARKERS"]) / request.id
+            marker.write_text("started")
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                marker.write_text("cancelled")
+                raise
+        return echo(request, context)
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[v2.ModelInferRequest], context: CallContext
+    ) -> AsyncIterator[v2.ModelStreamInferResponse]:
+        async for request in requests:
+            if request.model_name == "bad":
+                yield v2.ModelStreamInferResponse(error_message="bad request")
+                continue
+            yield v2.ModelStreamInferResponse(infer_response=echo(request, context))
+
+
+grpc_app = GrpcAsgi(methods_of(Servicer(), SERVICE), max_message_bytes=MAX_MESSAGE_BYTES)
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await grpc_app(scope, receive, send)
