@@ -9,9 +9,10 @@ one rests on numbers:
 - `grpc.aio`: the server the services use (uvloop), a generic handler that parses the
   ModelInferRequest and returns a canned ModelInferResponse.
 - `pyvoy`: Envoy's HTTP/2 with an ASGI application in an interpreter Envoy embeds (pyvoy, a maintained
-  ASGI server on Envoy's dynamic modules, installed by this script into benchmarks/.work/pyvoy-venv).
-  The application speaks gRPC's framing itself: it parses the same request and answers the same bytes
-  with a `grpc-status` trailer.
+  ASGI server on Envoy's dynamic modules). The application speaks gRPC's framing itself, as little as
+  the call needs: it parses the same request and answers the same bytes with a `grpc-status` trailer.
+- `grpc_asgi`: the same pyvoy, serving a servicer's ModelInfer handler (the same canned answer) through
+  `atelier.runtime.grpc_asgi`, the whole protocol: metadata, deadlines, statuses, cancellation.
 
 The load is inference_vs_peers.py's: a fresh process of closed-loop tritonclient gRPC aio callers
 (`mlp` input, FP32 [1, 64]). Each cell reports requests/s, p50/p99, and the CPU of the client and of the
@@ -43,7 +44,6 @@ from benchmarks.inference_vs_peers import (  # noqa: E402
     clean_env,
     free_port,
     measure,
-    peer_python,
     spawn,
     stop,
     wait_ready,
@@ -98,6 +98,33 @@ async def asgi_app(scope: dict[str, Any], receive: Callable[[], Any], send: Call
     await send(_TRAILERS)
 
 
+class _CannedServicer:
+    """ModelInfer as a servicer handler, for `atelier.runtime.grpc_asgi` (the same answer as the echoes)."""
+
+    response = v2.ModelInferResponse.FromString(CANNED)
+
+    async def ModelInfer(self, request: v2.ModelInferRequest, context: Any) -> v2.ModelInferResponse:
+        return self.response
+
+
+def _runtime_app() -> Callable[..., Any]:
+    from atelier.runtime.grpc_asgi import GrpcAsgi, methods_of
+
+    served = GrpcAsgi(methods_of(_CannedServicer(), v2.DESCRIPTOR.services_by_name["GRPCInferenceService"]))
+
+    async def app(scope: dict[str, Any], receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
+        if scope["type"] == "lifespan":
+            await asgi_app(scope, receive, send)
+            return
+        await served(scope, receive, send)
+
+    return app
+
+
+# The pyvoy side through Atelier's gRPC-over-ASGI module: deadlines, metadata, statuses, cancellation.
+runtime_app = _runtime_app()
+
+
 def serve_grpc_aio(port: str) -> None:
     """The grpc.aio side, in this process (uvloop, as the services run)."""
     import grpc
@@ -150,14 +177,14 @@ def grpc_aio_server() -> Iterator[Server]:
 
 
 @contextmanager
-def pyvoy_server(python: Path) -> Iterator[Server]:
+def pyvoy_server(python: Path, app: str = "asgi_app", name: str = "pyvoy") -> Iterator[Server]:
     port = free_port()
-    command = [str(python.parent / "pyvoy"), "benchmarks.grpc_front_ends:asgi_app", "--port", str(port)]
-    process = spawn([*command, "--loop", "uvloop", "--log-level", "error"], WORK / "front-ends" / "pyvoy.log",
+    command = [str(python.parent / "pyvoy"), f"benchmarks.grpc_front_ends:{app}", "--port", str(port)]
+    process = spawn([*command, "--loop", "uvloop", "--log-level", "error"], WORK / "front-ends" / f"{name}.log",
                     clean_env())  # fmt: skip
     try:
-        wait_ready(_answers(f"127.0.0.1:{port}"), process, "the pyvoy echo")
-        yield Server("pyvoy", process.pid, {"grpc": f"127.0.0.1:{port}"})
+        wait_ready(_answers(f"127.0.0.1:{port}"), process, f"the {name} echo")
+        yield Server(name, process.pid, {"grpc": f"127.0.0.1:{port}"})
     finally:
         stop(process)
 
@@ -180,13 +207,15 @@ def render(cells: list[Cell]) -> str:
     lines.append("")
     for concurrency in sorted({c.concurrency for c in cells}, reverse=True):
         aio = [c for c in cells if c.concurrency == concurrency and c.server == "grpc.aio"]
-        voy = [c for c in cells if c.concurrency == concurrency and c.server == "pyvoy"]
-        if aio and voy:
+        for name in ("pyvoy", "grpc_asgi"):
+            voy = [c for c in cells if c.concurrency == concurrency and c.server == name]
+            if not (aio and voy):
+                continue
             best_aio, best_voy = max(c.requests_per_s for c in aio), max(c.requests_per_s for c in voy)
             cpu_aio = min(per_request_us(c.server_cores, c.requests_per_s) for c in aio)
             cpu_voy = min(per_request_us(c.server_cores, c.requests_per_s) for c in voy)
             lines.append(
-                f"- {concurrency} clients: pyvoy / grpc.aio = {best_voy / best_aio:.2f}x the requests/s (best of "
+                f"- {concurrency} clients: {name} / grpc.aio = {best_voy / best_aio:.2f}x the requests/s (best of "
                 f"each), {cpu_aio / cpu_voy:.2f}x less server CPU per request"
             )
     return "\n".join(lines)
@@ -217,14 +246,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     def log(text: str) -> None:
         print(f"  {text}", file=sys.stderr, flush=True)
 
-    python = peer_python("pyvoy", log)
-    if isinstance(python, str):
-        sys.exit(f"pyvoy cannot run here: {python}")
+    python = PYTHON
     cells: list[Cell] = []
-    with grpc_aio_server() as aio, pyvoy_server(python) as voy:
+    with (
+        grpc_aio_server() as aio,
+        pyvoy_server(python) as voy,
+        pyvoy_server(python, "runtime_app", "grpc_asgi") as runtime,
+    ):
         for round_ in range(args.rounds):
             for concurrency in args.concurrency:
-                order = (aio, voy) if round_ % 2 == 0 else (voy, aio)
+                order = (aio, voy, runtime) if round_ % 2 == 0 else (runtime, voy, aio)
                 cells.extend(measure(server, "mlp", "grpc", concurrency, args.seconds, log) for server in order)
     print(render(cells))
 

@@ -58,7 +58,7 @@ RUN = WORK / "inference-run"
 PYTHON = REPO / ".venv" / "bin" / "python"
 DOCS = REPO / "docs" / "performance.md"
 SECTION = "## Inference vs PyTriton and LitServe"
-PEER_PACKAGES = {"pytriton": "nvidia-pytriton==0.7.0", "litserve": "litserve==0.2.19", "pyvoy": "pyvoy==1.3.0"}
+PEER_PACKAGES = {"pytriton": "nvidia-pytriton==0.7.0", "litserve": "litserve==0.2.19"}
 SHAPES = {"resnet": (3, 64, 64), "mlp": (64,)}
 MAX_BATCH = 64
 INSTANCES = 2
