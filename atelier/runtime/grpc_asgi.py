@@ -27,6 +27,10 @@ import grpc
 from google.protobuf import descriptor, message_factory
 
 from atelier.errors import AtelierError, Internal, to_status
+from atelier.runtime.auth import Authorizer, CallAccess
+from atelier.runtime.interceptors import log_call
+from atelier.runtime.metrics import RpcMetrics
+from atelier.runtime.spans import ServerSpans
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,13 @@ class CallContext:
     def peer(self) -> str:
         return self._peer
 
+    def authorization(self) -> str | None:
+        """The caller's `authorization` header, if any."""
+        for key, value in self._metadata:
+            if key == "authorization":
+                return str(value)
+        return None
+
     async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
         raise Abort(code, details)
 
@@ -120,18 +131,20 @@ def status_trailers(code: grpc.StatusCode, message: str, details: bytes | None =
     return {"type": "http.response.trailers", "headers": headers, "more_trailers": False}
 
 
-def _error_trailers(method: str, error: BaseException) -> dict[str, Any]:
+def _error_trailers(method: str, error: BaseException) -> tuple[grpc.StatusCode, dict[str, Any]]:
     """How a failed call ends: Atelier's errors with their details, other failures as INTERNAL."""
     if isinstance(error, Abort):
-        return status_trailers(error.code, error.message)
+        return error.code, status_trailers(error.code, error.message)
     if isinstance(error, TimeoutError):
-        return status_trailers(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        return grpc.StatusCode.DEADLINE_EXCEEDED, status_trailers(
+            grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
+        )
     if not isinstance(error, AtelierError):
         log.exception("unhandled error in %s", method, exc_info=error)
         error = Internal(f"internal error in {method.rsplit('/', 1)[-1]}; see the service log")
     status = to_status(error)
     details = dict(status.trailing_metadata).get("grpc-status-details-bin")
-    return status_trailers(status.code, status.details, details if isinstance(details, bytes) else None)
+    return status.code, status_trailers(status.code, status.details, details if isinstance(details, bytes) else None)
 
 
 class _Disconnected(Exception):
@@ -176,67 +189,57 @@ class _Framing:
             self.ended = not event.get("more_body", False)
 
 
+@dataclass(frozen=True)
+class Observed:
+    """What every call goes through, as the service host's call interceptor does on grpc.aio: a SERVER
+    span continuing the caller's trace, the RPC metrics, the log line, and the access check (with the
+    audit record of a write)."""
+
+    metrics: RpcMetrics | None = None
+    spans: ServerSpans | None = None
+    authorizer: Authorizer | None = None
+    # Methods whose successful calls log at DEBUG (a data plane's per-request calls).
+    quiet: tuple[str, ...] = ()
+
+
 class GrpcAsgi:
     """An ASGI application serving gRPC methods (route only `application/grpc` POSTs to it)."""
 
-    def __init__(self, methods: Mapping[str, Method], max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self,
+        methods: Mapping[str, Method],
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        observed: Observed | None = None,
+    ) -> None:
         self.methods = dict(methods)
         self.max_message_bytes = max_message_bytes
+        self.observed = observed or Observed()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        framing = _Framing(receive, self.max_message_bytes)
         try:
             method, context = self._prepare(scope, path)
         except Abort as refused:
             await _send_status(send, status_trailers(refused.code, refused.message))
             return
-        call = asyncio.current_task()
-        assert call is not None
-        watcher: asyncio.Task[None] | None = None
-        started = False
+        observed = self.observed
+        kind = "unary_unary" if method.kind == "unary" else "bidi_streaming"
+        span = observed.spans.open(path, context) if observed.spans is not None else None
+        if observed.metrics is not None:
+            observed.metrics.start(path, kind)
+        started = time.perf_counter()
+        call = _Call(self, method, context, receive, send)
         try:
-            async with asyncio.timeout_at(_loop_deadline(context)):
-                if method.kind == "unary":
-                    request = await framing.read()
-                    if request is None or await framing.read() is not None:
-                        raise Abort(grpc.StatusCode.INTERNAL, "a unary call takes exactly one request message")
-                    watcher = asyncio.create_task(_cancel_on_disconnect(framing, receive, call))
-                    response = await method.handler(method.parse(request), context)
-                    body = response.SerializeToString()
-                    await send(_START)
-                    started = True
-                    await send({"type": "http.response.body", "body": _framed(body), "more_body": False})
-                    await send(_OK)
-                    return
-                requests = _requests(framing, method.parse, call)
-                async for response in method.handler(requests, context):
-                    if not started:
-                        await send(_START)
-                        started = True
-                    await send({"type": "http.response.body", "body": _framed(response.SerializeToString()),
-                                "more_body": True})  # fmt: skip
-                if not started:
-                    await send(_START)
-                    started = True
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                await send(_OK)
-        except _Disconnected:
-            return
-        except asyncio.CancelledError:
-            if framing.disconnected:
-                return  # the client went away: nobody to answer
-            raise
-        except Exception as error:  # noqa: BLE001 - every failure ends the call with a status
-            trailers = _error_trailers(path, error)
-            if started:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                await send(trailers)
-            else:
-                await _send_status(send, trailers)
+            await call.serve()
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            seconds = time.perf_counter() - started
+            if observed.metrics is not None:
+                observed.metrics.finish(path, kind, call.code, seconds)
+            log_call(path, call.code, seconds, observed.quiet)
+            if span is not None:
+                span.close(call.code, call.failure)
+            if call.access is not None and observed.authorizer is not None:
+                observed.authorizer.record(path, call.access, context.peer(), call.code)
 
     def _prepare(self, scope: Scope, path: str) -> tuple[Method, CallContext]:
         method = self.methods.get(path)
@@ -261,6 +264,93 @@ class GrpcAsgi:
         client = scope.get("client")
         peer = f"ipv4:{client[0]}:{client[1]}" if client else ""
         return method, CallContext(path, tuple(metadata), deadline, peer)
+
+
+class _Call:
+    """One call: read, check, run the handler, answer; `code` is how it ended."""
+
+    def __init__(self, app: GrpcAsgi, method: Method, context: CallContext, receive: Receive, send: Send) -> None:
+        self.method = method
+        self.context = context
+        self.receive = receive
+        self.send = send
+        self.framing = _Framing(receive, app.max_message_bytes)
+        self.authorizer = app.observed.authorizer
+        self.code = "OK"
+        self.failure: BaseException | None = None
+        self.access: CallAccess | None = None
+        self.started = False
+
+    async def serve(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        watcher: asyncio.Task[None] | None = None
+        try:
+            async with asyncio.timeout_at(_loop_deadline(self.context)):
+                if self.method.kind == "unary":
+                    request = await self._single()
+                    watcher = asyncio.create_task(_cancel_on_disconnect(self.framing, self.receive, task))
+                    await self._answer_one(request)
+                else:
+                    await self._answer_stream(task)
+        except _Disconnected:
+            self.code = "CANCELLED"
+        except asyncio.CancelledError:
+            self.code = "CANCELLED"
+            if not self.framing.disconnected:
+                raise
+            # the client went away: nobody to answer
+        except Exception as error:  # noqa: BLE001 - every failure ends the call with a status
+            code, trailers = _error_trailers(self.context.method, error)
+            self.code = code.name
+            self.failure = None if isinstance(error, AtelierError | Abort | TimeoutError) else error
+            if self.started:
+                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+                await self.send(trailers)
+            else:
+                await _send_status(self.send, trailers)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    async def _single(self) -> Any:
+        """A unary call's request, parsed and, with access control on, checked."""
+        raw = await self.framing.read()
+        if raw is None or await self.framing.read() is not None:
+            raise Abort(grpc.StatusCode.INTERNAL, "a unary call takes exactly one request message")
+        request = self.method.parse(raw)
+        if self.authorizer is not None and self.authorizer.applies_to(self.context.method):
+            self.access = await self.authorizer.check(self.context.method, request, self.context.authorization())
+        return request
+
+    async def _answer_one(self, request: Any) -> None:
+        response = await self.method.handler(request, self.context)
+        body = _framed(response.SerializeToString())
+        await self.send(_START)
+        self.started = True
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+        await self.send(_OK)
+
+    async def _answer_stream(self, task: asyncio.Task[Any]) -> None:
+        requests: AsyncIterator[Any] = _requests(self.framing, self.method.parse, task)
+        method, authorizer = self.context.method, self.authorizer
+        if authorizer is not None and authorizer.applies_to(method):
+            # The first message is checked before the handler starts; later ones naming another
+            # resource are checked as they come.
+            first = await anext(requests, None)
+            self.access = await authorizer.check(method, first, self.context.authorization())
+            requests = authorizer.checked_stream(method, first, requests, self.context.authorization())
+        async for response in self.method.handler(requests, self.context):
+            if not self.started:
+                await self.send(_START)
+                self.started = True
+            body = _framed(response.SerializeToString())
+            await self.send({"type": "http.response.body", "body": body, "more_body": True})
+        if not self.started:
+            await self.send(_START)
+            self.started = True
+        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        await self.send(_OK)
 
 
 def _framed(body: bytes) -> bytes:

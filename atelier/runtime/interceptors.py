@@ -150,8 +150,6 @@ class CallInterceptor(MethodInterceptor):
     write per call, dearer than the call's own work; failures are still logged at INFO, and the
     metrics count every call."""
 
-    _QUIET = ("/grpc.health.v1.", "/grpc.reflection.")
-
     def __init__(
         self,
         metrics: RpcMetrics | None = None,
@@ -178,14 +176,7 @@ class CallInterceptor(MethodInterceptor):
         seconds = time.perf_counter() - started
         if self.metrics is not None:
             self.metrics.finish(method, self.kinds.get(method, "unary_unary"), code, seconds)
-        quiet = method.startswith(self._QUIET) or (code == "OK" and method.startswith(self.quiet))
-        level = logging.DEBUG if quiet else logging.INFO
-        if log.isEnabledFor(level):
-            ms = seconds * 1000
-            extra = {"rpc": method, "code": code, "ms": round(ms, 2)}
-            # makeRecord + handle: the same record as log.log() without its walk up the stack for
-            # the caller's file and line, which no formatter of ours prints.
-            log.handle(log.makeRecord(log.name, level, "", 0, "%s %s %.1fms", (method, code, ms), None, extra=extra))
+        log_call(method, code, seconds, self.quiet)
 
     @staticmethod
     def _code(context: grpc.aio.ServicerContext[Any, Any], failed: bool = False) -> str:
@@ -277,6 +268,21 @@ class CallInterceptor(MethodInterceptor):
             span.close(code, error)
         if access and self.authorizer is not None and context is not None:
             self.authorizer.record(method, access[0], context.peer(), code)
+
+
+_QUIET = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+def log_call(method: str, code: str, seconds: float, quiet: tuple[str, ...] = ()) -> None:
+    """The call's log line: INFO, or DEBUG for health checks, reflection and the successful calls of
+    methods starting with one of `quiet`."""
+    level = logging.DEBUG if method.startswith(_QUIET) or (code == "OK" and method.startswith(quiet)) else logging.INFO
+    if log.isEnabledFor(level):
+        ms = seconds * 1000
+        extra = {"rpc": method, "code": code, "ms": round(ms, 2)}
+        # makeRecord + handle: the same record as log.log() without its walk up the stack for
+        # the caller's file and line, which no formatter of ours prints.
+        log.handle(log.makeRecord(log.name, level, "", 0, "%s %s %.1fms", (method, code, ms), None, extra=extra))
 
 
 def metadata_value(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str | None:

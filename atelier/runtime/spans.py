@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import grpc
@@ -50,6 +50,15 @@ class OpenSpan:
         otel_context.detach(self.token)  # type: ignore[arg-type]
 
 
+class Caller(Protocol):
+    """What a span needs of a call: the caller's metadata (W3C trace context) and address (a grpc.aio
+    servicer context, or gRPC served from ASGI)."""
+
+    def invocation_metadata(self) -> Any: ...
+
+    def peer(self) -> str: ...
+
+
 class ServerSpans:
     """Opens the span of each call, from `provider` (the global tracer provider unless given)."""
 
@@ -58,7 +67,7 @@ class ServerSpans:
         self.tracer = trace.get_tracer(__name__, tracer_provider=provider)
         self._attributes: dict[str, dict[str, str]] = {}
 
-    def open(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> OpenSpan:
+    def open(self, method: str, context: Caller) -> OpenSpan:
         """Start the SERVER span of a call to `method` (`/package.Service/Method`) and make it current."""
         carrier = dict(context.invocation_metadata() or ())
         parent = propagate.extract(carrier)

@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from prometheus_client import CollectorRegistry, generate_latest
 
 from atelier.errors import InvalidArgument
 from atelier.inference.protocol import grpc_service_pb2 as v2
-from atelier.runtime.grpc_asgi import CallContext, GrpcAsgi, methods_of
+from atelier.runtime.grpc_asgi import CallContext, GrpcAsgi, Observed, methods_of
+from atelier.runtime.metrics import RpcMetrics
+from atelier.runtime.spans import ServerSpans
 
 MAX_MESSAGE_BYTES = 1 << 20
 SERVICE = v2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
@@ -66,7 +69,12 @@ class Servicer:
             yield v2.ModelStreamInferResponse(infer_response=echo(request, context))
 
 
-grpc_app = GrpcAsgi(methods_of(Servicer(), SERVICE), max_message_bytes=MAX_MESSAGE_BYTES)
+registry = CollectorRegistry()
+grpc_app = GrpcAsgi(
+    methods_of(Servicer(), SERVICE),
+    max_message_bytes=MAX_MESSAGE_BYTES,
+    observed=Observed(metrics=RpcMetrics(registry), spans=ServerSpans()),
+)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -74,5 +82,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
+        return
+    if scope["path"] == "/metrics":  # the RPC metrics, for the test to read
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": generate_latest(registry)})
         return
     await grpc_app(scope, receive, send)
