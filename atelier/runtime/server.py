@@ -123,6 +123,8 @@ class ServiceHost:
     quiet_methods: tuple[str, ...] = ()
     address: str = ""
     metrics: MetricsEndpoint | None = None
+    # The per-method RPC series, made on start (a service's other front ends count their calls in them too).
+    rpc_metrics: RpcMetrics | None = None
     _iam: IamLink | None = None
     _access_built: bool = False
     _authorizer_in_use: Authorizer | None = None
@@ -137,11 +139,13 @@ class ServiceHost:
             ("grpc.max_send_message_length", self.settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
+        if self.rpc_metrics is None:
+            self.rpc_metrics = RpcMetrics(self.registry)
         server = grpc.aio.server(
             # Tracing, the call log line, RPC metrics, access control and errors in one wrapper per call.
             interceptors=[
                 CallInterceptor(
-                    RpcMetrics(self.registry),
+                    self.rpc_metrics,
                     tracing=True,
                     errors=True,
                     tracer_provider=self.tracer_provider,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -46,6 +47,12 @@ class InferenceSettings(ServiceSettings):
         le=65535,
         description="Port of the REST v2 API (KServe v2 / Triton HTTP); 0 picks a free one, -1 turns it off. "
         "The bound address is published as `http` in the address file.",
+    )
+    http_server: Literal["uvicorn", "envoy"] = Field(
+        "uvicorn",
+        description="What serves the HTTP port: `uvicorn` (REST v2, in the service's process) or `envoy` (REST v2 "
+        "and KServe's gRPC data plane on the same port; Envoy's HTTP/2 in front, the service itself running in "
+        "the Python interpreter Envoy embeds, through pyvoy). The gRPC port serves every method either way.",
     )
     monitor_address: str = Field(
         "", description="host:port of the monitor; empty means ATELIER_MONITOR_ADDRESS or the local stack."
