@@ -59,18 +59,23 @@ def start_inference(
     return serve(lambda: build(settings))
 
 
-@pytest.fixture
-def platform(
-    serve: Callable[[Callable[[], Any]], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Platform]:
+def start_data_and_registry(serve: Callable[[Callable[[], Any]], str], home: Path) -> tuple[str, str]:
+    """A data service and a registry in-process on `home`: their addresses."""
     from services.data.server import build as build_data
     from services.data.settings import DataSettings
     from services.registry.server import build as build_registry
     from services.registry.settings import RegistrySettings
 
-    home = tmp_path / "home"
     data = serve(lambda: build_data(DataSettings(home=home)))
-    registry = serve(lambda: build_registry(RegistrySettings(home=home, data_address=data)))
+    return data, serve(lambda: build_registry(RegistrySettings(home=home, data_address=data)))
+
+
+@pytest.fixture
+def platform(
+    serve: Callable[[Callable[[], Any]], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Platform]:
+    home = tmp_path / "home"
+    data, registry = start_data_and_registry(serve, home)
     address = start_inference(
         serve,
         home,

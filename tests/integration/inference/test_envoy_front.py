@@ -25,7 +25,7 @@ from tritonclient.utils import InferenceServerException
 from atelier.client import DataClient, RegistryClient
 from atelier.client.inference import InferenceClient
 from atelier.stack.addresses import PublishedAddress, address_file, read_address_file
-from tests.integration.inference.conftest import Platform, Stream
+from tests.integration.inference.conftest import Platform, Stream, start_data_and_registry
 from tests.integration.inference.models import Affine
 
 REPO = Path(__file__).resolve().parents[3]
@@ -50,14 +50,8 @@ def _wait_for(check: Callable[[], Any], what: str, timeout: float = 120.0) -> An
 def envoy_platform(
     serve: Callable[[Callable[[], Any]], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[EnvoyPlatform]:
-    from services.data.server import build as build_data
-    from services.data.settings import DataSettings
-    from services.registry.server import build as build_registry
-    from services.registry.settings import RegistrySettings
-
     home = tmp_path / "home"
-    data = serve(lambda: build_data(DataSettings(home=home)))
-    registry = serve(lambda: build_registry(RegistrySettings(home=home, data_address=data)))
+    data, registry = start_data_and_registry(serve, home)
     published = address_file(home, "inference")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("ATELIER_", "OTEL_"))},
