@@ -41,7 +41,7 @@ APP = "services.inference.envoy:app"
 
 def serve_in_envoy(settings: InferenceSettings) -> int:
     """Run Envoy with the service inside until a signal stops it or Envoy exits; Envoy's exit status."""
-    from pyvoy import PyvoyServer
+    from pyvoy import PyvoyServer, StartupError
 
     configure_logging("inference", settings.log_level, settings.log_format)
     port = settings.http_port or free_port(settings.host)
@@ -63,7 +63,11 @@ def serve_in_envoy(settings: InferenceSettings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await server.start()
+        try:
+            await server.start()
+        except StartupError:
+            log.error("Envoy exited while starting the inference service; its output above says why")
+            return 1
         exited = asyncio.create_task(server.wait())
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)

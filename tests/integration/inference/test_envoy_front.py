@@ -178,3 +178,21 @@ def test_sigterm_stops_envoy_and_the_service(envoy_platform: EnvoyPlatform) -> N
     pid = envoy_platform.published_at_start.pid
     assert pid is not None
     _wait_for(lambda: not Path(f"/proc/{pid}").exists(), "Envoy's exit", timeout=30)
+
+
+def test_a_service_that_cannot_start_ends_envoy_and_says_so(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ATELIER_", "OTEL_"))},
+        "PYTHONPATH": str(REPO),
+        "ATELIER_HOME": str(tmp_path),
+        "ATELIER_INFERENCE_HTTP_SERVER": "envoy",
+        "ATELIER_INFERENCE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "ATELIER_INFERENCE_LOG_FORMAT": "text",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "services.inference"], cwd=tmp_path, env=env, capture_output=True, timeout=120
+    )
+    assert done.returncode == 1
+    output = done.stdout.decode() + done.stderr.decode()
+    assert "the inference service did not start" in output
+    assert "Envoy exited while starting the inference service" in output
