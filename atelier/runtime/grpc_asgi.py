@@ -152,40 +152,59 @@ class _Disconnected(Exception):
 
 
 class _Framing:
-    """Length-prefixed messages out of a request body, as it arrives."""
+    """Length-prefixed messages out of a request body, as it arrives. A large message comes in many body
+    chunks: they are kept in a list and joined once it is whole (not copied again with each chunk)."""
 
     def __init__(self, receive: Receive, limit: int) -> None:
         self._receive = receive
         self._limit = limit
         self._buffer = b""
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self.ended = False
         self.disconnected = False
 
+    def _gathered(self, needed: int) -> bytes | None:
+        """The buffered bytes, joined, when there are at least `needed` of them; else None."""
+        if len(self._buffer) + self._pending_size < needed:
+            return None
+        if self._pending:
+            self._buffer = b"".join([self._buffer, *self._pending])
+            self._pending, self._pending_size = [], 0
+        return self._buffer
+
     async def read(self) -> bytes | None:
         """The next message, or None at the end of the request."""
+        needed = 5
         while True:
-            buffer = self._buffer
-            if len(buffer) >= 5:
-                if buffer[0]:
-                    raise Abort(grpc.StatusCode.UNIMPLEMENTED, "compressed messages are not accepted; send identity")
-                length = int.from_bytes(buffer[1:5], "big")
-                if length > self._limit:
-                    raise Abort(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"Received message larger than max ({length} vs. {self._limit})",
-                    )
-                if len(buffer) >= 5 + length:
-                    self._buffer = buffer[5 + length :]
-                    return buffer[5 : 5 + length]
+            buffer = self._gathered(needed)
+            if buffer is not None:
+                if needed == 5:
+                    if buffer[0]:
+                        refused = "compressed messages are not accepted; send identity"
+                        raise Abort(grpc.StatusCode.UNIMPLEMENTED, refused)
+                    length = int.from_bytes(buffer[1:5], "big")
+                    if length > self._limit:
+                        raise Abort(
+                            grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"Received message larger than max ({length} vs. {self._limit})",
+                        )
+                    needed = 5 + length
+                    continue
+                self._buffer = buffer[needed:]
+                return buffer[5:needed]
             if self.ended:
-                if buffer:
+                if self._buffer or self._pending:
                     raise Abort(grpc.StatusCode.INTERNAL, "the request ended inside a message")
                 return None
             event = await self._receive()
             if event["type"] == "http.disconnect":
                 self.disconnected = True
                 raise _Disconnected
-            self._buffer = buffer + event.get("body", b"") if buffer else event.get("body", b"")
+            body = event.get("body", b"")
+            if body:
+                self._pending.append(body)
+                self._pending_size += len(body)
             self.ended = not event.get("more_body", False)
 
 

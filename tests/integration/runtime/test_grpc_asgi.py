@@ -88,6 +88,12 @@ def test_a_unary_call_answers_its_request(stub: grpc_service_pb2_grpc.GRPCInfere
     assert response.raw_output_contents[0] == payload
 
 
+def test_a_message_that_arrives_in_many_chunks_is_whole(stub: grpc_service_pb2_grpc.GRPCInferenceServiceStub) -> None:
+    payload = np.random.default_rng(0).standard_normal(MAX_MESSAGE_BYTES // 4 - 1024).astype(np.float32).tobytes()
+    response = stub.ModelInfer(request(id="big", payload=payload), timeout=30)
+    assert response.raw_output_contents[0] == payload
+
+
 def test_the_callers_metadata_and_deadline_reach_the_handler(
     stub: grpc_service_pb2_grpc.GRPCInferenceServiceStub,
 ) -> None:
