@@ -5,11 +5,12 @@ HTTP/2 in front of the same Python costs a third of it (docs/performance.md, "A 
 end"). This module is the gRPC protocol over ASGI, as PROTOCOL-HTTP2.md in grpc/grpc defines it:
 length-prefixed messages, `grpc-timeout` deadlines, metadata, the status in trailers with
 `google.rpc.Status` details (Atelier's errors encoded as the error interceptor encodes them),
-cancellation when the client goes away, unary and bidirectional streaming methods. What a method
-does is its servicer's: the same handlers grpc.aio calls, given a `CallContext`.
+cancellation when the client goes away, unary and streaming methods of every kind. What a method
+does is its servicer's: the same handlers grpc.aio calls (grpc's own health and reflection servicers
+included), given a `CallContext`.
 
 Messages are not compressed here (`grpc-encoding` other than identity is UNIMPLEMENTED, as the
-protocol prescribes); client-streaming and server-streaming methods are not served.
+protocol prescribes).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import descriptor, message_factory
@@ -54,24 +55,32 @@ _OK = {"type": "http.response.trailers", "headers": [(b"grpc-status", b"0")], "m
 
 @dataclass(frozen=True)
 class Method:
-    """One method to serve: unary-unary, or bidirectional streaming."""
+    """One method to serve, as grpc.aio calls its handler: a request or an async iterator of them in,
+    a response, an async iterator of them, or (server streaming) writes through `CallContext.write`."""
 
-    kind: Literal["unary", "stream"]
+    client_streaming: bool
+    server_streaming: bool
     handler: Callable[[Any, CallContext], Any]
     parse: Callable[[bytes], Any]
 
+    @property
+    def kind(self) -> str:
+        """`unary_unary`, `unary_stream`, `stream_unary` or `stream_stream`."""
+        return f"{'stream' if self.client_streaming else 'unary'}_{'stream' if self.server_streaming else 'unary'}"
+
 
 def methods_of(servicer: object, service: descriptor.ServiceDescriptor) -> dict[str, Method]:
-    """The servicer's handlers of `service`'s unary and bidirectional methods, by request path (those
-    it does not define are left out, and so answered UNIMPLEMENTED)."""
+    """The servicer's handlers of `service`'s methods, by request path (those it does not define are
+    left out, and so answered UNIMPLEMENTED)."""
     methods: dict[str, Method] = {}
     for method in service.methods:
         handler = getattr(servicer, method.name, None)
-        if handler is None or method.client_streaming != method.server_streaming:
-            continue  # one-sided streams are not served here
+        if handler is None:
+            continue
         request = message_factory.GetMessageClass(method.input_type)
-        kind: Literal["unary", "stream"] = "stream" if method.client_streaming else "unary"
-        methods[f"/{service.full_name}/{method.name}"] = Method(kind, handler, request.FromString)
+        methods[f"/{service.full_name}/{method.name}"] = Method(
+            method.client_streaming, method.server_streaming, handler, request.FromString
+        )
     return methods
 
 
@@ -92,6 +101,13 @@ class CallContext:
         self._metadata = metadata
         self._deadline = deadline
         self._peer = peer
+        self._write: Callable[[Any], Awaitable[None]] | None = None
+
+    async def write(self, message: Any) -> None:
+        """Send one response of a server-streaming call (as grpc.aio's `context.write`)."""
+        if self._write is None:
+            raise Abort(grpc.StatusCode.INTERNAL, f"{self.method} is not server-streaming: return its response")
+        await self._write(message)
 
     def invocation_metadata(self) -> Metadata:
         return self._metadata
@@ -175,11 +191,11 @@ class _Framing:
 
     async def read(self) -> bytes | None:
         """The next message, or None at the end of the request."""
-        needed = 5
+        needed = 0  # the message's length with its prefix, once the prefix is read
         while True:
-            buffer = self._gathered(needed)
+            buffer = self._gathered(needed or 5)
             if buffer is not None:
-                if needed == 5:
+                if not needed:
                     if buffer[0]:
                         refused = "compressed messages are not accepted; send identity"
                         raise Abort(grpc.StatusCode.UNIMPLEMENTED, refused)
@@ -242,7 +258,7 @@ class GrpcAsgi:
             await _send_status(send, status_trailers(refused.code, refused.message))
             return
         observed = self.observed
-        kind = "unary_unary" if method.kind == "unary" else "bidi_streaming"
+        kind = method.kind
         span = observed.spans.open(path, context) if observed.spans is not None else None
         if observed.metrics is not None:
             observed.metrics.start(path, kind)
@@ -306,12 +322,15 @@ class _Call:
         watcher: asyncio.Task[None] | None = None
         try:
             async with asyncio.timeout_at(_loop_deadline(self.context)):
-                if self.method.kind == "unary":
-                    request = await self._single()
-                    watcher = asyncio.create_task(_cancel_on_disconnect(self.framing, self.receive, task))
-                    await self._answer_one(request)
+                if self.method.client_streaming:
+                    argument = await self._request_stream(task)
                 else:
-                    await self._answer_stream(task)
+                    argument = await self._single()
+                    watcher = asyncio.create_task(_cancel_on_disconnect(self.framing, self.receive, task))
+                if self.method.server_streaming:
+                    await self._answer_stream(argument)
+                else:
+                    await self._answer_one(argument)
         except _Disconnected:
             self.code = "CANCELLED"
         except asyncio.CancelledError:
@@ -342,29 +361,42 @@ class _Call:
             self.access = await self.authorizer.check(self.context.method, request, self.context.authorization())
         return request
 
-    async def _answer_one(self, request: Any) -> None:
-        response = await self.method.handler(request, self.context)
+    async def _request_stream(self, task: asyncio.Task[Any]) -> AsyncIterator[Any]:
+        """A client stream's requests; with access control on, the first is checked before the handler
+        starts, and later ones naming another resource as they come."""
+        requests: AsyncIterator[Any] = _requests(self.framing, self.method.parse, task)
+        method, authorizer = self.context.method, self.authorizer
+        if authorizer is not None and authorizer.applies_to(method):
+            first = await anext(requests, None)
+            self.access = await authorizer.check(method, first, self.context.authorization())
+            requests = authorizer.checked_stream(method, first, requests, self.context.authorization())
+        return requests
+
+    async def _answer_one(self, argument: Any) -> None:
+        response = await self.method.handler(argument, self.context)
         body = _framed(response.SerializeToString())
         await self.send(_START)
         self.started = True
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
         await self.send(_OK)
 
-    async def _answer_stream(self, task: asyncio.Task[Any]) -> None:
-        requests: AsyncIterator[Any] = _requests(self.framing, self.method.parse, task)
-        method, authorizer = self.context.method, self.authorizer
-        if authorizer is not None and authorizer.applies_to(method):
-            # The first message is checked before the handler starts; later ones naming another
-            # resource are checked as they come.
-            first = await anext(requests, None)
-            self.access = await authorizer.check(method, first, self.context.authorization())
-            requests = authorizer.checked_stream(method, first, requests, self.context.authorization())
-        async for response in self.method.handler(requests, self.context):
-            if not self.started:
-                await self.send(_START)
-                self.started = True
-            body = _framed(response.SerializeToString())
-            await self.send({"type": "http.response.body", "body": body, "more_body": True})
+    async def _write(self, response: Any) -> None:
+        if not self.started:
+            await self.send(_START)
+            self.started = True
+        await self.send(
+            {"type": "http.response.body", "body": _framed(response.SerializeToString()), "more_body": True}
+        )
+
+    async def _answer_stream(self, argument: Any) -> None:
+        """A server stream: the handler yields its responses, or writes them (`CallContext.write`)."""
+        self.context._write = self._write  # noqa: SLF001 - the call hands its context the writer
+        result = self.method.handler(argument, self.context)
+        if hasattr(result, "__aiter__"):
+            async for response in result:
+                await self._write(response)
+        else:
+            await result
         if not self.started:
             await self.send(_START)
             self.started = True

@@ -116,6 +116,8 @@ def test_envoys_port_serves_grpc_and_rest_and_the_grpc_port_every_method(envoy_p
         result = client.infer("affine", [over_grpc], request_id="g1")
         np.testing.assert_allclose(result.as_numpy("output"), expected, rtol=1e-6, atol=1e-6)
         assert result.get_response().id == "g1"
+        assert client.is_server_live()  # an empty request message
+        assert client.is_server_ready()
         assert client.is_model_ready("affine")
         assert [i["name"] for i in client.get_model_metadata("affine", as_json=True)["inputs"]] == ["input"]
         client.close()

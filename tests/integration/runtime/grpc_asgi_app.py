@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
+from grpc_reflection.v1alpha._async import ReflectionServicer
 from prometheus_client import CollectorRegistry, generate_latest
 
 from atelier.errors import InvalidArgument
@@ -70,8 +73,16 @@ class Servicer:
 
 
 registry = CollectorRegistry()
+health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
 grpc_app = GrpcAsgi(
-    methods_of(Servicer(), SERVICE),
+    {
+        **methods_of(Servicer(), SERVICE),
+        **methods_of(health_servicer, health_pb2.DESCRIPTOR.services_by_name["Health"]),
+        **methods_of(
+            ReflectionServicer([SERVICE.full_name, health.SERVICE_NAME]),
+            reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
+        ),
+    },
     max_message_bytes=MAX_MESSAGE_BYTES,
     observed=Observed(metrics=RpcMetrics(registry), spans=ServerSpans()),
 )

@@ -88,6 +88,10 @@ def test_a_unary_call_answers_its_request(stub: grpc_service_pb2_grpc.GRPCInfere
     assert response.raw_output_contents[0] == payload
 
 
+def test_an_empty_request_message_is_a_request(stub: grpc_service_pb2_grpc.GRPCInferenceServiceStub) -> None:
+    assert stub.ModelInfer(v2.ModelInferRequest(), timeout=10).id.startswith("caller=;bin=;deadline=")
+
+
 def test_a_message_that_arrives_in_many_chunks_is_whole(stub: grpc_service_pb2_grpc.GRPCInferenceServiceStub) -> None:
     payload = np.random.default_rng(0).standard_normal(MAX_MESSAGE_BYTES // 4 - 1024).astype(np.float32).tobytes()
     response = stub.ModelInfer(request(id="big", payload=payload), timeout=30)
@@ -216,3 +220,21 @@ def test_calls_are_counted_by_method_and_code(
     stub.ModelInfer(request(), timeout=10)
     refused(stub, "bad")
     assert (handled("OK"), handled("INVALID_ARGUMENT")) == (ok + 1, invalid + 1)
+
+
+def test_grpcs_own_health_and_reflection_servicers_are_served(served: tuple[str, Path]) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    with grpc.insecure_channel(served[0]) as channel:
+        checks = health_pb2_grpc.HealthStub(channel)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert checks.Check(health_pb2.HealthCheckRequest(), timeout=10).status == serving
+        with pytest.raises(grpc.RpcError) as unknown:
+            checks.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=10)
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+        watch = checks.Watch(health_pb2.HealthCheckRequest(), timeout=10)  # server streaming, written by the handler
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
+        services = ProtoReflectionDescriptorDatabase(channel).get_services()  # bidirectional
+        assert set(services) >= {"inference.GRPCInferenceService", "grpc.health.v1.Health"}
