@@ -558,12 +558,12 @@ def checked(command: list[str], env: dict[str, str]) -> None:
 
 
 @contextmanager
-def atelier_server(models: Path, http_server: str = "uvicorn") -> Iterator[Server]:
+def atelier_server(models: Path, grpc_server: str = "grpc.aio") -> Iterator[Server]:
     """A fresh stack (`atelier up`) with both models registered as v1 and deployed; stopped at the end. With
-    `http_server` envoy, the inference service runs inside Envoy and its HTTP port serves both protocols."""
+    `grpc_server` envoy, the inference service's gRPC port is Envoy's (the service runs inside it)."""
     home = RUN / "atelier-home"
     shutil.rmtree(home, ignore_errors=True)
-    env = clean_env(ATELIER_HOME=str(home), ATELIER_INFERENCE_HTTP_SERVER=http_server)
+    env = clean_env(ATELIER_HOME=str(home), ATELIER_INFERENCE_GRPC_SERVER=grpc_server)
     cli = [str(PYTHON), "-m", "atelier.cli.main"]
     checked([*cli, "up", "--detach", "--base-port", "0", "--timeout", "120"], env)
     try:
@@ -582,8 +582,7 @@ def atelier_server(models: Path, http_server: str = "uvicorn") -> Iterator[Serve
                 env,
             )  # fmt: skip
         published = json.loads((home / "run" / "inference.json").read_text())
-        grpc_url = published["http"] if http_server == "envoy" else published["address"]
-        yield Server("Atelier", int(published["pid"]), {"grpc": grpc_url, "http": published["http"]})
+        yield Server("Atelier", int(published["pid"]), {"grpc": published["address"], "http": published["http"]})
     finally:
         subprocess.run([*cli, "down"], env=env, capture_output=True, timeout=120, check=False)
 
@@ -795,7 +794,7 @@ def start_servers(
     models: Path,
     report: Report,
     log: Callable[[str], None],
-    http_server: str = "uvicorn",
+    grpc_server: str = "grpc.aio",
 ) -> dict[tuple[str, str], Server]:
     """Every server asked for, all up at once (idle while another is measured): (server, model) -> Server."""
     servers: dict[tuple[str, str], Server] = {}
@@ -813,7 +812,7 @@ def start_servers(
                 report.unavailable["PyTriton"] = str(error)
     if "atelier" in peers:
         log("starting Atelier (atelier up, register, deploy)")
-        atelier = stack.enter_context(atelier_server(models, http_server))
+        atelier = stack.enter_context(atelier_server(models, grpc_server))
         servers.update({("Atelier", m): atelier for m in SHAPES})
     if "litserve" in peers:
         python = peer_python("litserve", log)
@@ -841,7 +840,7 @@ def run_all(args: argparse.Namespace, log: Callable[[str], None]) -> Report:
     for model in SHAPES:
         report.limits[model] = run_limit(models, model, args.seconds, log)
     with ExitStack() as stack:
-        servers = start_servers(stack, args.peers, models, report, log, args.atelier_http_server)
+        servers = start_servers(stack, args.peers, models, report, log, args.atelier_grpc_server)
         for round_number in range(args.rounds):
             log(f"round {round_number + 1} of {args.rounds}")
             for model, clients, protocols in plan(args.concurrency):
@@ -1046,9 +1045,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=64, help="clients of the throughput cells (default 64)")
     parser.add_argument("--soak-seconds", type=float, default=60.0, help="256-client soak on Atelier; 0 skips it")
     parser.add_argument("--peers", default="atelier,pytriton,litserve", help="which servers (comma-separated)")
-    parser.add_argument("--atelier-http-server", choices=("uvicorn", "envoy"), default="uvicorn",
-                        help="the inference service's ATELIER_INFERENCE_HTTP_SERVER (envoy: both protocols on "
-                        "Envoy's port, measured there)")  # fmt: skip
+    parser.add_argument("--atelier-grpc-server", choices=("grpc.aio", "envoy"), default="grpc.aio",
+                        help="the inference service's ATELIER_INFERENCE_GRPC_SERVER (envoy: its gRPC port is "
+                        "Envoy's)")  # fmt: skip
     parser.add_argument("--write-docs", action="store_true", help=f"replace '{SECTION}' in docs/performance.md")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     args = parser.parse_args(argv)

@@ -122,6 +122,9 @@ class ServiceHost:
     # Method prefixes whose successful calls log at DEBUG (a data plane's per-request calls).
     quiet_methods: tuple[str, ...] = ()
     address: str = ""
+    # Where clients reach the service when another server fronts this one (Envoy, in front of an
+    # internal port): published in the address file instead of `address`.
+    published_address: str = ""
     metrics: MetricsEndpoint | None = None
     # The per-method RPC series, made on start (a service's other front ends count their calls in them too).
     rpc_metrics: RpcMetrics | None = None
@@ -172,16 +175,22 @@ class ServiceHost:
         if self.settings.metrics_port >= 0:
             self.metrics = serve_metrics(self.registry, self.settings.host, self.settings.metrics_port)
         metrics = self.metrics.address if self.metrics else ""
+        published = self.published_address or self.address
         if self.settings.address_file is not None:
-            write_address_file(self.settings.address_file, self.address, os.getpid(), metrics)
+            write_address_file(self.settings.address_file, published, os.getpid(), metrics)
         log.info(
             "%s serving on %s (metrics: %s)",
             self.name,
-            self.address,
+            published,
             f"http://{metrics}/metrics" if metrics else "off",
-            extra={"address": self.address, "metrics": metrics},
+            extra={"address": published, "metrics": metrics},
         )
         return self.address
+
+    @property
+    def health(self) -> Any:
+        """The health servicer (grpc's aio one) once started, for another front end to serve too."""
+        return self._health
 
     def access_control(self) -> Authorizer | None:
         """The authorizer calls go through, or None when auth is off (refused off loopback); built

@@ -1,13 +1,13 @@
-"""The inference service inside Envoy (`http_server = "envoy"`).
+"""The inference service behind Envoy (`grpc_server = "envoy"`).
 
 grpc.aio costs more CPU per call than the rest of a small inference request (docs/performance.md,
 "A cheaper gRPC front end"). With this setting `python -m services.inference` starts Envoy through
-pyvoy and waits on it; Envoy embeds a Python interpreter that imports this module and runs `app`, an
-ASGI application. Its lifespan builds and starts the service exactly as `serve_main` does (the
-grpc.aio server with every method, the repository, batchers and model instances), and Envoy's HTTP
-port carries both REST v2 and KServe's gRPC data plane: a request whose content type is
-`application/grpc` goes to `atelier.runtime.grpc_asgi` over the same `ProtocolServicer`, with the
-same spans, metrics and access checks as the gRPC port; the others go to the REST app.
+pyvoy on the service's gRPC port and waits on it; Envoy embeds a Python interpreter that imports
+this module and runs `app`, an ASGI application. Its lifespan builds and starts the service as
+`serve_main` does (its grpc.aio server on an internal port of its own, the repository, batchers and
+model instances, REST v2 on uvicorn on the HTTP port), and Envoy's HTTP/2 serves every gRPC method of
+the service through `atelier.runtime.grpc_asgi`: KServe's protocol, the management API, health and
+reflection, over the same servicers, with the same spans, RPC metrics and access checks.
 
 SIGTERM or SIGINT to this process, or SIGTERM to Envoy (whose pid the address file holds), stops
 Envoy, which ends the lifespan: the service stops as it would on its own.
@@ -22,8 +22,13 @@ import signal
 import sys
 from typing import Any
 
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha._async import ReflectionServicer
+
 from atelier.inference.protocol import grpc_service_pb2
-from atelier.runtime.grpc_asgi import GrpcAsgi, Observed, methods_of
+from atelier.inference.v1 import inference_service_pb2
+from atelier.runtime.grpc_asgi import GrpcAsgi, Method, Observed, methods_of
 from atelier.runtime.logging import configure_logging
 from atelier.runtime.memory import freeze_startup_objects
 from atelier.runtime.spans import ServerSpans
@@ -34,9 +39,13 @@ from services.inference.settings import InferenceSettings
 log = logging.getLogger(__name__)
 
 # Where Envoy listens, handed from the launcher to the service inside Envoy (for its address file).
-HTTP_ADDRESS_VARIABLE = "ATELIER_INFERENCE_ENVOY_HTTP_ADDRESS"
-SERVICE = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+ADDRESS_VARIABLE = "ATELIER_INFERENCE_ENVOY_ADDRESS"
+PROTOCOL = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+MANAGEMENT = inference_service_pb2.DESCRIPTOR.services_by_name["InferenceService"]
+HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
+REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
 APP = "services.inference.envoy:app"
+_NOT_GRPC = b"this port speaks gRPC; REST v2 is on the HTTP port (the address file's `http`)"
 
 
 def serve_in_envoy(settings: InferenceSettings) -> int:
@@ -44,7 +53,7 @@ def serve_in_envoy(settings: InferenceSettings) -> int:
     from pyvoy import PyvoyServer, StartupError
 
     configure_logging("inference", settings.log_level, settings.log_format)
-    port = settings.http_port or free_port(settings.host)
+    port = settings.port or free_port(settings.host)
     server = PyvoyServer(
         APP,
         address=settings.host,
@@ -53,7 +62,7 @@ def serve_in_envoy(settings: InferenceSettings) -> int:
         loop="uvloop",
         log_level="error",
         # pyvoy hands this interpreter's sys.path to the one Envoy embeds, so it imports this same tree.
-        env={HTTP_ADDRESS_VARIABLE: host_port(settings.host, port)},
+        env={ADDRESS_VARIABLE: host_port(settings.host, port)},
         stdout=None,
         stderr=None,
     )
@@ -85,7 +94,6 @@ class EmbeddedInference:
     def __init__(self) -> None:
         self.host: Any = None
         self.grpc: GrpcAsgi | None = None
-        self.http: Any = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -93,12 +101,11 @@ class EmbeddedInference:
             return
         assert self.grpc is not None
         for name, value in scope["headers"]:
-            if name == b"content-type":
-                if value.startswith(b"application/grpc"):
-                    await self.grpc(scope, receive, send)
-                    return
-                break
-        await self.http(scope, receive, send)
+            if name == b"content-type" and value.startswith(b"application/grpc"):
+                await self.grpc(scope, receive, send)
+                return
+        await send({"type": "http.response.start", "status": 415, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": _NOT_GRPC})
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         await receive()  # lifespan.startup
@@ -119,16 +126,29 @@ class EmbeddedInference:
         settings = InferenceSettings()
         configure_logging("inference", settings.log_level, settings.log_format)
         configure_tracing("atelier-inference")
-        host = build(settings, serve_http=False)
-        host.http_address = os.environ.get(HTTP_ADDRESS_VARIABLE, "")
+        # grpc.aio listens on an internal port of its own; Envoy's is the one published.
+        host = build(settings.model_copy(update={"port": 0}))
+        host.published_address = os.environ.get(ADDRESS_VARIABLE, "")
         await host.start()
-        assert host.protocol_servicer is not None
-        spans = ServerSpans(host.tracer_provider)
-        observed = Observed(host.rpc_metrics, spans, host.access_control(), host.quiet_methods)
-        self.grpc = GrpcAsgi(methods_of(host.protocol_servicer, SERVICE), settings.max_message_bytes, observed)
-        self.http = host.http_app
+        self.grpc = GrpcAsgi(served_methods(host), settings.max_message_bytes, observed(host))
         self.host = host
         freeze_startup_objects()
+
+
+def served_methods(host: Any) -> dict[str, Method]:
+    """Every method the service's grpc.aio server has: KServe's, the management API, health, reflection."""
+    names = [PROTOCOL.full_name, MANAGEMENT.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    return {
+        **methods_of(host.protocol_servicer, PROTOCOL),
+        **methods_of(host.management_servicer, MANAGEMENT),
+        **methods_of(host.health, HEALTH),
+        **methods_of(ReflectionServicer(names), REFLECTION),
+    }
+
+
+def observed(host: Any) -> Observed:
+    """What the host's call interceptor does on grpc.aio: spans, RPC metrics, the log line, access checks."""
+    return Observed(host.rpc_metrics, ServerSpans(host.tracer_provider), host.access_control(), host.quiet_methods)
 
 
 app = EmbeddedInference()

@@ -51,11 +51,9 @@ class InferenceHost(ServiceHost):
     control: DeploymentControl | None = None
     follow_interval: float = 2.0
     http: HttpEndpoint | None = None
-    # REST v2 as an ASGI application (what `http` serves, or Envoy when the service runs inside it).
-    http_app: InferRoute | None = None
-    # The HTTP address when another server serves `http_app` (Envoy), to publish in the address file.
-    http_address: str = ""
+    # The servicers, for another front end to serve too (Envoy's port, services/inference/envoy.py).
     protocol_servicer: ProtocolServicer | None = None
+    management_servicer: DeploymentServicer | None = None
     _follower: asyncio.Task[None] | None = None
 
     async def start(self) -> str:
@@ -67,12 +65,13 @@ class InferenceHost(ServiceHost):
             if self.http is not None:
                 await self.http.stop()  # nothing left listening when the gRPC side cannot start
             raise
-        http = self.http.address if self.http is not None else self.http_address
-        if http:
+        if self.http is not None:
+            http = self.http.address
             log.info("inference REST v2 on http://%s/v2", http, extra={"http": http})
             if self.settings.address_file is not None:
                 metrics = self.metrics.address if self.metrics else ""
-                write_address_file(self.settings.address_file, address, os.getpid(), metrics, http)
+                published = self.published_address or address
+                write_address_file(self.settings.address_file, published, os.getpid(), metrics, http)
         if self.control is not None:
             await self.control.restore()
             self._follower = asyncio.create_task(self._follow(self.control), name="follow-aliases")
@@ -112,9 +111,8 @@ def deployment_project(deployments: Deployments, runner: BlockingRunner, reposit
     return lookup
 
 
-def build(settings: InferenceSettings, serve_http: bool = True) -> InferenceHost:
-    """Wire the inference service from its settings (migrating the database on the way). Without
-    `serve_http`, REST v2 is built (`http_app`) but another server (Envoy) serves it."""
+def build(settings: InferenceSettings) -> InferenceHost:
+    """Wire the inference service from its settings (migrating the database on the way)."""
     engine = create_engine(
         settings.database_url or default_url(settings.home, "inference"), settings.sqlite_synchronous
     )
@@ -165,13 +163,12 @@ def build(settings: InferenceSettings, serve_http: bool = True) -> InferenceHost
         # Per-request calls: Triton's statistics and the Prometheus series count them; failures still log.
         quiet_methods=(f"/{PROTOCOL}/ModelInfer",),
     )
-    host.protocol_servicer = protocol_servicer
+    host.protocol_servicer, host.management_servicer = protocol_servicer, management
     if settings.http_port >= 0:
         app = rest_app(protocol)
         guard(app, host.access_control)
-        host.http_app = InferRoute(protocol, app, host.access_control)
-        if serve_http:
-            host.http = HttpEndpoint(host.http_app, settings.host, settings.http_port, settings.shutdown_grace_seconds)
+        routes = InferRoute(protocol, app, host.access_control)
+        host.http = HttpEndpoint(routes, settings.host, settings.http_port, settings.shutdown_grace_seconds)
     host.on_stop.append(repository.close)
     host.on_stop.append(sampler.close)
     host.on_stop.append(links.close)
@@ -181,9 +178,9 @@ def build(settings: InferenceSettings, serve_http: bool = True) -> InferenceHost
 
 
 def main() -> None:
-    """`python -m services.inference`: the service in this process, or inside Envoy (`http_server`)."""
+    """`python -m services.inference`: the service in this process, or inside Envoy (`grpc_server`)."""
     settings = InferenceSettings()
-    if settings.http_server == "envoy" and settings.http_port >= 0:
+    if settings.grpc_server == "envoy":
         from services.inference.envoy import serve_in_envoy
 
         sys.exit(serve_in_envoy(settings))

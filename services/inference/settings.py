@@ -48,11 +48,11 @@ class InferenceSettings(ServiceSettings):
         description="Port of the REST v2 API (KServe v2 / Triton HTTP); 0 picks a free one, -1 turns it off. "
         "The bound address is published as `http` in the address file.",
     )
-    http_server: Literal["uvicorn", "envoy"] = Field(
-        "uvicorn",
-        description="What serves the HTTP port: `uvicorn` (REST v2, in the service's process) or `envoy` (REST v2 "
-        "and KServe's gRPC data plane on the same port; Envoy's HTTP/2 in front, the service itself running in "
-        "the Python interpreter Envoy embeds, through pyvoy). The gRPC port serves every method either way.",
+    grpc_server: Literal["grpc.aio", "envoy"] = Field(
+        "grpc.aio",
+        description="What serves the gRPC port: `grpc.aio` in the service's process, or `envoy` (Envoy's HTTP/2 "
+        "in front, every method served from the Python interpreter Envoy embeds, through pyvoy; the whole "
+        "service runs there). REST v2 stays on uvicorn, on the HTTP port, either way.",
     )
     monitor_address: str = Field(
         "", description="host:port of the monitor; empty means ATELIER_MONITOR_ADDRESS or the local stack."

@@ -1,6 +1,6 @@
-"""The inference service inside Envoy (`http_server = "envoy"`), started as `python -m services.inference`
-starts it: REST v2 and KServe's gRPC data plane on Envoy's port, every method on the gRPC port, and a
-clean stop on SIGTERM."""
+"""The inference service behind Envoy (`grpc_server = "envoy"`), started as `python -m services.inference`
+starts it: every gRPC method on Envoy's port (KServe's, the management API, health, reflection), REST v2 on
+uvicorn as before, and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 import torch
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
@@ -57,7 +61,7 @@ def envoy_platform(
         **{k: v for k, v in os.environ.items() if not k.startswith(("ATELIER_", "OTEL_"))},
         "PYTHONPATH": str(REPO),
         "ATELIER_HOME": str(home),
-        "ATELIER_INFERENCE_HTTP_SERVER": "envoy",
+        "ATELIER_INFERENCE_GRPC_SERVER": "envoy",
         "ATELIER_INFERENCE_DATA_ADDRESS": data,
         "ATELIER_INFERENCE_REGISTRY_ADDRESS": registry,
         "ATELIER_INFERENCE_ADDRESS_FILE": str(published),
@@ -101,49 +105,54 @@ def affine_inputs(module: Any, x: np.ndarray[Any, Any]) -> tuple[Any, Any, np.nd
     return over_grpc, over_http, expected
 
 
-def test_envoys_port_serves_grpc_and_rest_and_the_grpc_port_every_method(envoy_platform: EnvoyPlatform) -> None:
+def test_envoys_port_serves_every_grpc_method_and_uvicorn_rest(envoy_platform: EnvoyPlatform) -> None:
     platform = envoy_platform
-    front = platform.published_at_start.http
-    assert front
-    assert front != platform.address
+    published = platform.published_at_start
+    assert published.pid != platform.process.pid  # Envoy's
     model = Affine()
     platform.register(model, torch.randn(2, 4), "affine")
-    platform.deploy("affine", "affine@latest")  # the management API, on the gRPC port
+    platform.deploy("affine", "affine@latest")  # the management API, through Envoy
+    assert [d.name for d in platform.inference.list_deployments("lab")] == ["projects/lab/deployments/affine"]
     x = np.random.default_rng(3).standard_normal((3, 4)).astype(np.float32)
     over_grpc, over_http, expected = affine_inputs(model, x)
-    for url in (front, platform.address):
-        client = grpcclient.InferenceServerClient(url=url)
-        result = client.infer("affine", [over_grpc], request_id="g1")
-        np.testing.assert_allclose(result.as_numpy("output"), expected, rtol=1e-6, atol=1e-6)
-        assert result.get_response().id == "g1"
-        assert client.is_server_live()  # an empty request message
-        assert client.is_server_ready()
-        assert client.is_model_ready("affine")
-        assert [i["name"] for i in client.get_model_metadata("affine", as_json=True)["inputs"]] == ["input"]
-        client.close()
-    rest = httpclient.InferenceServerClient(url=front)
+    client = grpcclient.InferenceServerClient(url=platform.address)
+    result = client.infer("affine", [over_grpc], request_id="g1")
+    np.testing.assert_allclose(result.as_numpy("output"), expected, rtol=1e-6, atol=1e-6)
+    assert result.get_response().id == "g1"
+    assert client.is_server_live()  # an empty request message
+    assert client.is_server_ready()
+    assert client.is_model_ready("affine")
+    assert [i["name"] for i in client.get_model_metadata("affine", as_json=True)["inputs"]] == ["input"]
+    client.close()
+    rest = httpclient.InferenceServerClient(url=published.http)
     result = rest.infer("affine", [over_http], request_id="h1")
     np.testing.assert_allclose(result.as_numpy("output"), expected, rtol=1e-6, atol=1e-6)
     assert rest.is_server_live()
     rest.close()
+    with grpc.insecure_channel(platform.address) as channel:
+        checks = health_pb2_grpc.HealthStub(channel)
+        assert (
+            checks.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+        )
+        services = ProtoReflectionDescriptorDatabase(channel).get_services()
+        assert set(services) >= {"inference.GRPCInferenceService", "atelier.inference.v1.InferenceService"}
+    with pytest.raises(urllib.error.HTTPError) as not_grpc:
+        urllib.request.urlopen(f"http://{platform.address}/v2/health/live", timeout=10)
+    assert not_grpc.value.code == 415
 
 
-def test_bad_input_fails_alike_on_both_ports(envoy_platform: EnvoyPlatform) -> None:
+def test_bad_input_gets_tritons_words_through_envoy(envoy_platform: EnvoyPlatform) -> None:
     platform = envoy_platform
     platform.register(Affine(), torch.randn(2, 4), "affine")
     platform.deploy("affine", "affine@latest")
     wrong = grpcclient.InferInput("input", [2, 5], "FP32")
     wrong.set_data_from_numpy(np.zeros((2, 5), np.float32))
-    answers = []
-    for url in (platform.published_at_start.http, platform.address):
-        client = grpcclient.InferenceServerClient(url=url)
-        with pytest.raises(InferenceServerException) as refused:
-            client.infer("affine", [wrong])
-        answers.append((refused.value.status(), refused.value.message()))
-        client.close()
-    assert answers[0] == answers[1]
-    assert answers[0][0] == "StatusCode.INVALID_ARGUMENT"
-    assert "input" in answers[0][1]
+    client = grpcclient.InferenceServerClient(url=platform.address)
+    with pytest.raises(InferenceServerException) as refused:
+        client.infer("affine", [wrong])
+    client.close()
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "unexpected shape for input 'input' for model 'affine'" in refused.value.message()
 
 
 def test_a_stream_through_envoy_and_its_calls_counted(envoy_platform: EnvoyPlatform) -> None:
@@ -151,7 +160,7 @@ def test_a_stream_through_envoy_and_its_calls_counted(envoy_platform: EnvoyPlatf
     model = Affine()
     platform.register(model, torch.randn(2, 4), "affine")
     platform.deploy("affine", "affine@latest")
-    stream = Stream(grpcclient.InferenceServerClient(url=platform.published_at_start.http))
+    stream = Stream(grpcclient.InferenceServerClient(url=platform.address))
     xs = [np.full((1, 4), i, np.float32) for i in range(4)]
     for i, x in enumerate(xs):
         stream.send("affine", [affine_inputs(model, x)[0]], f"s{i}")
@@ -187,7 +196,7 @@ def test_a_service_that_cannot_start_ends_envoy_and_says_so(tmp_path: Path) -> N
         **{k: v for k, v in os.environ.items() if not k.startswith(("ATELIER_", "OTEL_"))},
         "PYTHONPATH": str(REPO),
         "ATELIER_HOME": str(tmp_path),
-        "ATELIER_INFERENCE_HTTP_SERVER": "envoy",
+        "ATELIER_INFERENCE_GRPC_SERVER": "envoy",
         "ATELIER_INFERENCE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
         "ATELIER_INFERENCE_LOG_FORMAT": "text",
     }
