@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
+import functools
 import time
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -27,30 +26,30 @@ from typing import Any, NoReturn
 import grpc
 from google.protobuf import descriptor, message_factory
 
-from atelier.errors import AtelierError, Internal, to_status
+from atelier.errors import AtelierError
 from atelier.runtime.auth import Authorizer, CallAccess
+from atelier.runtime.grpc_wire import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    OK,
+    PROTOCOL_HEADERS,
+    START,
+    Abort,
+    Disconnected,
+    Framing,
+    Receive,
+    Send,
+    error_trailers,
+    framed,
+    parse_timeout,
+    send_status,
+    status_trailers,
+)
 from atelier.runtime.interceptors import log_call
 from atelier.runtime.metrics import RpcMetrics
 from atelier.runtime.spans import ServerSpans
 
-log = logging.getLogger(__name__)
-
 Scope = Mapping[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 Metadata = tuple[tuple[str, str | bytes], ...]
-
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
-# Request headers that are the protocol's, not the caller's metadata.
-_PROTOCOL_HEADERS = frozenset(
-    {"content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "user-agent", "host"}
-)
-# grpc-message is percent-encoded: printable ASCII stays as it is, except '%'.
-_MESSAGE_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if c != 0x25)
-_START = {"type": "http.response.start", "status": 200, "trailers": True,
-          "headers": [(b"content-type", b"application/grpc"), (b"grpc-accept-encoding", b"identity")]}  # fmt: skip
-_OK = {"type": "http.response.trailers", "headers": [(b"grpc-status", b"0")], "more_trailers": False}
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ class Method:
     handler: Callable[[Any, CallContext], Any]
     parse: Callable[[bytes], Any]
 
-    @property
+    @functools.cached_property
     def kind(self) -> str:
         """`unary_unary`, `unary_stream`, `stream_unary` or `stream_stream`."""
         return f"{'stream' if self.client_streaming else 'unary'}_{'stream' if self.server_streaming else 'unary'}"
@@ -82,15 +81,6 @@ def methods_of(servicer: object, service: descriptor.ServiceDescriptor) -> dict[
             method.client_streaming, method.server_streaming, handler, request.FromString
         )
     return methods
-
-
-class Abort(Exception):
-    """A status a handler ends its call with (`CallContext.abort`)."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class CallContext:
@@ -129,101 +119,6 @@ class CallContext:
         raise Abort(code, details)
 
 
-def parse_timeout(value: str) -> float:
-    """Seconds of a `grpc-timeout` header (at most 8 digits and a unit: H, M, S, m, u or n)."""
-    digits, unit = value[:-1], value[-1:]
-    if not (digits.isdigit() and len(digits) <= 8 and unit in _TIMEOUT_UNITS):
-        raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed grpc-timeout {value!r}: up to 8 digits and a unit")
-    return int(digits) * _TIMEOUT_UNITS[unit]
-
-
-def status_trailers(code: grpc.StatusCode, message: str, details: bytes | None = None) -> dict[str, Any]:
-    """The trailers message of a call that ends with `code`."""
-    headers = [(b"grpc-status", str(code.value[0]).encode())]
-    if message:
-        headers.append((b"grpc-message", urllib.parse.quote(message, safe=_MESSAGE_SAFE).encode()))
-    if details:
-        headers.append((b"grpc-status-details-bin", base64.b64encode(details).rstrip(b"=")))
-    return {"type": "http.response.trailers", "headers": headers, "more_trailers": False}
-
-
-def _error_trailers(method: str, error: BaseException) -> tuple[grpc.StatusCode, dict[str, Any]]:
-    """How a failed call ends: Atelier's errors with their details, other failures as INTERNAL."""
-    if isinstance(error, Abort):
-        return error.code, status_trailers(error.code, error.message)
-    if isinstance(error, TimeoutError):
-        return grpc.StatusCode.DEADLINE_EXCEEDED, status_trailers(
-            grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
-        )
-    if not isinstance(error, AtelierError):
-        log.exception("unhandled error in %s", method, exc_info=error)
-        error = Internal(f"internal error in {method.rsplit('/', 1)[-1]}; see the service log")
-    status = to_status(error)
-    details = dict(status.trailing_metadata).get("grpc-status-details-bin")
-    return status.code, status_trailers(status.code, status.details, details if isinstance(details, bytes) else None)
-
-
-class _Disconnected(Exception):
-    """The client went away (ASGI `http.disconnect`)."""
-
-
-class _Framing:
-    """Length-prefixed messages out of a request body, as it arrives. A large message comes in many body
-    chunks: they are kept in a list and joined once it is whole (not copied again with each chunk)."""
-
-    def __init__(self, receive: Receive, limit: int) -> None:
-        self._receive = receive
-        self._limit = limit
-        self._buffer = b""
-        self._pending: list[bytes] = []
-        self._pending_size = 0
-        self.ended = False
-        self.disconnected = False
-
-    def _gathered(self, needed: int) -> bytes | None:
-        """The buffered bytes, joined, when there are at least `needed` of them; else None."""
-        if len(self._buffer) + self._pending_size < needed:
-            return None
-        if self._pending:
-            self._buffer = b"".join([self._buffer, *self._pending])
-            self._pending, self._pending_size = [], 0
-        return self._buffer
-
-    async def read(self) -> bytes | None:
-        """The next message, or None at the end of the request."""
-        needed = 0  # the message's length with its prefix, once the prefix is read
-        while True:
-            buffer = self._gathered(needed or 5)
-            if buffer is not None:
-                if not needed:
-                    if buffer[0]:
-                        refused = "compressed messages are not accepted; send identity"
-                        raise Abort(grpc.StatusCode.UNIMPLEMENTED, refused)
-                    length = int.from_bytes(buffer[1:5], "big")
-                    if length > self._limit:
-                        raise Abort(
-                            grpc.StatusCode.RESOURCE_EXHAUSTED,
-                            f"Received message larger than max ({length} vs. {self._limit})",
-                        )
-                    needed = 5 + length
-                    continue
-                self._buffer = buffer[needed:]
-                return buffer[5:needed]
-            if self.ended:
-                if self._buffer or self._pending:
-                    raise Abort(grpc.StatusCode.INTERNAL, "the request ended inside a message")
-                return None
-            event = await self._receive()
-            if event["type"] == "http.disconnect":
-                self.disconnected = True
-                raise _Disconnected
-            body = event.get("body", b"")
-            if body:
-                self._pending.append(body)
-                self._pending_size += len(body)
-            self.ended = not event.get("more_body", False)
-
-
 @dataclass(frozen=True)
 class Observed:
     """What every call goes through, as the service host's call interceptor does on grpc.aio: a SERVER
@@ -255,7 +150,7 @@ class GrpcAsgi:
         try:
             method, context = self._prepare(scope, path)
         except Abort as refused:
-            await _send_status(send, status_trailers(refused.code, refused.message))
+            await send_status(send, status_trailers(refused.code, refused.message))
             return
         observed = self.observed
         kind = method.kind
@@ -294,7 +189,7 @@ class GrpcAsgi:
                     )
             elif name.endswith("-bin"):
                 metadata.append((name, base64.b64decode(raw_value + b"=" * (-len(raw_value) % 4))))
-            elif name not in _PROTOCOL_HEADERS:
+            elif name not in PROTOCOL_HEADERS:
                 metadata.append((name, raw_value.decode("latin-1")))
         client = scope.get("client")
         peer = f"ipv4:{client[0]}:{client[1]}" if client else ""
@@ -309,7 +204,7 @@ class _Call:
         self.context = context
         self.receive = receive
         self.send = send
-        self.framing = _Framing(receive, app.max_message_bytes)
+        self.framing = Framing(receive, app.max_message_bytes)
         self.authorizer = app.observed.authorizer
         self.code = "OK"
         self.failure: BaseException | None = None
@@ -331,7 +226,7 @@ class _Call:
                     await self._answer_stream(argument)
                 else:
                     await self._answer_one(argument)
-        except _Disconnected:
+        except Disconnected:
             self.code = "CANCELLED"
         except asyncio.CancelledError:
             self.code = "CANCELLED"
@@ -339,14 +234,14 @@ class _Call:
                 raise
             # the client went away: nobody to answer
         except Exception as error:  # noqa: BLE001 - every failure ends the call with a status
-            code, trailers = _error_trailers(self.context.method, error)
+            code, trailers = error_trailers(self.context.method, error)
             self.code = code.name
             self.failure = None if isinstance(error, AtelierError | Abort | TimeoutError) else error
             if self.started:
                 await self.send({"type": "http.response.body", "body": b"", "more_body": False})
                 await self.send(trailers)
             else:
-                await _send_status(self.send, trailers)
+                await send_status(self.send, trailers)
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -374,19 +269,17 @@ class _Call:
 
     async def _answer_one(self, argument: Any) -> None:
         response = await self.method.handler(argument, self.context)
-        body = _framed(response.SerializeToString())
-        await self.send(_START)
+        body = framed(response.SerializeToString())
+        await self.send(START)
         self.started = True
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
-        await self.send(_OK)
+        await self.send(OK)
 
     async def _write(self, response: Any) -> None:
         if not self.started:
-            await self.send(_START)
+            await self.send(START)
             self.started = True
-        await self.send(
-            {"type": "http.response.body", "body": _framed(response.SerializeToString()), "more_body": True}
-        )
+        await self.send({"type": "http.response.body", "body": framed(response.SerializeToString()), "more_body": True})
 
     async def _answer_stream(self, argument: Any) -> None:
         """A server stream: the handler yields its responses, or writes them (`CallContext.write`)."""
@@ -398,14 +291,10 @@ class _Call:
         else:
             await result
         if not self.started:
-            await self.send(_START)
+            await self.send(START)
             self.started = True
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
-        await self.send(_OK)
-
-
-def _framed(body: bytes) -> bytes:
-    return b"\x00" + len(body).to_bytes(4, "big") + body
+        await self.send(OK)
 
 
 def _loop_deadline(context: CallContext) -> float | None:
@@ -413,14 +302,7 @@ def _loop_deadline(context: CallContext) -> float | None:
     return None if remaining is None else asyncio.get_running_loop().time() + remaining
 
 
-async def _send_status(send: Send, trailers: dict[str, Any]) -> None:
-    """A call answered by its status alone: headers, an empty body, the status trailers."""
-    await send(_START)
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
-    await send(trailers)
-
-
-async def _cancel_on_disconnect(framing: _Framing, receive: Receive, call: asyncio.Task[Any]) -> None:
+async def _cancel_on_disconnect(framing: Framing, receive: Receive, call: asyncio.Task[Any]) -> None:
     """After a unary request's body: the next event can only be the client's going away."""
     while (await receive())["type"] != "http.disconnect":
         pass
@@ -428,12 +310,12 @@ async def _cancel_on_disconnect(framing: _Framing, receive: Receive, call: async
     call.cancel()
 
 
-async def _requests(framing: _Framing, parse: Callable[[bytes], Any], call: asyncio.Task[Any]) -> AsyncIterator[Any]:
+async def _requests(framing: Framing, parse: Callable[[bytes], Any], call: asyncio.Task[Any]) -> AsyncIterator[Any]:
     """A stream's requests, parsed as they arrive; the call is cancelled when the client goes away."""
     while True:
         try:
             request = await framing.read()
-        except _Disconnected:
+        except Disconnected:
             call.cancel()
             return
         if request is None:
