@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
@@ -35,6 +35,9 @@ from atelier.runtime.spans import ServerSpans
 from atelier.runtime.tracing import configure_tracing
 from atelier.stack.addresses import free_port, host_port
 from services.inference.settings import InferenceSettings
+
+if TYPE_CHECKING:
+    from services.inference.server import InferenceHost
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +95,7 @@ class EmbeddedInference:
     """The ASGI application Envoy runs: the whole service, started and stopped by the lifespan."""
 
     def __init__(self) -> None:
-        self.host: Any = None
+        self.host: InferenceHost | None = None
         self.grpc: GrpcAsgi | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -117,6 +120,7 @@ class EmbeddedInference:
             return
         await send({"type": "lifespan.startup.complete"})
         await receive()  # lifespan.shutdown
+        assert self.host is not None
         await self.host.stop()
         await send({"type": "lifespan.shutdown.complete"})
 
@@ -135,7 +139,7 @@ class EmbeddedInference:
         freeze_startup_objects()
 
 
-def served_methods(host: Any) -> dict[str, Method]:
+def served_methods(host: InferenceHost) -> dict[str, Method]:
     """Every method the service's grpc.aio server has: KServe's, the management API, health, reflection."""
     names = [PROTOCOL.full_name, MANAGEMENT.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME]
     return {
@@ -146,7 +150,7 @@ def served_methods(host: Any) -> dict[str, Method]:
     }
 
 
-def observed(host: Any) -> Observed:
+def observed(host: InferenceHost) -> Observed:
     """What the host's call interceptor does on grpc.aio: spans, RPC metrics, the log line, access checks."""
     return Observed(host.rpc_metrics, ServerSpans(host.tracer_provider), host.access_control(), host.quiet_methods)
 
