@@ -23,6 +23,12 @@ _CHUNK = b"\x22"  # FileEntry.chunks
 _MEDIA = b"\x2a"  # FileEntry.media_type
 _REF_DIGEST = b"\x0a\x20"  # ChunkRef.digest: always 32 bytes
 _REF_SIZE = b"\x10"  # ChunkRef.size_bytes
+# A FileEntry of one chunk, as `%` fills it: its length, the path's length and path, the size, the
+# digest, the chunk reference's length, the chunk's digest and size, then the media type's field.
+_ONE_CHUNK_ENTRY = (
+    _FILES + b"%b" + _PATH + b"%b%b" + _SIZE + b"%b" + _DIGEST + b"%b" + _CHUNK + b"%c"
+    + _REF_DIGEST + b"%b" + _REF_SIZE + b"%b%b"
+)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=65536)
@@ -56,24 +62,37 @@ def encode_manifest(paths: Sequence[str], media_types: Sequence[str], files: Seq
 
 def encode_entry(path: str, media: str, cut: ChunkedFile) -> bytes:
     """One file's record in a serialized Manifest: the manifest is its files' records end to end."""
-    name = path.encode()
     chunks = cut.chunks
     if len(chunks) == 1:
-        # The common case of a small file, in one join.
-        span = chunks[0]
-        ref = _REF_DIGEST + span.digest + _REF_SIZE + _length(span.length)
-        body = b"".join(
-            (_PATH, _length(len(name)), name, _SIZE, _length(cut.size), _DIGEST, cut.digest.encode())
-            + (_CHUNK, _length(len(ref)), ref)
-            + ((_MEDIA, _length(len(media)), media.encode()) if media else ())
+        # The common case of a file of one chunk (its size is the chunk's), in one formatting: the
+        # body's length is known from its parts' lengths (the chunk reference is 35 bytes and its size).
+        name = path.encode()
+        size = _length(cut.size)
+        named = _length(len(name))
+        media_field = _media_field(media)
+        body = 1 + len(named) + len(name) + 1 + len(size) + 66 + 2 + 35 + len(size) + len(media_field)
+        return _ONE_CHUNK_ENTRY % (
+            _length(body),
+            named,
+            name,
+            size,
+            cut.digest.encode(),
+            35 + len(size),
+            chunks[0].digest,
+            size,
+            media_field,
         )
-    else:
-        parts = [_string(_PATH, name)]
-        if cut.size:
-            parts.append(_SIZE + _length(cut.size))
-        parts.append(_DIGEST + cut.digest.encode())
-        parts.extend(_chunk_ref(span.digest, span.length) for span in chunks)
-        if media:
-            parts.append(_string(_MEDIA, media.encode()))
-        body = b"".join(parts)
+    parts = [_string(_PATH, path.encode())]
+    if cut.size:
+        parts.append(_SIZE + _length(cut.size))
+    parts.append(_DIGEST + cut.digest.encode())
+    parts.extend(_chunk_ref(span.digest, span.length) for span in chunks)
+    parts.append(_media_field(media))
+    body = b"".join(parts)
     return _FILES + _length(len(body)) + body
+
+
+@functools.lru_cache(maxsize=1024)
+def _media_field(media: str) -> bytes:
+    """FileEntry.media_type's field, or nothing for no media type (a tree has few of them)."""
+    return _string(_MEDIA, media.encode()) if media else b""

@@ -24,9 +24,13 @@ def _reference(paths: list[str], media: list[str], datas: list[bytes]) -> bytes:
 
 
 def test_encoding_matches_protobuf() -> None:
-    datas = [b"", b"x", os.urandom(4096), os.urandom(200_000), os.urandom(3 * 1024 * 1024)]
-    paths = ["empty", "one", "d/small.bin", "d/\u00e9t\u00e9/mid.png", "z/" + "long" * 300 + ".bin"]
-    media = ["", "text/plain", "", "image/png", "application/octet-stream"]
+    # One chunk (sizes with one- and two-byte varints, up to MIN_CHUNK), several, none.
+    datas = [b"", b"x", os.urandom(127), os.urandom(128), os.urandom(4096), os.urandom(16 * 1024)]
+    datas += [os.urandom(200_000), os.urandom(3 * 1024 * 1024), os.urandom(9)]
+    paths = ["empty", "one", "a/127", "a/128", "d/small.bin", "d/min", "d/\u00e9t\u00e9/mid.png"]
+    paths += ["z/" + "long" * 300 + ".bin", "z/" + "x" * 200]
+    media = ["", "text/plain", "", "application/octet-stream", "", "image/png" * 20, "image/png"]
+    media += ["application/octet-stream", "text/plain"]
     encoded = encode_manifest(paths, media, [chunk_bytes(d) for d in datas])
     assert encoded == _reference(paths, media, datas)
     assert [f.path for f in pb.Manifest.FromString(encoded).files] == paths

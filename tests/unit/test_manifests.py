@@ -42,6 +42,21 @@ def test_size_mismatch() -> None:
         validate(manifest(e))
 
 
+@pytest.mark.parametrize("data", [b"one chunk", b"x" * 300_000], ids=["one chunk", "several chunks"])
+@pytest.mark.parametrize("spoil", ["short digest", "zero size", "negative size"])
+def test_malformed_chunks_name_their_file(data: bytes, spoil: str) -> None:
+    e = entry("b", data)
+    chunk = e.chunks[-1]
+    if spoil == "short digest":
+        chunk.digest = chunk.digest[:31]
+    else:
+        e.size_bytes -= chunk.size_bytes
+        chunk.size_bytes = 0 if spoil == "zero size" else -1
+        e.size_bytes += chunk.size_bytes
+    with pytest.raises(InvalidArgument, match="file 'b' has a malformed chunk"):
+        validate(manifest(entry("a", b"fine"), e))
+
+
 def test_rebase_applies_non_conflicting_changes() -> None:
     base = manifest(entry("a", b"1"), entry("b", b"1"))
     ours = manifest(entry("a", b"2"), entry("b", b"1"), entry("c", b"new"))
