@@ -70,9 +70,9 @@ def encode_entry(path: str, media: str, cut: ChunkedFile) -> bytes:
         size = _length(cut.size)
         named = _length(len(name))
         media_field = _media_field(media)
-        body = 1 + len(named) + len(name) + 1 + len(size) + 66 + 2 + 35 + len(size) + len(media_field)
+        length = 1 + len(named) + len(name) + 1 + len(size) + 66 + 2 + 35 + len(size) + len(media_field)
         return _ONE_CHUNK_ENTRY % (
-            _length(body),
+            _length(length),
             named,
             name,
             size,
