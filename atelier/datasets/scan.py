@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from atelier.errors import InvalidArgument
 
 
-@dataclass(frozen=True, slots=True)
-class LocalFile:
-    """A regular file found under the pushed directory."""
+class LocalFile(NamedTuple):
+    """A regular file found under the pushed directory. (A named tuple: a frozen dataclass took a
+    quarter of a scan of 100,000 files to construct.)"""
 
     path: str  # relative, '/'-separated
     absolute: str
