@@ -4,11 +4,9 @@ uvicorn as before, and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,26 +26,15 @@ from tritonclient.utils import InferenceServerException
 
 from atelier.client import DataClient, RegistryClient
 from atelier.client.inference import InferenceClient
-from atelier.stack.addresses import PublishedAddress, address_file, read_address_file
+from atelier.stack.addresses import PublishedAddress
 from tests.integration.inference.conftest import Platform, Stream, start_data_and_registry
+from tests.integration.inference.envoy_process import envoy_environment, inference_in_envoy, wait_for
 from tests.integration.inference.models import Affine
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 class EnvoyPlatform(Platform):
     process: subprocess.Popen[bytes]
     published_at_start: PublishedAddress
-
-
-def _wait_for(check: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not happen in {timeout:.0f} s")
 
 
 @pytest.fixture
@@ -56,29 +43,13 @@ def envoy_platform(
 ) -> Iterator[EnvoyPlatform]:
     home = tmp_path / "home"
     data, registry = start_data_and_registry(serve, home)
-    published = address_file(home, "inference")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("ATELIER_", "OTEL_"))},
-        "PYTHONPATH": str(REPO),
-        "ATELIER_HOME": str(home),
-        "ATELIER_INFERENCE_GRPC_SERVER": "envoy",
+    settings = {
         "ATELIER_INFERENCE_DATA_ADDRESS": data,
         "ATELIER_INFERENCE_REGISTRY_ADDRESS": registry,
-        "ATELIER_INFERENCE_ADDRESS_FILE": str(published),
         "ATELIER_INFERENCE_ALIAS_POLL_SECONDS": "0.2",
         "ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": "0",
-        "ATELIER_INFERENCE_LOG_FORMAT": "text",
     }
-    with (tmp_path / "inference.log").open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "services.inference"], cwd=tmp_path, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-
-    def started() -> PublishedAddress | None:
-        assert process.poll() is None, (tmp_path / "inference.log").read_text()[-3000:]
-        return read_address_file(published)
-
-    try:
-        address = _wait_for(started, "the service's start")
+    with inference_in_envoy(home, tmp_path / "inference.log", **settings) as (process, address):
         monkeypatch.setenv("ATELIER_DATA_ADDRESS", data)
         monkeypatch.setenv("ATELIER_REGISTRY_ADDRESS", registry)
         monkeypatch.setenv("ATELIER_PROJECT", "lab")
@@ -89,10 +60,6 @@ def envoy_platform(
         yield made
         for client in (made.data, made.registry, made.inference):
             client.close()
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
 
 
 def affine_inputs(module: Any, x: np.ndarray[Any, Any]) -> tuple[Any, Any, np.ndarray[Any, Any]]:
@@ -188,18 +155,11 @@ def test_sigterm_stops_envoy_and_the_service(envoy_platform: EnvoyPlatform) -> N
     assert process.wait(timeout=60) == 0
     pid = envoy_platform.published_at_start.pid
     assert pid is not None
-    _wait_for(lambda: not Path(f"/proc/{pid}").exists(), "Envoy's exit", timeout=30)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), "Envoy's exit", timeout=30)
 
 
 def test_a_service_that_cannot_start_ends_envoy_and_says_so(tmp_path: Path) -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("ATELIER_", "OTEL_"))},
-        "PYTHONPATH": str(REPO),
-        "ATELIER_HOME": str(tmp_path),
-        "ATELIER_INFERENCE_GRPC_SERVER": "envoy",
-        "ATELIER_INFERENCE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
-        "ATELIER_INFERENCE_LOG_FORMAT": "text",
-    }
+    env = envoy_environment(tmp_path, ATELIER_INFERENCE_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
     done = subprocess.run(
         [sys.executable, "-m", "services.inference"], cwd=tmp_path, env=env, capture_output=True, timeout=120
     )

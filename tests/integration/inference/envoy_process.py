@@ -1,0 +1,63 @@
+"""Starting the inference service behind Envoy as `python -m services.inference` starts it, in a process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from atelier.stack.addresses import PublishedAddress, address_file, read_address_file
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not happen in {timeout:.0f} s")
+
+
+def envoy_environment(home: Path, **settings: str) -> dict[str, str]:
+    """This process's environment without Atelier's or OpenTelemetry's variables, with the service
+    behind Envoy on `home` and `settings` (full variable names) added."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ATELIER_", "OTEL_"))},
+        "PYTHONPATH": str(REPO),
+        "ATELIER_HOME": str(home),
+        "ATELIER_INFERENCE_GRPC_SERVER": "envoy",
+        "ATELIER_INFERENCE_LOG_FORMAT": "text",
+        **settings,
+    }
+
+
+@contextmanager
+def inference_in_envoy(
+    home: Path, log: Path, **settings: str
+) -> Iterator[tuple[subprocess.Popen[bytes], PublishedAddress]]:
+    """The service started behind Envoy, once its address file is written; stopped with SIGTERM after."""
+    published = address_file(home, "inference")
+    env = envoy_environment(home, ATELIER_INFERENCE_ADDRESS_FILE=str(published), **settings)
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "services.inference"], cwd=log.parent, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+
+    def started() -> PublishedAddress | None:
+        assert process.poll() is None, log.read_text()[-3000:]
+        return read_address_file(published)
+
+    try:
+        yield process, wait_for(started, "the service's start")
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
