@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,10 +177,5 @@ def build(settings: InferenceSettings) -> InferenceHost:
 
 
 def main() -> None:
-    """`python -m services.inference`: the service in this process, or inside Envoy (`grpc_server`)."""
-    settings = InferenceSettings()
-    if settings.grpc_server == "envoy":
-        from services.inference.envoy import serve_in_envoy
-
-        sys.exit(serve_in_envoy(settings))
+    """The service in this process, on grpc.aio (`python -m services.inference` chooses)."""
     serve_main("inference", InferenceSettings, build)
