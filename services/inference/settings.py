@@ -49,10 +49,10 @@ class InferenceSettings(ServiceSettings):
         "The bound address is published as `http` in the address file.",
     )
     grpc_server: Literal["grpc.aio", "envoy"] = Field(
-        "grpc.aio",
-        description="What serves the gRPC port: `grpc.aio` in the service's process, or `envoy` (Envoy's HTTP/2 "
-        "in front, every method served from the Python interpreter Envoy embeds, through pyvoy; the whole "
-        "service runs there). REST v2 stays on uvicorn, on the HTTP port, either way.",
+        "envoy",
+        description="What serves the gRPC port: `envoy` (Envoy's HTTP/2 in front, every method served from the "
+        "Python interpreter Envoy embeds, through pyvoy; the whole service runs there), or `grpc.aio` in the "
+        "service's own process. REST v2 stays on uvicorn, on the HTTP port, either way.",
     )
     monitor_address: str = Field(
         "", description="host:port of the monitor; empty means ATELIER_MONITOR_ADDRESS or the local stack."
