@@ -44,7 +44,8 @@ def envoy_environment(home: Path, **settings: str) -> dict[str, str]:
 def inference_in_envoy(
     home: Path, log: Path, **settings: str
 ) -> Iterator[tuple[subprocess.Popen[bytes], PublishedAddress]]:
-    """The service started behind Envoy, once its address file is written; stopped with SIGTERM after."""
+    """The service started behind Envoy (unless `settings` say otherwise), once its address file is
+    written; stopped with SIGTERM after."""
     published = address_file(home, "inference")
     env = envoy_environment(home, ATELIER_INFERENCE_ADDRESS_FILE=str(published), **settings)
     with log.open("wb") as out:

@@ -1,4 +1,4 @@
-"""The inference service behind Envoy (`grpc_server = "envoy"`), started as `python -m services.inference`
+"""The inference service behind Envoy (`grpc_server = "envoy"`, the default), started as `python -m services.inference`
 starts it: every gRPC method on Envoy's port (KServe's, the management API, health, reflection), REST v2 on
 uvicorn as before, and a clean stop on SIGTERM."""
 
@@ -156,6 +156,25 @@ def test_sigterm_stops_envoy_and_the_service(envoy_platform: EnvoyPlatform) -> N
     pid = envoy_platform.published_at_start.pid
     assert pid is not None
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), "Envoy's exit", timeout=30)
+
+
+def test_grpc_aio_serves_the_grpc_port_from_the_services_own_process(
+    serve: Callable[[Callable[[], Any]], str], tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    data, registry = start_data_and_registry(serve, home)
+    settings = {
+        "ATELIER_INFERENCE_GRPC_SERVER": "grpc.aio",
+        "ATELIER_INFERENCE_DATA_ADDRESS": data,
+        "ATELIER_INFERENCE_REGISTRY_ADDRESS": registry,
+    }
+    with inference_in_envoy(home, tmp_path / "inference.log", **settings) as (process, published):
+        assert published.pid == process.pid  # no Envoy
+        client = grpcclient.InferenceServerClient(url=published.address)
+        assert client.is_server_live()
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
 
 
 def test_a_service_that_cannot_start_ends_envoy_and_says_so(tmp_path: Path) -> None:
