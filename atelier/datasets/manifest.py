@@ -64,22 +64,24 @@ def encode_entry(path: str, media: str, cut: ChunkedFile) -> bytes:
     """One file's record in a serialized Manifest: the manifest is its files' records end to end."""
     chunks = cut.chunks
     if len(chunks) == 1:
-        # The common case of a file of one chunk (its size is the chunk's), in one formatting: the
-        # body's length is known from its parts' lengths (the chunk reference is 35 bytes and its size).
+        # The common case of a file of one chunk, in one formatting: the body's length is known from
+        # its parts' lengths (the chunk reference is 35 bytes and its size's).
+        span = chunks[0]
         name = path.encode()
         size = _length(cut.size)
+        chunk_size = size if span.length == cut.size else _length(span.length)
         named = _length(len(name))
         media_field = _media_field(media)
-        length = 1 + len(named) + len(name) + 1 + len(size) + 66 + 2 + 35 + len(size) + len(media_field)
+        length = 1 + len(named) + len(name) + 1 + len(size) + 66 + 2 + 35 + len(chunk_size) + len(media_field)
         return _ONE_CHUNK_ENTRY % (
             _length(length),
             named,
             name,
             size,
             cut.digest.encode(),
-            35 + len(size),
-            chunks[0].digest,
-            size,
+            35 + len(chunk_size),
+            span.digest,
+            chunk_size,
             media_field,
         )
     parts = [_string(_PATH, path.encode())]

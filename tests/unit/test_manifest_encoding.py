@@ -36,5 +36,15 @@ def test_encoding_matches_protobuf() -> None:
     assert [f.path for f in pb.Manifest.FromString(encoded).files] == paths
 
 
+def test_a_record_says_what_its_chunking_says_even_when_sizes_disagree() -> None:
+    # A chunking remembered wrongly (a file size that is not its one chunk's) is written as it is, so
+    # that the service refuses it rather than a record hiding the disagreement.
+    cut = chunk_bytes(b"x" * 300)
+    wrong = cut._replace(size=299)
+    manifest = pb.Manifest.FromString(encode_manifest(["f"], [""], [wrong]))
+    assert manifest.files[0].size_bytes == 299
+    assert manifest.files[0].chunks[0].size_bytes == 300
+
+
 def test_empty_manifest() -> None:
     assert encode_manifest([], [], []) == b""
