@@ -558,9 +558,9 @@ def checked(command: list[str], env: dict[str, str]) -> None:
 
 
 @contextmanager
-def atelier_server(models: Path, grpc_server: str = "grpc.aio") -> Iterator[Server]:
+def atelier_server(models: Path, grpc_server: str = "envoy") -> Iterator[Server]:
     """A fresh stack (`atelier up`) with both models registered as v1 and deployed; stopped at the end. With
-    `grpc_server` envoy, the inference service's gRPC port is Envoy's (the service runs inside it)."""
+    `grpc_server` envoy (the default), the inference service's gRPC port is Envoy's (the service runs inside it)."""
     home = RUN / "atelier-home"
     shutil.rmtree(home, ignore_errors=True)
     env = clean_env(ATELIER_HOME=str(home), ATELIER_INFERENCE_GRPC_SERVER=grpc_server)
@@ -794,7 +794,7 @@ def start_servers(
     models: Path,
     report: Report,
     log: Callable[[str], None],
-    grpc_server: str = "grpc.aio",
+    grpc_server: str = "envoy",
 ) -> dict[tuple[str, str], Server]:
     """Every server asked for, all up at once (idle while another is measured): (server, model) -> Server."""
     servers: dict[tuple[str, str], Server] = {}
@@ -901,7 +901,8 @@ def render(report: Report, args: argparse.Namespace) -> str:
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, {cores} cores "
         f"(load average before the run {load}; other work's cores are in each row), Python "
         f"{platform.python_version()}, `--seconds {args.seconds:g}` per cell, {args.rounds} round(s) "
-        "(the median of the rounds; servers in turn, their order rotating). "
+        "(the median of the rounds; servers in turn, their order rotating); Atelier's gRPC port served by "
+        f"{args.atelier_grpc_server}. "
         f"Peers: {', '.join(f'{k} ({v})' for k, v in report.versions.items()) or 'none'}.",
         "",
         "| model | server | protocol | clients | req/s | per server CPU-s | p50 ms | p99 ms | errors | client CPU "
@@ -1045,9 +1046,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=64, help="clients of the throughput cells (default 64)")
     parser.add_argument("--soak-seconds", type=float, default=60.0, help="256-client soak on Atelier; 0 skips it")
     parser.add_argument("--peers", default="atelier,pytriton,litserve", help="which servers (comma-separated)")
-    parser.add_argument("--atelier-grpc-server", choices=("grpc.aio", "envoy"), default="grpc.aio",
-                        help="the inference service's ATELIER_INFERENCE_GRPC_SERVER (envoy: its gRPC port is "
-                        "Envoy's)")  # fmt: skip
+    parser.add_argument("--atelier-grpc-server", choices=("envoy", "grpc.aio"), default="envoy",
+                        help="the inference service's ATELIER_INFERENCE_GRPC_SERVER (default envoy, the service's "
+                        "default: its gRPC port is Envoy's)")  # fmt: skip
     parser.add_argument("--write-docs", action="store_true", help=f"replace '{SECTION}' in docs/performance.md")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     args = parser.parse_args(argv)
