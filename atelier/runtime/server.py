@@ -125,6 +125,9 @@ class ServiceHost:
     # Where clients reach the service when another server fronts this one (Envoy, in front of an
     # internal port): published in the address file instead of `address`.
     published_address: str = ""
+    # The host grpc.aio binds, when not the settings' (behind another front end, its internal port
+    # listens on loopback only).
+    grpc_host: str = ""
     metrics: MetricsEndpoint | None = None
     # The per-method RPC series, made on start (a service's other front ends count their calls in them too).
     rpc_metrics: RpcMetrics | None = None
@@ -165,13 +168,14 @@ class ServiceHost:
             service.register(server)
         names = [s.full_name for s in self.services]
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-        port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        bind = self.grpc_host or self.settings.host
+        port = server.add_insecure_port(f"{bind}:{self.settings.port}")
         await server.start()
         for service_name in ["", *names]:
             await self._health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         self._tasks = [asyncio.create_task(job.loop(), name=job.name) for job in self.jobs]
-        self.address = f"{self.settings.host}:{port}"
+        self.address = f"{bind}:{port}"
         if self.settings.metrics_port >= 0:
             self.metrics = serve_metrics(self.registry, self.settings.host, self.settings.metrics_port)
         metrics = self.metrics.address if self.metrics else ""
