@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grpc_health.v1 import health, health_pb2
@@ -57,6 +58,13 @@ def serve_in_envoy(settings: InferenceSettings) -> int:
 
     configure_logging("inference", settings.log_level, settings.log_format)
     port = settings.port or free_port(settings.host)
+    env = {ADDRESS_VARIABLE: host_port(settings.host, port)}
+    published = settings.address_file
+    # Envoy starts its listener after the service's startup: the service writes its address file beside
+    # the real one, and it is moved into place once Envoy listens, so that no reader of it is refused.
+    staged = published.with_name(published.name + ".starting") if published is not None else None
+    if staged is not None:
+        env["ATELIER_INFERENCE_ADDRESS_FILE"] = str(staged)
     server = PyvoyServer(
         APP,
         address=settings.host,
@@ -65,7 +73,7 @@ def serve_in_envoy(settings: InferenceSettings) -> int:
         loop="uvloop",
         log_level="error",
         # pyvoy hands this interpreter's sys.path to the one Envoy embeds, so it imports this same tree.
-        env={ADDRESS_VARIABLE: host_port(settings.host, port)},
+        env=env,
         stdout=None,
         stderr=None,
     )
@@ -80,6 +88,8 @@ def serve_in_envoy(settings: InferenceSettings) -> int:
         except StartupError:
             log.error("Envoy exited while starting the inference service; its output above says why")
             return 1
+        if published is not None and staged is not None:
+            await _publish(staged, published)
         exited = asyncio.create_task(server.wait())
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -89,6 +99,18 @@ def serve_in_envoy(settings: InferenceSettings) -> int:
 
     with asyncio.Runner() as runner:
         return runner.run(run())
+
+
+async def _publish(staged: Path, published: Path, timeout: float = 120.0) -> None:
+    """Move the address file the service wrote at `staged` to `published` (waiting for it, should the
+    service's startup end after Envoy's listener opened)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not staged.exists():
+        if asyncio.get_running_loop().time() > deadline:
+            log.error("the inference service wrote no address file in %.0f s; %s is not published", timeout, published)
+            return
+        await asyncio.sleep(0.05)
+    os.replace(staged, published)
 
 
 class EmbeddedInference:
@@ -130,8 +152,9 @@ class EmbeddedInference:
         settings = InferenceSettings()
         configure_logging("inference", settings.log_level, settings.log_format)
         configure_tracing("atelier-inference")
-        # grpc.aio listens on an internal port of its own; Envoy's is the one published.
+        # grpc.aio listens on an internal port of its own, on loopback only; Envoy's is the one published.
         host = build(settings.model_copy(update={"port": 0}))
+        host.grpc_host = "127.0.0.1"
         host.published_address = os.environ.get(ADDRESS_VARIABLE, "")
         await host.start()
         self.grpc = GrpcAsgi(served_methods(host), settings.max_message_bytes, observed(host))

@@ -1,6 +1,8 @@
 """Behind Envoy (`grpc_server = "envoy"`), the inference service checks callers exactly as on grpc.aio:
 every RPC refuses a missing, revoked or expired token and a principal without a role in the project,
-health stays open, callers with a role get answers, and writes reach the audit log."""
+health stays open, callers with a role get answers, and writes reach the audit log. Listening on every
+interface, it exposes Envoy's gRPC port, REST and metrics, and nothing else (its internal grpc.aio port
+is on loopback)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from atelier.runtime.access import RULES, Permission
 from tests.integration.iam.calls import invoke, methods, owner, path, refusal, request_naming, seed_deployment
 from tests.integration.iam.conftest import Iam
 from tests.integration.inference.conftest import start_data_and_registry
-from tests.integration.inference.envoy_process import inference_in_envoy
+from tests.integration.inference.envoy_process import inference_in_envoy, listening
 
 
 def test_envoys_port_checks_every_caller_as_grpc_aio_does(
@@ -45,6 +47,7 @@ def test_envoys_port_checks_every_caller_as_grpc_aio_does(
         "ATELIER_INFERENCE_DATA_ADDRESS": data,
         "ATELIER_INFERENCE_REGISTRY_ADDRESS": registry,
         "ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": "0",
+        "ATELIER_INFERENCE_HOST": "0.0.0.0",
     }
     member = iam.user("alice", {"vision": res.ROLE_MEMBER})
     outsider = iam.user("outsider", {"elsewhere": res.ROLE_MEMBER})
@@ -58,10 +61,16 @@ def test_envoys_port_checks_every_caller_as_grpc_aio_does(
     iam.user("brief", {"vision": res.ROLE_MEMBER})
     expired = iam.token("users/brief", expire_time=soon)
 
-    with inference_in_envoy(home, tmp_path / "inference.log", **settings) as (_, address):
+    with inference_in_envoy(home, tmp_path / "inference.log", **settings) as (_, published):
+        assert published.pid is not None
+        ports = [int(where.rsplit(":", 1)[1]) for where in (published.address, published.http, published.metrics)]
+        everywhere = {"00000000", "00000000000000000000000000000000"}  # 0.0.0.0 and ::
+        exposed = {port for host, port in listening(published.pid) if host in everywhere}
+        assert exposed == set(ports)  # Envoy's gRPC port (listening as soon as it is published), REST, metrics
+        address = f"127.0.0.1:{ports[0]}"
         seed_deployment(home)
         time.sleep(max(0.0, soon.ToDatetime(UTC).timestamp() - time.time() + 0.2))
-        with grpc.insecure_channel(address.address) as channel:
+        with grpc.insecure_channel(address) as channel:
             checked = 0
             for method in methods():
                 rule = RULES[path(method)]

@@ -27,6 +27,28 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 120.0) -> Any
     raise AssertionError(f"{what} did not happen in {timeout:.0f} s")
 
 
+def listening(pid: int) -> set[tuple[str, int]]:
+    """The `(address, port)` pairs process `pid` listens on over TCP, from /proc (addresses as the
+    kernel's hex: `00000000` is 0.0.0.0, `0100007F` 127.0.0.1; IPv6 ones are 32 digits)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # LISTEN
+                address, port = local.split(":")
+                found.add((address, int(port, 16)))
+    return found
+
+
 def envoy_environment(home: Path, **settings: str) -> dict[str, str]:
     """This process's environment without Atelier's or OpenTelemetry's variables, with the service
     behind Envoy on `home` and `settings` (full variable names) added."""
