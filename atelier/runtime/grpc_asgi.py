@@ -144,6 +144,8 @@ class GrpcAsgi:
         self.methods = dict(methods)
         self.max_message_bytes = max_message_bytes
         self.observed = observed or Observed()
+        # Unary calls' disconnect watchers still waiting for their request's end (held until then).
+        self.watchers: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -206,22 +208,26 @@ class _Call:
         self.send = send
         self.framing = Framing(receive, app.max_message_bytes)
         self.authorizer = app.observed.authorizer
+        self.watchers = app.watchers
         self.code = "OK"
         self.failure: BaseException | None = None
         self.access: CallAccess | None = None
         self.started = False
+        # Whether the handler is done (a client leaving after that cancels nothing).
+        self.finished = False
 
     async def serve(self) -> None:
         task = asyncio.current_task()
         assert task is not None
-        watcher: asyncio.Task[None] | None = None
         try:
             async with asyncio.timeout_at(_loop_deadline(self.context)):
                 if self.method.client_streaming:
                     argument = await self._request_stream(task)
                 else:
                     argument = await self._single()
-                    watcher = asyncio.create_task(_cancel_on_disconnect(self.framing, self.receive, task))
+                    watcher = asyncio.create_task(_cancel_on_disconnect(self, task))
+                    self.watchers.add(watcher)
+                    watcher.add_done_callback(self.watchers.discard)
                 if self.method.server_streaming:
                     await self._answer_stream(argument)
                 else:
@@ -234,6 +240,7 @@ class _Call:
                 raise
             # the client went away: nobody to answer
         except Exception as error:  # noqa: BLE001 - every failure ends the call with a status
+            self.finished = True
             code, trailers = error_trailers(self.context.method, error)
             self.code = code.name
             self.failure = None if isinstance(error, AtelierError | Abort | TimeoutError) else error
@@ -243,8 +250,11 @@ class _Call:
             else:
                 await send_status(self.send, trailers)
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            # A unary call's disconnect watcher is not cancelled: it waits in `receive`, which the server
+            # answers with http.disconnect once the response is complete (pyvoy would otherwise set the
+            # result of the cancelled wait later, and asyncio log an InvalidStateError for every call).
+            # Once the handler is done (`finished`), the watcher only ends.
+            self.finished = True
 
     async def _single(self) -> Any:
         """A unary call's request, parsed and, with access control on, checked."""
@@ -269,6 +279,7 @@ class _Call:
 
     async def _answer_one(self, argument: Any) -> None:
         response = await self.method.handler(argument, self.context)
+        self.finished = True
         body = framed(response.SerializeToString())
         await self.send(START)
         self.started = True
@@ -290,6 +301,7 @@ class _Call:
                 await self._write(response)
         else:
             await result
+        self.finished = True
         if not self.started:
             await self.send(START)
             self.started = True
@@ -302,12 +314,14 @@ def _loop_deadline(context: CallContext) -> float | None:
     return None if remaining is None else asyncio.get_running_loop().time() + remaining
 
 
-async def _cancel_on_disconnect(framing: Framing, receive: Receive, call: asyncio.Task[Any]) -> None:
-    """After a unary request's body: the next event can only be the client's going away."""
-    while (await receive())["type"] != "http.disconnect":
+async def _cancel_on_disconnect(call: _Call, task: asyncio.Task[Any]) -> None:
+    """After a unary request's body: the next event can only be the request's end, the client's going
+    away before the answer is complete, or the response's end after it."""
+    while (await call.receive())["type"] != "http.disconnect":
         pass
-    framing.disconnected = True
-    call.cancel()
+    if not call.finished:
+        call.framing.disconnected = True
+        task.cancel()
 
 
 async def _requests(framing: Framing, parse: Callable[[bytes], Any], call: asyncio.Task[Any]) -> AsyncIterator[Any]:

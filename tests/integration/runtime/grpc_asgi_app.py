@@ -52,6 +52,8 @@ class Servicer:
             raise ValueError("a bug")
         if model == "abort":
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not offered here")
+        if model == "wait":  # answers after a moment: the call's disconnect watcher waits meanwhile
+            await asyncio.sleep(0.02)
         if model == "slow":
             marker = Path(os.environ["GRPC_ASGI_MARKERS"]) / request.id
             marker.write_text("started")

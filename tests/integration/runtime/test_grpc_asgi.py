@@ -158,6 +158,20 @@ def test_a_client_that_goes_away_cancels_its_call(
     _wait_until(lambda: marker.read_text() == "cancelled")
 
 
+def test_answered_calls_leave_nothing_behind_and_log_no_error(
+    stub: grpc_service_pb2_grpc.GRPCInferenceServiceStub, served: tuple[str, Path]
+) -> None:
+    log = served[1] / "pyvoy.log"
+    before = log.stat().st_size
+    for i in range(20):
+        assert stub.ModelInfer(request("wait", id=f"w{i}"), timeout=10).id == f"w{i}"
+    time.sleep(0.5)
+    with log.open("rb") as written:
+        written.seek(before)
+        logged = written.read().decode(errors="replace")
+    assert "Error" not in logged, logged[-2000:]
+
+
 def test_unknown_methods_oversized_and_compressed_messages_are_refused(served: tuple[str, Path]) -> None:
     with grpc.insecure_channel(served[0]) as channel:
         unknown = channel.unary_unary("/inference.GRPCInferenceService/Nope")
