@@ -3,6 +3,7 @@ script would (start_run + log_model), deployed through the management API, calle
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,3 +144,47 @@ def register_scripted(platform: Platform, module: Any, name: str, signature: reg
             lineage=registry_pb.Lineage(run=run.name),
         )
         return platform.registry.create_version(f"projects/lab/models/{name}", version)
+
+
+class EnvoyPlatform(Platform):
+    process: subprocess.Popen[bytes]
+    published_at_start: PublishedAddress
+
+
+@pytest.fixture
+def envoy_variables() -> dict[str, str]:
+    """Environment variables the service behind Envoy gets besides the platform's (a module may override)."""
+    return {}
+
+
+@pytest.fixture
+def envoy_platform(
+    serve: Callable[[Callable[[], Any]], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    envoy_variables: dict[str, str],
+) -> Iterator[EnvoyPlatform]:
+    """The service as `python -m services.inference` starts it (behind Envoy), beside an in-process data
+    service and registry."""
+    from tests.integration.inference.envoy_process import inference_in_envoy
+
+    home = tmp_path / "home"
+    data, registry = start_data_and_registry(serve, home)
+    settings = {
+        "ATELIER_INFERENCE_DATA_ADDRESS": data,
+        "ATELIER_INFERENCE_REGISTRY_ADDRESS": registry,
+        "ATELIER_INFERENCE_ALIAS_POLL_SECONDS": "0.2",
+        "ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": "0",
+        **envoy_variables,
+    }
+    with inference_in_envoy(home, tmp_path / "inference.log", **settings) as (process, address):
+        monkeypatch.setenv("ATELIER_DATA_ADDRESS", data)
+        monkeypatch.setenv("ATELIER_REGISTRY_ADDRESS", registry)
+        monkeypatch.setenv("ATELIER_PROJECT", "lab")
+        made = EnvoyPlatform(
+            DataClient.at(data), RegistryClient.at(registry), InferenceClient.at(address.address), address.address, home
+        )
+        made.process, made.published_at_start = process, address
+        yield made
+        for client in (made.data, made.registry, made.inference):
+            client.close()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,42 +24,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from atelier.client import DataClient, RegistryClient
-from atelier.client.inference import InferenceClient
-from atelier.stack.addresses import PublishedAddress
-from tests.integration.inference.conftest import Platform, Stream, start_data_and_registry
+from tests.integration.inference.conftest import EnvoyPlatform, Stream, start_data_and_registry
 from tests.integration.inference.envoy_process import envoy_environment, inference_in_envoy, wait_for
 from tests.integration.inference.models import Affine
-
-
-class EnvoyPlatform(Platform):
-    process: subprocess.Popen[bytes]
-    published_at_start: PublishedAddress
-
-
-@pytest.fixture
-def envoy_platform(
-    serve: Callable[[Callable[[], Any]], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[EnvoyPlatform]:
-    home = tmp_path / "home"
-    data, registry = start_data_and_registry(serve, home)
-    settings = {
-        "ATELIER_INFERENCE_DATA_ADDRESS": data,
-        "ATELIER_INFERENCE_REGISTRY_ADDRESS": registry,
-        "ATELIER_INFERENCE_ALIAS_POLL_SECONDS": "0.2",
-        "ATELIER_INFERENCE_DRIFT_SAMPLE_RATE": "0",
-    }
-    with inference_in_envoy(home, tmp_path / "inference.log", **settings) as (process, address):
-        monkeypatch.setenv("ATELIER_DATA_ADDRESS", data)
-        monkeypatch.setenv("ATELIER_REGISTRY_ADDRESS", registry)
-        monkeypatch.setenv("ATELIER_PROJECT", "lab")
-        made = EnvoyPlatform(
-            DataClient.at(data), RegistryClient.at(registry), InferenceClient.at(address.address), address.address, home
-        )
-        made.process, made.published_at_start = process, address
-        yield made
-        for client in (made.data, made.registry, made.inference):
-            client.close()
 
 
 def affine_inputs(module: Any, x: np.ndarray[Any, Any]) -> tuple[Any, Any, np.ndarray[Any, Any]]:
