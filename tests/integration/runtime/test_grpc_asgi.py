@@ -158,7 +158,7 @@ def test_a_client_that_goes_away_cancels_its_call(
     _wait_until(lambda: marker.read_text() == "cancelled")
 
 
-def test_answered_calls_leave_nothing_behind_and_log_no_error(
+def test_calls_answered_after_a_wait_log_no_error(
     stub: grpc_service_pb2_grpc.GRPCInferenceServiceStub, served: tuple[str, Path]
 ) -> None:
     log = served[1] / "pyvoy.log"
