@@ -128,6 +128,8 @@ class ServiceHost:
     # The host grpc.aio binds, when not the settings' (behind another front end, its internal port
     # listens on loopback only).
     grpc_host: str = ""
+    # The service's own HTTP API, when it has one (inference's REST v2): published in the address file too.
+    http_address: str = ""
     metrics: MetricsEndpoint | None = None
     # The per-method RPC series, made on start (a service's other front ends count their calls in them too).
     rpc_metrics: RpcMetrics | None = None
@@ -181,7 +183,7 @@ class ServiceHost:
         metrics = self.metrics.address if self.metrics else ""
         published = self.published_address or self.address
         if self.settings.address_file is not None:
-            write_address_file(self.settings.address_file, published, os.getpid(), metrics)
+            write_address_file(self.settings.address_file, published, os.getpid(), metrics, self.http_address)
         log.info(
             "%s serving on %s (metrics: %s)",
             self.name,

@@ -7,11 +7,12 @@ import sys
 
 from services.inference.settings import InferenceSettings
 
-if InferenceSettings().grpc_server == "envoy":
+settings = InferenceSettings()
+if settings.grpc_server == "envoy":
     from services.inference.envoy import serve_in_envoy
 
-    sys.exit(serve_in_envoy(InferenceSettings()))
+    sys.exit(serve_in_envoy(settings))
+else:
+    from services.inference.server import main
 
-from services.inference.server import main
-
-main()
+    main()

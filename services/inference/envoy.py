@@ -19,7 +19,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -179,6 +178,3 @@ def observed(host: InferenceHost) -> Observed:
 
 
 app = EmbeddedInference()
-
-if __name__ == "__main__":
-    sys.exit(serve_in_envoy(InferenceSettings()))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from atelier.runtime.auth import Lookup
 from atelier.runtime.database import create_engine, default_url, migrate
 from atelier.runtime.metrics import service_registry
 from atelier.runtime.server import BlockingRunner, GrpcService, ServiceHost, serve_main
-from atelier.stack.addresses import service_address, write_address_file
+from atelier.stack.addresses import service_address
 from services.inference.control import DeploymentControl, ModelLoader
 from services.inference.deployments import Deployments
 from services.inference.http import HttpEndpoint
@@ -58,6 +57,7 @@ class InferenceHost(ServiceHost):
     async def start(self) -> str:
         if self.http is not None:
             await self.http.start()
+            self.http_address = self.http.address  # published in the address file with the gRPC one
         try:
             address = await super().start()
         except BaseException:
@@ -65,12 +65,7 @@ class InferenceHost(ServiceHost):
                 await self.http.stop()  # nothing left listening when the gRPC side cannot start
             raise
         if self.http is not None:
-            http = self.http.address
-            log.info("inference REST v2 on http://%s/v2", http, extra={"http": http})
-            if self.settings.address_file is not None:
-                metrics = self.metrics.address if self.metrics else ""
-                published = self.published_address or address
-                write_address_file(self.settings.address_file, published, os.getpid(), metrics, http)
+            log.info("inference REST v2 on http://%s/v2", self.http_address, extra={"http": self.http_address})
         if self.control is not None:
             await self.control.restore()
             self._follower = asyncio.create_task(self._follow(self.control), name="follow-aliases")
