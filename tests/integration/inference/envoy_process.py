@@ -6,25 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from atelier.stack.addresses import PublishedAddress, address_file, read_address_file
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not happen in {timeout:.0f} s")
 
 
 def listening(pid: int) -> set[tuple[str, int]]:
@@ -79,7 +68,7 @@ def inference_in_envoy(
         return read_address_file(published)
 
     try:
-        yield process, wait_for(started, "the service's start")
+        yield process, wait_for(started, "the service's start", timeout=120)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

@@ -25,8 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from tests.integration.inference.conftest import EnvoyPlatform, Stream, start_data_and_registry
-from tests.integration.inference.envoy_process import envoy_environment, inference_in_envoy, wait_for
+from tests.integration.inference.envoy_process import envoy_environment, inference_in_envoy
 from tests.integration.inference.models import Affine
+from tests.waiting import wait_for
 
 
 def affine_inputs(module: Any, x: np.ndarray[Any, Any]) -> tuple[Any, Any, np.ndarray[Any, Any]]:

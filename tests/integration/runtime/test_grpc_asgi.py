@@ -23,18 +23,10 @@ from atelier.inference.protocol import grpc_service_pb2 as v2
 from atelier.inference.protocol import grpc_service_pb2_grpc
 from atelier.stack.addresses import free_port
 from tests.integration.runtime.grpc_asgi_app import MAX_MESSAGE_BYTES
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 PYVOY = Path(sys.executable).parent / "pyvoy"
-
-
-def _wait_until(check: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("the condition did not hold in time")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +51,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         return True
 
     try:
-        _wait_until(answers)
+        wait_for(answers, "pyvoy's start")
         yield address, markers
     finally:
         process.terminate()
@@ -145,7 +137,7 @@ def test_a_passed_deadline_ends_the_handler(
         stub.ModelInfer(request("slow", id="deadline"), timeout=0.5)
     assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]
     marker = served[1] / "deadline"
-    _wait_until(lambda: marker.exists() and marker.read_text() == "cancelled")
+    wait_for(lambda: marker.exists() and marker.read_text() == "cancelled", "the handler's cancellation")
 
 
 def test_a_client_that_goes_away_cancels_its_call(
@@ -153,9 +145,9 @@ def test_a_client_that_goes_away_cancels_its_call(
 ) -> None:
     marker = served[1] / "gone"
     pending = stub.ModelInfer.future(request("slow", id="gone"))
-    _wait_until(lambda: marker.exists())
+    wait_for(marker.exists, "the handler's start")
     pending.cancel()
-    _wait_until(lambda: marker.read_text() == "cancelled")
+    wait_for(lambda: marker.read_text() == "cancelled", "the handler's cancellation")
 
 
 def test_calls_answered_after_a_wait_log_no_error(
