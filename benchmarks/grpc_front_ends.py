@@ -36,10 +36,10 @@ if str(REPO) not in sys.path:  # run as a script, or imported by pyvoy's embedde
     sys.path.insert(0, str(REPO))
 
 from atelier.inference.protocol import grpc_service_pb2 as v2  # noqa: E402
+from benchmarks.inference_report import Cell  # noqa: E402
 from benchmarks.inference_vs_peers import (  # noqa: E402
     PYTHON,
     WORK,
-    Cell,
     Server,
     clean_env,
     free_port,
