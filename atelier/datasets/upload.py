@@ -307,12 +307,13 @@ class _Uploader:
 
     def _send_loop(self, batches: queue.Queue[_Batch | None], failure: list[BaseException]) -> None:
         while (batch := batches.get()) is not None:
-            if failure:
-                continue
-            try:
-                self._send(batch)
-            except BaseException as error:  # noqa: BLE001 - handed to the pushing thread
-                failure.append(error)
+            if not failure:
+                try:
+                    self._send(batch)
+                except BaseException as error:  # noqa: BLE001 - handed to the pushing thread
+                    failure.append(error)
+            # Not kept while waiting for the next batch: its bytes' memory is reused by the reading.
+            del batch
 
     def _send(self, batch: _Batch) -> None:
         lacking = self._lacking
@@ -358,4 +359,6 @@ class _Batch:
         while start < len(ends):
             stop = bisect_left(ends, (ends[start - 1] if start else 0) + MESSAGE_BYTES, lo=start) + 1
             yield list(zip(self.digests[start:stop], self.datas[start:stop], strict=True))
+            # The message is serialized by now: its chunks' bytes are let go, for the reading to reuse.
+            self.datas[start:stop] = [b""] * (stop - start)
             start = stop
