@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from atelier.errors import InvalidArgument
+from atelier.errors import FailedPrecondition, InvalidArgument
 
 
 class LocalFile(NamedTuple):
@@ -30,7 +30,13 @@ def scan(root: Path) -> list[LocalFile]:
     stack = [base]
     while stack:
         current = stack.pop()
-        with os.scandir(current) as entries:
+        try:
+            listing = os.scandir(current)
+        except OSError as error:
+            raise FailedPrecondition(
+                f"cannot list {current}: {error.strerror or error}", metadata={"path": current}
+            ) from None
+        with listing as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)

@@ -35,9 +35,9 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     original = reading.read_and_cut
 
-    def counting(path: str, stamped: bool = False) -> Any:
+    def counting(path: str, *rest: Any) -> Any:
         seen.append(path)
-        return original(path, stamped)
+        return original(path, *rest)
 
     monkeypatch.setattr(reading, "read_and_cut", counting)
     return seen
