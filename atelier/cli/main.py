@@ -150,6 +150,12 @@ def print_error(error: AtelierError) -> None:
         console.print(Text(line, style="dim"))
 
 
+def local_problem(error: OSError) -> str:
+    """What went wrong with a local file, as one line: `PATH: reason`."""
+    reason = error.strerror or str(error)
+    return f"{error.filename}: {reason}" if error.filename is not None else reason
+
+
 @contextmanager
 def traced_command(argv: list[str]) -> Iterator[None]:
     """With `OTEL_EXPORTER_OTLP_ENDPOINT` set, run the command in a root span (`atelier data push`) whose
@@ -186,6 +192,9 @@ def main() -> None:
                 build(command_word(sys.argv[1:]))(prog_name="atelier")
             except AtelierError as error:
                 print_error(error)
+                sys.exit(1)
+            except OSError as error:  # a local file or directory the command could not use
+                print_error(AtelierError(local_problem(error)))
                 sys.exit(1)
     except SystemExit as exit_:
         exit_now(exit_)

@@ -40,6 +40,11 @@ class PullResult:
 def pull(client: DataClient, source: DatasetRef, directory: Path, *, progress: Progress | None = None) -> PullResult:
     """Write every file of the version `source` names under `directory`."""
     progress = progress or NoProgress()
+    if directory.exists() and not directory.is_dir():
+        raise InvalidArgument(
+            f"{directory} exists and is not a directory: pull into a new or existing directory",
+            metadata={"field": "directory", "value": str(directory)},
+        )
     version = client.get_version(source.version_name)
     files = list(client.list_files(version.name, full=True))
     directory.mkdir(parents=True, exist_ok=True)

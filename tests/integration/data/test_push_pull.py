@@ -150,6 +150,17 @@ def test_pull_resumes_and_repairs(data_client: DataClient, tmp_path: Path) -> No
     assert read_tree(out) == files
 
 
+def test_pull_into_a_file_is_refused_before_anything_is_written(data_client: DataClient, tmp_path: Path) -> None:
+    random_tree(tmp_path / "src", count=2)
+    push(data_client, tmp_path / "src", REF)
+    (tmp_path / "taken").write_bytes(b"mine")
+
+    with pytest.raises(InvalidArgument, match="taken exists and is not a directory"):
+        pull(data_client, REF, tmp_path / "taken")
+
+    assert (tmp_path / "taken").read_bytes() == b"mine"
+
+
 def test_open_file_streams_and_seeks(data_client: DataClient, tmp_path: Path) -> None:
     from atelier.datasets.files import open_file
 
