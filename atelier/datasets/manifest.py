@@ -46,6 +46,17 @@ def _length(value: int) -> bytes:
     return _varint(value) if value < 1 << 21 else _varint.__wrapped__(value)
 
 
+# The varints of 0 to 16,383 (one or two bytes), for a small file's record; built on first use.
+_SMALL_LIMIT = 1 << 14
+
+
+@functools.cache
+def _small_varints() -> tuple[bytes, ...]:
+    return tuple(
+        bytes((value,)) if value < 0x80 else bytes((value & 0x7F | 0x80, value >> 7)) for value in range(_SMALL_LIMIT)
+    )
+
+
 def _string(key: bytes, value: bytes) -> bytes:
     return key + _length(len(value)) + value
 
@@ -63,25 +74,25 @@ def encode_manifest(paths: Sequence[str], media_types: Sequence[str], files: Seq
 def encode_entry(path: str, media: str, cut: ChunkedFile) -> bytes:
     """One file's record in a serialized Manifest: the manifest is its files' records end to end."""
     chunks = cut.chunks
-    if len(chunks) == 1:
-        # The common case of a file of one chunk, in one formatting: the body's length is known from
-        # its parts' lengths (the chunk reference is 35 bytes and its size's).
-        span = chunks[0]
+    if len(chunks) == 1 and chunks[0].length == cut.size < _SMALL_LIMIT and len(path) < _SMALL_LIMIT // 8:
+        # The common case of a small file (one chunk, the whole file), in one formatting, its varints
+        # looked up: the body's length is known from its parts' lengths (the chunk reference is 35
+        # bytes and its size's; path, size and chunk keys 1 byte each, the digest field 66).
+        varints = _small_varints()
         name = path.encode()
-        size = _length(cut.size)
-        chunk_size = size if span.length == cut.size else _length(span.length)
-        named = _length(len(name))
+        size = varints[cut.size]
+        named = varints[len(name)]
         media_field = _media_field(media)
-        length = 1 + len(named) + len(name) + 1 + len(size) + 66 + 2 + 35 + len(chunk_size) + len(media_field)
+        length = 105 + len(named) + len(name) + 2 * len(size) + len(media_field)
         return _ONE_CHUNK_ENTRY % (
-            _length(length),
+            varints[length] if length < _SMALL_LIMIT else _length(length),
             named,
             name,
             size,
             cut.digest.encode(),
-            35 + len(chunk_size),
-            span.digest,
-            chunk_size,
+            35 + len(size),
+            chunks[0].digest,
+            size,
             media_field,
         )
     parts = [_string(_PATH, path.encode())]

@@ -31,6 +31,11 @@ def test_encoding_matches_protobuf() -> None:
     paths += ["z/" + "long" * 300 + ".bin", "z/" + "x" * 200]
     media = ["", "text/plain", "", "application/octet-stream", "", "image/png" * 20, "image/png"]
     media += ["application/octet-stream", "text/plain"]
+    # The largest small-file records: the largest size with a two-byte varint, long paths of
+    # multi-byte characters (a record of over 8,000 bytes), and a path too long for the fast path.
+    datas += [os.urandom(16 * 1024 - 1), os.urandom(5), os.urandom(6)]
+    paths += ["\U0001f600" * 2047, "\u00e9" * 2047, "p" * 2048]
+    media += ["text/plain" * 100, "", ""]
     encoded = encode_manifest(paths, media, [chunk_bytes(d) for d in datas])
     assert encoded == _reference(paths, media, datas)
     assert [f.path for f in pb.Manifest.FromString(encoded).files] == paths
