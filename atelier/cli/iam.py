@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from atelier.cli.output import console, emit
-from atelier.client.credentials import configured_token, credentials_path, write_credentials
+from atelier.client.credentials import configured_token, credentials_path, remove_credentials, write_credentials
 from atelier.client.iam import IamClient
 from atelier.errors import InvalidArgument, Unauthenticated
 from atelier.iam.v1 import resources_pb2 as res
@@ -88,8 +88,10 @@ def login(
 def logout() -> None:
     """Forget the stored token."""
     path = credentials_path()
-    path.unlink(missing_ok=True)
-    console.print(f"logged out ({path} removed)")
+    if remove_credentials(path):
+        console.print(f"logged out ({path} removed)")
+    else:
+        console.print(f"not logged in ({path} does not exist)")
 
 
 def whoami(as_json: JsonOption = False) -> None:

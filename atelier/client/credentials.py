@@ -38,8 +38,30 @@ def read_credentials(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
+def _check_replaceable(path: Path) -> None:
+    """Refuse to replace or remove `path` unless it is missing or a credentials file: it is named by
+    a variable, and a typo must not cost the user another file (or, as root, `/dev/null`)."""
+    try:
+        if not path.is_file():
+            if path.exists():
+                raise InvalidArgument(
+                    f"{path} is not an Atelier credentials file (not a regular file); left alone",
+                    metadata={"path": str(path)},
+                )
+            return
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = None
+    if not (isinstance(data, dict) and "token" in data):
+        raise InvalidArgument(
+            f"{path} is not an Atelier credentials file (no JSON token); left alone", metadata={"path": str(path)}
+        )
+
+
 def write_credentials(path: Path, token: str, principal: str) -> None:
-    """Store a token readable by its owner only (0600), replacing the file atomically."""
+    """Store a token readable by its owner only (0600), replacing the file atomically (only a
+    credentials file: anything else at `path` is left alone, with an error)."""
+    _check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -47,6 +69,17 @@ def write_credentials(path: Path, token: str, principal: str) -> None:
         json.dump({"token": token, "principal": principal}, handle)
     os.chmod(temporary, 0o600)
     os.replace(temporary, path)
+
+
+def remove_credentials(path: Path) -> bool:
+    """Delete the credentials file at `path`; False when there was none. Anything but a credentials
+    file is left alone, with an error."""
+    _check_replaceable(path)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def configured_token(home: Path | None = None) -> str:
