@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from atelier.cli.output import console, emit, human_bytes, progress_bar
 from atelier.client.data import DataClient
@@ -62,9 +63,11 @@ def push(
     def render() -> None:
         if result.created:
             console.print(
-                f"[green]{_short(result.version.name)}[/green] {result.files} files, "
-                f"{human_bytes(result.total_bytes)}; sent {result.sent_chunks} chunks "
-                f"({human_bytes(result.sent_bytes)}); digest {result.version.digest[:12]}"
+                Text.assemble(
+                    (_short(result.version.name), "green"),
+                    f" {result.files} files, {human_bytes(result.total_bytes)}; sent {result.sent_chunks} chunks "
+                    f"({human_bytes(result.sent_bytes)}); digest {result.version.digest[:12]}",
+                )
             )
         else:
             console.print(f"unchanged: {_short(result.version.name)} already holds this content")
@@ -98,8 +101,11 @@ def pull(
 
     def render() -> None:
         console.print(
-            f"[green]{_short(result.version.name)}[/green] -> {directory}: {result.files} files, "
-            f"fetched {result.fetched_files} ({human_bytes(result.fetched_bytes)}), all verified"
+            Text.assemble(
+                (_short(result.version.name), "green"),
+                f" -> {directory}: {result.files} files, "
+                f"fetched {result.fetched_files} ({human_bytes(result.fetched_bytes)}), all verified",
+            )
         )
 
     emit(
@@ -176,7 +182,7 @@ def diff(
         for change in result.changes:
             kind = _KINDS[change.kind]
             sizes = f"{human_bytes(change.old_size_bytes)} -> {human_bytes(change.new_size_bytes)}"
-            console.print(f"[{styles[kind]}]{kind:<9}[/{styles[kind]}] {change.path}  ({sizes})")
+            console.print(Text.assemble((f"{kind:<9}", styles[kind]), f" {change.path}  ({sizes})"))
 
     emit(as_json, result, render)
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from atelier.cli.output import console, emit, human_bytes
 from atelier.client.scheduler import SchedulerClient
@@ -164,7 +165,7 @@ def show_job(
     found = _client().get_job(_job_name(job, _project(project)))
 
     def render() -> None:
-        console.print(f"[bold]{found.name}[/bold]  {_state(found)}  {found.reason}")
+        console.print(Text.assemble((found.name, "bold"), f"  {_state(found)}  {found.reason}"))
         console.print(f"command: {' '.join(found.command)}")
         console.print(f"asks: {_gpus(found)} GPUs, priority {found.priority_class}, retries {found.max_retries}")
         if found.external_id:

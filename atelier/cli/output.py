@@ -24,7 +24,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-console = Console(highlight=False)
+# Markup off: what is printed holds user text (paths, messages, parameters) that may look like rich
+# markup (`[/x]`); styles are given as `Text` instead.
+console = Console(highlight=False, markup=False)
 
 
 def to_json(value: Any) -> Any:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from google.protobuf import json_format
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from atelier.cli.output import console, emit, to_json
@@ -115,7 +116,7 @@ def show_run(
     used = recorded(found.usage) if found.HasField("usage") else job_usage(found.job)
 
     def render() -> None:
-        console.print(f"[bold]{found.name}[/bold]  {_state(found)} {found.state_message}")
+        console.print(Text.assemble((found.name, "bold"), f"  {_state(found)} {found.state_message}"))
         console.print(f"inputs: {', '.join(found.inputs) or '-'}")
         if found.job:
             shown = describe_recorded(found.usage) if found.HasField("usage") else describe(used) if used else None
@@ -207,7 +208,7 @@ def show_model(
         used = job_usage(client.get_run(version.lineage.run).job)
 
     def render() -> None:
-        console.print(f"[bold]{version.name}[/bold]  aliases: {', '.join(version.aliases) or '-'}")
+        console.print(Text.assemble((version.name, "bold"), f"  aliases: {', '.join(version.aliases) or '-'}"))
         console.print(
             f"format: {pb.ModelFormat.Name(version.format).removeprefix('MODEL_FORMAT_')}  artifact: {version.artifact}"
         )
@@ -276,8 +277,10 @@ def promote(
         as_json,
         moved,
         lambda: console.print(
-            f"[green]{ref.model}@{alias}[/green] -> {moved.version.rsplit('/', 1)[-1]}"
-            + (f" (gate: {gate})" if gate else "")
+            Text.assemble(
+                (f"{ref.model}@{alias}", "green"),
+                f" -> {moved.version.rsplit('/', 1)[-1]}" + (f" (gate: {gate})" if gate else ""),
+            )
         ),
     )
 
@@ -297,7 +300,7 @@ def lineage(
         for edge in graph.edges:
             incoming.setdefault(edge.target, []).append((edge.relation, edge.source))
         root = graph.nodes[0].name if graph.nodes else ref.version_name
-        tree = Tree(f"[bold]{root}[/bold]")
+        tree = Tree(Text(root, style="bold"))
 
         def grow(branch: Tree, name: str, depth: int) -> None:
             for relation, source in incoming.get(name, []):
@@ -323,7 +326,7 @@ def reproduce(
     spec = _client().reproduction_spec(ref.version_name)
 
     def render() -> None:
-        console.print(f"[bold]reproduce {spec.model_version}[/bold]")
+        console.print(Text(f"reproduce {spec.model_version}", style="bold"))
         for dataset in spec.datasets:
             console.print(f"  atelier data pull {dataset} ./data")
         code = spec.code

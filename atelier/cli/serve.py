@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from atelier.cli.output import console, emit
 from atelier.client.inference import InferenceClient
@@ -156,9 +157,9 @@ def drift(deployment: DeploymentArgument, project: ProjectOption = None, as_json
 
 
 def _print_drift(report: monitor_pb.DriftReport) -> None:
-    verdict = "[bold red]DRIFT[/bold red]" if report.dataset_drift else "[green]no drift[/green]"
+    verdict = Text("DRIFT", style="bold red") if report.dataset_drift else Text("no drift", style="green")
     drifted = sum(c.drifted for c in report.features)
-    console.print(f"[bold]{report.name.removesuffix('/driftReport')}[/bold]  {verdict}")
+    console.print(Text.assemble((report.name.removesuffix("/driftReport"), "bold"), "  ", verdict))
     console.print(f"model: {report.model_version}")
     console.print(f"reference: {report.reference_dataset} {report.reference_file} ({report.reference_rows} rows)")
     console.print(
@@ -193,7 +194,9 @@ def _read_inputs(specs: list[str], names: list[str]) -> dict[str, np.ndarray]:  
 
 
 def _print(d: pb.Deployment) -> None:
-    console.print(f"[bold]{d.name}[/bold]  {_state(d)}" + (f" ({d.state_reason})" if d.state_reason else ""))
+    console.print(
+        Text.assemble((d.name, "bold"), f"  {_state(d)}" + (f" ({d.state_reason})" if d.state_reason else ""))
+    )
     console.print(f"model: {d.model} -> {d.model_version}")
     console.print(f"device: {d.device}  instances: {d.instances}")
     b, q = d.batching, d.queue

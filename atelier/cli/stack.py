@@ -60,21 +60,19 @@ def up(
     def ready(statuses: list[ServiceStatus]) -> None:
         for service in statuses:
             where = f"http://{service.address}" if service.name == PROMETHEUS.name else service.address
-            console.print(f"[green]✓[/green] {service.name:<12} {where}")
+            console.print(Text.assemble(("✓", "green"), f" {service.name:<12} {where}"))
         if auth:
             console.print(
                 f"access control on: the admin's token is in {credentials_path()}; add people with "
-                "`atelier iam users create` and `atelier iam members add`",
-                markup=False,
+                "`atelier iam users create` and `atelier iam members add`"
             )
         else:
             console.print(
                 "access control off (ATELIER_AUTH=off, allowed because the stack listens on 127.0.0.1 only): "
-                "anyone on this machine can call it; `atelier up --auth` turns it on",
-                markup=False,
+                "anyone on this machine can call it; `atelier up --auth` turns it on"
             )
         if detach:
-            console.print(f"stack running in {atelier_home()}; stop it with `atelier down`", markup=False)
+            console.print(f"stack running in {atelier_home()}; stop it with `atelier down`")
         else:
             console.print("stack running; press Ctrl-C to stop it")
 
@@ -97,9 +95,9 @@ def down() -> None:
     stopped = local.down(home)
     console = Console(highlight=False)
     if not stopped:
-        console.print(f"no stack running in {home}", markup=False)
+        console.print(f"no stack running in {home}")
     for name, pid in stopped.items():
-        console.print(f"stopped {name} (pid {pid})", markup=False)
+        console.print(f"stopped {name} (pid {pid})")
 
 
 def status(
@@ -112,7 +110,7 @@ def status(
         content = {"home": str(home), "services": [service.to_json() for service in statuses]}
         typer.echo(json.dumps(content, indent=2))
         return
-    Console().print(_table(statuses))
+    Console(markup=False).print(_table(statuses))
 
 
 def _table(statuses: list[ServiceStatus]) -> Table:

@@ -69,3 +69,20 @@ def test_errors_are_one_readable_line(cli: Callable[..., Any], tmp_path: Path) -
     result = cli("data", "pull", "Bad Name@v1", str(tmp_path / "x"), ok=False)
     assert result.stderr.startswith("error: invalid dataset id 'Bad Name'")
     assert "Traceback" not in result.stderr
+
+
+def test_user_text_that_looks_like_markup_is_printed_as_it_is(cli: Callable[..., Any], tmp_path: Path) -> None:
+    write_tree(tmp_path / "src", {"x[/y]": b"1", "[bold]z": b"2"})
+    pushed = cli("data", "push", str(tmp_path / "src"), "odd", "-m", "[/oops] not a tag")
+    assert "v1" in pushed.stdout
+    write_tree(tmp_path / "src", {"x[/y]": b"changed"})
+    cli("data", "push", str(tmp_path / "src"), "odd", "-m", "second")
+
+    listed = cli("data", "ls", "odd@v1").stdout
+    log = cli("data", "log", "odd").stdout
+    diff = cli("data", "diff", "odd@v1", "odd@v2").stdout
+
+    assert "x[/y]" in listed
+    assert "[bold]z" in listed
+    assert "[/oops]" in log
+    assert "x[/y]" in diff
