@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from atelier.cli.limits import seconds
 from atelier.cli.output import console, emit, human_bytes, progress_bar
 from atelier.client.data import DataClient
 from atelier.data.v1 import resources_pb2 as pb
@@ -226,7 +227,9 @@ def _duration(text: str) -> float:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip())
     if not match:
         raise InvalidArgument(f"invalid duration {text!r}: use a number with s, m, h or d, e.g. 30m")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return seconds(
+        float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)], "--grace", text
+    )
 
 
 @app.command()

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from atelier.cli.limits import INT32_MAX, seconds
 from atelier.cli.output import console, emit
 from atelier.client.credentials import configured_token, credentials_path, remove_credentials, write_credentials
 from atelier.client.iam import IamClient
@@ -57,10 +58,10 @@ def parse_expiry(text: str) -> datetime | None:
     """`30d`, `12h`, `never`."""
     if text == "never":
         return None
-    units = {"d": "days", "h": "hours", "m": "minutes"}
+    units = {"d": 86_400, "h": 3_600, "m": 60}
     if not (text[:-1].isdigit() and text[-1:] in units and int(text[:-1]) > 0):
         raise InvalidArgument(f"--expires {text!r}: use a duration such as 90d, 12h or 30m, or never")
-    return datetime.now(UTC) + timedelta(**{units[text[-1]]: int(text[:-1])})
+    return datetime.now(UTC) + timedelta(seconds=seconds(int(text[:-1]) * units[text[-1]], "--expires", text))
 
 
 def _cluster_words(roles: Iterable[int]) -> str:
@@ -256,7 +257,7 @@ def list_members(project: Annotated[str, typer.Argument()], as_json: JsonOption 
 def audit(
     project: Annotated[str, typer.Option("--project", "-p", help="One project (its admins); default all.")] = "",
     principal: Annotated[str, typer.Option("--principal", help="Only calls by this principal.")] = "",
-    limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=INT32_MAX, help="At most this many, newest first.")] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """The audit log of writes: who did what, when, from where, and how it ended."""

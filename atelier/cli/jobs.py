@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from atelier.cli.limits import INT32_MAX, byte_count, seconds
 from atelier.cli.output import console, emit, human_bytes
 from atelier.client.scheduler import SchedulerClient
 from atelier.errors import InvalidArgument
@@ -43,12 +44,12 @@ def _job_name(text: str, project: str) -> str:
     return text if text.startswith("projects/") else f"projects/{project}/jobs/{text}"
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, option: str = "memory size") -> int:
     """`40GiB`, `40` (GiB), `16 GB`, `512MiB` -> bytes."""
     match = _SIZE.fullmatch(text.strip())
     if not match:
-        raise InvalidArgument(f"cannot read memory size {text!r}; write e.g. 40GiB, 16GB or 512MiB")
-    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
+        raise InvalidArgument(f"cannot read {option} {text!r}; write e.g. 40GiB, 16GB or 512MiB")
+    return byte_count(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()], option)
 
 
 def _precision(text: str) -> pb.Precision.ValueType:
@@ -78,19 +79,23 @@ def _where(job: pb.Job) -> str:
 )
 def submit(
     context: typer.Context,
-    nodes: Annotated[int, typer.Option("--nodes", "-N", min=1, help="Nodes of the gang.")] = 1,
-    gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", "-g", min=0, help="GPUs on each node.")] = 0,
-    gpus: Annotated[int, typer.Option("--gpus", min=0, help="Total GPUs (instead of --gpus-per-node).")] = 0,
+    nodes: Annotated[int, typer.Option("--nodes", "-N", min=1, max=INT32_MAX, help="Nodes of the gang.")] = 1,
+    gpus_per_node: Annotated[
+        int, typer.Option("--gpus-per-node", "-g", min=0, max=INT32_MAX, help="GPUs on each node.")
+    ] = 0,
+    gpus: Annotated[
+        int, typer.Option("--gpus", min=0, max=INT32_MAX, help="Total GPUs (instead of --gpus-per-node).")
+    ] = 0,
     min_gpu_memory: Annotated[str, typer.Option("--min-gpu-memory", help="Memory per card, e.g. 40GiB.")] = "",
     precision: Annotated[str, typer.Option("--precision", help=f"One of {', '.join(PRECISIONS)}.")] = "",
     card_model: Annotated[list[str] | None, typer.Option("--card-model", help="Accept only this model.")] = None,
-    cpus_per_node: Annotated[int, typer.Option("--cpus-per-node", min=0, help="CPUs on each node.")] = 0,
+    cpus_per_node: Annotated[int, typer.Option("--cpus-per-node", min=0, max=INT32_MAX, help="CPUs on each node.")] = 0,
     memory_per_node: Annotated[
         str, typer.Option("--memory-per-node", help="Host memory on each node, e.g. 64GiB.")
     ] = "",
     dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="DATASET@REF to fetch first.")] = None,
     priority: Annotated[str, typer.Option("--priority", help="Priority class: low, normal, high.")] = "",
-    retries: Annotated[int, typer.Option("--retries", min=0, help="Retries of a failed attempt.")] = 0,
+    retries: Annotated[int, typer.Option("--retries", min=0, max=INT32_MAX, help="Retries of a failed attempt.")] = 0,
     max_run_time: Annotated[float, typer.Option("--max-run-time", min=0, help="Seconds an attempt may run.")] = 0,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", help="NAME=VALUE for the processes.")] = None,
     name: Annotated[str, typer.Option("--name", help="Job id (default: generated).")] = "",
@@ -110,11 +115,11 @@ def submit(
             nodes=nodes,
             gpus_per_node=gpus_per_node,
             gpus=gpus,
-            min_gpu_memory_bytes=parse_size(min_gpu_memory) if min_gpu_memory else 0,
+            min_gpu_memory_bytes=parse_size(min_gpu_memory, "--min-gpu-memory") if min_gpu_memory else 0,
             precision=_precision(precision) if precision else pb.PRECISION_UNSPECIFIED,
             allowed_card_models=card_model or [],
             cpus_per_node=cpus_per_node,
-            memory_bytes_per_node=parse_size(memory_per_node) if memory_per_node else 0,
+            memory_bytes_per_node=parse_size(memory_per_node, "--memory-per-node") if memory_per_node else 0,
         ),
         priority_class=priority,
         executor=_executor(executor),
@@ -128,7 +133,7 @@ def submit(
         if not sep:
             raise InvalidArgument(f"--env takes NAME=VALUE, got {pair!r}")
         job.env[key] = value
-    if max_run_time:
+    if seconds(max_run_time, "--max-run-time"):
         job.max_run_time.FromNanoseconds(int(max_run_time * 1e9))
     client = _client()
     submitted = client.submit(chosen, job, name)

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from atelier.cli.limits import INT32_MAX
 from atelier.cli.output import console, emit, to_json
 from atelier.cli.usage import describe, describe_recorded, job_usage, recorded
 from atelier.client import RegistryClient
@@ -30,7 +31,7 @@ FilterOption = Annotated[
     str, typer.Option("--filter", "-f", help='e.g. "metrics.val_accuracy > 0.9 and params.lr < 0.01"')
 ]
 OrderOption = Annotated[str, typer.Option("--order-by", "-o", help='e.g. "metrics.val_accuracy desc"')]
-LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many results.")]
+LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, max=INT32_MAX, help="At most this many results.")]
 
 
 def _client() -> RegistryClient:

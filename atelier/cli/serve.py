@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from atelier.cli.limits import INT32_MAX, INT64_MAX
 from atelier.cli.output import console, emit
 from atelier.client.inference import InferenceClient
 from atelier.client.monitor import MonitorClient
@@ -56,16 +57,19 @@ def deploy(
     model: Annotated[str, typer.Argument(help="MODEL@vN, MODEL@latest or MODEL@ALIAS (an alias is followed).")],
     name: Annotated[str, typer.Option("--name", help="Deployment id (default: the model's name).")] = "",
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
-    instances: Annotated[int, typer.Option("--instances", min=1, help="Model instances.")] = 1,
-    max_batch_size: Annotated[int, typer.Option("--max-batch-size", min=1, help="Largest batch.")] = 8,
+    instances: Annotated[int, typer.Option("--instances", min=1, max=INT32_MAX, help="Model instances.")] = 1,
+    max_batch_size: Annotated[int, typer.Option("--max-batch-size", min=1, max=INT32_MAX, help="Largest batch.")] = 8,
     preferred: Annotated[
-        list[int] | None, typer.Option("--preferred-batch-size", min=1, help="Send at once at this size (repeat).")
+        list[int] | None,
+        typer.Option("--preferred-batch-size", min=1, max=INT32_MAX, help="Send at once at this size (repeat)."),
     ] = None,
     delay: Annotated[
-        int, typer.Option("--max-queue-delay-us", min=0, help="Longest wait for a batch to fill, in us.")
+        int, typer.Option("--max-queue-delay-us", min=0, max=INT64_MAX, help="Longest wait for a batch to fill, in us.")
     ] = 0,
-    max_queue_size: Annotated[int, typer.Option("--max-queue-size", min=0, help="0: no limit.")] = 0,
-    timeout_us: Annotated[int, typer.Option("--timeout-us", min=0, help="Queue timeout per request; 0: none.")] = 0,
+    max_queue_size: Annotated[int, typer.Option("--max-queue-size", min=0, max=INT32_MAX, help="0: no limit.")] = 0,
+    timeout_us: Annotated[
+        int, typer.Option("--timeout-us", min=0, max=INT64_MAX, help="Queue timeout per request; 0: none.")
+    ] = 0,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it is READY (or FAILED).")] = True,
     project: ProjectOption = None,
     as_json: Json = False,

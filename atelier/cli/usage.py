@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from atelier.cli.limits import seconds
 from atelier.cli.output import console, emit
 from atelier.client.channel import connect
 from atelier.client.monitor import MonitorClient
@@ -23,20 +24,21 @@ GROUPINGS = {"job": pb.USAGE_GROUPING_JOB, "project": pb.USAGE_GROUPING_PROJECT,
 
 def parse_moment(text: str, option: str) -> datetime:
     """`2026-12-01`, `2026-12-01T09:00`, or a duration back from now: `7d`, `12h`, `30m`."""
-    units = {"d": "days", "h": "hours", "m": "minutes"}
+    units = {"d": 86_400, "h": 3_600, "m": 60}
     if text[:-1].isdigit() and text[-1:] in units:
-        return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
+        return datetime.now(UTC) - timedelta(seconds=seconds(int(text[:-1]) * units[text[-1]], option, text))
     try:
         moment = (
             datetime.fromisoformat(text)
             if "T" in text or " " in text
             else datetime.combine(date.fromisoformat(text), datetime.min.time())
         )
-    except ValueError:
+        # In UTC, as the request carries it: an offset can carry a time past the calendar's ends.
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         raise InvalidArgument(
             f"{option} {text!r} is not a date (2026-12-01), a time (2026-12-01T09:00) or a duration (7d, 12h, 30m)"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def usage(
