@@ -60,7 +60,7 @@ def pull(client: DataClient, source: DatasetRef, directory: Path, *, progress: P
 def _target(root: str, path: str) -> str:
     """Where a file of the version goes, refusing paths that would leave `root`."""
     target = os.path.normpath(os.path.join(root, path))
-    if not target.startswith(root + os.sep):
+    if not target.startswith(os.path.join(root, "")) or target == root:
         raise InvalidArgument(f"refusing to write {path!r} outside {root}")
     return target
 

@@ -26,7 +26,7 @@ from atelier.datasets.progress import NoProgress, Progress
 from atelier.datasets.scan import LocalFile, scan
 from atelier.datasets.statecache import Stamp, StateCache
 from atelier.datasets.upload import UploadedTree, upload_tree
-from atelier.errors import NotFound
+from atelier.errors import InvalidArgument, NotFound
 from atelier.names import DatasetRef
 
 P = ParamSpec("P")
@@ -78,6 +78,10 @@ def push(
     """Push `directory` as a new version of `target`'s dataset (created if missing)."""
     progress = progress or NoProgress()
     files = scan(directory)
+    if not files:
+        raise InvalidArgument(
+            f"{directory} holds no files: nothing to push", metadata={"field": "directory", "value": str(directory)}
+        )
     client.ensure_dataset(target.project, target.dataset)
     try:
         head: pb.DatasetVersion | None = client.get_version(f"{target.dataset_name}/versions/latest")
@@ -144,6 +148,10 @@ def store_artifact(client: DataClient, project: str, path: Path, *, progress: Pr
     progress = progress or NoProgress()
     if path.is_dir():
         files = scan(path)
+        if not files:
+            raise InvalidArgument(
+                f"{path} holds no files: nothing to store", metadata={"field": "path", "value": str(path)}
+            )
     elif path.is_file():
         files = [LocalFile(path.name, str(path))]
     else:

@@ -46,4 +46,19 @@ def scan(root: Path) -> list[LocalFile]:
                     relative = entry.path[cut:]
                     found.append(LocalFile(relative if os.sep == "/" else relative.replace(os.sep, "/"), entry.path))
     found.sort(key=lambda f: f.path)
+    for local in found:
+        if not local.path.isascii():
+            _check_name(local.path)
     return found
+
+
+def _check_name(path: str) -> None:
+    """Refuse a file name that is not UTF-8 (the system's bytes, undecodable): a version's paths
+    are text, so it could not be stored as it is, nor pulled back the same."""
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        raw = os.fsencode(path)
+        raise InvalidArgument(
+            f"file name {raw!r} is not UTF-8: rename it to push it", metadata={"field": "path", "value": repr(raw)}
+        ) from None

@@ -19,7 +19,8 @@ from services.data.store import DatasetRecord, DataStore, ProjectRecord, now
 from services.data.tables import ArtifactRow, DatasetRow, PinRow, ProjectRow, TagEventRow, TagRow, VersionRow
 
 R = TypeVar("R")
-_NUMBER = re.compile(r"v([1-9][0-9]*)")
+# At most nine digits: a larger number names no version (and would not fit the column).
+_NUMBER = re.compile(r"v([1-9][0-9]{0,8})")
 _HEX = re.compile(r"[0-9a-f]{6,64}")
 DATASET = "projects/{project}/datasets/{dataset}"
 VERSION = "projects/{project}/datasets/{dataset}/versions/{version}"

@@ -33,7 +33,8 @@ from services.registry.usage import Usage, usage_of_runs
 
 MODEL = "projects/{project}/models/{model}"
 VERSION = "projects/{project}/models/{model}/versions/{version}"
-_NUMBER = re.compile(r"v([1-9][0-9]*)")
+# At most nine digits: a larger number names no version (and would not fit the column).
+_NUMBER = re.compile(r"v([1-9][0-9]{0,8})")
 
 
 @dataclass

@@ -148,12 +148,19 @@ def _key_value(c: Comparison, target: Target, kind: str, key: str) -> ColumnElem
         if kind == "metrics":
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise _bad(c, f"metrics are numbers; got {value!r}")
-            condition.append(_OPS[c.op](table.value, float(value)))
+            condition.append(_OPS[c.op](table.value, _float(c, value)))
         elif kind == "params" and isinstance(value, int | float) and not isinstance(value, bool):
-            condition.append(_OPS[c.op](table.value_num, float(value)))
+            condition.append(_OPS[c.op](table.value_num, _float(c, value)))
         else:
             condition.append(_OPS[c.op](table.value, _text(value)))
     return sa.exists().where(*condition)
+
+
+def _float(c: Comparison, value: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # a whole number of hundreds of digits
+        raise _bad(c, "number out of range") from None
 
 
 def _text(value: object) -> str:
@@ -184,6 +191,8 @@ def _column(c: Comparison, target: Target, name: str) -> ColumnElement[bool]:
         value = _time(c, str(value))
     elif name == "number" and isinstance(value, str):
         value = int(value.removeprefix("v")) if value.removeprefix("v").isdigit() else value
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise _bad(c, f"{value} is out of range: {name} is a 64-bit whole number")
     return _OPS[c.op](column, value)  # type: ignore[no-any-return]
 
 

@@ -118,6 +118,8 @@ def test_references_resolve(data_client: DataClient, tmp_path: Path) -> None:
         data_client.get_version(base + "nope")
     with pytest.raises(NotFound, match="v9"):
         data_client.get_version(base + "v9")
+    with pytest.raises(NotFound, match="no version lab/digits@v99999999999999999999"):
+        data_client.get_version(base + "v99999999999999999999")
 
 
 def test_tags_move_with_history(data_client: DataClient, tmp_path: Path) -> None:
@@ -148,6 +150,30 @@ def test_pull_resumes_and_repairs(data_client: DataClient, tmp_path: Path) -> No
 
     assert result.fetched_files == 9
     assert read_tree(out) == files
+
+
+def test_an_empty_directory_is_refused_before_anything_is_created(data_client: DataClient, tmp_path: Path) -> None:
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+
+    with pytest.raises(InvalidArgument, match="empty holds no files: nothing to push"):
+        push(data_client, tmp_path / "empty", parse_dataset_ref("never", "lab"))
+
+    with pytest.raises(NotFound):
+        data_client.get_dataset("projects/lab/datasets/never")
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_naming_it(data_client: DataClient, tmp_path: Path) -> None:
+    root = tmp_path / "odd"
+    root.mkdir()
+    (root / "fine").write_bytes(b"1")
+    with open(os.path.join(os.fsencode(root), b"bad\xff"), "wb") as handle:
+        handle.write(b"2")
+
+    with pytest.raises(InvalidArgument, match=r"file name b'bad\\xff' is not UTF-8"):
+        push(data_client, root, parse_dataset_ref("odd", "lab"))
+
+    with pytest.raises(NotFound):
+        data_client.get_dataset("projects/lab/datasets/odd")
 
 
 def test_pull_into_a_file_is_refused_before_anything_is_written(data_client: DataClient, tmp_path: Path) -> None:

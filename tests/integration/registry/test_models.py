@@ -49,6 +49,12 @@ def test_references_and_best_version(stack: tuple[DataClient, RegistryClient], t
         list(registry.list_versions(MODEL, filter="metrics.val_accuracy > and"))
     with pytest.raises(NotFound, match="no version lab/digits@v9"):
         registry.get_version(f"{MODEL}/versions/v9")
+    with pytest.raises(NotFound, match="no version lab/digits@v99999999999999999999"):
+        registry.get_version(f"{MODEL}/versions/v99999999999999999999")
+    with pytest.raises(InvalidArgument, match="out of range: number is a 64-bit whole number"):
+        list(registry.list_versions(MODEL, filter="number > 99999999999999999999"))
+    with pytest.raises(InvalidArgument, match="number out of range"):
+        list(registry.list_versions(MODEL, filter="metrics.val_accuracy > " + "9" * 400))
 
 
 def test_gated_promotion_and_history(stack: tuple[DataClient, RegistryClient], tmp_path: Path, digits: str) -> None:
