@@ -102,7 +102,9 @@ def submit(
     executor: Annotated[
         str, typer.Option("--executor", help=f"Who runs it: {', '.join(EXECUTORS)} (default: the scheduler's).")
     ] = "",
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Follow the logs until the job ends.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Follow the logs until the job ends; exit 1 unless it succeeded.")
+    ] = False,
     project: ProjectOption = None,
     as_json: Json = False,
 ) -> None:
@@ -189,7 +191,9 @@ def show_job(
 @jobs.command("logs")
 def logs(
     job: Annotated[str, typer.Argument(help="Job id or name.")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the job ends; exit 1 unless it succeeded.")
+    ] = False,
     project: ProjectOption = None,
 ) -> None:
     """Print a job's log lines (every rank, prefixed with its rank)."""
@@ -204,12 +208,16 @@ def logs(
 
 
 def _follow(client: SchedulerClient, name: str) -> None:
+    """Print the job's lines until it ends, then its state; a job that did not succeed fails the
+    command (exit status 1), as `srun` or `kubectl wait` would, so scripts can chain on it."""
     state = pb.JOB_STATE_UNSPECIFIED
     for page in client.logs(name, follow=True):
         for line in page.lines:
             _print_line(line)
         state = page.state
     console.print(f"{name}: {pb.JobState.Name(state).removeprefix('JOB_STATE_')}")
+    if state != pb.JOB_STATE_SUCCEEDED:
+        raise typer.Exit(1)
 
 
 def _print_line(line: pb.LogLine) -> None:

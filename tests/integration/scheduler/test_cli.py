@@ -110,3 +110,33 @@ def test_errors_are_one_line(cluster: Cluster, start_agent: Callable[..., object
     bad = atelier(cluster, tmp_path, "jobs", "submit", "--precision", "fp4", "--", "python", "x.py", ok=False)
     assert "unknown precision 'fp4'; allowed: fp32, fp16, tf32, bf16, fp8" in bad.stderr
     assert list(cluster.client.list_jobs("lab")) == []
+
+
+def test_following_a_job_that_fails_fails_the_command(
+    cluster: Cluster, start_agent: Callable[..., object], tmp_path: Path
+) -> None:
+    start_agent("gpu-1", "L4")
+    (tmp_path / "boom.py").write_text("import sys\nsys.stdout.write('about to fail\\n')\nsys.exit(3)\n")
+
+    followed = atelier(
+        cluster,
+        tmp_path,
+        "jobs",
+        "submit",
+        "--name",
+        "boom",
+        "-g",
+        "1",
+        "--follow",
+        "--",
+        "python",
+        "boom.py",
+        ok=False,
+    )
+    again = atelier(cluster, tmp_path, "jobs", "logs", "boom", "--follow", ok=False)
+
+    assert followed.returncode == 1
+    assert "about to fail" in followed.stdout
+    assert "projects/lab/jobs/boom: FAILED" in followed.stdout
+    assert again.returncode == 1
+    assert "FAILED" in again.stdout
