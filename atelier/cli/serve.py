@@ -191,9 +191,13 @@ def _read_inputs(specs: list[str], names: list[str]) -> dict[str, np.ndarray]:  
         if not file.is_file():
             raise InvalidArgument(f"--input {spec}: no file {file}")
         try:
-            arrays[name] = np.load(file, allow_pickle=False)
-        except ValueError as error:
-            raise InvalidArgument(f"--input {spec}: {file} is not a .npy array ({error})") from error
+            loaded = np.load(file, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise InvalidArgument(f"--input {spec}: {file} is not a .npy array ({error})") from None
+        if not isinstance(loaded, np.ndarray):  # an .npz archive of several arrays
+            loaded.close()
+            raise InvalidArgument(f"--input {spec}: {file} is an .npz archive; give one .npy file per input")
+        arrays[name] = loaded
     return arrays
 
 

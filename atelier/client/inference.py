@@ -10,7 +10,7 @@ import grpc
 from google.protobuf import field_mask_pb2
 
 from atelier.client.channel import ServiceClient, connect
-from atelier.errors import DeadlineExceeded
+from atelier.errors import DeadlineExceeded, InvalidArgument
 from atelier.inference.protocol import grpc_service_pb2 as v2
 from atelier.inference.protocol import grpc_service_pb2_grpc
 from atelier.inference.v1 import inference_service_pb2 as rpc
@@ -92,9 +92,13 @@ class InferenceClient(ServiceClient):
 
         request = v2.ModelInferRequest(model_name=model, model_version=version)
         for name, array in inputs.items():
-            datatype = _DATATYPES.get(str(array.dtype))
+            # By name: byte order aside (the tensor is sent little-endian whatever the array's order).
+            datatype = _DATATYPES.get(array.dtype.name)
             if datatype is None:
-                raise ValueError(f"input {name} has dtype {array.dtype}; numpy dtypes are {', '.join(_DATATYPES)}")
+                raise InvalidArgument(
+                    f"input {name!r} has dtype {array.dtype}; allowed numpy dtypes: {', '.join(_DATATYPES)}",
+                    metadata={"field": "inputs", "value": name},
+                )
             request.inputs.add(name=name, datatype=datatype, shape=array.shape)
             request.raw_input_contents.append(
                 np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()

@@ -50,6 +50,20 @@ def test_deploy_list_show_infer_undeploy(platform: Platform, tmp_path: Path) -> 
     assert named["output"]["shape"] == [3, 3]
     missing = atelier(platform, tmp_path, "serve", "infer", "digits", "-i", "nothing.npy", ok=False)
     assert missing.stderr.startswith("error: --input nothing.npy: no file nothing.npy")
+    np.save(tmp_path / "big-endian.npy", x.astype(">f4"))
+    swapped = atelier(platform, tmp_path, "serve", "infer", "digits", "-i", "big-endian.npy", "--json")
+    np.testing.assert_allclose(np.array(swapped["output"]["data"], dtype=np.float32), expected, rtol=1e-6)
+    np.save(tmp_path / "text.npy", np.array([["a"] * 4] * 3))
+    text = atelier(platform, tmp_path, "serve", "infer", "digits", "-i", "text.npy", ok=False)
+    assert text.stderr.startswith("error: input 'input' has dtype <U1; allowed numpy dtypes: bool, uint8")
+    np.savez(tmp_path / "both.npz", x=x)
+    archive = atelier(platform, tmp_path, "serve", "infer", "digits", "-i", "both.npz", ok=False)
+    assert archive.stderr.startswith("error: --input both.npz: both.npz is an .npz archive")
+    (tmp_path / "empty.npy").write_bytes(b"")
+    empty = atelier(platform, tmp_path, "serve", "infer", "digits", "-i", "empty.npy", ok=False)
+    assert empty.stderr.startswith("error: --input empty.npy: empty.npy is not a .npy array")
+    for refused in (text, archive, empty):
+        assert "Traceback" not in refused.stderr
     atelier(platform, tmp_path, "serve", "undeploy", "digits")
     gone = atelier(platform, tmp_path, "serve", "show", "digits", ok=False)
     assert gone.stderr.startswith("error: deployment projects/lab/deployments/digits not found")
