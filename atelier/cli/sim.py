@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -37,9 +38,19 @@ def _trace(path: Path, nodes: list[Node], load: float) -> list[TraceJob]:
     raw = read_alibaba_pods(path, max_duration_s=24 * 3600.0)
     if not load:
         return raw
+    if not math.isfinite(load):
+        raise InvalidArgument(f"--load {load}: give a finite offered load (e.g. 0.8), or 0 for the trace's pace")
     gpus = sum(len(n.cards) for n in nodes)
+    if not gpus:
+        raise InvalidArgument("the cluster has no GPUs: nothing to replay the trace on")
+    arrivals = span(raw)
     work = sum(j.duration_s * j.request.gpus for j in raw)
-    return read_alibaba_pods(path, max_duration_s=24 * 3600.0, time_scale=work / (load * gpus * span(raw)))
+    if not arrivals or not work:
+        raise InvalidArgument("the trace's jobs all arrive at once: --load cannot compress them; use --load 0")
+    scale = work / (load * gpus * arrivals)
+    if not math.isfinite(scale):
+        raise InvalidArgument(f"--load {load}: too small an offered load to reach")
+    return read_alibaba_pods(path, max_duration_s=24 * 3600.0, time_scale=scale)
 
 
 def sim(

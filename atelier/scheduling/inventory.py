@@ -15,6 +15,9 @@ from atelier.errors import InvalidArgument
 from atelier.scheduling.catalogue import card_model
 from atelier.scheduling.precision import Capability, Precision, precisions_for
 
+# The most cards a declared node may hold (the largest servers have 16).
+MAX_CARDS_PER_NODE = 64
+
 
 class Interconnect(IntEnum):
     """How two cards of a node are connected, best first (NVML's topology common ancestor, plus NVLink)."""
@@ -193,6 +196,8 @@ def declared_node(
     `nvlink_island` > 0 joins consecutive cards in NVLink islands of that size (PCIe host bridge between islands);
     0 means all cards hang off PCIe across the system.
     """
+    if not 0 < count <= MAX_CARDS_PER_NODE:
+        raise InvalidArgument(f"node {name!r}: {count} cards; a node holds 1 to {MAX_CARDS_PER_NODE}")
     spec = card_model(model)
     cards = tuple(
         Card(

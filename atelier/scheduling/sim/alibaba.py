@@ -16,8 +16,11 @@ from __future__ import annotations
 import csv
 import math
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from atelier.errors import InvalidArgument
 from atelier.scheduling.catalogue import GIB
 from atelier.scheduling.inventory import Node, declared_node
 from atelier.scheduling.request import CardFilter, JobRequest
@@ -30,9 +33,10 @@ QOS_CLASSES = {"Guaranteed": "high", "LS": "normal", "Burstable": "normal", "BE"
 
 def read_alibaba_nodes(directory: str | Path) -> list[Node]:
     """The trace's GPU nodes as declared nodes."""
+    path = Path(directory) / NODE_FILE
     nodes = []
-    with open(Path(directory) / NODE_FILE, newline="") as handle:
-        for row in csv.DictReader(handle):
+    for line, row in _rows(path, ("sn", "model", "gpu", "cpu_milli", "memory_mib")):
+        with _row_errors(path, line):
             nodes.append(
                 declared_node(
                     row["sn"],
@@ -43,6 +47,31 @@ def read_alibaba_nodes(directory: str | Path) -> list[Node]:
                 )
             )
     return nodes
+
+
+def _rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """The rows of one of the trace's CSV files with their line numbers; a file that is not the
+    trace's is one error naming it."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in columns if c not in (reader.fieldnames or ())]
+            if missing:
+                raise InvalidArgument(f"{path}: not the Alibaba trace's format (no column {', '.join(missing)})")
+            return list(enumerate(reader, start=2))
+    except UnicodeDecodeError as error:
+        raise InvalidArgument(f"{path}: not a CSV text file ({error})") from None
+    except OSError as error:
+        raise InvalidArgument(f"cannot read {path}: {error.strerror or error}") from None
+
+
+@contextmanager
+def _row_errors(path: Path, line: int) -> Iterator[None]:
+    """A row that does not read is one error naming the file and line."""
+    try:
+        yield
+    except (ValueError, KeyError, TypeError) as error:
+        raise InvalidArgument(f"{path}:{line}: {error}") from None
 
 
 def project_of(name: str, projects: int) -> str:
@@ -64,33 +93,47 @@ def read_alibaba_pods(
     for months) set its makespan. `time_scale` < 1 compresses arrivals (not durations) to raise the load;
     `max_duration_s` cuts the long-lived pods short, so that the replay measures the batch work.
     """
+    path = Path(directory) / file
+    rows = _rows(path, ("name", "num_gpu", "creation_time", "deletion_time", "cpu_milli", "memory_mib"))
+    created: list[int] = []
+    for line, row in rows:
+        with _row_errors(path, line):
+            created.append(int(row["creation_time"]))
+    first = min(created, default=0)
     jobs = []
-    with open(Path(directory) / file, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    first = min(int(row["creation_time"]) for row in rows) if rows else 0
-    for row in rows:
-        gpus = int(row["num_gpu"])
-        if gpus == 0:
-            continue
-        milli = int(row.get("gpu_milli") or 1000)
-        gpus = max(1, math.ceil(gpus * milli / 1000))
-        created = int(row["creation_time"])
-        started = int(row["scheduled_time"]) if row.get("scheduled_time") else created
-        duration = max(1.0, float(int(row["deletion_time"]) - started))
-        if max_duration_s is not None:
-            duration = min(duration, max_duration_s)
-        spec = row.get("gpu_spec") or ""
-        request = JobRequest(
-            row["name"],
-            1,
-            gpus,
-            CardFilter(allowed_models=frozenset(m for m in spec.split("|") if m)),
-            cpus_per_node=int(row["cpu_milli"]) / 1000,
-            memory_bytes_per_node=int(row["memory_mib"]) * GIB // 1024,
-            max_runtime_s=duration,
-            priority_class=QOS_CLASSES.get(row.get("qos") or "", "normal"),
-            project=project_of(row["name"], projects),
-            submit_time=(created - first) * time_scale,
-        )
-        jobs.append(TraceJob(request, duration))
+    for line, row in rows:
+        with _row_errors(path, line):
+            job = _pod(row, first, projects, time_scale, max_duration_s)
+            if job is not None:
+                jobs.append(job)
     return sorted(jobs, key=lambda j: (j.request.submit_time, j.request.job_id))
+
+
+def _pod(
+    row: dict[str, str], first: int, projects: int, time_scale: float, max_duration_s: float | None
+) -> TraceJob | None:
+    """The job of one pod row; None for a pod without GPUs."""
+    gpus = int(row["num_gpu"])
+    if gpus == 0:
+        return None
+    milli = int(row.get("gpu_milli") or 1000)
+    gpus = max(1, math.ceil(gpus * milli / 1000))
+    created = int(row["creation_time"])
+    started = int(row["scheduled_time"]) if row.get("scheduled_time") else created
+    duration = max(1.0, float(int(row["deletion_time"]) - started))
+    if max_duration_s is not None:
+        duration = min(duration, max_duration_s)
+    spec = row.get("gpu_spec") or ""
+    request = JobRequest(
+        row["name"],
+        1,
+        gpus,
+        CardFilter(allowed_models=frozenset(m for m in spec.split("|") if m)),
+        cpus_per_node=int(row["cpu_milli"]) / 1000,
+        memory_bytes_per_node=int(row["memory_mib"]) * GIB // 1024,
+        max_runtime_s=duration,
+        priority_class=QOS_CLASSES.get(row.get("qos") or "", "normal"),
+        project=project_of(row["name"], projects),
+        submit_time=(created - first) * time_scale,
+    )
+    return TraceJob(request, duration)

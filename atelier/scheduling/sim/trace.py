@@ -14,6 +14,7 @@ CSV header (one job a line; empty optional fields take the defaults)::
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,16 +34,19 @@ class TraceJob:
 def read_csv_trace(path: str | Path) -> list[TraceJob]:
     """The jobs of a CSV trace (format in the module docstring), in submit order."""
     jobs = []
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"submit_time", "duration", "gpus"} - set(reader.fieldnames or ())
-        if missing:
-            raise InvalidArgument(f"{path}: trace CSV lacks the columns {sorted(missing)}")
-        for line, row in enumerate(reader, start=2):
-            try:
-                jobs.append(_job(row, line))
-            except (ValueError, InvalidArgument) as error:
-                raise InvalidArgument(f"{path}:{line}: {error}") from None
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"submit_time", "duration", "gpus"} - set(reader.fieldnames or ())
+            if missing:
+                raise InvalidArgument(f"{path}: trace CSV lacks the columns {sorted(missing)}")
+            for line, row in enumerate(reader, start=2):
+                try:
+                    jobs.append(_job(row, line))
+                except (ValueError, OverflowError, InvalidArgument) as error:
+                    raise InvalidArgument(f"{path}:{line}: {error}") from None
+    except UnicodeDecodeError as error:
+        raise InvalidArgument(f"{path}: not a CSV text file ({error})") from None
     return sorted(jobs, key=lambda j: (j.request.submit_time, j.request.job_id))
 
 
@@ -50,7 +54,7 @@ def _job(row: dict[str, str], line: int) -> TraceJob:
     def text(name: str, default: str = "") -> str:
         return (row.get(name) or "").strip() or default
 
-    duration = float(text("duration"))
+    duration = _seconds(text("duration"), "duration")
     if duration <= 0:
         raise InvalidArgument(f"duration must be > 0, got {duration}")
     models = [m for m in text("card_models").split("|") if m]
@@ -62,12 +66,20 @@ def _job(row: dict[str, str], line: int) -> TraceJob:
         min_gpu_memory_gib=float(text("min_gpu_memory_gib", "0")),
         precision=text("precision") or None,
         allowed_models=models,
-        max_runtime_s=float(text("max_runtime", str(duration))),
+        max_runtime_s=_seconds(text("max_runtime", str(duration)), "max_runtime"),
         priority_class=text("priority_class", "normal"),
         project=text("project", "default"),
-        submit_time=float(text("submit_time")),
+        submit_time=_seconds(text("submit_time"), "submit_time"),
     )
     return TraceJob(request, duration)
+
+
+def _seconds(text: str, column: str) -> float:
+    """A time column: a finite number of seconds (nan or inf would never let a replay end)."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise InvalidArgument(f"{column} must be a finite number of seconds >= 0, got {text!r}")
+    return value
 
 
 def replicate(jobs: Sequence[TraceJob], copies: int, offset_s: float) -> list[TraceJob]:

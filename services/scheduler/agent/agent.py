@@ -21,7 +21,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Status, StatusCode
 
 from atelier.client.scheduler import AgentClient
-from atelier.errors import AtelierError
+from atelier.errors import AtelierError, DeadlineExceeded, Unavailable
 from atelier.scheduler.v1 import agent_service_pb2 as agent
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.agent.discovery import GpuDiscovery
@@ -95,9 +95,10 @@ class Agent:
             try:
                 self.register()
                 break
-            except AtelierError as error:  # the scheduler may start after its agents
+            except (Unavailable, DeadlineExceeded) as error:  # the scheduler may start after its agents
                 log.warning("could not register (retrying): %s", error)
                 stop.wait(2.0)
+            # Any other refusal (a bad node name, no permission) would be the same on every try: it ends the agent.
         shipper = threading.Thread(target=self._ship_logs_until, args=(stop,), daemon=True, name="agent-logs")
         shipper.start()
         try:

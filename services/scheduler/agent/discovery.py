@@ -21,10 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from atelier.errors import InvalidArgument
 from atelier.scheduler.v1 import resources_pb2 as pb
 
 GIB = 1024**3
+# Bounds of a declared node: cards on it (the largest servers hold 16; PCI bus numbers stop at 255)
+# and memory per card.
+MAX_CARDS = 64
+MAX_CARD_MEMORY_GIB = 4096
 
 # NVML topology levels (nvmlGpuTopologyLevel_t) -> link types.
 _TOPOLOGY_LEVELS: dict[int, pb.LinkType.ValueType] = {
@@ -63,6 +69,19 @@ CardSpec = Callable[[str], tuple[int, str] | None]
 """Catalogue lookup: model name -> (memory bytes, compute capability), None when unknown."""
 
 
+class _CardEntry(BaseModel):
+    """One entry of a declared inventory's `cards` (strict: a count written as text is refused)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str = Field(min_length=1)
+    count: int = Field(default=1, ge=1, le=MAX_CARDS)
+    memory_gib: float | None = Field(default=None, gt=0, le=MAX_CARD_MEMORY_GIB)
+    compute_capability: str | None = Field(default=None, pattern=r"^[0-9]+\.[0-9]+$")
+    healthy: bool = True
+    mig: bool = False
+
+
 class DeclaredInventory:
     """Cards declared in JSON; free memory is reported as total (nothing else uses them)."""
 
@@ -78,7 +97,12 @@ class DeclaredInventory:
 
     @classmethod
     def from_file(cls, path: Path, lookup: CardSpec) -> DeclaredInventory:
-        return cls(path.read_text(), lookup, str(path))
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise InvalidArgument(f"cannot read the inventory {path}: {reason}", metadata={"path": str(path)}) from None
+        return cls(text, lookup, str(path))
 
     def inventory(self) -> Inventory:
         return Inventory([_copy(c) for c in self._cards], list(self._links), "declared")
@@ -93,23 +117,36 @@ def _copy(card: pb.Card) -> pb.Card:
     return clone
 
 
+def _entry(raw: Any, number: int, origin: str) -> _CardEntry:
+    """Card entry `number` validated, or one line saying what is wrong with it."""
+    try:
+        return _CardEntry.model_validate(raw)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "entry"
+        raise InvalidArgument(
+            f"{origin}: card entry {number} ({raw!r}): {where}: {problem['msg']}",
+            metadata={"field": f"cards[{number}].{where}"},
+        ) from None
+
+
 def _declared_cards(entries: Any, lookup: CardSpec, origin: str) -> list[pb.Card]:
     if not isinstance(entries, list):
         raise InvalidArgument(f"{origin}: 'cards' must be a list of card entries")
     cards: list[pb.Card] = []
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("model"), str):
-            raise InvalidArgument(f'{origin}: every card entry needs a "model", got {entry!r}')
-        model = entry["model"]
+    for number, raw in enumerate(entries):
+        entry = _entry(raw, number, origin)
+        model = entry.model
         known = lookup(model)
-        memory = int(entry["memory_gib"] * GIB) if "memory_gib" in entry else (known[0] if known else 0)
-        capability = str(entry.get("compute_capability", known[1] if known else ""))
+        memory = int(entry.memory_gib * GIB) if entry.memory_gib is not None else (known[0] if known else 0)
+        capability = entry.compute_capability or (known[1] if known else "")
         if not memory or not capability:
             raise InvalidArgument(
                 f"{origin}: card model {model!r} is not in the catalogue; give memory_gib and compute_capability"
             )
-        healthy = bool(entry.get("healthy", True))
-        for _ in range(int(entry.get("count", 1))):
+        if len(cards) + entry.count > MAX_CARDS:
+            raise InvalidArgument(f"{origin}: more than {MAX_CARDS} cards declared on one node")
+        for _ in range(entry.count):
             index = len(cards)
             cards.append(
                 pb.Card(
@@ -119,8 +156,8 @@ def _declared_cards(entries: Any, lookup: CardSpec, origin: str) -> list[pb.Card
                     memory_total_bytes=memory,
                     memory_free_bytes=memory,
                     compute_capability=capability,
-                    mig_enabled=bool(entry.get("mig", False)),
-                    health=pb.CardHealth(healthy=healthy, reason="" if healthy else "declared unhealthy"),
+                    mig_enabled=entry.mig,
+                    health=pb.CardHealth(healthy=entry.healthy, reason="" if entry.healthy else "declared unhealthy"),
                     pci_bus_id=f"00000000:{index + 1:02x}:00.0",
                 )
             )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from atelier.errors import InvalidArgument
 from atelier.scheduling import PolicyConfig, declared_node, fifo_first_fit
 from atelier.scheduling.sim import (
     comparison_markdown,
@@ -107,3 +108,44 @@ def test_alibaba_pods() -> None:
     assert accepted <= {"A10", "G2", "G3", "P100", "T4", "V100M16", "V100M32"}
     assert len({j.request.project for j in jobs}) == 6
     assert jobs == read_alibaba_pods(ALIBABA)  # deterministic
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ("nan,10,1", r"bad.csv:2: submit_time must be a finite number of seconds >= 0, got 'nan'"),
+        ("0,inf,1", r"bad.csv:2: duration must be a finite number"),
+        ("0,10,1,inf", r"bad.csv:2: max_runtime must be a finite number"),
+        ("0,10,x", r"bad.csv:2: invalid literal for int\(\)"),
+    ],
+)
+def test_csv_values_that_could_never_replay_are_refused(tmp_path: Path, row: str, expected: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(f"submit_time,duration,gpus,max_runtime\n{row}\n")
+    with pytest.raises(InvalidArgument, match=expected):
+        read_csv_trace(path)
+
+
+def test_a_binary_trace_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bin.csv"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(InvalidArgument, match="bin.csv: not a CSV text file"):
+        read_csv_trace(path)
+
+
+def test_alibaba_files_of_another_shape_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "openb_node_list_gpu_node.csv").write_text("name,model\na,V100M16\n")
+    (tmp_path / "openb_pod_list_gpuspec33.csv").write_text(
+        "name,num_gpu,creation_time,deletion_time,cpu_milli,memory_mib\np,x,0,10,1000,1024\n"
+    )
+    with pytest.raises(InvalidArgument, match="not the Alibaba trace's format \\(no column sn, gpu"):
+        read_alibaba_nodes(tmp_path)
+    with pytest.raises(InvalidArgument, match="openb_pod_list_gpuspec33.csv:2: invalid literal for int"):
+        read_alibaba_pods(tmp_path)
+    with pytest.raises(InvalidArgument, match="cannot read .*nowhere"):
+        read_alibaba_pods(tmp_path / "nowhere")
+
+
+def test_a_node_holds_at_least_one_card() -> None:
+    with pytest.raises(InvalidArgument, match="node 'a': -1 cards; a node holds 1 to 64"):
+        declared_node("a", "A100-80", -1)
