@@ -156,15 +156,26 @@ def create_account(
 def create_token(
     principal: Annotated[str, typer.Argument(help="Whose: alice, users/alice or serviceAccounts/ci.")],
     name: Annotated[str, typer.Option("--name", help="What it is for.")] = "",
-    expires: Annotated[str, typer.Option("--expires", help="90d, 12h, 30m or never.")] = "90d",
+    expires: Annotated[
+        str | None,
+        typer.Option("--expires", help="90d, 12h, 30m or never (default 90d; 30d, the most, with --project)."),
+    ] = None,
     project: Annotated[str, typer.Option("--project", help="Limit the token to one project.")] = "",
-    role: Annotated[str, typer.Option("--role", help="With --project: the most it may do.")] = "member",
+    role: Annotated[
+        str | None, typer.Option("--role", help="With --project: the most it may do (default member).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a token; its secret is printed once."""
-    scope_role = role_of(role) if project else 0
+    if role is not None and not project:
+        raise InvalidArgument("--role limits a project-scoped token: give --project too")
+    scope_role = role_of(role or "member") if project else 0
+    lifetime = expires or ("30d" if project else "90d")
+    expiry = parse_expiry(lifetime)
+    if project and (expiry is None or expiry - datetime.now(UTC) > timedelta(days=30, minutes=1)):
+        raise InvalidArgument(f"--expires {lifetime}: a project-scoped token lives at most 30 days (30d)")
     created = client().create_token(
-        principal_of(principal), name, parse_expiry(expires), f"projects/{project}" if project else "", scope_role
+        principal_of(principal), name, expiry, f"projects/{project}" if project else "", scope_role
     )
 
     def render() -> None:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 
 from atelier.client.credentials import AuthMetadata
-from atelier.errors import AtelierError, Unavailable, from_rpc_error
+from atelier.errors import AtelierError, FailedPrecondition, Unavailable, from_rpc_error
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
@@ -108,6 +108,13 @@ class ServiceClient:
             request.page_token = page.next_page_token
 
     def _error(self, error: grpc.RpcError) -> AtelierError:
+        if error.code() == grpc.StatusCode.UNIMPLEMENTED and "not found" in str(error.details()).lower():  # type: ignore[attr-defined]
+            where = f" at {self.address}" if self.address else ""
+            return FailedPrecondition(
+                f"the server{where} does not answer {self.service} calls ({error.details()}): "  # type: ignore[attr-defined]
+                f"is it the {self.service} service? (`atelier status` shows where each one listens)",
+                metadata={"detail": str(error.details())},  # type: ignore[attr-defined]
+            )
         converted = from_rpc_error(error)
         if isinstance(converted, Unavailable) and not converted.metadata:
             where = f" at {self.address}" if self.address else ""

@@ -85,7 +85,14 @@ def remove_credentials(path: Path) -> bool:
 def configured_token(home: Path | None = None) -> str:
     """This process's own token: `ATELIER_TOKEN`, else the credentials file's; '' when none."""
     token = os.environ.get("ATELIER_TOKEN", "").strip()
-    return token or read_credentials(credentials_path(home)).get("token", "")
+    where = "ATELIER_TOKEN"
+    if not token:
+        path = credentials_path(home)
+        token, where = read_credentials(path).get("token", ""), str(path)
+    if not all("!" <= character <= "~" for character in token):
+        # It travels in a header: anything else would fail every call with a less helpful message.
+        raise InvalidArgument(f"the token in {where} is not one: tokens are printable ASCII without spaces")
+    return token
 
 
 class _Details(NamedTuple):

@@ -13,7 +13,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from atelier.errors import Unavailable
+from atelier.errors import InvalidArgument, Unavailable
 from atelier.runtime.home import atelier_home
 from atelier.stack.services import env_var
 
@@ -102,6 +102,16 @@ GATEWAY_VARIABLE = "ATELIER_ADDRESS"
 """One address for every service: the gateway's gRPC front door."""
 
 
+def _checked(address: str, variable: str) -> str:
+    """An address from the environment, if it can be one: printable ASCII without spaces."""
+    if not all("!" <= character <= "~" for character in address):
+        raise InvalidArgument(
+            f"{variable} is {address!r}: an address is host:port in printable ASCII, e.g. 127.0.0.1:50051",
+            metadata={"field": variable},
+        )
+    return address
+
+
 def service_address(name: str, home: Path | None = None, via_gateway: bool = True) -> str:
     """The `host:port` of a service: `ATELIER_<NAME>_ADDRESS`, else the gateway's front door when
     `ATELIER_ADDRESS` names it (and `via_gateway`: the gateway itself looks past it), else the service's
@@ -112,10 +122,10 @@ def service_address(name: str, home: Path | None = None, via_gateway: bool = Tru
     variable = env_var(name, "address")
     from_env = os.environ.get(variable, "").strip()
     if from_env:
-        return from_env
+        return _checked(from_env, variable)
     gateway = os.environ.get(GATEWAY_VARIABLE, "").strip() if via_gateway else ""
     if gateway:
-        return gateway
+        return _checked(gateway, GATEWAY_VARIABLE)
     path = address_file(home or atelier_home(), name)
     published = read_address_file(path)
     hint = f"run `atelier up` or set {variable}"

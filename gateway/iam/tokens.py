@@ -176,6 +176,12 @@ class Tokens:
         return [t for t in tokens if t.revoke_time is None and (t.expire_time is None or t.expire_time > now)]
 
     def revoke(self, name: str) -> Token:
+        if "/tokens/" not in name:
+            raise InvalidArgument(
+                f"invalid token name {name!r}: expected users/{{user}}/tokens/{{token}} or "
+                "serviceAccounts/{account}/tokens/{token} (`atelier iam tokens ls` lists them)",
+                metadata={"field": "name", "value": name},
+            )
         principal, _, token_id = name.rpartition("/tokens/")
         kind, principal_id = parse_principal(principal)
         validate_id("token", token_id)

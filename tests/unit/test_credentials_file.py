@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from atelier.client.credentials import read_credentials, remove_credentials, write_credentials
+from atelier.client.credentials import configured_token, read_credentials, remove_credentials, write_credentials
 from atelier.errors import InvalidArgument
+from atelier.stack.addresses import service_address
 
 
 def test_written_then_removed(tmp_path: Path) -> None:
@@ -55,3 +56,18 @@ def test_a_link_to_credentials_is_removed_not_its_target(tmp_path: Path) -> None
     assert remove_credentials(tmp_path / "link")
     assert (tmp_path / "real").exists()
     assert not (tmp_path / "link").is_symlink()
+
+
+@pytest.mark.parametrize("secret", ["a\nb", "caf\u00e9", "two words", "\udcff"])
+def test_a_token_that_cannot_travel_in_a_header_is_refused(secret: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATELIER_TOKEN", secret)
+    with pytest.raises(InvalidArgument, match="the token in ATELIER_TOKEN is not one: tokens are printable ASCII"):
+        configured_token()
+
+
+def test_an_address_that_cannot_be_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATELIER_DATA_ADDRESS", "host name:1")
+    with pytest.raises(InvalidArgument, match="ATELIER_DATA_ADDRESS is 'host name:1': an address is host:port"):
+        service_address("data")
+    monkeypatch.setenv("ATELIER_DATA_ADDRESS", "127.0.0.1:50051")
+    assert service_address("data") == "127.0.0.1:50051"

@@ -88,3 +88,21 @@ def test_an_admin_adds_a_user_who_logs_in_and_works_while_an_outsider_is_refused
     cli("iam", "tokens", "revoke", token_name)
     revoked = cli("data", "ls", "vision/notes", home="alice", ok=False)
     assert "revoked" in revoked.stderr
+
+
+def test_token_options_are_checked_where_they_are_given(cli: Callable[..., Any], iam: Iam) -> None:
+    cli("login", stdin=iam.admin_token + "\n")
+    cli("iam", "users", "create", "carol")
+    cli("data", "push", str(Path(__file__).parent), "scratch", "--project", "vision")
+
+    scoped = cli("iam", "tokens", "create", "carol", "--project", "vision", "--json")  # 30 days by default
+    unscoped_role = cli("iam", "tokens", "create", "carol", "--role", "viewer", ok=False)
+    bad_role = cli("iam", "tokens", "create", "carol", "--project", "vision", "--role", "god", ok=False)
+    too_long = cli("iam", "tokens", "create", "carol", "--project", "vision", "--expires", "90d", ok=False)
+    unnamed = cli("iam", "tokens", "revoke", "nope", ok=False)
+
+    assert scoped["token"]["scopeProject"] == "projects/vision"
+    assert unscoped_role.stderr.startswith("error: --role limits a project-scoped token: give --project too")
+    assert bad_role.stderr.startswith("error: --role 'god' is not one of")
+    assert too_long.stderr.startswith("error: --expires 90d: a project-scoped token lives at most 30 days")
+    assert unnamed.stderr.startswith("error: invalid token name 'nope': expected users/{user}/tokens/{token}")
