@@ -34,7 +34,7 @@ from atelier.runtime.memory import freeze_startup_objects
 from atelier.runtime.metrics import MetricsEndpoint, RpcMetrics, serve_metrics, service_registry
 from atelier.runtime.settings import ServiceSettings
 from atelier.runtime.tracing import configure_tracing
-from atelier.stack.addresses import service_address, write_address_file
+from atelier.stack.addresses import read_address_file, service_address, write_address_file
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -244,7 +244,18 @@ class ServiceHost:
         if self.metrics is not None:
             self.metrics.stop()
             self.metrics = None
+        self._unpublish()
         log.info("%s stopped", self.name)
+
+    def _unpublish(self) -> None:
+        """Remove the address file this process wrote: a stopped service leaves no address behind
+        (a file another process has written since is left alone)."""
+        path = self.settings.address_file
+        if path is None:
+            return
+        published = read_address_file(path)
+        if published is not None and published.pid == os.getpid():
+            path.unlink(missing_ok=True)
 
     async def serve_until_signalled(self) -> None:
         """Start, then run until SIGTERM or SIGINT, then stop gracefully."""

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,6 +24,7 @@ from atelier.errors import FailedPrecondition, Internal
 from atelier.runtime.logging import JsonFormatter
 from atelier.runtime.server import GrpcService, ServiceHost
 from atelier.runtime.settings import ServiceSettings
+from atelier.stack.addresses import read_address_file
 from tests.conftest import ServerThread
 
 SERVICE = "test.Echo"
@@ -159,3 +161,20 @@ def test_trace_context_crosses_the_wire_and_reaches_logs(host: tuple[str, Any]) 
     assert (f"/{SERVICE}/Log", "CLIENT") in kinds
     assert (f"/{SERVICE}/Log", "SERVER") in kinds
     assert any(f'"trace_id": "{trace_id}"' in line for line in records)
+
+
+def test_a_stopped_service_removes_the_address_file_it_wrote(tmp_path: Path) -> None:
+    published = tmp_path / "run" / "echo.json"
+    thread = ServerThread(
+        lambda: ServiceHost(
+            "echo", ServiceSettings(shutdown_grace_seconds=1, address_file=published), [GrpcService(SERVICE, register)]
+        )
+    )
+    address = thread.start()
+    found = read_address_file(published)
+    assert found is not None
+    assert found.address == address
+
+    thread.stop()
+
+    assert not published.exists()
