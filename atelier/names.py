@@ -106,9 +106,9 @@ def parse_dataset_ref(text: str, default_project: str, kind: str = "dataset") ->
     validate_id("project", project)
     validate_id(kind, dataset)
     if "@" in text and not _REF.fullmatch(ref):
+        kinds = "vN, latest or an alias" if kind == "model" else "vN, latest, a tag or a digest prefix"
         raise InvalidArgument(
-            f"invalid version reference {ref!r} in {text!r}: use vN, latest, a tag or a digest prefix",
-            metadata={"field": "ref", "value": text},
+            f"invalid version reference {ref!r} in {text!r}: use {kinds}", metadata={"field": "ref", "value": text}
         )
     return DatasetRef(project, dataset, ref or "latest")
 

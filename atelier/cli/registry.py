@@ -15,6 +15,7 @@ from atelier.cli.limits import INT32_MAX
 from atelier.cli.output import console, emit, to_json
 from atelier.cli.usage import describe, describe_recorded, job_usage, recorded
 from atelier.client import RegistryClient
+from atelier.errors import InvalidArgument
 from atelier.names import parse_model_ref
 from atelier.registry.v1 import resources_pb2 as pb
 from atelier.stack.addresses import service_address
@@ -147,6 +148,8 @@ def compare_runs(
     as_json: Json = False,
 ) -> None:
     """Params and final metrics of several runs side by side."""
+    if len(names) < 2:
+        raise InvalidArgument(f"compare needs two or more runs; got {len(names)}")
     client = _client()
     found = [client.get_run(_run_name(n, _project(project))) for n in names]
 

@@ -50,6 +50,10 @@ def test_runs_and_models_commands(
     compared = cli("runs", "compare", first.lineage.run, second.lineage.run)
     assert "params.lr" in compared.stdout
     assert "0.95" in compared.stdout
+    alone = cli("runs", "compare", first.lineage.run, ok=False)
+    assert alone.stderr.startswith("error: compare needs two or more runs; got 1")
+    odd_ref = cli("models", "show", "digits@@v1", ok=False)
+    assert odd_ref.stderr.startswith("error: invalid version reference '@v1' in 'digits@@v1': use vN, latest or an")
     best = cli("models", "search", "--filter", "metrics.val_accuracy > 0.92", "--json")
     assert [v["name"] for v in best] == [second.name]
     promoted = cli("models", "promote", "digits@v2", "production", "--gate", "metrics.val_accuracy > 0.9", "--json")
