@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import stat
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -67,11 +68,15 @@ def _target(root: str, path: str) -> str:
 
 def _already_there(target: str, entry: pb.FileEntry) -> bool:
     try:
-        if os.stat(target).st_size != entry.size_bytes:
-            return False
+        found = os.stat(target)
     except FileNotFoundError:
         return False
-    return file_digest(Path(target)) == entry.digest
+    if stat.S_ISDIR(found.st_mode):
+        raise InvalidArgument(
+            f"{target} is a directory where the version has the file {entry.path!r}: move it away and pull again",
+            metadata={"path": target},
+        )
+    return found.st_size == entry.size_bytes and file_digest(Path(target)) == entry.digest
 
 
 def file_digest(path: Path) -> str:

@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
+from atelier.errors import AtelierError, Unavailable
 from atelier.runtime.auth import Authorizer, IdentityCache, Lookup, validate_mode
 from atelier.runtime.iam_link import IamLink
 from atelier.runtime.interceptors import CallInterceptor
@@ -171,7 +172,14 @@ class ServiceHost:
         names = [s.full_name for s in self.services]
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
         bind = self.grpc_host or self.settings.host
-        port = server.add_insecure_port(f"{bind}:{self.settings.port}")
+        try:
+            port = server.add_insecure_port(f"{bind}:{self.settings.port}")
+        except RuntimeError:  # grpc's "Failed to bind to address"
+            raise Unavailable(
+                f"{self.name} cannot listen on {bind}:{self.settings.port}: the port is in use or not allowed; "
+                f"choose another with ATELIER_{self.name.upper()}_PORT (0: any free port)",
+                metadata={"address": f"{bind}:{self.settings.port}"},
+            ) from None
         await server.start()
         for service_name in ["", *names]:
             await self._health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
@@ -282,8 +290,12 @@ def serve_main(name: str, settings_type: type[SettingsT], build: Callable[[Setti
     async def serve() -> None:
         await build(settings).serve_until_signalled()
 
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        runner.run(serve())
+    try:
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(serve())
+    except AtelierError as error:  # a service that cannot start says why in one line
+        log.error("%s cannot start: %s", name, error.message)
+        sys.exit(1)
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

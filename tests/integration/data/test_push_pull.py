@@ -176,6 +176,15 @@ def test_a_file_name_that_is_not_utf8_is_refused_naming_it(data_client: DataClie
         data_client.get_dataset("projects/lab/datasets/odd")
 
 
+def test_a_directory_in_the_way_of_a_file_is_named(data_client: DataClient, tmp_path: Path) -> None:
+    write_tree(tmp_path / "src", {"a.txt": b"1", "b.txt": b"2"})
+    push(data_client, tmp_path / "src", REF)
+    (tmp_path / "out" / "a.txt").mkdir(parents=True)
+
+    with pytest.raises(InvalidArgument, match="a.txt is a directory where the version has the file 'a.txt'"):
+        pull(data_client, REF, tmp_path / "out")
+
+
 def test_pull_into_a_file_is_refused_before_anything_is_written(data_client: DataClient, tmp_path: Path) -> None:
     random_tree(tmp_path / "src", count=2)
     push(data_client, tmp_path / "src", REF)
