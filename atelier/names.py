@@ -20,9 +20,8 @@ _REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 def validate_id(kind: str, value: str) -> str:
     """Return `value` if it is a valid resource id, else raise InvalidArgument naming it."""
     if not _ID.fullmatch(value or ""):
-        shown = repr(value) if value else "an empty name"
         raise InvalidArgument(
-            f"invalid {kind} id {shown}: ids match {ID_PATTERN} and have at most 63 characters",
+            f"invalid {kind} id {value!r}: ids match {ID_PATTERN} and have at most 63 characters",
             metadata={"field": f"{kind}_id", "value": value},
         )
     return value

@@ -53,6 +53,8 @@ def usage(
         raise InvalidArgument(f"--by {by!r} is not one of {', '.join(GROUPINGS)}")
     start = parse_moment(since, "--since") if since else None
     end = parse_moment(until, "--until") if until else None
+    if start is not None and end is not None and end <= start:
+        raise InvalidArgument(f"--until {until} is not after --since {since}: nothing lies between them")
     client = MonitorClient.at(service_address("monitor"))
     found = client.query_usage(project, start, end, GROUPINGS[by])
 

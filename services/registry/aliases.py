@@ -11,7 +11,7 @@ from atelier.errors import FailedPrecondition, InvalidArgument, NotFound
 from atelier.names import parse_name, validate_id
 from atelier.runtime.database import transaction
 from atelier.runtime.pagination import decode_token, encode_token, page_size
-from services.registry.conditions import failed_conditions
+from services.registry.conditions import comparisons, failed_conditions
 from services.registry.experiments import now
 from services.registry.filters import And, Comparison, Expr, Field, Not, Or, parse_filter
 from services.registry.models import MODEL, Models, VersionView
@@ -63,6 +63,25 @@ def _without_current(expr: Expr | None) -> Expr | None:
     return None if not kept else kept[0] if len(kept) == 1 else And(kept)
 
 
+_GATE_KINDS = ("metrics", "params", "tags")
+
+
+def _check_gate_fields(expr: Expr | None) -> None:
+    """Refuse a gate naming a field it cannot compare: gates compare the versions' metrics, params and
+    tags (the current holder's as `current.metrics.<name>`), nothing else."""
+    for comparison in comparisons(expr):
+        for field in (comparison.field, comparison.value):
+            if not isinstance(field, Field):
+                continue
+            path = field.path[1:] if field.path[0] == "current" else field.path
+            if len(path) != 2 or path[0] not in _GATE_KINDS:
+                raise InvalidArgument(
+                    f"a gate cannot compare {field}: gates compare metrics.<name>, params.<name> or tags.<name> "
+                    "(the current holder's as current.metrics.<name>)",
+                    metadata={"field": "gate", "value": str(field)},
+                )
+
+
 class Aliases:
     """Set, delete and list the history of aliases."""
 
@@ -76,6 +95,7 @@ class Aliases:
         if _RESERVED.fullmatch(alias):
             raise InvalidArgument(f"alias {alias!r} is reserved: 'latest' and vN already name versions")
         expr = parse_filter(gate)
+        _check_gate_fields(expr)
         if ref.startswith("projects/"):
             ref = parse_name(ref, "projects/{project}/models/{model}/versions/{version}", "version")["version"]
         with transaction(self.engine) as session:

@@ -52,6 +52,8 @@ def test_usage_by_job_project_and_user(monitor: MonitorClient, tmp_path: Path) -
         (("--by", "node"), "error: --by 'node' is not one of job, project, user"),
         (("--since", "last week"), "error: --since 'last week' is not a date (2026-12-01)"),
         (("--project", "Bad Name"), "error: invalid parent"),
+        (("--since", "2027-01-01", "--until", "2026-01-01"), "error: --until 2026-01-01 is not after --since"),
+        (("--since", "3000000d"), "error: --since 3000000d: too long; at most 100 years"),
     ],
 )
 def test_bad_options_are_one_line(monitor: MonitorClient, args: tuple[str, ...], message: str) -> None:

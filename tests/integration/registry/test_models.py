@@ -79,6 +79,9 @@ def test_gated_promotion_and_history(stack: tuple[DataClient, RegistryClient], t
     ]
     with pytest.raises(FailedPrecondition, match="holds alias production"):
         registry.delete_version(f"{MODEL}/versions/v3")
+    for unknown in ("number >= 1", "metrics.val_accuracy > current.number", "author = ana"):
+        with pytest.raises(InvalidArgument, match="a gate cannot compare .*: gates compare metrics.<name>"):
+            registry.set_alias(MODEL, "staging", "v3", gate=unknown, author="bo")
 
 
 def test_lineage_graph_and_reproduction(stack: tuple[DataClient, RegistryClient], tmp_path: Path, digits: str) -> None:
