@@ -7,6 +7,7 @@ missing `@REF` means `latest`.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -57,6 +58,12 @@ def parse_name(name: str, pattern: str, field: str = "name", wildcard: bool = Fa
         f"invalid {field} {name!r}: expected {pattern} with ids matching {ID_PATTERN}",
         metadata={"field": field, "value": name},
     )
+
+
+def default_project() -> str:
+    """The project commands and runs use when none is given: `$ATELIER_PROJECT`, else `default` (an
+    empty variable counts as unset)."""
+    return os.environ.get("ATELIER_PROJECT", "").strip() or "default"
 
 
 def project_name(project: str) -> str:

@@ -33,9 +33,9 @@ from PIL import Image
 import atelier
 from atelier.client import DataClient
 from atelier.datasets.pull import pull
-from atelier.names import parse_dataset_ref
+from atelier.names import default_project, parse_dataset_ref
 from atelier.stack.addresses import service_address
-from atelier.tracking.run import ActiveRun, default_project
+from atelier.tracking.run import ActiveRun
 
 
 def load(directory: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -17,7 +17,7 @@ from atelier.client.data import DataClient
 from atelier.data.v1 import resources_pb2 as pb
 from atelier.datasets.push import push as push_directory
 from atelier.errors import InvalidArgument
-from atelier.names import DatasetRef, parse_dataset_ref
+from atelier.names import DatasetRef, default_project, parse_dataset_ref
 from atelier.runtime.memory import keep_freed_buffers
 from atelier.stack.addresses import service_address
 
@@ -35,7 +35,7 @@ def _client() -> DataClient:
 
 
 def _ref(text: str, project: str | None) -> DatasetRef:
-    return parse_dataset_ref(text, project or os.environ.get("ATELIER_PROJECT", "default"))
+    return parse_dataset_ref(text, project or default_project())
 
 
 def _short(name: str) -> str:
@@ -205,7 +205,7 @@ def tag(
 @app.command()
 def usage(project: ProjectOption = None, as_json: Json = False) -> None:
     """Storage used by a project and each of its datasets (logical vs deduplicated)."""
-    result = _client().usage(project or os.environ.get("ATELIER_PROJECT", "default"))
+    result = _client().usage(project or default_project())
 
     def render() -> None:
         table = Table("resource", "versions", "logical", "stored (dedup)", "quota", box=None)

@@ -15,7 +15,7 @@ from atelier.cli.limits import INT32_MAX, byte_count, seconds
 from atelier.cli.output import console, emit, human_bytes
 from atelier.client.scheduler import SchedulerClient
 from atelier.errors import InvalidArgument
-from atelier.names import parse_dataset_ref
+from atelier.names import default_project, parse_dataset_ref
 from atelier.scheduler.v1 import resources_pb2 as pb
 from atelier.stack.addresses import service_address
 
@@ -37,7 +37,7 @@ def _client() -> SchedulerClient:
 
 
 def _project(project: str | None) -> str:
-    return project or os.environ.get("ATELIER_PROJECT", "default")
+    return project or default_project()
 
 
 def _job_name(text: str, project: str) -> str:

@@ -16,7 +16,7 @@ from atelier.cli.output import console, emit, to_json
 from atelier.cli.usage import describe, describe_recorded, job_usage, recorded
 from atelier.client import RegistryClient
 from atelier.errors import InvalidArgument
-from atelier.names import parse_model_ref
+from atelier.names import default_project, parse_model_ref
 from atelier.registry.v1 import resources_pb2 as pb
 from atelier.stack.addresses import service_address
 
@@ -40,7 +40,7 @@ def _client() -> RegistryClient:
 
 
 def _project(project: str | None) -> str:
-    return project or os.environ.get("ATELIER_PROJECT", "default")
+    return project or default_project()
 
 
 def _state(run: pb.Run) -> str:

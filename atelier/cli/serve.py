@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,7 +16,7 @@ from atelier.client.monitor import MonitorClient
 from atelier.errors import InvalidArgument
 from atelier.inference.v1 import resources_pb2 as pb
 from atelier.monitor.v1 import monitor_service_pb2 as monitor_pb
-from atelier.names import parse_model_ref
+from atelier.names import default_project, parse_model_ref
 from atelier.stack.addresses import service_address
 
 if TYPE_CHECKING:
@@ -37,7 +36,7 @@ def _client() -> InferenceClient:
 
 
 def _project(project: str | None) -> str:
-    return project or os.environ.get("ATELIER_PROJECT", "default")
+    return project or default_project()
 
 
 def _name(text: str, project: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from atelier.client import DataClient, RegistryClient
 from atelier.datasets.push import store_artifact
 from atelier.errors import AtelierError
+from atelier.names import default_project
 from atelier.registry.v1 import resources_pb2 as pb
 from atelier.stack.addresses import service_address
 from atelier.tracking.buffer import BufferReport, MetricBuffer
@@ -32,10 +33,6 @@ from atelier.tracking.environment import environment, git_state
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 60.0
-
-
-def default_project() -> str:
-    return os.environ.get("ATELIER_PROJECT", "default")
 
 
 class ActiveRun:

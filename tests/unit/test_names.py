@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from atelier.errors import InvalidArgument
-from atelier.names import DatasetRef, parse_dataset_ref, parse_name, validate_id
+from atelier.names import DatasetRef, default_project, parse_dataset_ref, parse_name, validate_id
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,12 @@ def test_parse_name_rejects_wrong_shape() -> None:
     }
     with pytest.raises(InvalidArgument, match="expected projects/{project}/datasets/{dataset}"):
         parse_name("projects/a/things/b", "projects/{project}/datasets/{dataset}")
+
+
+def test_the_default_project_ignores_an_empty_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATELIER_PROJECT", "  ")
+    assert default_project() == "default"
+    monkeypatch.setenv("ATELIER_PROJECT", "vision")
+    assert default_project() == "vision"
+    monkeypatch.delenv("ATELIER_PROJECT")
+    assert default_project() == "default"
