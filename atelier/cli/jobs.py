@@ -152,7 +152,9 @@ def list_jobs(project: ProjectOption = None, all_projects: bool = False, as_json
     def render() -> None:
         table = Table("job", "state", "gpus", "where", "reason", box=None)
         for job in found:
-            table.add_row(job.name.split("/", 2)[2], _state(job), _gpus(job), _where(job), job.reason)
+            _, project_id, _, job_id = job.name.split("/", 3)
+            shown = f"{project_id}/{job_id}" if all_projects else job_id
+            table.add_row(shown, _state(job), _gpus(job), _where(job), job.reason)
         console.print(table)
 
     emit(as_json, found, render)

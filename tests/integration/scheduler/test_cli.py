@@ -64,6 +64,7 @@ def test_submit_follow_show_and_cluster(cluster: Cluster, start_agent: Callable[
     assert shown["placement"]["nodes"][0]["node"] == "nodes/gpu-1"
     listed = atelier(cluster, tmp_path, "jobs", "ls", "--json")
     assert [j["name"] for j in listed] == ["projects/lab/jobs/hello"]
+    assert atelier(cluster, tmp_path, "jobs", "ls").stdout.splitlines()[1].split()[0] == "hello"
     nodes = atelier(cluster, tmp_path, "cluster", "--json")
     assert [c["model"] for c in nodes[0]["cards"]] == ["L4", "L4"]
     assert "PRECISION_FP8" in nodes[0]["cards"][0]["precisions"]
