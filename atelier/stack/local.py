@@ -289,6 +289,10 @@ def _wait_serving(home: Path, started: _Started, deadline: float, timeout: float
     while True:
         code = started.process.poll()
         if code is not None:
+            reason = _start_failure(started)
+            if reason:
+                hint = "; `atelier up --base-port N` moves every service's ports" if "cannot listen" in reason else ""
+                raise Unavailable(f"the {name} service could not start: {reason} (its log: {started.log}){hint}")
             raise Unavailable(
                 f"the {name} service exited with code {code} before it was serving; "
                 f"last lines of {started.log}:\n{_log_tail(started)}"
@@ -310,6 +314,29 @@ def _serving(service: StackService, published: PublishedAddress) -> bool:
     if service.kind == "gateway" and not http_ready(published.http, timeout=0.5):
         return False
     return check_health(published.address, timeout=0.5) is Health.SERVING
+
+
+def _start_failure(started: _Started) -> str:
+    """Why the service said it could not start (its last `cannot start` log record), or ''."""
+    for line in reversed(_log_text(started).splitlines()):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        message = record.get("message", "") if isinstance(record, dict) else ""
+        if isinstance(message, str) and " cannot start: " in message:
+            return message.split(" cannot start: ", 1)[1]
+    return ""
+
+
+def _log_text(started: _Started) -> str:
+    """What the service wrote to its log in this run ('' when the log cannot be read)."""
+    try:
+        with started.log.open("rb") as log:
+            log.seek(started.log_offset)
+            return log.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _log_tail(started: _Started) -> str:

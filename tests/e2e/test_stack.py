@@ -165,15 +165,17 @@ def _wait_serving(home: Path, up: subprocess.Popen[str]) -> dict[str, Any]:
     pytest.fail("the foreground stack never became healthy")
 
 
-def test_a_service_that_cannot_start_fails_with_its_log(tmp_path: Path) -> None:
+def test_a_service_that_cannot_start_says_why_and_where_its_log_is(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(Unavailable, match="exited with code") as failure:
+        with pytest.raises(Unavailable) as failure:
             local.up(tmp_path, base_port=port, timeout=60)
-    assert str(tmp_path / "logs" / "data.log") in str(failure.value)
-    assert len(str(failure.value).splitlines()) > 1
+    message = str(failure.value)
+    assert message.startswith(f"the data service could not start: data cannot listen on 127.0.0.1:{port}")
+    assert str(tmp_path / "logs" / "data.log") in message
+    assert "`atelier up --base-port N` moves every service's ports" in message
     assert not address_file(tmp_path, "data").exists()
     assert all(not s.alive for s in local.status(tmp_path))
 
