@@ -18,7 +18,7 @@ def list_files(
     """A page of files in path order, starting after the token's path, limited to the prefix."""
     loaded = catalog.manifest(holder)
     limit = page_size(request.page_size, default=1000, maximum=10000)
-    after = decode_token(request.page_token, None)
+    after = decode_token(request.page_token, None, str)
     if after is not None and not isinstance(after, str):
         raise InvalidArgument("page_token is not a token this service issued", metadata={"field": "page_token"})
     start = bisect_left(loaded.paths, request.prefix)

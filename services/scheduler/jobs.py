@@ -153,7 +153,7 @@ class Jobs:
     def list_jobs(self, parent: str, states: list[int], size: int, token: str) -> tuple[list[JobView], str]:
         project = parse_name(parent, "projects/{project}", "parent", wildcard=True)["project"]
         limit = page_size(size)
-        before = decode_token(token, None)
+        before = decode_token(token, None, int)
         query = select(JobRow).order_by(col(JobRow.id).desc()).limit(limit + 1)
         if project != "-":
             query = query.where(JobRow.project == project)
