@@ -170,11 +170,29 @@ def to_status(error: AtelierError) -> grpc.Status:
     from google.rpc import error_details_pb2, status_pb2
     from grpc_status import rpc_status
 
-    info = error_details_pb2.ErrorInfo(reason=error.reason_name, domain=ERROR_DOMAIN, metadata=error.metadata)
+    metadata = {key[:_MAX_KEY]: _bounded(value, _MAX_VALUE) for key, value in error.metadata.items()}
+    info = error_details_pb2.ErrorInfo(reason=error.reason_name, domain=ERROR_DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=[detail])
+    status = status_pb2.Status(
+        code=error.code.value[0], message=_bounded(error.message, _MAX_MESSAGE), details=[detail]
+    )
     return rpc_status.to_status(status)
+
+
+# A status travels in the response's trailers, which gRPC caps at 8 KiB: an error quoting a client's
+# oversized value (a 20,000-character name) would otherwise replace itself with a transport error.
+_MAX_MESSAGE = 1024
+_MAX_KEY = 64
+_MAX_VALUE = 256
+
+
+def _bounded(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with a note of its length when longer."""
+    if len(text) <= limit:
+        return text
+    note = f"... ({len(text)} characters)"
+    return text[: limit - len(note)] + note
 
 
 def from_rpc_error(error: grpc.RpcError) -> AtelierError:

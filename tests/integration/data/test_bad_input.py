@@ -75,6 +75,13 @@ def test_error_details_carry_error_info(data_client: DataClient) -> None:
     assert (info.reason, info.domain, info.metadata["resource"]) == ("NOT_FOUND", "atelier.dev", "projects/ghost")
 
 
+def test_an_error_quoting_an_oversized_value_still_arrives(data_client: DataClient) -> None:
+    huge = "projects/" + "A" * 20_000
+    with pytest.raises(InvalidArgument, match=r"invalid name 'projects/AAAA.*\(20\d\d\d characters\)") as caught:
+        data_client.get_project(huge)
+    assert len(caught.value.message) <= 1024
+
+
 def test_chunk_bytes_that_do_not_match_their_digest(data_client: DataClient, dataset: str) -> None:
     with pytest.raises(InvalidArgument, match="chunk bytes do not match their digest"):
         data_client.upload("lab", [[(digest(b"expected"), b"something else")]])
