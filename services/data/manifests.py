@@ -55,6 +55,9 @@ def validate(manifest: pb.Manifest) -> Checked:
     gone through one by one to name the first bad one."""
     paths: list[str] = []
     digests: list[str] = []
+    # A file of one chunk is that chunk: its digest must be the chunk's (checked in one comparison).
+    single_files: list[str] = []
+    single_chunks: list[bytes] = []
     chunks: dict[bytes, int] = {}
     total_size = 0
     for entry in manifest.files:
@@ -64,22 +67,24 @@ def validate(manifest: pb.Manifest) -> Checked:
         if len(refs) == 1:  # most files: indexing the one chunk costs half of iterating over it
             chunk = refs[0]
             digest, size = chunk.digest, chunk.size_bytes
-            if len(digest) != 32 or size <= 0 or size != entry.size_bytes:
+            if len(digest) != 32 or size <= 0 or size != entry.size_bytes or chunks.setdefault(digest, size) != size:
                 return _named_problem(manifest)
-            chunks[digest] = size
+            single_files.append(entry.digest)
+            single_chunks.append(digest)
             total_size += size
             continue
         total = 0
         for chunk in refs:
             digest, size = chunk.digest, chunk.size_bytes
-            if len(digest) != 32 or size <= 0:
+            if len(digest) != 32 or size <= 0 or chunks.setdefault(digest, size) != size:
                 return _named_problem(manifest)
-            chunks[digest] = size
             total += size
         if total != entry.size_bytes:
             return _named_problem(manifest)
         total_size += total
     _check_paths(manifest, paths, digests)
+    if "".join(single_files) != b"".join(single_chunks).hex():
+        return _named_problem(manifest)
     return Checked(chunks, total_size)
 
 
@@ -161,12 +166,23 @@ def _chunks_of(manifest: pb.Manifest) -> Checked:
                     f"size {size}): digests are 32 bytes, sizes positive",
                     metadata={"field": "manifest.files.chunks", "value": entry.path},
                 )
-            chunks[digest] = size
+            if chunks.setdefault(digest, size) != size:
+                raise InvalidArgument(
+                    f"file {entry.path!r} gives chunk {digest.hex()} the size {size}, another file "
+                    f"{chunks[digest]}: a chunk has one size",
+                    metadata={"field": "manifest.files.chunks", "value": entry.path},
+                )
             total += size
         if total != entry.size_bytes:
             raise InvalidArgument(
                 f"file {entry.path!r} says {entry.size_bytes} bytes but its chunks add up to {total}",
                 metadata={"field": "manifest.files.size_bytes", "value": entry.path},
+            )
+        if len(entry.chunks) == 1 and entry.digest != entry.chunks[0].digest.hex():
+            raise InvalidArgument(
+                f"file {entry.path!r} has the digest {entry.digest}, but its one chunk is "
+                f"{entry.chunks[0].digest.hex()}: a file of one chunk has that chunk's digest",
+                metadata={"field": "manifest.files.digest", "value": entry.path},
             )
         total_size += total
     return Checked(chunks, total_size)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from atelier.errors import NotFound
+from atelier.errors import InvalidArgument, NotFound
 from atelier.runtime.database import DriverRead, driver_connection, transaction
 from services.data import bulk
 from services.data.tables import (
@@ -296,15 +296,28 @@ class DataStore:
         """How the chunks a new version references would change the project's set: the bytes new
         to it, and how many of the chunks are not stored. `add_to_project` then makes the charge."""
         table = bulk.chunk_table(session, list(chunks), list(chunks.values()))
-        missing, added = bulk.rows(
+        missing, added, misstated = bulk.rows(
             session,
             "SELECT COALESCE(SUM(CASE WHEN c.digest IS NULL THEN 1 ELSE 0 END), 0), "
-            "COALESCE(SUM(CASE WHEN p.digest IS NULL THEN s.length ELSE 0 END), 0) "
+            "COALESCE(SUM(CASE WHEN p.digest IS NULL THEN s.length ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN c.length <> s.length THEN 1 ELSE 0 END), 0) "
             f"FROM {table.sql} s LEFT JOIN data_chunks c ON c.digest = s.digest "
             "LEFT JOIN data_project_chunks p ON p.project_id = :project AND p.digest = s.digest",
             project=project_id,
             **table.params,
         )[0]
+        if misstated:
+            digest, given, stored = bulk.rows(
+                session,
+                f"SELECT s.digest, s.length, c.length FROM {table.sql} s JOIN data_chunks c ON c.digest = s.digest "
+                "WHERE c.length <> s.length LIMIT 1",
+                **table.params,
+            )[0]
+            raise InvalidArgument(
+                f"{misstated} chunk reference(s) give a size other than the stored chunk's (first: "
+                f"{bytes(digest).hex()} says {given} bytes, the chunk has {stored})",
+                metadata={"field": "manifest.files.chunks.size_bytes", "digest": bytes(digest).hex()},
+            )
         first = None
         if missing:
             first = bulk.scalar(

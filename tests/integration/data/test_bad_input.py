@@ -75,6 +75,41 @@ def test_error_details_carry_error_info(data_client: DataClient) -> None:
     assert (info.reason, info.domain, info.metadata["resource"]) == ("NOT_FOUND", "atelier.dev", "projects/ghost")
 
 
+def _commit_manifest(client: DataClient, dataset: str, files: list[pb.FileEntry], data: bytes) -> pb.DatasetVersion:
+    """Upload `data` as one chunk, then commit a hand-written manifest of `files`."""
+    manifest = pb.Manifest(files=files)
+    raw = manifest.SerializeToString(deterministic=True)
+    client.upload("lab", [[(digest(raw), raw), (digest(data), data)]])
+    request = rpc.CreateVersionRequest(
+        parent=dataset,
+        version=pb.DatasetVersion(author="tester"),
+        manifest_chunks=[pb.ChunkRef(digest=digest(raw), size_bytes=len(raw))],
+        manifest_digest=digest(raw).hex(),
+    )
+    return client.create_version(request)
+
+
+def test_a_manifest_must_agree_with_the_stored_chunks(data_client: DataClient, dataset: str) -> None:
+    data = b"fourteen bytes"
+    chunk = digest(data)
+
+    def entry(size: int, file_digest: str = chunk.hex(), path: str = "f") -> pb.FileEntry:
+        return pb.FileEntry(
+            path=path, size_bytes=size, digest=file_digest, chunks=[pb.ChunkRef(digest=chunk, size_bytes=size)]
+        )
+
+    with pytest.raises(InvalidArgument, match="says 3 bytes, the chunk has 14"):
+        _commit_manifest(data_client, dataset, [entry(3)], data)
+    with pytest.raises(InvalidArgument, match="says 1000 bytes, the chunk has 14"):
+        _commit_manifest(data_client, dataset, [entry(1000)], data)
+    with pytest.raises(InvalidArgument, match="a file of one chunk has that chunk's digest"):
+        _commit_manifest(data_client, dataset, [entry(14, "0" * 64)], data)
+    with pytest.raises(InvalidArgument, match="a chunk has one size"):
+        _commit_manifest(data_client, dataset, [entry(14, path="a"), entry(13, path="b")], data)
+    assert versions(data_client, dataset) == 0
+    assert _commit_manifest(data_client, dataset, [entry(14)], data).name.endswith("/v1")
+
+
 def test_an_error_quoting_an_oversized_value_still_arrives(data_client: DataClient) -> None:
     huge = "projects/" + "A" * 20_000
     with pytest.raises(InvalidArgument, match=r"invalid name 'projects/AAAA.*\(20\d\d\d characters\)") as caught:
