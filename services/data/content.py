@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,11 @@ class LoadedManifest:
         if index < len(self.paths) and self.paths[index] == path:
             return self.manifest.files[index]
         return None
+
+    @functools.cached_property
+    def chunk_digests(self) -> frozenset[bytes]:
+        """Every chunk the files reference (built once per loaded manifest)."""
+        return frozenset(chunk.digest for entry in self.manifest.files for chunk in entry.chunks)
 
     def containing(self, digest: bytes) -> str:
         """Path of a file holding the chunk (for error messages)."""

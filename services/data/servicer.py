@@ -161,7 +161,9 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
         self, request: rpc.ReadChunksRequest, context: Context
     ) -> AsyncIterator[rpc.ReadChunksResponse]:
         resolved = await self.run(self.pins.target, request.name)
-        chunks = self.catalog.content.reader.read(list(request.digests), self._corruption(resolved))
+        digests = list(request.digests)
+        await self.run(self._check_chunks_of, resolved, digests)
+        chunks = self.catalog.content.reader.read(digests, self._corruption(resolved))
         while True:
             got = await self.run(_take_bytes, chunks, _RESPONSE_BYTES)
             if not got:
@@ -326,6 +328,18 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
     def _sent(self, name: str, size: int) -> None:
         if self.transfers is not None and size:
             self.transfers.sent.labels(project_of(name)).inc(size)
+
+    def _check_chunks_of(self, resolved: HasManifest, digests: list[bytes]) -> None:
+        """Refuse digests that are not chunks of the version or artifact read: a chunk is read as part
+        of something the caller may read, never by its digest alone."""
+        known = self.catalog.manifest(resolved).chunk_digests
+        foreign = [d for d in digests if d not in known]
+        if foreign:
+            raise InvalidArgument(
+                f"{len(foreign)} of the digests are not chunks of {resolved.label} "
+                f"(first: {foreign[0].hex() or 'empty'}); list its files for their chunks",
+                metadata={"field": "digests", "value": foreign[0].hex()},
+            )
 
     def _corruption(self, resolved: HasManifest) -> Any:
         def corrupted(digest: bytes) -> DataLoss:

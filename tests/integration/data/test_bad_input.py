@@ -214,3 +214,17 @@ def test_duplicate_creation_is_already_exists(data_client: DataClient, dataset: 
 def test_negative_page_size(data_client: DataClient, dataset: str) -> None:
     with pytest.raises(InvalidArgument, match="page_size must be >= 0"):
         data_client.call(data_client.stub.ListVersions, rpc.ListVersionsRequest(parent=dataset, page_size=-1))
+
+
+def test_only_chunks_of_the_version_read_can_be_read(data_client: DataClient, dataset: str, tmp_path: Path) -> None:
+    write_tree(tmp_path / "mine", {"a.txt": b"mine"})
+    version = push(data_client, tmp_path / "mine", parse_dataset_ref(dataset, "lab")).version
+    write_tree(tmp_path / "theirs", {"secret.txt": b"another project's bytes"})
+    push(data_client, tmp_path / "theirs", parse_dataset_ref("other/elsewhere", "other"))
+    theirs = digest(b"another project's bytes")
+    mine = digest(b"mine")
+
+    assert [c.data for c in data_client.read_chunks(version.name, [mine])] == [b"mine"]
+    for foreign in (theirs, b"abc"):
+        with pytest.raises(InvalidArgument, match="of the digests are not chunks of lab/ds@v1"):
+            list(data_client.read_chunks(version.name, [mine, foreign]))
