@@ -29,9 +29,17 @@ def card_dict(card: pb.Card) -> dict[str, object]:
     return json_format.MessageToDict(card, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
+# The most cards one node may report (the largest servers hold 16; the placement search is per card).
+MAX_CARDS = 64
+
+
 def check_cards(cards: list[pb.Card]) -> None:
+    if len(cards) > MAX_CARDS:
+        raise InvalidArgument(f"{len(cards)} cards on one node; at most {MAX_CARDS}", metadata={"field": "cards"})
     seen: set[int] = set()
     for card in cards:
+        if not 0 <= card.index < MAX_CARDS:
+            raise InvalidArgument(f"card index {card.index}; indexes are 0 to {MAX_CARDS - 1}")
         if card.index in seen:
             raise InvalidArgument(f"card index {card.index} is reported twice")
         seen.add(card.index)
@@ -42,6 +50,26 @@ def check_cards(cards: list[pb.Card]) -> None:
             raise InvalidArgument(
                 f"card {card.index} has compute capability {card.compute_capability!r}; expected MAJOR.MINOR like 8.0"
             )
+
+
+def check_node(node: pb.Node) -> None:
+    """What a node registers besides its cards: links between its cards, of known types, and no
+    negative amounts."""
+    if node.cpus < 0 or node.memory_bytes < 0:
+        raise InvalidArgument(
+            f"node reports {node.cpus} CPUs and {node.memory_bytes} bytes of memory; neither may be negative",
+            metadata={"field": "node.cpus"},
+        )
+    indexes = {card.index for card in node.cards}
+    for link in node.links:
+        if link.a not in indexes or link.b not in indexes or link.a == link.b:
+            raise InvalidArgument(
+                f"link {link.a}-{link.b} does not join two of the node's cards ({sorted(indexes)})",
+                metadata={"field": "node.links"},
+            )
+        if link.type not in pb.LinkType.values() or link.type == pb.LINK_TYPE_UNSPECIFIED:
+            names = ", ".join(n for n in pb.LinkType.keys() if n != "LINK_TYPE_UNSPECIFIED")  # noqa: SIM118
+            raise InvalidArgument(f"link {link.a}-{link.b} has type {link.type}; types are {names}")
 
 
 @dataclass(frozen=True)
@@ -76,6 +104,7 @@ class Nodes:
     def register(self, node: pb.Node, node_id: str) -> NodeRow:
         validate_id("node", node_id)
         check_cards(list(node.cards))
+        check_node(node)
         now = utcnow()
         with transaction(self.engine) as session:
             row = session.exec(select(NodeRow).where(NodeRow.name == node_id)).first()

@@ -209,3 +209,32 @@ def test_unknown_job_and_node(cluster: Cluster) -> None:
         cluster.client.get_job("projects/lab/jobs/nope")
     with pytest.raises(NotFound):
         cluster.client.get_node("nodes/nope")
+
+
+def test_a_node_that_cannot_be_right_is_refused_and_the_cluster_keeps_working(cluster: Cluster) -> None:
+    register(cluster, "good", "A10")
+    found = DeclaredInventory(inventory("A10", "A10"), card_spec).inventory()
+
+    def node(**changes: object) -> pb.Node:
+        made = pb.Node(address="bad.lab", cards=found.cards, links=found.links, discovery="declared")
+        for key, value in changes.items():
+            if key == "links":
+                del made.links[:]
+                made.links.extend(value)  # type: ignore[arg-type]
+            else:
+                setattr(made, key, value)
+        return made
+
+    bad_type = node(links=[pb.CardLink(a=0, b=1, type=99)])  # type: ignore[arg-type]
+    missing_card = node(links=[pb.CardLink(a=0, b=7, type=pb.LINK_TYPE_NVLINK)])
+    cards = [pb.Card(index=i, model="A10", memory_total_bytes=GIB, compute_capability="8.6") for i in range(65)]
+    for refused, expected in [
+        (bad_type, "link 0-1 has type 99; types are"),
+        (missing_card, r"link 0-7 does not join two of the node's cards \(\[0, 1\]\)"),
+        (node(cpus=-8), "node reports -8 CPUs"),
+        (pb.Node(address="bad.lab", cards=cards), "65 cards on one node; at most 64"),
+    ]:
+        with pytest.raises(InvalidArgument, match=expected):
+            cluster.agents.register(refused, "bad")
+
+    assert cluster.client.submit("lab", job(1)).name.startswith("projects/lab/jobs/")
