@@ -15,6 +15,7 @@ from atelier.registry.v1 import resources_pb2 as pb
 from atelier.runtime.server import BlockingRunner
 from services.registry.experiments import now
 from services.registry.models import MODEL, Models
+from services.registry.points import check_metric
 from services.registry.registration import Registration, Registrations
 from services.registry.runs import RunView, numeric
 from services.registry.usage import Usage, of_run
@@ -202,11 +203,13 @@ def check_version(version: pb.ModelVersion) -> None:
     """INVALID_ARGUMENT unless the version's own fields make a loadable model."""
     if not version.artifact:
         raise InvalidArgument("model_version.artifact is required: the data service artifact with the model file")
-    if version.format == pb.MODEL_FORMAT_UNSPECIFIED:
+    if version.format == pb.MODEL_FORMAT_UNSPECIFIED or version.format not in pb.ModelFormat.values():
         raise InvalidArgument(
-            "model_version.format is required: TORCHSCRIPT, TORCH_EXPORT or STATE_DICT",
+            f"model_version.format {version.format} is not one of TORCHSCRIPT, TORCH_EXPORT or STATE_DICT",
             metadata={"field": "model_version.format"},
         )
+    for key, value in version.metrics.items():
+        check_metric(key, value)
     if version.format == pb.MODEL_FORMAT_STATE_DICT and ":" not in version.module_class:
         raise InvalidArgument(
             f"a STATE_DICT version needs module_class as `package.module:Class`, got {version.module_class!r}",
@@ -217,7 +220,7 @@ def check_version(version: pb.ModelVersion) -> None:
         if len(set(names)) != len(names) or "" in names:
             raise InvalidArgument(f"signature {group} need distinct, non-empty names; got {names}")
         for spec in specs:
-            if spec.datatype == pb.TENSOR_DATATYPE_UNSPECIFIED:
-                raise InvalidArgument(f"signature tensor {spec.name!r} has no datatype")
+            if spec.datatype == pb.TENSOR_DATATYPE_UNSPECIFIED or spec.datatype not in pb.TensorDatatype.values():
+                raise InvalidArgument(f"signature tensor {spec.name!r} has no known datatype ({spec.datatype})")
             if any(d < -1 or d == 0 for d in spec.shape):
                 raise InvalidArgument(f"signature tensor {spec.name!r} has shape {list(spec.shape)}: dims are >0 or -1")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from atelier.errors import InvalidArgument
 from atelier.registry.v1 import registry_service_pb2 as rpc
@@ -15,21 +18,45 @@ def decode_points(
 ) -> tuple[list[dict[str, object]], dict[str, dict[str, object]]]:
     """Rows to insert, and per metric key the point with the largest (step, time)."""
     stamp = time.time()
-    tuples = [(p.key, p.step, p.value, p.time.ToNanoseconds() / 1e9 if p.HasField("time") else stamp) for p in points]
+    tuples = [(p.key, p.step, p.value, _seconds(p.time) if p.HasField("time") else stamp) for p in points]
     if columns is not None and columns.values:
         tuples += _columns(columns, stamp)
     rows: list[dict[str, object]] = []
     latest: dict[str, tuple[str, int, float, float]] = {}
     for point in tuples:
         key = point[0]
-        if not key or len(key) > 250:
-            raise InvalidArgument(f"metric key {key!r} must be 1-250 characters", metadata={"field": "key"})
+        check_metric(key, point[2])
+        if not 0 <= point[3] <= _LAST_SECOND:
+            raise InvalidArgument(
+                f"metric {key!r} has time {point[3]:g}: times are seconds since 1970 up to the year 9999",
+                metadata={"field": "time", "value": key},
+            )
         rows.append({"key": key, "step": point[1], "value": point[2], "time": point[3]})
         best = latest.get(key)
         if best is None or (point[1], point[3]) >= (best[1], best[3]):
             latest[key] = point
     last = {k: {"key": k, "step": p[1], "value": p[2], "time": p[3]} for k, p in latest.items()}
     return rows, last  # type: ignore[return-value]
+
+
+# 9999-12-31T23:59:59Z, the last second a timestamp can show.
+_LAST_SECOND = 253_402_300_799
+
+
+def _seconds(moment: Timestamp) -> float:
+    """A point's time in seconds (one outside the years 1970-9999 is left for the check to name)."""
+    return moment.seconds + moment.nanos / 1e9
+
+
+def check_metric(key: str, value: float) -> None:
+    """A metric's key (1-250 characters) and value (a finite number: NaN and infinities have no
+    order, and are not stored)."""
+    if not key or len(key) > 250:
+        raise InvalidArgument(f"metric key {key[:250]!r} must be 1-250 characters", metadata={"field": "key"})
+    if not math.isfinite(value):
+        raise InvalidArgument(
+            f"metric {key!r} is {value}: metric values are finite numbers", metadata={"field": "value", "value": key}
+        )
 
 
 def _columns(columns: rpc.MetricColumns, stamp: float) -> list[tuple[str, int, float, float]]:

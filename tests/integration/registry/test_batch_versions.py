@@ -63,7 +63,7 @@ def test_one_bad_request_fails_the_batch_naming_its_index_and_nothing_is_written
     unknown_dataset = version(artifact, 0.7, dataset="digits@v9")
     unknown_artifact = version("projects/lab/artifacts/" + "a" * 64, 0.8)
 
-    with pytest.raises(InvalidArgument, match=r"^requests\[1\]: model_version.format is required") as raised:
+    with pytest.raises(InvalidArgument, match=r"^requests\[1\]: model_version.format 0 is not one of") as raised:
         registry.create_versions(MODEL, [good[0], no_format, good[1]])
     assert raised.value.metadata["field"] == "requests[1].model_version.format"
     with pytest.raises(FailedPrecondition, match=r"^requests\[2\]: unknown dataset version 'digits@v9'"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -111,8 +112,15 @@ def test_lineage_graph_and_reproduction(stack: tuple[DataClient, RegistryClient]
 
 def test_bad_versions_are_refused(stack: tuple[DataClient, RegistryClient]) -> None:
     _, registry = stack
-    with pytest.raises(InvalidArgument, match="format is required"):
-        registry.create_version(MODEL, pb.ModelVersion(artifact="projects/lab/artifacts/" + "a" * 64))
+    artifact = "projects/lab/artifacts/" + "a" * 64
+    with pytest.raises(InvalidArgument, match="format 0 is not one of TORCHSCRIPT"):
+        registry.create_version(MODEL, pb.ModelVersion(artifact=artifact))
+    with pytest.raises(InvalidArgument, match="format 42 is not one of TORCHSCRIPT"):
+        registry.create_version(MODEL, pb.ModelVersion(artifact=artifact, format=42))  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="metric 'a' is nan: metric values are finite numbers"):
+        registry.create_version(
+            MODEL, pb.ModelVersion(artifact=artifact, format=pb.MODEL_FORMAT_TORCHSCRIPT, metrics={"a": math.nan})
+        )
     with pytest.raises(FailedPrecondition, match="unknown artifact"):
         registry.create_version(
             MODEL, pb.ModelVersion(artifact="projects/lab/artifacts/" + "a" * 64, format=pb.MODEL_FORMAT_TORCHSCRIPT)
