@@ -185,4 +185,12 @@ def charge_project(
 def _metadata(version: pb.DatasetVersion) -> dict[str, Any]:
     from google.protobuf import json_format
 
-    return json_format.MessageToDict(version.metadata) if version.HasField("metadata") else {}
+    if not version.HasField("metadata"):
+        return {}
+    try:
+        return json_format.MessageToDict(version.metadata)
+    except ValueError as error:  # NaN or an infinity: JSON has no such numbers
+        raise InvalidArgument(
+            f"version.metadata cannot be stored as JSON ({error}); use finite numbers",
+            metadata={"field": "version.metadata"},
+        ) from None

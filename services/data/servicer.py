@@ -38,6 +38,10 @@ def _take(items: Iterator[T], count: int) -> list[T]:
     return list(islice(items, count))
 
 
+# The longest grace period GC takes: a hundred years (anything longer keeps everything just as well).
+_MAX_GRACE_SECONDS = 100 * 365 * 86_400
+
+
 def _take_bytes(chunks: Iterator[tuple[bytes, bytes]], limit: int) -> list[tuple[bytes, bytes]]:
     """Chunks up to about `limit` bytes, to keep each response message well under the size limit."""
     taken: list[tuple[bytes, bytes]] = []
@@ -313,13 +317,17 @@ class DataServicer(data_service_pb2_grpc.DataServiceServicer):
         return rpc.GetStorageUsageResponse(project=convert.usage(total), datasets=[convert.usage(d) for d in datasets])
 
     async def GarbageCollect(self, request: rpc.GarbageCollectRequest, context: Context) -> rpc.GarbageCollectResponse:
-        grace = (
-            request.grace_period.ToTimedelta().total_seconds()
-            if request.HasField("grace_period")
-            else self.settings.gc_grace_seconds
-        )
-        if grace < 0:
-            raise InvalidArgument(f"grace_period must be >= 0, got {grace}s", metadata={"field": "grace_period"})
+        period = request.grace_period
+        if request.HasField("grace_period") and not (
+            0 <= period.seconds <= _MAX_GRACE_SECONDS and 0 <= period.nanos < 10**9
+        ):
+            raise InvalidArgument(
+                f"grace_period is {period.seconds}s {period.nanos}ns: give 0 to {_MAX_GRACE_SECONDS} seconds "
+                "(100 years) and 0 to 999,999,999 nanoseconds",
+                metadata={"field": "grace_period"},
+            )
+        given = request.HasField("grace_period")
+        grace = period.seconds + period.nanos / 1e9 if given else self.settings.gc_grace_seconds
         report = await self.run(garbage_collect, self.catalog, grace, request.dry_run)
         return rpc.GarbageCollectResponse(
             deleted_chunks=report.deleted_chunks, freed_bytes=report.freed_bytes, rewritten_packs=report.rewritten_packs

@@ -129,6 +129,7 @@ class Jobs:
         clean.CopyFrom(job)
         for name in _OUTPUT_FIELDS:
             clean.ClearField(name)  # type: ignore[arg-type]
+        specs.check_enums(clean)
         specs.check_command(clean)
         specs.check_env(dict(clean.env))
         specs.check_limits(clean)

@@ -106,6 +106,18 @@ def check_priority_class(name: str, classes: dict[str, int]) -> str:
     return chosen
 
 
+def check_enums(job: pb.Job) -> None:
+    """Every enum field holds one of its values (proto3 lets any number through)."""
+    for field, value, enum in (
+        ("job.executor", job.executor, pb.ExecutorKind),
+        ("job.launcher", job.launcher, pb.Launcher),
+        ("job.resources.precision", job.resources.precision, pb.Precision),
+    ):
+        if value not in enum.values():
+            allowed = ", ".join(name for name in enum.keys() if not name.endswith("_UNSPECIFIED"))  # noqa: SIM118
+            raise InvalidArgument(f"{field} is {value}; allowed: {allowed}", metadata={"field": field})
+
+
 def check_limits(job: pb.Job) -> None:
     if job.max_retries < 0:
         raise InvalidArgument(f"max_retries must be >= 0, got {job.max_retries}")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 from grpc_status import rpc_status
 
 from atelier.chunking import digest
@@ -228,3 +230,36 @@ def test_only_chunks_of_the_version_read_can_be_read(data_client: DataClient, da
     for foreign in (theirs, b"abc"):
         with pytest.raises(InvalidArgument, match="of the digests are not chunks of lab/ds@v1"):
             list(data_client.read_chunks(version.name, [mine, foreign]))
+
+
+def test_gc_grace_periods_out_of_range_are_refused(data_client: DataClient) -> None:
+    for seconds, nanos in [(2**62, 0), (-1, 0), (0, -5)]:
+        request = rpc.GarbageCollectRequest(grace_period=duration_pb2.Duration(seconds=seconds, nanos=nanos))
+        with pytest.raises(InvalidArgument, match="grace_period is .*: give 0 to 3153600000 seconds"):
+            data_client.call(data_client.stub.GarbageCollect, request)
+
+
+def test_metadata_that_is_not_json_is_refused(data_client: DataClient, dataset: str) -> None:
+    data = b"x"
+    raw = pb.Manifest(
+        files=[
+            pb.FileEntry(
+                path="x",
+                size_bytes=1,
+                digest=digest(data).hex(),
+                chunks=[pb.ChunkRef(digest=digest(data), size_bytes=1)],
+            )
+        ]
+    ).SerializeToString(deterministic=True)
+    data_client.upload("lab", [[(digest(raw), raw), (digest(data), data)]])
+    version = pb.DatasetVersion(author="tester")
+    version.metadata.update({"k": math.nan})
+    request = rpc.CreateVersionRequest(
+        parent=dataset,
+        version=version,
+        manifest_chunks=[pb.ChunkRef(digest=digest(raw), size_bytes=len(raw))],
+        manifest_digest=digest(raw).hex(),
+    )
+    with pytest.raises(InvalidArgument, match="version.metadata cannot be stored as JSON"):
+        data_client.create_version(request)
+    assert versions(data_client, dataset) == 0

@@ -238,3 +238,19 @@ def test_a_node_that_cannot_be_right_is_refused_and_the_cluster_keeps_working(cl
             cluster.agents.register(refused, "bad")
 
     assert cluster.client.submit("lab", job(1)).name.startswith("projects/lab/jobs/")
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"executor": 99}, "job.executor is 99; allowed: EXECUTOR_KIND_AGENTS, EXECUTOR_KIND_SLURM"),
+        ({"launcher": 99}, "job.launcher is 99; allowed: LAUNCHER_TORCHRUN"),
+    ],
+)
+def test_an_enum_value_outside_its_enum_is_refused(cluster: Cluster, fields: dict[str, int], expected: str) -> None:
+    register(cluster, "a", "A10")
+    with pytest.raises(InvalidArgument, match=expected):
+        cluster.client.submit("lab", job(1, **fields))
+    with pytest.raises(InvalidArgument, match="job.resources.precision is 99; allowed: PRECISION_FP32"):
+        cluster.client.submit("lab", job(1, precision=99))
+    assert list(cluster.client.list_jobs("lab")) == []
