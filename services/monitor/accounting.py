@@ -31,6 +31,10 @@ def hour_of(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+# The start of the calendar's last hour: an end past it would round up past the year 9999.
+_LAST_HOUR = datetime(9999, 12, 31, 23, tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class Totals:
     project: str
@@ -132,7 +136,7 @@ class Accounting:
             query = query.where(col(UsageRow.project) == project)
         if start is not None:
             query = query.where(col(UsageRow.hour) >= hour_of(start))
-        if end is not None:
+        if end is not None and end < _LAST_HOUR:  # an end in the calendar's last hour bounds nothing
             query = query.where(col(UsageRow.hour) < hour_of(end + timedelta(hours=1) - timedelta(microseconds=1)))
         with Session(self.engine) as session:
             found = session.execute(query).all()

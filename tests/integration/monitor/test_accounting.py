@@ -46,6 +46,10 @@ def test_usage_adds_up_by_job_project_and_user(monitor: MonitorClient) -> None:
     first_hour = monitor.query_usage("-", start=T0, end=T0 + timedelta(minutes=30))
     assert first_hour.total.gpu_hours == pytest.approx(2.25)
     assert by_job.rows[0].first_time.ToDatetime(UTC) == T0
+    everything = monitor.query_usage(
+        "-", start=datetime(1, 1, 1, tzinfo=UTC), end=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    )
+    assert everything.total.gpu_hours == pytest.approx(3.25)
 
 
 def test_a_retried_report_counts_once(monitor: MonitorClient) -> None:
