@@ -162,7 +162,18 @@ def from_typed(name: str, dt: Datatype, shape: Sequence[int], values: Sequence[A
             "binary data over HTTP), not typed contents",
             metadata={"input": name, "datatype": dt.name},
         )
-    return np.asarray(values, dtype=dt.numpy).reshape(tuple(shape))
+    if None in values:
+        raise InvalidArgument(
+            f"input '{name}' of datatype {dt.name} has a null element; give a number for each",
+            metadata={"input": name, "datatype": dt.name},
+        )
+    try:
+        return np.asarray(values, dtype=dt.numpy).reshape(tuple(shape))
+    except (ValueError, TypeError, OverflowError) as error:
+        raise InvalidArgument(
+            f"input '{name}' of datatype {dt.name} takes numbers: {error}",
+            metadata={"input": name, "datatype": dt.name},
+        ) from None
 
 
 def to_torch(dt: Datatype, array: np.ndarray[Any, Any]) -> Any:

@@ -73,3 +73,21 @@ def test_typed_values() -> None:
         from_typed("h", DATATYPES["FP16"], (1,), [1.0])
     with pytest.raises(InvalidArgument, match="unexpected number of elements 1 for input 'x', expecting 2"):
         from_typed("x", DATATYPES["INT32"], (2,), [1])
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["a", "b"], "input 'x' of datatype FP32 takes numbers: could not convert string to float"),
+        ([1.0, None], "input 'x' of datatype FP32 has a null element"),
+        ([[1.0], 2.0], "input 'x' of datatype FP32 takes numbers"),
+    ],
+)
+def test_typed_values_that_are_not_numbers_are_named(values: list[object], expected: str) -> None:
+    with pytest.raises(InvalidArgument, match=expected):
+        from_typed("x", DATATYPES["FP32"], [2], values)
+
+
+def test_integers_past_their_type_are_named() -> None:
+    with pytest.raises(InvalidArgument, match="input 'x' of datatype INT8 takes numbers"):
+        from_typed("x", DATATYPES["INT8"], [1], [1000])
