@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 from atelier.errors import AtelierError, Internal, NotFound
 from gateway.context import RequestContext
 from gateway.descriptors import bindings
-from gateway.errors import body_of_atelier_error, http_status
+from gateway.errors import body_of_atelier_error, error_body, http_status
 from gateway.frontdoor.routing import stack_services
 from gateway.kserve import KServeRoute
 from gateway.metrics import HttpMetrics
@@ -75,7 +75,9 @@ def create_app(
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Atelier API")
 
-    call_settings = CallSettings(upstreams, settings.default_timeout_seconds, settings.max_timeout_seconds)
+    call_settings = CallSettings(
+        upstreams, settings.default_timeout_seconds, settings.max_timeout_seconds, settings.max_body_bytes
+    )
     app.router.routes.extend(RuleRoute(binding, call_settings) for binding in found)
     app.router.routes.append(KServeRoute(upstreams, http_client))
     app.add_exception_handler(HTTPException, _http_error)
@@ -108,6 +110,10 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
         failure: AtelierError = NotFound(
             f"no route for {request.method} {request.url.path}; the API is described at /openapi.json"
         )
+    elif error.status_code == 405:  # as the API's own routes answer a method they do not take
+        body = error_body(grpc.StatusCode.UNIMPLEMENTED, f"{request.method} is not allowed on {request.url.path}")
+        body["error"]["code"] = 405
+        return JSONResponse(body, status_code=405, headers=error.headers)
     else:
         failure = Internal(str(error.detail))
     status = error.status_code if error.status_code != 404 else http_status(failure.code)

@@ -44,6 +44,28 @@ class CallSettings:
     upstreams: Upstreams
     default_timeout: float
     max_timeout: float
+    # The largest JSON body turned into one request message (the services' message limit).
+    max_body_bytes: int = 8 * 1024 * 1024
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request's body, refused unread when it says it is larger than one message may be, and
+    when it turns out to be."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(int(declared), limit)
+    body = await request.body()
+    if len(body) > limit:
+        raise _too_large(len(body), limit)
+    return body
+
+
+def _too_large(size: int, limit: int) -> InvalidArgument:
+    return InvalidArgument(
+        f"the request body is {size} bytes; at most {limit} fit one request (files go through chunks:upload, "
+        "which streams)",
+        metadata={"field": "body", "limit": str(limit)},
+    )
 
 
 class RuleRoute(BaseRoute):
@@ -128,7 +150,7 @@ async def call(
             message = binding.request_class()()
         else:
             # A binding without a body (GET, DELETE) reads none: the request's fields are in its path and query.
-            body = await request.body() if binding.body else b""
+            body = await _body(request, settings.max_body_bytes) if binding.body else b""
             message = build_request(binding, path_values, query, body)
         address, _ = settings.upstreams.channel(binding.service)
     except AtelierError as error:

@@ -47,6 +47,9 @@ class GatewaySettings(BaseSettings):
         30.0, gt=0, description="Deadline of a call to a service when the request has no X-Request-Timeout."
     )
     max_timeout_seconds: float = Field(300.0, gt=0, description="The largest X-Request-Timeout accepted.")
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="The largest JSON body of one request (the services' message limit)."
+    )
     health_timeout_seconds: float = Field(1.0, gt=0, description="Deadline of each service's check in /healthz.")
     shutdown_grace_seconds: float = Field(5.0, ge=0, description="How long calls in flight may finish at stop.")
     log_level: str = Field("INFO", description="Python logging level.")

@@ -68,6 +68,8 @@ def _parse_body(binding: HttpBinding, request: Message, body: bytes) -> None:
         content = json.loads(body)
     except ValueError as error:
         raise InvalidArgument(f"the request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise InvalidArgument("the request body nests too deeply to be a request") from None
     if binding.body == "*":
         _parse(content, request, "the request body")
         return

@@ -176,6 +176,10 @@ def test_a_malformed_body_or_parameter_is_a_400_naming_the_field(stack: Stack) -
     assert "pageSize" in number["message"]
     timeout = stack.rest.get("/v1/projects/lab/jobs", headers={"X-Request-Timeout": "soon"})
     assert "X-Request-Timeout" in error_of(timeout, 400, "INVALID_ARGUMENT")["message"]
+    nested = error_of(stack.rest.post("/v1/projects/lab/jobs", content=b"[" * 100_000), 400, "INVALID_ARGUMENT")
+    assert "nests too deeply" in nested["message"]
+    huge = stack.rest.post("/v1/projects/lab/jobs", content=b'{"command": ["' + b"x" * (9 * 1024 * 1024) + b'"]}')
+    assert "at most 8388608 fit one request" in error_of(huge, 400, "INVALID_ARGUMENT")["message"]
 
 
 def test_an_unknown_route_is_a_404_in_the_same_shape(stack: Stack) -> None:
@@ -185,6 +189,10 @@ def test_an_unknown_route_is_a_404_in_the_same_shape(stack: Stack) -> None:
     wrong_method = stack.rest.put("/v1/projects/lab")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["code"] == 405
+    not_a_post = stack.rest.post("/healthz")
+    assert not_a_post.status_code == 405
+    assert not_a_post.json()["error"] == {**not_a_post.json()["error"], "code": 405, "status": "UNIMPLEMENTED"}
+    assert "POST is not allowed on /healthz" in not_a_post.json()["error"]["message"]
 
 
 def write_log(stack: Stack, name: str, *texts: str) -> None:
