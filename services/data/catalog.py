@@ -214,6 +214,12 @@ class Catalog:
 
     def delete_version(self, name: str, force: bool) -> None:
         parts = parse_name(name, VERSION)
+        if not _NUMBER.fullmatch(parts["version"]):
+            raise InvalidArgument(
+                f"delete a version by its number (vN), not {parts['version']!r}: a tag or 'latest' moves, "
+                "and deleting through it again would take another version",
+                metadata={"field": "name", "value": name},
+            )
         with self.store.session() as session:
             resolved = self.resolve(session, parts["project"], parts["dataset"], parts["version"])
             if resolved.tags and not force:

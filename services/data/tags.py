@@ -16,6 +16,7 @@ from services.data.tables import DatasetRow, TagEventRow, TagRow, VersionRow
 
 TAG = "projects/{project}/datasets/{dataset}/tags/{tag}"
 _RESERVED = re.compile(r"latest|v[0-9]+")
+_DIGEST_PREFIX = re.compile(r"[0-9a-f]{6,64}")
 
 
 class Tags:
@@ -44,6 +45,12 @@ class Tags:
         if _RESERVED.fullmatch(tag_id):
             raise InvalidArgument(
                 f"tag id {tag_id!r} is reserved: 'latest' and vN already name versions",
+                metadata={"field": "tag_id", "value": tag_id},
+            )
+        if _DIGEST_PREFIX.fullmatch(tag_id):
+            raise InvalidArgument(
+                f"tag id {tag_id!r} reads as a digest prefix (6 or more hex characters), which references "
+                "already resolve to versions; add a letter past f",
                 metadata={"field": "tag_id", "value": tag_id},
             )
         with self.store.session() as session:

@@ -97,7 +97,13 @@ class Aliases:
         expr = parse_filter(gate)
         _check_gate_fields(expr)
         if ref.startswith("projects/"):
-            ref = parse_name(ref, "projects/{project}/models/{model}/versions/{version}", "version")["version"]
+            named = parse_name(ref, "projects/{project}/models/{model}/versions/{version}", "version")
+            if (named["project"], named["model"]) != (parts["project"], parts["model"]):
+                raise InvalidArgument(
+                    f"version {ref!r} is not a version of {model}: an alias points within its model",
+                    metadata={"field": "version", "value": ref},
+                )
+            ref = named["version"]
         with transaction(self.engine) as session:
             new = self.models.resolve(session, parts["project"], parts["model"], ref)
             existing = session.exec(

@@ -198,7 +198,7 @@ class Tracking:
         with transaction(self.engine) as session:
             row = self._run(session, parts)
             if "state" in paths:
-                if run.state == pb.RUN_STATE_UNSPECIFIED:
+                if run.state == pb.RUN_STATE_UNSPECIFIED or run.state not in pb.RunState.values():
                     raise InvalidArgument("run.state must be RUNNING, FINISHED, FAILED or KILLED")
                 row.state = run.state
                 if run.state in _FINAL and row.end_time is None and "end_time" not in paths:

@@ -263,3 +263,19 @@ def test_metadata_that_is_not_json_is_refused(data_client: DataClient, dataset: 
     with pytest.raises(InvalidArgument, match="version.metadata cannot be stored as JSON"):
         data_client.create_version(request)
     assert versions(data_client, dataset) == 0
+
+
+def test_moving_references_cannot_delete_or_shadow_versions(
+    data_client: DataClient, dataset: str, tmp_path: Path
+) -> None:
+    write_tree(tmp_path / "src", {"a": b"1"})
+    first = push(data_client, tmp_path / "src", parse_dataset_ref(dataset, "lab")).version
+    write_tree(tmp_path / "src", {"a": b"2"})
+    push(data_client, tmp_path / "src", parse_dataset_ref(dataset, "lab"))
+
+    with pytest.raises(InvalidArgument, match="reads as a digest prefix"):
+        data_client.tag(dataset, first.digest[:6], f"{dataset}/versions/v2", author="ana")
+    for moving in ("latest", "golden"):
+        with pytest.raises(InvalidArgument, match=f"delete a version by its number \\(vN\\), not '{moving}'"):
+            data_client.delete_version(f"{dataset}/versions/{moving}")
+    assert versions(data_client, dataset) == 2

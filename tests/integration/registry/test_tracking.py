@@ -55,6 +55,8 @@ def test_unknown_input_dataset_is_failed_precondition(stack: tuple[DataClient, R
 def test_finished_run_takes_no_more_metrics(stack: tuple[DataClient, RegistryClient]) -> None:
     _, registry = stack
     run = registry.create_run(EXPERIMENT, pb.Run())
+    with pytest.raises(InvalidArgument, match="run.state must be RUNNING, FINISHED, FAILED or KILLED"):
+        registry.update_run(pb.Run(name=run.name, state=7), ["state"])  # type: ignore[arg-type]
     finished = registry.update_run(pb.Run(name=run.name, state=pb.RUN_STATE_FINISHED), ["state"])
     assert finished.HasField("end_time")
     with pytest.raises(FailedPrecondition, match="is FINISHED"):
