@@ -104,7 +104,13 @@ def _check_input(model: str, spec: TensorSpec, tensor: TensorInput, max_batch: i
             f"'{spec.datatype.name}'",
             metadata={"input": tensor.name, "received": dt.name, "expected": spec.datatype.name},
         )
-    if min(tensor.shape, default=0) < 0 or not _shape_fits(spec.shape, tensor.shape):
+    if min(tensor.shape, default=0) < 0:
+        raise InvalidArgument(
+            f"input '{tensor.name}' has shape {_dims(tensor.shape)}: a request gives every dimension, none negative "
+            f"(the model takes {_dims(spec.shape)}, -1 meaning any size)",
+            metadata={"input": tensor.name, "received": _dims(tensor.shape), "expected": _dims(spec.shape)},
+        )
+    if not _shape_fits(spec.shape, tensor.shape):
         raise InvalidArgument(
             f"unexpected shape for input '{tensor.name}' for model '{model}'. Expected {_dims(spec.shape)}, "
             f"got {_dims(tensor.shape)}",
