@@ -13,7 +13,7 @@ from atelier.runtime.database import transaction
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from services.registry.conditions import comparisons, failed_conditions
 from services.registry.experiments import now
-from services.registry.filters import And, Comparison, Expr, Field, Not, Or, parse_filter
+from services.registry.filters import And, Comparison, Expr, Field, Literal, Not, Or, parse_filter
 from services.registry.models import MODEL, Models, VersionView
 from services.registry.runs import numeric
 from services.registry.tables import AliasEventRow, AliasRow
@@ -70,6 +70,17 @@ def _check_gate_fields(expr: Expr | None) -> None:
     """Refuse a gate naming a field it cannot compare: gates compare the versions' metrics, params and
     tags (the current holder's as `current.metrics.<name>`), nothing else."""
     for comparison in comparisons(expr):
+        value = comparison.value
+        path = comparison.field.path[1:] if comparison.field.path[0] == "current" else comparison.field.path
+        if (
+            path[:1] == ("metrics",)
+            and isinstance(value, Literal)
+            and (not isinstance(value.value, int | float) or isinstance(value.value, bool))
+        ):
+            raise InvalidArgument(
+                f"a gate compares {comparison.field} with {value.value!r}: metrics are numbers",
+                metadata={"field": "gate", "value": str(comparison.field)},
+            )
         for field in (comparison.field, comparison.value):
             if not isinstance(field, Field):
                 continue

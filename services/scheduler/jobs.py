@@ -12,7 +12,7 @@ from opentelemetry import propagate
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from atelier.errors import AlreadyExists, FailedPrecondition, NotFound
+from atelier.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from atelier.names import parse_name, validate_id
 from atelier.runtime.database import transaction
 from atelier.runtime.pagination import decode_token, encode_token, page_size
@@ -145,6 +145,13 @@ class Jobs:
             if not dataset.path:
                 dataset.path = dataset.version.split("/")[3]
             specs.check_relative_path(dataset.path)
+        paths = [dataset.path for dataset in clean.datasets]
+        if len(set(paths)) != len(paths):
+            repeated = sorted({p for p in paths if paths.count(p) > 1})
+            raise InvalidArgument(
+                f"two datasets would be fetched into {', '.join(repeated)}: give each its own path",
+                metadata={"field": "job.datasets.path"},
+            )
         return clean
 
     def get_job(self, name: str) -> JobView:

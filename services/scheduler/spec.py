@@ -96,6 +96,8 @@ def check_env(env: dict[str, str]) -> None:
                 f"environment variable {name} is set by the scheduler and launcher; "
                 f"reserved: {', '.join(_RESERVED_ENV)}"
             )
+        if "\x00" in env[name]:
+            raise InvalidArgument(f"environment variable {name} holds a NUL character, which no process can receive")
 
 
 def check_priority_class(name: str, classes: dict[str, int]) -> str:

@@ -82,6 +82,8 @@ def test_gated_promotion_and_history(stack: tuple[DataClient, RegistryClient], t
         registry.delete_version(f"{MODEL}/versions/v3")
     with pytest.raises(InvalidArgument, match="is not a version of projects/lab/models/digits"):
         registry.set_alias(MODEL, "staging", "projects/lab/models/other/versions/v1", gate="", author="bo")
+    with pytest.raises(InvalidArgument, match="a gate compares metrics.val_accuracy with 'x': metrics are numbers"):
+        registry.set_alias(MODEL, "staging", "v3", gate="metrics.val_accuracy > 'x'", author="bo")
     for unknown in ("number >= 1", "metrics.val_accuracy > current.number", "author = ana"):
         with pytest.raises(InvalidArgument, match="a gate cannot compare .*: gates compare metrics.<name>"):
             registry.set_alias(MODEL, "staging", "v3", gate=unknown, author="bo")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
+from atelier.client.data import DataClient
+from atelier.datasets.push import push
 from atelier.errors import FailedPrecondition, InvalidArgument, NotFound
+from atelier.names import parse_dataset_ref
 from atelier.scheduler.v1 import agent_service_pb2 as agent
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.agent.discovery import DeclaredInventory
@@ -253,4 +257,18 @@ def test_an_enum_value_outside_its_enum_is_refused(cluster: Cluster, fields: dic
         cluster.client.submit("lab", job(1, **fields))
     with pytest.raises(InvalidArgument, match="job.resources.precision is 99; allowed: PRECISION_FP32"):
         cluster.client.submit("lab", job(1, precision=99))
+    assert list(cluster.client.list_jobs("lab")) == []
+
+
+def test_datasets_at_one_path_and_nul_in_env_are_refused(cluster: Cluster, tmp_path: Path) -> None:
+    register(cluster, "a", "A10")
+    (tmp_path / "digits").mkdir()
+    (tmp_path / "digits" / "labels.csv").write_bytes(b"a,1\n")
+    push(DataClient.at(cluster.data_address), tmp_path / "digits", parse_dataset_ref("digits", "lab"))
+    twice = [pb.DatasetInput(dataset="digits@v1"), pb.DatasetInput(dataset="digits@latest")]
+
+    with pytest.raises(InvalidArgument, match="two datasets would be fetched into digits: give each its own path"):
+        cluster.client.submit("lab", job(1, datasets=twice))
+    with pytest.raises(InvalidArgument, match="environment variable SECRET holds a NUL character"):
+        cluster.client.submit("lab", job(1, env={"SECRET": "a\x00b"}))
     assert list(cluster.client.list_jobs("lab")) == []
