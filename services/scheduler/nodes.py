@@ -16,6 +16,7 @@ from atelier.runtime.database import transaction
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from atelier.scheduler.v1 import agent_service_pb2 as agent
 from atelier.scheduler.v1 import resources_pb2 as pb
+from atelier.scheduling.inventory import MAX_CARDS_PER_NODE
 from services.scheduler.jobs import find_job, job_name, spec_of, utcnow
 from services.scheduler.launch import build_tasks
 from services.scheduler.outcomes import apply_status, attempt_failed, attempt_of, is_live, task_finished
@@ -29,17 +30,15 @@ def card_dict(card: pb.Card) -> dict[str, object]:
     return json_format.MessageToDict(card, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
-# The most cards one node may report (the largest servers hold 16; the placement search is per card).
-MAX_CARDS = 64
-
-
 def check_cards(cards: list[pb.Card]) -> None:
-    if len(cards) > MAX_CARDS:
-        raise InvalidArgument(f"{len(cards)} cards on one node; at most {MAX_CARDS}", metadata={"field": "cards"})
+    if len(cards) > MAX_CARDS_PER_NODE:
+        raise InvalidArgument(
+            f"{len(cards)} cards on one node; at most {MAX_CARDS_PER_NODE}", metadata={"field": "cards"}
+        )
     seen: set[int] = set()
     for card in cards:
-        if not 0 <= card.index < MAX_CARDS:
-            raise InvalidArgument(f"card index {card.index}; indexes are 0 to {MAX_CARDS - 1}")
+        if not 0 <= card.index < MAX_CARDS_PER_NODE:
+            raise InvalidArgument(f"card index {card.index}; indexes are 0 to {MAX_CARDS_PER_NODE - 1}")
         if card.index in seen:
             raise InvalidArgument(f"card index {card.index} is reported twice")
         seen.add(card.index)

@@ -25,11 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from atelier.errors import InvalidArgument
 from atelier.scheduler.v1 import resources_pb2 as pb
+from atelier.scheduling.inventory import MAX_CARDS_PER_NODE
 
 GIB = 1024**3
-# Bounds of a declared node: cards on it (the largest servers hold 16; PCI bus numbers stop at 255)
-# and memory per card.
-MAX_CARDS = 64
+# The most memory a declared card may have.
 MAX_CARD_MEMORY_GIB = 4096
 
 # NVML topology levels (nvmlGpuTopologyLevel_t) -> link types.
@@ -75,7 +74,7 @@ class _CardEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(min_length=1)
-    count: int = Field(default=1, ge=1, le=MAX_CARDS)
+    count: int = Field(default=1, ge=1, le=MAX_CARDS_PER_NODE)
     memory_gib: float | None = Field(default=None, gt=0, le=MAX_CARD_MEMORY_GIB)
     compute_capability: str | None = Field(default=None, pattern=r"^[0-9]+\.[0-9]+$")
     healthy: bool = True
@@ -144,8 +143,8 @@ def _declared_cards(entries: Any, lookup: CardSpec, origin: str) -> list[pb.Card
             raise InvalidArgument(
                 f"{origin}: card model {model!r} is not in the catalogue; give memory_gib and compute_capability"
             )
-        if len(cards) + entry.count > MAX_CARDS:
-            raise InvalidArgument(f"{origin}: more than {MAX_CARDS} cards declared on one node")
+        if len(cards) + entry.count > MAX_CARDS_PER_NODE:
+            raise InvalidArgument(f"{origin}: more than {MAX_CARDS_PER_NODE} cards declared on one node")
         for _ in range(entry.count):
             index = len(cards)
             cards.append(

@@ -122,16 +122,7 @@ def test_following_a_job_that_fails_fails_the_command(
     followed = atelier(
         cluster,
         tmp_path,
-        "jobs",
-        "submit",
-        "--name",
-        "boom",
-        "-g",
-        "1",
-        "--follow",
-        "--",
-        "python",
-        "boom.py",
+        *["jobs", "submit", "--name", "boom", "-g", "1", "--follow", "--", "python", "boom.py"],
         ok=False,
     )
     again = atelier(cluster, tmp_path, "jobs", "logs", "boom", "--follow", ok=False)

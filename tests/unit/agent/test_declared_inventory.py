@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from atelier.errors import InvalidArgument
-from services.scheduler.agent.discovery import MAX_CARDS, DeclaredInventory
+from atelier.scheduling.inventory import MAX_CARDS_PER_NODE as MAX_CARDS
+from services.scheduler.agent.discovery import DeclaredInventory
 from services.scheduler.catalogue import card_spec
 
 
