@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 from google.protobuf import timestamp_pb2
 
+from atelier.errors import InvalidArgument
+
 
 def utc(moment: datetime) -> datetime:
     """`moment` as an aware UTC datetime (a naive one is taken to be UTC already)."""
@@ -14,6 +16,19 @@ def utc(moment: datetime) -> datetime:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_datetime(stamp: timestamp_pb2.Timestamp, field: str) -> datetime:
+    """A request's Timestamp as an aware UTC datetime; INVALID_ARGUMENT naming `field` for one outside
+    what a Timestamp may hold (a ValueError, which would answer INTERNAL, otherwise)."""
+    try:
+        return stamp.ToDatetime(UTC)
+    except ValueError:
+        raise InvalidArgument(
+            f"{field} has seconds {stamp.seconds} and nanos {stamp.nanos}; allowed: times from 0001-01-01 to "
+            "9999-12-31 (seconds -62135596800 to 253402300799, nanos 0 to 999999999)",
+            metadata={"field": field},
+        ) from None
 
 
 def to_timestamp(moment: datetime) -> timestamp_pb2.Timestamp:

@@ -15,6 +15,7 @@ from atelier.iam.v1 import resources_pb2
 from atelier.names import parse_name, validate_id
 from atelier.runtime.auth import CLUSTER_ROLE_NAMES, ROLE_NAMES
 from atelier.runtime.database import transaction
+from atelier.runtime.fields import check_enum
 from gateway.iam.tables import MemberRow, PrincipalRow
 
 Kind = resources_pb2.PrincipalKind
@@ -133,6 +134,7 @@ class Principals:
             return Principal.of(row)
 
     def page(self, kind: int = 0, after: str = "", limit: int = 100) -> list[Principal]:
+        check_enum("kind", kind, Kind)
         query = select(PrincipalRow).where(PrincipalRow.id > after).order_by(PrincipalRow.id).limit(limit)  # type: ignore[arg-type]
         if kind:
             query = query.where(PrincipalRow.kind == kind)

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from atelier.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from atelier.names import parse_name, validate_id
 from atelier.runtime.database import transaction
+from atelier.runtime.fields import check_enum, check_relative_path
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler import spec as specs
@@ -133,6 +134,7 @@ class Jobs:
         specs.check_command(clean)
         specs.check_env(dict(clean.env))
         specs.check_limits(clean)
+        specs.check_working_directory(clean.working_directory)
         clean.priority_class = specs.check_priority_class(clean.priority_class, self.priority_classes)
         if clean.executor == pb.EXECUTOR_KIND_UNSPECIFIED:
             clean.executor = self.default_executor  # type: ignore[assignment]
@@ -144,7 +146,7 @@ class Jobs:
             dataset.version = self.datasets(dataset.dataset, project)
             if not dataset.path:
                 dataset.path = dataset.version.split("/")[3]
-            specs.check_relative_path(dataset.path)
+            check_relative_path("job.datasets.path", dataset.path)  # inside the job's data directory
         paths = [dataset.path for dataset in clean.datasets]
         if len(set(paths)) != len(paths):
             repeated = sorted({p for p in paths if paths.count(p) > 1})
@@ -160,6 +162,8 @@ class Jobs:
 
     def list_jobs(self, parent: str, states: list[int], size: int, token: str) -> tuple[list[JobView], str]:
         project = parse_name(parent, "projects/{project}", "parent", wildcard=True)["project"]
+        for state in states:
+            check_enum("states", state, pb.JobState)
         limit = page_size(size)
         before = decode_token(token, None, int)
         query = select(JobRow).order_by(col(JobRow.id).desc()).limit(limit + 1)

@@ -11,6 +11,8 @@ from sqlmodel import Session, col, select
 from atelier.errors import InvalidArgument, NotFound
 from atelier.names import parse_name
 from atelier.runtime.database import transaction
+from atelier.runtime.fields import check_enum
+from atelier.runtime.timestamps import to_datetime
 from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.jobs import JOB, find_job, utcnow
 from services.scheduler.tables import JobRow, LogRow
@@ -28,6 +30,8 @@ class Logs:
     def append(self, job: str, lines: list[pb.LogLine]) -> None:
         if not lines:
             return
+        for index, line in enumerate(lines):
+            check_line(line, f"lines[{index}]")
         with transaction(self.engine) as session:
             add_lines(session, _job(session, job), lines)
 
@@ -44,6 +48,20 @@ class Logs:
                 .limit(limit)
             ).all()
             return list(lines), row.state
+
+
+def check_line(line: pb.LogLine, where: str) -> None:
+    """A line an agent sent: a known stream (unset means stdout), a valid time, an attempt and rank of 0 or
+    more."""
+    check_enum(f"{where}.stream", line.stream, pb.LogStream)
+    if line.HasField("time"):
+        to_datetime(line.time, f"{where}.time")
+    for field in ("attempt", "rank"):
+        value = getattr(line, field)
+        if value < 0:
+            raise InvalidArgument(
+                f"{where}.{field} is {value}; allowed: 0 or more", metadata={"field": f"{where}.{field}"}
+            )
 
 
 def add_lines(session: Session, row: JobRow, lines: list[pb.LogLine]) -> None:

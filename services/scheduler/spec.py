@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from atelier.errors import InvalidArgument
+from atelier.runtime.fields import check_enum
 from atelier.scheduler.v1 import resources_pb2 as pb
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -115,9 +116,7 @@ def check_enums(job: pb.Job) -> None:
         ("job.launcher", job.launcher, pb.Launcher),
         ("job.resources.precision", job.resources.precision, pb.Precision),
     ):
-        if value not in enum.values():
-            allowed = ", ".join(name for name in enum.keys() if not name.endswith("_UNSPECIFIED"))  # noqa: SIM118
-            raise InvalidArgument(f"{field} is {value}; allowed: {allowed}", metadata={"field": field})
+        check_enum(field, value, enum)
 
 
 def check_limits(job: pb.Job) -> None:
@@ -127,8 +126,12 @@ def check_limits(job: pb.Job) -> None:
         raise InvalidArgument("max_run_time must not be negative")
 
 
-def check_relative_path(path: str) -> None:
-    """A dataset directory inside the job's data directory: relative, without `..`."""
-    parts = path.split("/")
-    if path.startswith("/") or ".." in parts or "" in parts:
-        raise InvalidArgument(f"dataset path {path!r} must be relative, without '..' or empty parts")
+def check_working_directory(path: str) -> None:
+    """The directory the job's processes start in: a path without `..` segments (which would climb out
+    of what the submitter named) or NUL characters (which no process can receive)."""
+    if ".." in path.split("/") or "\x00" in path:
+        raise InvalidArgument(
+            f"job.working_directory {path!r} has a '..' segment or a NUL character; give a directory without "
+            "them (an absolute path such as /home/ana/project, or empty for the job's own directory)",
+            metadata={"field": "job.working_directory"},
+        )

@@ -58,6 +58,16 @@ def test_the_first_admin_token_is_written_for_its_owner_only(iam: Iam, tmp_path:
     assert res.ClusterRole.CLUSTER_ROLE_ADMIN in identity.cluster_roles
 
 
+def test_principals_are_listed_by_a_known_kind(iam: Iam) -> None:
+    iam.user("ana")
+    users = iam.call("ListPrincipals", pb.ListPrincipalsRequest(kind=res.PrincipalKind.PRINCIPAL_KIND_USER))
+    assert "users/ana" in [p.name for p in users.principals]
+    with pytest.raises(grpc.RpcError) as caught:
+        iam.call("ListPrincipals", pb.ListPrincipalsRequest(kind=99))  # type: ignore[arg-type]
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "kind is 99; allowed: PRINCIPAL_KIND_USER, PRINCIPAL_KIND_SERVICE_ACCOUNT"
+
+
 def test_roles_decide_what_a_user_may_do_in_a_project(data: Any, iam: Iam) -> None:
     create_project(data, iam, "vision")
     alice = iam.user("alice", {"vision": Role.ROLE_MEMBER})

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from google.protobuf import timestamp_pb2
 
 from atelier.client.data import DataClient
 from atelier.datasets.push import push
@@ -97,6 +98,8 @@ def test_a_cluster_without_nodes_says_how_to_add_one(cluster: Cluster) -> None:
         (job(env={"RANK": "3"}), "reserved"),
         (job(max_retries=-1), "max_retries must be >= 0"),
         (pb.Job(command=["python", "t.py"]), "a job run by agents needs GPUs"),
+        (job(working_directory="../../.."), "job.working_directory '../../..' has a '..' segment"),
+        (job(working_directory="/home/ana/../../etc"), "without them \\(an absolute path such as"),
     ],
 )
 def test_bad_jobs_get_a_clear_error(cluster: Cluster, submitted: pb.Job, expected: str) -> None:
@@ -258,6 +261,25 @@ def test_an_enum_value_outside_its_enum_is_refused(cluster: Cluster, fields: dic
     with pytest.raises(InvalidArgument, match="job.resources.precision is 99; allowed: PRECISION_FP32"):
         cluster.client.submit("lab", job(1, precision=99))
     assert list(cluster.client.list_jobs("lab")) == []
+
+
+def test_log_lines_and_state_filters_outside_their_enums_are_refused(cluster: Cluster) -> None:
+    register(cluster, "a", "A10")
+    name = cluster.client.submit("lab", job(1)).name
+    for line, expected in [
+        (pb.LogLine(text="x", stream=99), "lines\\[1\\].stream is 99; allowed: LOG_STREAM_STDOUT, LOG_STREAM_STDERR"),  # type: ignore[arg-type]
+        (pb.LogLine(text="x", attempt=-1), "lines\\[1\\].attempt is -1; allowed: 0 or more"),
+        (pb.LogLine(text="x", rank=-2), "lines\\[1\\].rank is -2; allowed: 0 or more"),
+        (pb.LogLine(text="x", time=timestamp_pb2.Timestamp(seconds=10**13)), "lines\\[1\\].time has seconds 1"),
+    ]:
+        with pytest.raises(InvalidArgument, match=expected):
+            cluster.agents.write_logs(name, [pb.LogLine(text="fine"), line])
+    assert "fine" not in [kept.text for read in cluster.client.logs(name) for kept in read.lines]  # none half-written
+    with pytest.raises(InvalidArgument, match="states is 99; allowed: JOB_STATE_PENDING"):
+        list(cluster.client.list_jobs("lab", states=[pb.JOB_STATE_RUNNING, 99]))  # type: ignore[list-item]
+    assert [j.name for j in cluster.client.list_jobs("lab", states=[pb.JOB_STATE_PENDING, pb.JOB_STATE_RUNNING])] == [
+        name
+    ]
 
 
 def test_datasets_at_one_path_and_nul_in_env_are_refused(cluster: Cluster, tmp_path: Path) -> None:
