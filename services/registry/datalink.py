@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 
 from atelier.client import DataClient
 from atelier.data.v1 import data_service_pb2 as data_rpc
 from atelier.data.v1 import resources_pb2 as data_pb
 from atelier.errors import FailedPrecondition, InvalidArgument, NotFound
-from atelier.names import parse_dataset_ref
+from atelier.names import parse_dataset_ref, parse_name
 from atelier.runtime.auth import Role, current_identity
+
+ARTIFACT = "projects/{project}/artifacts/{artifact}"
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def check_artifact_name(name: str, field: str) -> None:
+    """INVALID_ARGUMENT unless `name` names a data service artifact by its whole digest, as the data
+    service gives it: `projects/{project}/artifacts/{digest}`, 64 lowercase hex characters."""
+    if not _DIGEST.fullmatch(parse_name(name, ARTIFACT, field)["artifact"]):
+        raise InvalidArgument(
+            f"{field} {name!r} must be projects/{{project}}/artifacts/{{digest}} with the artifact's whole digest "
+            "(64 lowercase hex characters)",
+            metadata={"field": field, "value": name},
+        )
 
 
 class DataLink:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -48,11 +48,26 @@ def _seconds(moment: Timestamp) -> float:
     return moment.seconds + moment.nanos / 1e9
 
 
+MAX_KEY = 250
+"""The longest metric, param or tag key (the key columns' width, and MLflow's limit)."""
+
+
+def check_key(kind: str, key: str, field: str = "key") -> None:
+    """A metric's, param's or tag's key: 1-250 characters."""
+    if not key or len(key) > MAX_KEY:
+        raise InvalidArgument(f"{kind} key {key[:MAX_KEY]!r} must be 1-{MAX_KEY} characters", metadata={"field": field})
+
+
+def check_keys(kind: str, keys: Iterable[str], field: str) -> None:
+    """`check_key` for each key of a map of params or tags (`field` names the map)."""
+    for key in keys:
+        check_key(kind, key, field)
+
+
 def check_metric(key: str, value: float) -> None:
     """A metric's key (1-250 characters) and value (a finite number: NaN and infinities have no
     order, and are not stored)."""
-    if not key or len(key) > 250:
-        raise InvalidArgument(f"metric key {key[:250]!r} must be 1-250 characters", metadata={"field": "key"})
+    check_key("metric", key)
     if not math.isfinite(value):
         raise InvalidArgument(
             f"metric {key!r} is {value}: metric values are finite numbers", metadata={"field": "value", "value": key}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 from google.protobuf import json_format
@@ -18,10 +18,12 @@ from atelier.names import parse_name
 from atelier.registry.v1 import registry_service_pb2 as rpc
 from atelier.registry.v1 import resources_pb2 as pb
 from atelier.runtime.database import transaction
+from atelier.runtime.fields import check_relative_path
 from atelier.runtime.pagination import decode_token, encode_token, page_size
-from services.registry.datalink import DataLink
+from atelier.runtime.timestamps import to_datetime, utc
+from services.registry.datalink import DataLink, check_artifact_name
 from services.registry.experiments import EXPERIMENT, Experiments, now
-from services.registry.points import decode_points
+from services.registry.points import check_keys, decode_points
 from services.registry.search import RUNS, apply_ordering, compile_filter, parse_order_by
 from services.registry.tables import (
     ExperimentRow,
@@ -34,6 +36,7 @@ from services.registry.tables import (
     RunTagRow,
 )
 from services.registry.upsert import insert_ignore, upsert_latest
+from services.registry.usage import JOB
 
 RUN = "projects/{project}/experiments/{experiment}/runs/{run}"
 MAX_POINTS = 100_000
@@ -68,6 +71,18 @@ def numeric(value: str) -> float | None:
     return number if number == number and abs(number) != float("inf") else None
 
 
+def _check_new_run(run: pb.Run) -> None:
+    """A new run's own fields: keys of params and tags, the job and diff artifact as the names they are."""
+    check_keys("param", run.params, "run.params")
+    check_keys("tag", run.tags, "run.tags")
+    if run.job:
+        parse_name(run.job, JOB, "run.job")
+    if run.code.diff_artifact:
+        check_artifact_name(run.code.diff_artifact, "run.code.diff_artifact")
+    if run.HasField("start_time"):
+        to_datetime(run.start_time, "run.start_time")
+
+
 @dataclass
 class RunView:
     """A run with its experiment, last metric values and artifacts."""
@@ -96,6 +111,7 @@ class Tracking:
     def create_run(self, parent: str, run: pb.Run) -> RunView:
         parts = parse_name(parent, EXPERIMENT, "parent")
         project = parts["project"]
+        _check_new_run(run)  # before anything is written (the experiment is created on the way)
         inputs = sorted({self.data.dataset_version(ref, project) for ref in run.inputs})
         if run.parent_run:
             self.get_run(run.parent_run)
@@ -107,7 +123,7 @@ class Tracking:
                 experiment_id=experiment_id,
                 display_name=run.display_name,
                 state=pb.RUN_STATE_RUNNING,
-                start_time=run.start_time.ToDatetime(UTC) if run.HasField("start_time") else stamp,
+                start_time=to_datetime(run.start_time, "run.start_time") if run.HasField("start_time") else stamp,
                 heartbeat_time=stamp,
                 user=run.user,
                 job=run.job,
@@ -195,8 +211,17 @@ class Tracking:
                 metadata={"field": "update_mask"},
             )
         parts = parse_name(run.name, RUN, "run.name")
+        if "tags" in paths:
+            check_keys("tag", run.tags, "run.tags")
+        end = to_datetime(run.end_time, "run.end_time") if "end_time" in paths and run.HasField("end_time") else None
         with transaction(self.engine) as session:
             row = self._run(session, parts)
+            if end is not None and end < utc(row.start_time):
+                raise InvalidArgument(
+                    f"run.end_time {end.isoformat()} is before the run's start_time {utc(row.start_time).isoformat()}; "
+                    "allowed: the start time or later",
+                    metadata={"field": "run.end_time"},
+                )
             if "state" in paths:
                 if run.state == pb.RUN_STATE_UNSPECIFIED or run.state not in pb.RunState.values():
                     raise InvalidArgument("run.state must be RUNNING, FINISHED, FAILED or KILLED")
@@ -206,7 +231,7 @@ class Tracking:
             if "state_message" in paths:
                 row.state_message = run.state_message
             if "end_time" in paths:
-                row.end_time = run.end_time.ToDatetime(UTC) if run.HasField("end_time") else None
+                row.end_time = end
             if "display_name" in paths:
                 row.display_name = run.display_name
             if "tags" in paths:
@@ -238,6 +263,8 @@ class Tracking:
         if count > MAX_POINTS:
             raise InvalidArgument(f"{count} metric points in one call; at most {MAX_POINTS}")
         parts = parse_name(name, RUN, "run")
+        check_keys("param", params, "params")
+        check_keys("tag", tags, "tags")
         rows, latest = decode_points(points, columns)
         with transaction(self.engine) as session:
             # The run's code, environment and command are not needed here: not decoding them keeps
@@ -318,8 +345,13 @@ class Tracking:
 
     def add_artifact(self, name: str, artifact: pb.RunArtifact) -> RunView:
         parts = parse_name(name, RUN, "run")
-        if not artifact.path:
-            raise InvalidArgument("artifact.path is required", metadata={"field": "artifact.path"})
+        check_relative_path("artifact.path", artifact.path)  # relative to the run's artifact root
+        check_artifact_name(artifact.artifact, "artifact.artifact")
+        if artifact.size_bytes < 0:
+            raise InvalidArgument(
+                f"artifact.size_bytes is {artifact.size_bytes}; allowed: 0 or more",
+                metadata={"field": "artifact.size_bytes"},
+            )
         canonical = self.data.artifact(artifact.artifact)
         with transaction(self.engine) as session:
             run = self._run(session, parts)

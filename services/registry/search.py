@@ -18,6 +18,7 @@ from sqlmodel import col
 from atelier.errors import InvalidArgument
 from atelier.registry.v1 import resources_pb2 as pb
 from services.registry.filters import And, Comparison, Expr, Field, Literal, Not, Or, parse_filter
+from services.registry.points import MAX_KEY
 from services.registry.tables import (
     ModelRow,
     ModelVersionRow,
@@ -238,6 +239,12 @@ def parse_order_by(text: str, target: Target, default: str) -> Ordering:
         field = words[0]
         if field.startswith("metrics.") and index == 0:
             metric, metric_desc = field.removeprefix("metrics."), desc
+            if not 1 <= len(metric) <= MAX_KEY:
+                raise InvalidArgument(
+                    f"invalid order_by {text!r}: order by metrics.<name> with a name of 1-{MAX_KEY} characters, "
+                    "e.g. `metrics.val_accuracy desc`",
+                    metadata={"field": "order_by"},
+                )
         elif field in target.columns:
             columns.append((target.columns[field], desc))
         else:

@@ -192,7 +192,7 @@ class CodeVersion(_message.Message):
     dirty: _builtins.bool
     """Whether the work tree had uncommitted changes."""
     diff_artifact: _builtins.str
-    """Artifact holding `git diff HEAD` when dirty (a data service artifact name)."""
+    """Artifact holding `git diff HEAD` when dirty (`projects/{project}/artifacts/{digest}`)."""
     def __init__(
         self,
         *,
@@ -290,7 +290,7 @@ class RunArtifact(_message.Message):
     ARTIFACT_FIELD_NUMBER: _builtins.int
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
     path: _builtins.str
-    """Path of the file relative to the run's artifact root."""
+    """Path of the file relative to the run's artifact root (no `..` or empty segments)."""
     artifact: _builtins.str
     """The data service artifact (`projects/{project}/artifacts/{digest}`)."""
     size_bytes: _builtins.int
@@ -404,7 +404,7 @@ class Run(_message.Message):
     state_message: _builtins.str
     """Why the run failed, when it did."""
     job: _builtins.str
-    """The scheduler job that ran it (free-form until the scheduler exists)."""
+    """The scheduler job that ran it, `projects/{project}/jobs/{job}` (the SDK takes it from `ATELIER_JOB`)."""
     parent_run: _builtins.str
     """The run this one is a child of."""
     user: _builtins.str

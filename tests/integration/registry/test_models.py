@@ -129,6 +129,13 @@ def test_bad_versions_are_refused(stack: tuple[DataClient, RegistryClient]) -> N
         registry.create_version(
             MODEL, pb.ModelVersion(artifact="projects/lab/artifacts/" + "a" * 64, format=pb.MODEL_FORMAT_TORCHSCRIPT)
         )
+    for version, expected in [
+        (pb.ModelVersion(lineage=pb.Lineage(params={"": "1"})), "param key '' must be 1-250 characters"),
+        (pb.ModelVersion(tags={"t" * 251: "x"}), "tag key 'tt+' must be 1-250 characters"),
+    ]:
+        version.artifact, version.format = artifact, pb.MODEL_FORMAT_TORCHSCRIPT
+        with pytest.raises(InvalidArgument, match=expected):
+            registry.create_version(MODEL, version)
 
 
 def test_concurrent_registrations_into_a_new_model_get_distinct_numbers(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from google.protobuf import timestamp_pb2
 
 from atelier.client import DataClient, RegistryClient
 from atelier.datasets.push import push
@@ -85,6 +87,8 @@ def test_search_runs_by_metrics_params_and_state(stack: tuple[DataClient, Regist
         list(registry.list_runs(EXPERIMENT, filter="metrics.val_accuracy > "))
     with pytest.raises(InvalidArgument, match="unknown field colour"):
         list(registry.list_runs(EXPERIMENT, filter="colour = 1"))
+    with pytest.raises(InvalidArgument, match="order by metrics.<name> with a name of 1-250 characters"):
+        list(registry.list_runs(EXPERIMENT, order_by="metrics. desc"))
 
 
 def test_silent_runs_are_failed(stack: tuple[DataClient, RegistryClient], database_url: str) -> None:
@@ -99,3 +103,79 @@ def test_silent_runs_are_failed(stack: tuple[DataClient, RegistryClient], databa
     failed = registry.get_run(run.name)
     assert failed.state == pb.RUN_STATE_FAILED
     assert "no heartbeat" in failed.state_message
+
+
+def test_run_fields_naming_a_job_or_artifact_are_checked_before_anything_is_written(
+    stack: tuple[DataClient, RegistryClient],
+) -> None:
+    _, registry = stack
+    for run, expected in [
+        (pb.Run(job="train-7"), "invalid run.job 'train-7': expected projects/{project}/jobs/{job}"),
+        (pb.Run(code=pb.CodeVersion(diff_artifact="diff.patch")), "invalid run.code.diff_artifact 'diff.patch'"),
+        (
+            pb.Run(code=pb.CodeVersion(diff_artifact="projects/lab/artifacts/zz")),
+            "run.code.diff_artifact 'projects/lab/artifacts/zz' must be projects/{project}/artifacts/{digest} with "
+            "the artifact's whole digest (64 lowercase hex characters)",
+        ),
+        (pb.Run(params={"": "1"}), "param key '' must be 1-250 characters"),
+        (pb.Run(tags={"k" * 251: "v"}), "tag key 'kkk"),
+        (pb.Run(start_time=timestamp_pb2.Timestamp(seconds=10**13)), "run.start_time has seconds 10000000000000"),
+    ]:
+        with pytest.raises(InvalidArgument, match=re.escape(expected)):
+            registry.create_run("projects/lab/experiments/untouched", run)
+    assert "untouched" not in [e.name.rsplit("/", 1)[-1] for e in registry.list_experiments("lab")]
+
+    diff = "projects/lab/artifacts/" + "a" * 64
+    run = registry.create_run(
+        EXPERIMENT, pb.Run(job="projects/lab/jobs/train-7", code=pb.CodeVersion(diff_artifact=diff))
+    )
+    assert (run.job, run.code.diff_artifact) == ("projects/lab/jobs/train-7", diff)
+
+
+def test_bad_keys_and_an_end_before_the_start_are_refused_and_nothing_is_kept(
+    stack: tuple[DataClient, RegistryClient],
+) -> None:
+    _, registry = stack
+    run = registry.create_run(EXPERIMENT, pb.Run(start_time=timestamp_pb2.Timestamp(seconds=2_000_000_000)))
+    point = pb.MetricPoint(key="loss", step=1, value=0.5)
+    with pytest.raises(InvalidArgument, match="param key '' must be 1-250 characters"):
+        registry.log(run.name, metrics=[point], params={"": "0.1"})
+    with pytest.raises(InvalidArgument, match="tag key '' must be 1-250 characters"):
+        registry.log(run.name, metrics=[point], tags={"": "x"})
+    with pytest.raises(InvalidArgument, match="metric key '' must be 1-250 characters"):
+        registry.log(run.name, metrics=[point, pb.MetricPoint(key="", step=1, value=1)])
+    assert dict(registry.get_run(run.name).metrics) == {}
+
+    early = pb.Run(name=run.name, state=pb.RUN_STATE_FINISHED, end_time=timestamp_pb2.Timestamp(seconds=1_999_999_999))
+    with pytest.raises(
+        InvalidArgument,
+        match=re.escape(
+            "run.end_time 2033-05-18T03:33:19+00:00 is before the run's start_time 2033-05-18T03:33:20+00:00; "
+            "allowed: the start time or later"
+        ),
+    ):
+        registry.update_run(early, ["state", "end_time"])
+    with pytest.raises(InvalidArgument, match="run.end_time has seconds -99999999999"):
+        registry.update_run(
+            pb.Run(name=run.name, end_time=timestamp_pb2.Timestamp(seconds=-99_999_999_999)), ["end_time"]
+        )
+    assert registry.get_run(run.name).state == pb.RUN_STATE_RUNNING
+    early.end_time.seconds = 2_000_000_000
+    assert registry.update_run(early, ["state", "end_time"]).end_time.seconds == 2_000_000_000
+
+
+def test_run_artifacts_need_a_relative_path_a_whole_digest_and_a_size(stack: tuple[DataClient, RegistryClient]) -> None:
+    _, registry = stack
+    run = registry.create_run(EXPERIMENT, pb.Run())
+    stored = "projects/lab/artifacts/" + "a" * 64
+    for path, artifact, size, expected in [
+        ("model.pt", "projects/lab/artifacts/zz", 1, "artifact.artifact 'projects/lab/artifacts/zz' must be projects/"),
+        ("../x", stored, 1, "artifact.path '../x' must be a relative path of 1-1000 characters without '..' or empty"),
+        ("/etc/passwd", stored, 1, "artifact.path '/etc/passwd' must be a relative path"),
+        ("out//model.pt", stored, 1, "artifact.path 'out//model.pt' must be a relative path"),
+        ("", stored, 1, "artifact.path '' must be a relative path"),
+        ("model.pt", stored, -5, "artifact.size_bytes is -5; allowed: 0 or more"),
+    ]:
+        with pytest.raises(InvalidArgument, match=re.escape(expected)):
+            registry.add_artifact(run.name, path, artifact, size)
+    assert list(registry.get_run(run.name).artifacts) == []
