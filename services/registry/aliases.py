@@ -156,19 +156,25 @@ class Aliases:
     def delete(self, name: str, author: str) -> None:
         parts = parse_name(name, "projects/{project}/models/{model}/aliases/{alias}")
         with transaction(self.engine) as session:
-            current = self.models.resolve(session, parts["project"], parts["model"], parts["alias"])
+            model = self.models._model(session, parts["project"], parts["model"])
+            assert model is not None
+            assert model.id is not None
+            held = self.models._aliases(session, model)
+            if parts["alias"] not in held:
+                raise NotFound(
+                    f"model {parts['project']}/{parts['model']} has no alias {parts['alias']!r}; its aliases are: "
+                    f"{', '.join(sorted(held)) or '(none)'}",
+                    metadata={"resource": name},
+                )
             row = session.exec(
-                select(AliasRow).where(AliasRow.model_id == current.model.id, AliasRow.name == parts["alias"])
-            ).first()
-            if row is None:
-                raise NotFound(f"alias {parts['alias']!r} not found", metadata={"resource": name})
-            assert current.model.id is not None
+                select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.name == parts["alias"])
+            ).one()
             session.delete(row)
             session.add(
                 AliasEventRow(
-                    model_id=current.model.id,
+                    model_id=model.id,
                     alias=parts["alias"],
-                    previous_number=current.row.number,
+                    previous_number=held[parts["alias"]],
                     number=0,
                     author=author,
                     event_time=now(),

@@ -87,6 +87,13 @@ def test_gated_promotion_and_history(stack: tuple[DataClient, RegistryClient], t
     for unknown in ("number >= 1", "metrics.val_accuracy > current.number", "author = ana"):
         with pytest.raises(InvalidArgument, match="a gate cannot compare .*: gates compare metrics.<name>"):
             registry.set_alias(MODEL, "staging", "v3", gate=unknown, author="bo")
+    registry.delete_alias(f"{MODEL}/aliases/production", author="bo")
+    with pytest.raises(NotFound, match="model lab/digits has no alias 'production'; its aliases are: \\(none\\)"):
+        registry.delete_alias(f"{MODEL}/aliases/production", author="bo")
+    assert [(e.previous_version[-2:], e.version[-2:]) for e in registry.alias_events(MODEL)][:2] == [
+        ("v3", ""),
+        ("v1", "v3"),
+    ]
 
 
 def test_lineage_graph_and_reproduction(stack: tuple[DataClient, RegistryClient], tmp_path: Path, digits: str) -> None:
