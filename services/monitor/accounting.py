@@ -18,6 +18,10 @@ from atelier.runtime.timestamps import utc
 from services.monitor.tables import ReportRow, UsageRow
 
 MAX_SAMPLES = 10_000
+MAX_CARD_WATTS = 10_000
+"""The most power a sample may claim for its card over its interval: ten times the largest cards' board
+power (about 1 kW), so a glitching counter or a wrong sender cannot store energies that swamp, or
+overflow, the sums."""
 GROUPINGS: dict[int, str] = {
     pb.USAGE_GROUPING_UNSPECIFIED: "job",
     pb.USAGE_GROUPING_JOB: "job",
@@ -219,9 +223,17 @@ def _checked(sample: pb.UsageSample, index: int) -> tuple[pb.UsageSample, str, d
         value = getattr(sample, field)
         if not math.isfinite(value) or value < 0:
             raise InvalidArgument(f"{where}.{field} must be a finite number >= 0, got {value}")
-    if sample.gpu_seconds > (end - start).total_seconds() + 1e-6:
+    interval = (end - start).total_seconds()
+    if sample.gpu_seconds > interval + 1e-6:
         raise InvalidArgument(
-            f"{where}.gpu_seconds {sample.gpu_seconds:g} is longer than its interval "
-            f"({(end - start).total_seconds():g} s)"
+            f"{where}.gpu_seconds {sample.gpu_seconds:g} is longer than its interval ({interval:g} s)"
+        )
+    # A second's slack: a counter may advance in steps rather than continuously.
+    most = MAX_CARD_WATTS * (interval + 1)
+    if sample.energy_joules > most:
+        raise InvalidArgument(
+            f"{where}.energy_joules {sample.energy_joules:g} is more than a card draws in its interval "
+            f"({interval:g} s); allowed: 0 to {most:g} J (at most {MAX_CARD_WATTS} W)",
+            metadata={"field": f"{where}.energy_joules"},
         )
     return sample, project, start, end

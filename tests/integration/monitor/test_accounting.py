@@ -3,6 +3,7 @@ a retried report counts once; bad reports are refused whole (SQLite and PostgreS
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -68,6 +69,22 @@ def test_a_retried_report_counts_once(monitor: MonitorClient) -> None:
         ("nodes/n1", [sample("vision/train", "GPU-a", T0, 1, 1)], "samples[1].job"),
         ("nodes/n1", [sample("projects/vision/jobs/train", "", T0, 1, 1)], "samples[1].card_uuid is empty"),
         ("nodes/n1", [sample("projects/vision/jobs/train", "GPU-a", T0, 10, -1)], "energy_joules must be a finite"),
+        (
+            "nodes/n1",
+            [sample("projects/vision/jobs/train", "GPU-a", T0, 10, math.nan)],
+            "energy_joules must be a finite",
+        ),
+        (
+            "nodes/n1",
+            [sample("projects/vision/jobs/train", "GPU-a", T0, 10, math.inf)],
+            "energy_joules must be a finite",
+        ),
+        (
+            "nodes/n1",
+            [sample("projects/vision/jobs/train", "GPU-a", T0, 10, 1.7e308)],
+            "samples[1].energy_joules 1.7e+308 is more than a card draws in its interval (10 s); allowed: 0 to "
+            "110000 J (at most 10000 W)",
+        ),
         ("nodes/n1", [pb.UsageSample(job="projects/v/jobs/t", card_uuid="GPU-a")], "needs start_time and end_time"),
     ],
 )
