@@ -81,6 +81,13 @@ def infer_request(message: v2.ModelInferRequest) -> InferRequest:
     for index, tensor in enumerate(tensors):
         shape = tuple(tensor.shape)  # int64 values: Python ints already
         if raw:
+            if tensor.HasField("contents"):  # refused as Triton does: which of the two would count?
+                raise InvalidArgument(
+                    f"contents field must not be specified when using raw_input_contents for '{tensor.name}' for "
+                    f"model '{message.model_name}'; give every input's values in raw_input_contents or every "
+                    "input's in its contents",
+                    metadata={"input": tensor.name},
+                )
             inputs.append(TensorInput(tensor.name, tensor.datatype, shape, raw[index]))
         else:
             field = _CONTENTS.get(tensor.datatype)

@@ -106,6 +106,17 @@ def test_raw_contents_that_do_not_match_the_inputs(affine: Platform) -> None:
     assert "raw_input_contents has 2 entries for 1 inputs" in (error.details() or "")
 
 
+def test_raw_and_typed_contents_for_one_input_are_refused(affine: Platform) -> None:
+    request = service_pb2.ModelInferRequest(model_name="affine")
+    request.inputs.add(name="input", datatype="FP32", shape=[1, 4]).contents.fp32_contents.extend([1, 1, 1, 1])
+    request.raw_input_contents.append(b"\0" * 16)
+    error = raw_call(affine, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (error.details() or "").startswith(
+        "contents field must not be specified when using raw_input_contents for 'input' for model 'affine'"
+    )
+
+
 def test_typed_contents_are_accepted_too(affine: Platform) -> None:
     request = service_pb2.ModelInferRequest(model_name="affine")
     request.inputs.add(name="input", datatype="FP32", shape=[1, 4]).contents.fp32_contents.extend([1, 1, 1, 1])
