@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
 
 from atelier.errors import InvalidArgument
 
@@ -29,6 +30,14 @@ def to_datetime(stamp: timestamp_pb2.Timestamp, field: str) -> datetime:
             "9999-12-31 (seconds -62135596800 to 253402300799, nanos 0 to 999999999)",
             metadata={"field": field},
         ) from None
+
+
+def optional_datetime(message: Message, field: str, label: str = "") -> datetime | None:
+    """`message.<field>` as `to_datetime` gives it, or None when the field is unset; errors name
+    `label` (the field's path in the request) or else `field`."""
+    if not message.HasField(field):
+        return None
+    return to_datetime(getattr(message, field), label or field)
 
 
 def to_timestamp(moment: datetime) -> timestamp_pb2.Timestamp:

@@ -3,7 +3,6 @@ what is decided before a handler runs, by the runtime's access table like every 
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -16,6 +15,7 @@ from atelier.names import parse_name
 from atelier.runtime.auth import current_identity
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from atelier.runtime.server import BlockingRunner
+from atelier.runtime.timestamps import optional_datetime, to_datetime
 from gateway.iam.audit import AuditEvent, AuditLog
 from gateway.iam.convert import audit_pb, identity_pb, member_pb, principal_pb, token_pb
 from gateway.iam.identify import Identifier
@@ -97,7 +97,7 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
         if caller is not None and not caller.is_admin and caller.principal != request.parent and not t.scope_project:
             # A service issues other principals' tokens only for one project (a job's).
             raise PermissionDenied(f"{caller.principal} may issue tokens of {request.parent} only with a scope_project")
-        expire = t.expire_time.ToDatetime(UTC) if t.HasField("expire_time") else None
+        expire = optional_datetime(t, "expire_time", "token.expire_time")
         token, secret = await self.run(
             self.tokens.create, request.parent, t.display_name, expire, t.scope_project, t.scope_role
         )
@@ -141,7 +141,7 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
     ) -> pb.WriteAuditEventsResponse:
         events = [
             AuditEvent(
-                e.time.ToDatetime(UTC),
+                to_datetime(e.time, f"events[{index}].time"),
                 e.principal,
                 e.method,
                 e.project.removeprefix("projects/"),
@@ -150,7 +150,7 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
                 e.code,
                 e.service,
             )
-            for e in request.events
+            for index, e in enumerate(request.events)
         ]
         return pb.WriteAuditEventsResponse(written=await self.run(self.audit.write, events))
 
@@ -160,8 +160,7 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
             parse_principal(request.principal, "principal")
         limit = page_size(request.page_size)
         before = int(decode_token(request.page_token, 0))
-        start = request.start_time.ToDatetime(UTC) if request.HasField("start_time") else None
-        end = request.end_time.ToDatetime(UTC) if request.HasField("end_time") else None
+        start, end = optional_datetime(request, "start_time"), optional_datetime(request, "end_time")
         found = await self.run(self.audit.page, project, request.principal, start, end, before, limit + 1)
         token = encode_token(found[limit - 1].id) if len(found) > limit else ""
         return pb.ListAuditEventsResponse(events=[audit_pb(e) for e in found[:limit]], next_page_token=token)

@@ -14,7 +14,7 @@ from atelier.errors import InvalidArgument
 from atelier.monitor.v1 import monitor_service_pb2 as pb
 from atelier.names import parse_name
 from atelier.runtime.database import transaction
-from atelier.runtime.timestamps import utc
+from atelier.runtime.timestamps import to_datetime, utc
 from services.monitor.tables import ReportRow, UsageRow
 
 MAX_SAMPLES = 10_000
@@ -216,7 +216,8 @@ def _checked(sample: pb.UsageSample, index: int) -> tuple[pb.UsageSample, str, d
         raise InvalidArgument(f"{where}.card_uuid is empty; give the card's UUID (GPU-...)")
     if not sample.HasField("start_time") or not sample.HasField("end_time"):
         raise InvalidArgument(f"{where} needs start_time and end_time")
-    start, end = sample.start_time.ToDatetime(UTC), sample.end_time.ToDatetime(UTC)
+    start = to_datetime(sample.start_time, f"{where}.start_time")
+    end = to_datetime(sample.end_time, f"{where}.end_time")
     if end < start:
         raise InvalidArgument(f"{where}.end_time {end.isoformat()} is before its start_time {start.isoformat()}")
     for field in ("gpu_seconds", "energy_joules"):

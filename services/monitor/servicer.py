@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 from atelier.errors import InvalidArgument
@@ -10,7 +9,7 @@ from atelier.monitor.v1 import monitor_service_pb2 as pb
 from atelier.monitor.v1 import monitor_service_pb2_grpc
 from atelier.names import parse_name
 from atelier.runtime.server import BlockingRunner
-from atelier.runtime.timestamps import to_timestamp
+from atelier.runtime.timestamps import optional_datetime, to_timestamp
 from services.monitor.accounting import Accounting, Totals
 from services.monitor.drift import ColumnDrift
 from services.monitor.drifts import DEPLOYMENT, DeploymentDrift, DriftMonitor, Samples
@@ -35,8 +34,7 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):
         return pb.ReportUsageResponse(recorded_samples=recorded, duplicate=duplicate)
 
     async def QueryUsage(self, request: pb.QueryUsageRequest, context: Context) -> pb.QueryUsageResponse:
-        start = request.start_time.ToDatetime(UTC) if request.HasField("start_time") else None
-        end = request.end_time.ToDatetime(UTC) if request.HasField("end_time") else None
+        start, end = optional_datetime(request, "start_time"), optional_datetime(request, "end_time")
         rows, total = await self.run(self.accounting.query, request.parent, start, end, request.group_by)
         return pb.QueryUsageResponse(rows=[usage_row(r) for r in rows], total=usage_row(total))
 

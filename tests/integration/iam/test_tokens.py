@@ -192,3 +192,28 @@ def test_writes_are_recorded_as_the_caller_whatever_the_request_claims(
         alice,
     )
     assert run.user == "alice"
+
+
+@pytest.mark.parametrize(
+    ("method", "request_", "field"),
+    [
+        (
+            "CreateToken",
+            pb.CreateTokenRequest(
+                parent="users/admin", token=res.Token(expire_time=timestamp_pb2.Timestamp(seconds=2**40))
+            ),
+            "token.expire_time",
+        ),
+        ("ListAuditEvents", pb.ListAuditEventsRequest(end_time=timestamp_pb2.Timestamp(seconds=-(2**40))), "end_time"),
+        (
+            "WriteAuditEvents",
+            pb.WriteAuditEventsRequest(events=[res.AuditEvent(time=timestamp_pb2.Timestamp(nanos=-1))]),
+            "events[0].time",
+        ),
+    ],
+)
+def test_times_no_timestamp_may_hold_are_refused(iam: Iam, method: str, request_: Any, field: str) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        iam.call(method, request_)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details().startswith(f"{field} has seconds")

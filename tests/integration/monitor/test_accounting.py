@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from atelier.client.monitor import MonitorClient
 from atelier.errors import InvalidArgument
@@ -62,6 +63,11 @@ def test_a_retried_report_counts_once(monitor: MonitorClient) -> None:
     assert monitor.query_usage("vision").total.gpu_hours == pytest.approx(60 / 3600)
 
 
+def _far(made: pb.UsageSample) -> pb.UsageSample:
+    made.end_time.seconds = 2**40  # past the year 9999: no Timestamp may hold it
+    return made
+
+
 @pytest.mark.parametrize(
     ("node", "samples", "message"),
     [
@@ -86,6 +92,11 @@ def test_a_retried_report_counts_once(monitor: MonitorClient) -> None:
             "110000 J (at most 10000 W)",
         ),
         ("nodes/n1", [pb.UsageSample(job="projects/v/jobs/t", card_uuid="GPU-a")], "needs start_time and end_time"),
+        (
+            "nodes/n1",
+            [_far(sample("projects/vision/jobs/train", "GPU-a", T0, 10, 1))],
+            "samples[1].end_time has seconds",
+        ),
     ],
 )
 def test_bad_reports_are_refused_whole(
@@ -104,3 +115,11 @@ def test_a_sample_longer_than_its_interval_is_refused(monitor: MonitorClient) ->
         monitor.report_usage("nodes/n1", "r", [made])
     with pytest.raises(InvalidArgument, match="is not after start_time"):
         monitor.query_usage("vision", start=T0, end=T0)
+
+
+def test_a_query_from_past_the_year_9999_is_refused(monitor: MonitorClient) -> None:
+    request = pb.QueryUsageRequest(parent="projects/vision", start_time=Timestamp(seconds=2**40))
+    with pytest.raises(
+        InvalidArgument, match=r"start_time has seconds 1099511627776 .* allowed: times from 0001-01-01"
+    ):
+        monitor.call(monitor.stub.QueryUsage, request)
