@@ -7,6 +7,7 @@ from bisect import bisect_left
 from atelier.data.v1 import data_service_pb2 as rpc
 from atelier.data.v1 import resources_pb2 as pb
 from atelier.errors import InvalidArgument
+from atelier.runtime.fields import check_enum
 from atelier.runtime.pagination import decode_token, encode_token, page_size
 from services.data import manifests
 from services.data.catalog import Catalog, HasManifest
@@ -16,6 +17,7 @@ def list_files(
     catalog: Catalog, holder: HasManifest, request: rpc.ListFilesRequest
 ) -> tuple[list[pb.FileEntry], str, str]:
     """A page of files in path order, starting after the token's path, limited to the prefix."""
+    check_enum("view", request.view, rpc.FileView)
     loaded = catalog.manifest(holder)
     limit = page_size(request.page_size, default=1000, maximum=10000)
     after = decode_token(request.page_token, None, str)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import grpc
 import pytest
 
 from atelier.client import DataClient
@@ -99,6 +100,18 @@ def test_list_files_paginates(data_client: DataClient, tmp_path: Path) -> None:
             break
     assert [len(p) for p in pages] == [10, 10, 5]
     assert sum(pages, []) == [f"f{i:04d}" for i in range(25)]
+
+
+def test_list_files_names_the_views_it_knows(data_client: DataClient, tmp_path: Path) -> None:
+    write_tree(tmp_path / "src", {"a": b"1"})
+    push(data_client, tmp_path / "src", REF)
+    from atelier.data.v1 import data_service_pb2 as rpc
+
+    request = rpc.ListFilesRequest(name="projects/lab/datasets/digits/versions/v1", view=7)  # type: ignore[arg-type]
+    with pytest.raises(grpc.RpcError) as raised:
+        data_client.stub.ListFiles(request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details() == "view is 7; allowed: FILE_VIEW_BASIC, FILE_VIEW_FULL"
 
 
 def test_references_resolve(data_client: DataClient, tmp_path: Path) -> None:
