@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.sql import Select
 from sqlmodel import Session
 
@@ -200,5 +200,7 @@ def _translated() -> Iterator[None]:
         yield
     except IntegrityError as error:
         raise AlreadyExists(f"conflicting write: {error.orig}") from error
+    except DataError as error:  # PostgreSQL refusing a value, e.g. a NUL character in text
+        raise InvalidArgument(f"a value the database cannot store: {error.orig}") from error
     except OperationalError as error:
         raise Unavailable(f"database unavailable: {error.orig}") from error

@@ -15,7 +15,7 @@ from atelier.registry.v1 import resources_pb2 as pb
 from atelier.runtime.server import BlockingRunner
 from services.registry.experiments import now
 from services.registry.models import MODEL, Models
-from services.registry.points import check_keys, check_metric
+from services.registry.points import check_entries, check_metric
 from services.registry.registration import Registration, Registrations
 from services.registry.runs import RunView, numeric
 from services.registry.usage import Usage, of_run
@@ -210,8 +210,8 @@ def check_version(version: pb.ModelVersion) -> None:
         )
     for key, value in version.metrics.items():
         check_metric(key, value)
-    check_keys("param", version.lineage.params, "model_version.lineage.params")
-    check_keys("tag", version.tags, "model_version.tags")
+    check_entries("param", version.lineage.params, "model_version.lineage.params")
+    check_entries("tag", version.tags, "model_version.tags")
     if version.format == pb.MODEL_FORMAT_STATE_DICT and ":" not in version.module_class:
         raise InvalidArgument(
             f"a STATE_DICT version needs module_class as `package.module:Class`, got {version.module_class!r}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -58,10 +58,16 @@ def check_key(kind: str, key: str, field: str = "key") -> None:
         raise InvalidArgument(f"{kind} key {key[:MAX_KEY]!r} must be 1-{MAX_KEY} characters", metadata={"field": field})
 
 
-def check_keys(kind: str, keys: Iterable[str], field: str) -> None:
-    """`check_key` for each key of a map of params or tags (`field` names the map)."""
-    for key in keys:
+def check_entries(kind: str, entries: Mapping[str, str], field: str) -> None:
+    """A map of params or tags (`field` names it): `check_key` for each key, and no NUL character in
+    a key or a value (text columns cannot hold one on PostgreSQL)."""
+    for key, value in entries.items():
         check_key(kind, key, field)
+        if "\x00" in key or "\x00" in value:
+            raise InvalidArgument(
+                f"{kind} {key[:MAX_KEY]!r} holds a NUL character (0x00); keys and values are text without one",
+                metadata={"field": field},
+            )
 
 
 def check_metric(key: str, value: float) -> None:

@@ -23,7 +23,7 @@ from atelier.runtime.pagination import decode_token, encode_token, page_size
 from atelier.runtime.timestamps import to_datetime, utc
 from services.registry.datalink import DataLink, check_artifact_name
 from services.registry.experiments import EXPERIMENT, Experiments, now
-from services.registry.points import check_keys, decode_points
+from services.registry.points import check_entries, decode_points
 from services.registry.search import RUNS, apply_ordering, compile_filter, parse_order_by
 from services.registry.tables import (
     ExperimentRow,
@@ -73,8 +73,8 @@ def numeric(value: str) -> float | None:
 
 def _check_new_run(run: pb.Run) -> None:
     """A new run's own fields: keys of params and tags, the job and diff artifact as the names they are."""
-    check_keys("param", run.params, "run.params")
-    check_keys("tag", run.tags, "run.tags")
+    check_entries("param", run.params, "run.params")
+    check_entries("tag", run.tags, "run.tags")
     if run.job:
         parse_name(run.job, JOB, "run.job")
     if run.code.diff_artifact:
@@ -212,7 +212,7 @@ class Tracking:
             )
         parts = parse_name(run.name, RUN, "run.name")
         if "tags" in paths:
-            check_keys("tag", run.tags, "run.tags")
+            check_entries("tag", run.tags, "run.tags")
         end = to_datetime(run.end_time, "run.end_time") if "end_time" in paths and run.HasField("end_time") else None
         with transaction(self.engine) as session:
             row = self._run(session, parts)
@@ -263,8 +263,8 @@ class Tracking:
         if count > MAX_POINTS:
             raise InvalidArgument(f"{count} metric points in one call; at most {MAX_POINTS}")
         parts = parse_name(name, RUN, "run")
-        check_keys("param", params, "params")
-        check_keys("tag", tags, "tags")
+        check_entries("param", params, "params")
+        check_entries("tag", tags, "tags")
         rows, latest = decode_points(points, columns)
         with transaction(self.engine) as session:
             # The run's code, environment and command are not needed here: not decoding them keeps

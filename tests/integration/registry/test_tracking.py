@@ -119,6 +119,7 @@ def test_run_fields_naming_a_job_or_artifact_are_checked_before_anything_is_writ
         ),
         (pb.Run(params={"": "1"}), "param key '' must be 1-250 characters"),
         (pb.Run(tags={"k" * 251: "v"}), "tag key 'kkk"),
+        (pb.Run(params={"lr": "0.1\x00"}), "param 'lr' holds a NUL character (0x00)"),
         (pb.Run(start_time=timestamp_pb2.Timestamp(seconds=10**13)), "run.start_time has seconds 10000000000000"),
     ]:
         with pytest.raises(InvalidArgument, match=re.escape(expected)):
@@ -142,6 +143,8 @@ def test_bad_keys_and_an_end_before_the_start_are_refused_and_nothing_is_kept(
         registry.log(run.name, metrics=[point], params={"": "0.1"})
     with pytest.raises(InvalidArgument, match="tag key '' must be 1-250 characters"):
         registry.log(run.name, metrics=[point], tags={"": "x"})
+    with pytest.raises(InvalidArgument, match=re.escape("tag 'note' holds a NUL character (0x00)")):
+        registry.log(run.name, metrics=[point], tags={"note": "a\x00b"})
     with pytest.raises(InvalidArgument, match="metric key '' must be 1-250 characters"):
         registry.log(run.name, metrics=[point, pb.MetricPoint(key="", step=1, value=1)])
     assert dict(registry.get_run(run.name).metrics) == {}
