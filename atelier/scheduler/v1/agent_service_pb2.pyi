@@ -125,7 +125,7 @@ class Task(_message.Message):
     rank: _builtins.int
     """Rank of this node in the gang."""
     working_directory: _builtins.str
-    """Working directory; empty means a fresh directory per task."""
+    """Working directory: absolute, or relative to the task's own fresh directory (empty means that directory)."""
     user: _builtins.str
     """Who submitted the job (for attributing the cards it holds in the node's metrics)."""
     @_builtins.property

@@ -748,7 +748,9 @@ class Job(_message.Message):
     executor: Global___ExecutorKind.ValueType
     """Who runs it."""
     working_directory: _builtins.str
-    """Working directory of its processes on the nodes; empty means the agent's job directory."""
+    """Working directory of its processes on the nodes: an absolute path, or a path relative to the job's
+    own directory on each node (empty means that directory). No `..` segments.
+    """
     state: Global___JobState.ValueType
     """Where it is in its life."""
     reason: _builtins.str

@@ -198,7 +198,8 @@ class Agent:
                 propagate.inject(carrier)
                 if "traceparent" in carrier:
                     env["TRACEPARENT"] = carrier["traceparent"]
-                workdir = Path(spec.working_directory or directory)
+                # A relative working directory is inside the job's own directory (an absolute one wins).
+                workdir = Path(directory) / spec.working_directory
                 process = TaskProcess(list(spec.argv), env, workdir, self._printer(spec))
             except (OSError, AtelierError) as error:
                 span.set_status(Status(StatusCode.ERROR, str(error)))

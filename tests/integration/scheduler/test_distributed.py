@@ -50,3 +50,25 @@ def test_two_node_ddp_job_trains(cluster: Cluster, start_agent: Callable[..., ob
     assert placement.rendezvous_endpoint.startswith("127.0.0.1:")
     # The cards are free again once the job ended.
     assert all(not card.job for node in cluster.client.list_nodes() for card in node.cards)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_relative_working_directory_is_inside_the_jobs_own(
+    cluster: Cluster, start_agent: Callable[..., object], tmp_path: Path
+) -> None:
+    start_agent("node-a", "T4")
+    job = cluster.client.submit(
+        "lab",
+        pb.Job(
+            command=["sh", "-c", "pwd"],
+            launcher=pb.LAUNCHER_COMMAND,
+            resources=pb.Resources(gpus=1),
+            working_directory="data",
+        ),
+        "here",
+    )
+    done = cluster.wait_for(job.name, (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED), timeout=60)
+    text = [line.text for page in cluster.client.logs(job.name, follow=True) for line in page.lines]
+    assert done.state == pb.JOB_STATE_SUCCEEDED, "\n".join(text)
+    task_dir = tmp_path / "agents" / "node-a" / "jobs" / "lab" / "here" / "attempt-0" / "rank-0"
+    assert str(task_dir / "data") in text

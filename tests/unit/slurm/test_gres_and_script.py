@@ -12,7 +12,13 @@ from atelier.scheduler.v1 import resources_pb2 as pb
 from services.scheduler.executors.base import Submission
 from services.scheduler.executors.slurm.executor import slurm_executor
 from services.scheduler.executors.slurm.gres import choose_gres, gpu_types
-from services.scheduler.executors.slurm.script import DataPull, ScriptSettings, batch_script, sbatch_arguments
+from services.scheduler.executors.slurm.script import (
+    DataPull,
+    ScriptSettings,
+    batch_script,
+    sbatch_arguments,
+    start_directory,
+)
 from services.scheduler.spec import Shape
 
 GIB = 1024**3
@@ -156,3 +162,11 @@ def test_a_script_pulls_each_dataset_into_the_data_directory_before_srun() -> No
     without = batch_script(submission(1, 1), ScriptSettings("/py"), [], DataPull(Path("/w/lab/big"), ""))
     assert "export ATELIER_DATA_DIR=/w/lab/big/data" in without.splitlines()
     assert "atelier_pull" not in without
+
+
+@pytest.mark.parametrize(
+    ("working_directory", "expected"),
+    [("", "/jobs/lab/x"), ("data", "/jobs/lab/x/data"), ("/home/ana/project", "/home/ana/project")],
+)
+def test_a_job_starts_in_its_folder_or_its_working_directory(working_directory: str, expected: str) -> None:
+    assert start_directory(Path("/jobs/lab/x"), pb.Job(working_directory=working_directory)) == Path(expected)

@@ -27,6 +27,7 @@ from services.scheduler.executors.slurm.script import (
     failure_file,
     job_label,
     sbatch_arguments,
+    start_directory,
 )
 from services.scheduler.executors.slurm.states import parse_named, parse_sacct, parse_squeue
 from services.scheduler.spec import Shape
@@ -77,7 +78,7 @@ class SlurmExecutor:
         gres = choose_gres(self.types, submission.job.resources, submission.shape)
         folder = self.folder(submission.job_name)
         folder.mkdir(parents=True, exist_ok=True)
-        chdir = Path(submission.job.working_directory) if submission.job.working_directory else folder
+        chdir = start_directory(folder, submission.job)
         output = folder / "slurm-%j.log"  # Slurm puts the job id in: see output_path
         arguments = sbatch_arguments(submission, gres.gres, self.partition, output, chdir)
         script = folder / f"attempt-{submission.attempt}.sbatch"

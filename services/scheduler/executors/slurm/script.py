@@ -58,6 +58,12 @@ def job_label(submission: Submission) -> str:
     return f"atelier-{project}-{job}-{submission.attempt}"
 
 
+def start_directory(folder: Path, job: pb.Job) -> Path:
+    """Where the job's processes start: its working_directory, inside the job's folder when relative
+    (the folder itself when empty)."""
+    return folder / job.working_directory
+
+
 def sbatch_arguments(submission: Submission, gres: str, partition: str, output: Path, chdir: Path) -> list[str]:
     """Options of `sbatch --parsable` for one attempt (the script path follows them)."""
     job = submission.job
