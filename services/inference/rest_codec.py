@@ -101,6 +101,11 @@ def _input(tensor: dict[str, Any], binary: memoryview, offset: int) -> tuple[Ten
         raise InvalidArgument(f"input '{name}' needs a 'shape' (a list of integers), got {shape!r}")
     parameters = _object(tensor.get("parameters", {}), f"the parameters of input '{name}'")
     if "binary_data_size" in parameters:
+        if "data" in tensor:
+            raise InvalidArgument(
+                f"input '{name}' has both 'data' and a 'binary_data_size' parameter; give its values one way",
+                metadata={"input": name},
+            )
         size = _integer_parameter(parameters, "binary_data_size")
         if offset + size > len(binary):
             raise InvalidArgument(

@@ -74,6 +74,15 @@ def test_binary_inputs_are_taken_in_order_after_the_header() -> None:
             (b"\0" * 8,),
             "add up to 4",
         ),
+        (
+            {
+                "inputs": [
+                    {"name": "x", "shape": [1], "datatype": "FP32", "data": [1], "parameters": {"binary_data_size": 4}}
+                ]
+            },
+            (b"\0" * 4,),
+            "input 'x' has both 'data' and a 'binary_data_size' parameter",
+        ),
         ({"inputs": [], "parameters": {"priority": -1}}, (), "parameter 'priority' must be a non-negative integer"),
         ({"inputs": [], "parameters": {"sequence_start": "yes"}, "outputs": [{}]}, (), "needs a 'name'"),
         ({"inputs": [], "outputs": [{"name": "y", "parameters": {"classification": 3}}]}, (), "classification"),
