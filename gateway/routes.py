@@ -140,9 +140,9 @@ async def call(
         return JSONResponse(error_body(grpc.StatusCode.UNIMPLEMENTED, refusal), status_code=501)
     try:
         raw = binding.streaming is Streaming.SERVER and downloads.wants_bytes(binding, request)
-        # An upload or a download lasts as long as its bytes take: the longest deadline unless one is given.
-        transfer = raw or binding.streaming is Streaming.CLIENT
-        default = settings.max_timeout if transfer else settings.default_timeout
+        # A stream (an upload, a download, a followed log) lasts as long as it has something to carry: the
+        # longest deadline unless one is given.
+        default = settings.default_timeout if binding.streaming is Streaming.UNARY else settings.max_timeout
         timeout = request_timeout(request.headers.get(TIMEOUT_HEADER), default, settings.max_timeout)
         query = [(k, v) for k, v in request.query_params.multi_items() if not (raw and (k, v) == downloads.ALT_MEDIA)]
         if binding.streaming is Streaming.CLIENT:

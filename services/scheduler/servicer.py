@@ -58,10 +58,12 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
     ) -> AsyncIterator[rpc.ReadJobLogsResponse]:
         offset = request.offset
         settle = 0.0
+        told: int | None = None  # the state last sent
         while True:
             lines, state = await self.run(self.logs.read, request.name, offset)
             if lines:
                 offset = lines[-1].id or offset
+                told = state
                 yield rpc.ReadJobLogsResponse(lines=[convert.log_line(r) for r in lines], state=state)  # type: ignore[arg-type]
                 continue
             if not request.follow:
@@ -73,6 +75,11 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
                 if settle > FOLLOW_SETTLE_SECONDS:
                     yield rpc.ReadJobLogsResponse(state=state)  # type: ignore[arg-type]
                     return
+            elif state != told:
+                # A follower hears at once that the stream is open, and of each change of state between lines
+                # (a REST caller's response starts with the first message).
+                told = state
+                yield rpc.ReadJobLogsResponse(state=state)  # type: ignore[arg-type]
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
     async def GetNode(self, request: rpc.GetNodeRequest, context: Context) -> pb.Node:

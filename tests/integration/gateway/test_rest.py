@@ -246,3 +246,17 @@ def test_request_ids_and_trace_context_go_in_and_out(stack: Stack, spans: InMemo
     names = {s.name for s in traced}
     assert "GET /v1/projects/{project}" in names  # named by its route, not its path
     assert "/atelier.data.v1.DataService/GetProject" in names  # the client (and server) span of the call
+
+
+def test_following_a_quiet_job_starts_at_once_with_its_state_then_carries_its_lines(stack: Stack) -> None:
+    stack.data.ensure_project("lab")
+    name = submit(stack)["name"]
+    with stack.rest.stream("GET", f"/v1/{name}:readLogs", params={"follow": "true"}) as response:
+        assert response.status_code == 200
+        items = (json.loads(line)["result"] for line in response.iter_lines() if line)
+        first = next(items)  # before any line was written: the stream is open, and says where the job stands
+        assert "lines" not in first
+        assert first["state"].startswith("JOB_STATE_")
+        write_log(stack, name, "epoch 1")
+        later = next(item for item in items if item.get("lines"))
+    assert [line["text"] for line in later["lines"]] == ["epoch 1"]
