@@ -225,7 +225,7 @@ class Member(_message.Message):
     name: _builtins.str
     """`projects/{project}/members/{member}`, the member id being the principal's id."""
     principal: _builtins.str
-    """`users/{user}` or `serviceAccounts/{service_account}`."""
+    """`users/{user}` or `serviceAccounts/{service_account}`: required in CreateMember, fixed after."""
     role: Global___Role.ValueType
     """What the principal may do in the project."""
     @_builtins.property
