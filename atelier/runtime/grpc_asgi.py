@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -205,7 +206,7 @@ class _Call:
         self.method = method
         self.context = context
         self.receive = receive
-        self.send = send
+        self.send = _sending(send)
         self.framing = Framing(receive, app.max_message_bytes)
         self.authorizer = app.observed.authorizer
         self.watchers = app.watchers
@@ -244,11 +245,12 @@ class _Call:
             code, trailers = error_trailers(self.context.method, error)
             self.code = code.name
             self.failure = None if isinstance(error, AtelierError | Abort | TimeoutError) else error
-            if self.started:
-                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
-                await self.send(trailers)
-            else:
-                await send_status(self.send, trailers)
+            with contextlib.suppress(Disconnected):  # the caller left: nobody to tell
+                if self.started:
+                    await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+                    await self.send(trailers)
+                else:
+                    await send_status(self.send, trailers)
         finally:
             # A unary call's disconnect watcher is not cancelled: it waits in `receive`, which the server
             # answers with http.disconnect once the response is complete (pyvoy would otherwise set the
@@ -307,6 +309,19 @@ class _Call:
             self.started = True
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         await self.send(OK)
+
+
+def _sending(send: Send) -> Send:
+    """`send`, raising `Disconnected` where the server says the client has gone (ASGI: an OSError from
+    `send`), so that a stream whose caller left ends as cancelled rather than as a failure."""
+
+    async def checked(message: Any) -> None:
+        try:
+            await send(message)
+        except OSError as error:
+            raise Disconnected(str(error)) from error
+
+    return checked
 
 
 def _loop_deadline(context: CallContext) -> float | None:

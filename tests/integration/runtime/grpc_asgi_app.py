@@ -68,6 +68,11 @@ class Servicer:
         self, requests: AsyncIterator[v2.ModelInferRequest], context: CallContext
     ) -> AsyncIterator[v2.ModelStreamInferResponse]:
         async for request in requests:
+            if request.model_name == "flood":  # answers until the caller leaves
+                for _ in range(1000):
+                    yield v2.ModelStreamInferResponse(infer_response=echo(request, context))
+                    await asyncio.sleep(0.01)
+                continue
             if request.model_name == "bad":
                 yield v2.ModelStreamInferResponse(error_message="bad request")
                 continue
