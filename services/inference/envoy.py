@@ -16,9 +16,11 @@ Envoy, which ends the lifespan: the service stops as it would on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +35,7 @@ from atelier.runtime.logging import configure_logging
 from atelier.runtime.memory import freeze_startup_objects
 from atelier.runtime.spans import ServerSpans
 from atelier.runtime.tracing import configure_tracing
-from atelier.stack.addresses import free_port, host_port
+from atelier.stack.addresses import host_port, reserved_port
 from services.inference.settings import InferenceSettings
 
 if TYPE_CHECKING:
@@ -53,10 +55,17 @@ _NOT_GRPC = b"this port speaks gRPC; REST v2 is on the HTTP port (the address fi
 
 def serve_in_envoy(settings: InferenceSettings) -> int:
     """Run Envoy with the service inside until a signal stops it or Envoy exits; Envoy's exit status."""
+    configure_logging("inference", settings.log_level, settings.log_format)
+    with contextlib.ExitStack() as held:
+        # A port of our choosing stays held until Envoy listens on it: the service's own start (its internal
+        # servers bind ports of their own) and other processes could otherwise be given it meanwhile.
+        port = settings.port or held.enter_context(reserved_port(settings.host))
+        return _serve(settings, port, release=held.close)
+
+
+def _serve(settings: InferenceSettings, port: int, release: Callable[[], None]) -> int:
     from pyvoy import PyvoyServer, StartupError
 
-    configure_logging("inference", settings.log_level, settings.log_format)
-    port = settings.port or free_port(settings.host)
     env = {ADDRESS_VARIABLE: host_port(settings.host, port)}
     published = settings.address_file
     # Envoy starts its listener after the service's startup: the service writes its address file beside
@@ -87,6 +96,8 @@ def serve_in_envoy(settings: InferenceSettings) -> int:
         except StartupError:
             log.error("Envoy exited while starting the inference service; its output above says why")
             return 1
+        finally:
+            release()
         if published is not None and staged is not None:
             await _publish(staged, published)
         exited = asyncio.create_task(server.wait())
