@@ -157,8 +157,8 @@ def _insert(
 def charge_project(
     store: DataStore, session: Session, owner: ProjectRow, referenced: dict[bytes, int], what: str
 ) -> None:
-    """Add the chunks a new version or artifact references to its project's set, after checking
-    that each is stored and that the project's quota allows the bytes new to it."""
+    """Add the chunks a new version or artifact references to its project's set, refusing (and so
+    rolling back) when one is not stored or the project's quota does not allow the bytes new to it."""
     assert owner.id is not None
     charge = store.charge(session, owner.id, referenced)
     added, missing = charge.added_bytes, charge.missing_chunks
@@ -177,7 +177,6 @@ def charge_project(
             f"{owner.stored_bytes} stored, quota is {owner.quota_bytes} bytes",
             metadata={"quota_bytes": str(owner.quota_bytes), "needed_bytes": str(owner.stored_bytes + added)},
         )
-    store.add_to_project(session, owner.id, charge)
     owner.stored_bytes += added
     session.add(owner)
 

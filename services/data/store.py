@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from atelier.errors import InvalidArgument, NotFound
-from atelier.runtime.database import DriverRead, driver_connection, transaction
+from atelier.runtime.database import DriverRead, driver_connection, read_connection, transaction
 from services.data import bulk
 from services.data.tables import (
     ChunkRow,
@@ -32,6 +34,17 @@ from services.data.tables import (
 
 # Keep IN lists under SQLite's and PostgreSQL's parameter limits.
 _BATCH = 900
+# A charge of this many chunks or more is read beside the insert (see `DataStore.charge`).
+_READ_BESIDE = 10_000
+# How many of the staged chunks are not stored, the bytes of those new to the project, and how many give
+# a length other than the stored chunk's.
+_CHARGE = (
+    "SELECT COALESCE(SUM(CASE WHEN c.digest IS NULL THEN 1 ELSE 0 END), 0), "
+    "COALESCE(SUM(CASE WHEN p.digest IS NULL THEN s.length ELSE 0 END), 0), "
+    "COALESCE(SUM(CASE WHEN c.length <> s.length THEN 1 ELSE 0 END), 0) "
+    "FROM {staged} s LEFT JOIN data_chunks c ON c.digest = s.digest "
+    "LEFT JOIN data_project_chunks p ON p.project_id = :project AND p.digest = s.digest"
+)
 
 
 def now() -> datetime:
@@ -293,31 +306,30 @@ class DataStore:
     # Project chunk sets ---------------------------------------------------------------------
 
     def charge(self, session: Session, project_id: int, chunks: dict[bytes, int]) -> Charge:
-        """How the chunks a new version references would change the project's set: the bytes new
-        to it, and how many of the chunks are not stored. `add_to_project` then makes the charge."""
+        """Add the chunks a new version or artifact references to the project's set, in the session's
+        transaction, and say what that cost: the bytes new to the project, and how many of the chunks are
+        not stored (the caller refuses the commit then, which rolls the additions back).
+
+        The charge is read from the project's set as it was before the additions. On SQLite it is read
+        on a connection of its own while the session inserts, both in SQLite's C code without the GIL, on
+        two cores: about 0.15 s less for a version of 100,000 files. That reader sees the state the
+        session started from: WAL readers never see a write uncommitted, and no other write commits
+        meanwhile (the session holds the process's writer turn). PostgreSQL, and a charge of fewer chunks
+        than a thread is worth, read, then insert."""
         table = bulk.chunk_table(session, list(chunks), list(chunks.values()))
-        missing, added, misstated = bulk.rows(
-            session,
-            "SELECT COALESCE(SUM(CASE WHEN c.digest IS NULL THEN 1 ELSE 0 END), 0), "
-            "COALESCE(SUM(CASE WHEN p.digest IS NULL THEN s.length ELSE 0 END), 0), "
-            "COALESCE(SUM(CASE WHEN c.length <> s.length THEN 1 ELSE 0 END), 0) "
-            f"FROM {table.sql} s LEFT JOIN data_chunks c ON c.digest = s.digest "
-            "LEFT JOIN data_project_chunks p ON p.project_id = :project AND p.digest = s.digest",
-            project=project_id,
-            **table.params,
-        )[0]
+        query = sa.text(_CHARGE.format(staged=table.sql))
+        params = {"project": project_id, **table.params}
+        if bulk.dialect(session) != "sqlite" or len(chunks) < _READ_BESIDE:
+            counts = _counts(session.execute(query, params).one())
+            self._add(session, project_id, table)
+        else:
+            with ThreadPoolExecutor(1, thread_name_prefix="atelier-charge") as reader:
+                read = reader.submit(self._read_charge, query, params)
+                self._add(session, project_id, table)
+                counts = read.result()
+        missing, added, misstated = counts
         if misstated:
-            digest, given, stored = bulk.rows(
-                session,
-                f"SELECT s.digest, s.length, c.length FROM {table.sql} s JOIN data_chunks c ON c.digest = s.digest "
-                "WHERE c.length <> s.length LIMIT 1",
-                **table.params,
-            )[0]
-            raise InvalidArgument(
-                f"{misstated} chunk reference(s) give a size other than the stored chunk's (first: "
-                f"{bytes(digest).hex()} says {given} bytes, the chunk has {stored})",
-                metadata={"field": "manifest.files.chunks.size_bytes", "digest": bytes(digest).hex()},
-            )
+            self._refuse_misstated(session, table, misstated)
         first = None
         if missing:
             first = bulk.scalar(
@@ -326,11 +338,27 @@ class DataStore:
                 "(SELECT 1 FROM data_chunks c WHERE c.digest = s.digest) LIMIT 1",
                 **table.params,
             )
-        return Charge(table, int(added), int(missing), bytes(first) if first is not None else None)
+        return Charge(added, missing, bytes(first) if first is not None else None)
 
-    def add_to_project(self, session: Session, project_id: int, charge: Charge) -> None:
-        """Add the charged chunks the project does not reference yet to its set."""
-        table = charge.table
+    def _read_charge(self, query: sa.TextClause, params: dict[str, object]) -> tuple[int, int, int]:
+        with read_connection(self.engine) as connection:
+            return _counts(connection.execute(query, params).one())
+
+    def _refuse_misstated(self, session: Session, table: bulk.ChunkTable, count: int) -> None:
+        digest, given, stored = bulk.rows(
+            session,
+            f"SELECT s.digest, s.length, c.length FROM {table.sql} s JOIN data_chunks c ON c.digest = s.digest "
+            "WHERE c.length <> s.length LIMIT 1",
+            **table.params,
+        )[0]
+        raise InvalidArgument(
+            f"{count} chunk reference(s) give a size other than the stored chunk's (first: "
+            f"{bytes(digest).hex()} says {given} bytes, the chunk has {stored})",
+            metadata={"field": "manifest.files.chunks.size_bytes", "digest": bytes(digest).hex()},
+        )
+
+    def _add(self, session: Session, project_id: int, table: bulk.ChunkTable) -> None:
+        """Add the staged chunks the project does not reference yet to its set."""
         bulk.execute(
             session,
             f"INSERT INTO data_project_chunks (project_id, digest, length) SELECT :project, s.digest, s.length "
@@ -344,9 +372,12 @@ class DataStore:
     def replace_project_chunks(self, session: Session, project_id: int, chunks: dict[bytes, int]) -> int:
         """Set the project's chunk set to exactly `chunks`; returns its byte total."""
         session.execute(sa.delete(ProjectChunkRow).where(col(ProjectChunkRow.project_id) == project_id))
-        table = bulk.chunk_table(session, list(chunks), list(chunks.values()))
-        self.add_to_project(session, project_id, Charge(table, 0, 0, None))
+        self._add(session, project_id, bulk.chunk_table(session, list(chunks), list(chunks.values())))
         return sum(chunks.values())
+
+
+def _counts(row: Sequence[Any]) -> tuple[int, int, int]:
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 @dataclass(frozen=True)
@@ -362,7 +393,6 @@ class PackIndex:
 class Charge:
     """What committing a version or artifact costs its project (see `DataStore.charge`)."""
 
-    table: bulk.ChunkTable
     added_bytes: int
     missing_chunks: int
     first_missing: bytes | None
