@@ -227,7 +227,7 @@ class Tracking:
                     raise InvalidArgument("run.state must be RUNNING, FINISHED, FAILED or KILLED")
                 row.state = run.state
                 if run.state in _FINAL and row.end_time is None and "end_time" not in paths:
-                    row.end_time = now()
+                    row.end_time = max(now(), utc(row.start_time))  # a start given in the future ends there
             if "state_message" in paths:
                 row.state_message = run.state_message
             if "end_time" in paths:
@@ -373,7 +373,7 @@ class Tracking:
                 .where(col(RunRow.state) == pb.RUN_STATE_RUNNING, col(RunRow.heartbeat_time) < cutoff)
                 .values(
                     state=pb.RUN_STATE_FAILED,
-                    end_time=now(),
+                    end_time=sa.case((col(RunRow.start_time) > now(), col(RunRow.start_time)), else_=now()),
                     state_message=f"no heartbeat for {timeout_seconds:.0f}s: the process is gone",
                 )
             )

@@ -94,15 +94,18 @@ def test_search_runs_by_metrics_params_and_state(stack: tuple[DataClient, Regist
 def test_silent_runs_are_failed(stack: tuple[DataClient, RegistryClient], database_url: str) -> None:
     _, registry = stack
     run = registry.create_run(EXPERIMENT, pb.Run())
+    ahead = registry.create_run(EXPERIMENT, pb.Run(start_time=timestamp_pb2.Timestamp(seconds=4_000_000_000)))
     from atelier.runtime.database import create_engine
     from services.registry.runs import Tracking
 
     tracking = Tracking(create_engine(database_url), data=None)  # type: ignore[arg-type]
     assert tracking.fail_silent_runs(timeout_seconds=3600) == 0
-    assert tracking.fail_silent_runs(timeout_seconds=0.0001) == 1
+    assert tracking.fail_silent_runs(timeout_seconds=0.0001) == 2
     failed = registry.get_run(run.name)
     assert failed.state == pb.RUN_STATE_FAILED
     assert "no heartbeat" in failed.state_message
+    assert failed.end_time.seconds >= failed.start_time.seconds
+    assert registry.get_run(ahead.name).end_time.seconds == 4_000_000_000  # its start, not before it
 
 
 def test_run_fields_naming_a_job_or_artifact_are_checked_before_anything_is_written(
@@ -165,6 +168,15 @@ def test_bad_keys_and_an_end_before_the_start_are_refused_and_nothing_is_kept(
     assert registry.get_run(run.name).state == pb.RUN_STATE_RUNNING
     early.end_time.seconds = 2_000_000_000
     assert registry.update_run(early, ["state", "end_time"]).end_time.seconds == 2_000_000_000
+
+
+def test_a_run_started_in_the_future_and_finished_without_an_end_time_ends_at_its_start(
+    stack: tuple[DataClient, RegistryClient],
+) -> None:
+    _, registry = stack
+    run = registry.create_run(EXPERIMENT, pb.Run(start_time=timestamp_pb2.Timestamp(seconds=4_000_000_000)))
+    finished = registry.update_run(pb.Run(name=run.name, state=pb.RUN_STATE_FINISHED), ["state"])
+    assert finished.end_time.seconds == 4_000_000_000  # not now, which is before it
 
 
 def test_run_artifacts_need_a_relative_path_a_whole_digest_and_a_size(stack: tuple[DataClient, RegistryClient]) -> None:
