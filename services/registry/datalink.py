@@ -36,6 +36,7 @@ class DataLink:
         # Canonical names never change meaning (`vN`, content-addressed artifacts): once checked,
         # they need not be asked about again. References like `latest` or tags are always asked.
         self._known: set[str] = set()
+        self._sizes: dict[str, int] = {}  # of the artifacts known
 
     def known(self, name: str) -> bool:
         """Whether `name` is a canonical dataset version or artifact name checked already, and the
@@ -64,14 +65,20 @@ class DataLink:
 
     def artifact(self, name: str) -> str:
         """The canonical name of an artifact; FAILED_PRECONDITION when the data service lacks it."""
-        if self.known(name):
-            return name
+        return self.artifact_with_size(name)[0]
+
+    def artifact_with_size(self, name: str) -> tuple[str, int]:
+        """An artifact's canonical name and the sum of its files' sizes; FAILED_PRECONDITION when the
+        data service lacks it."""
+        if self.known(name) and name in self._sizes:
+            return name, self._sizes[name]
         try:
-            canonical = self.client.get_artifact(name).name
-            self._known.add(canonical)
-            return canonical
+            found = self.client.get_artifact(name)
         except NotFound as error:
             raise FailedPrecondition(f"unknown artifact {name!r}: {error}", metadata={"artifact": name}) from error
+        self._known.add(found.name)
+        self._sizes[found.name] = found.total_size_bytes
+        return found.name, found.total_size_bytes
 
     def pin(self, target: str, owner: str) -> str:
         return self.client.pin(target, owner).name

@@ -352,7 +352,13 @@ class Tracking:
                 f"artifact.size_bytes is {artifact.size_bytes}; allowed: 0 or more",
                 metadata={"field": "artifact.size_bytes"},
             )
-        canonical = self.data.artifact(artifact.artifact)
+        canonical, size = self.data.artifact_with_size(artifact.artifact)
+        if artifact.size_bytes and artifact.size_bytes != size:
+            raise InvalidArgument(
+                f"artifact.size_bytes is {artifact.size_bytes}, but {canonical} holds {size} bytes; give {size} or "
+                "leave it 0 (the artifact's size is taken)",
+                metadata={"field": "artifact.size_bytes"},
+            )
         with transaction(self.engine) as session:
             run = self._run(session, parts)
             assert run.id is not None
@@ -361,7 +367,7 @@ class Tracking:
                     col(RunArtifactRow.run_id) == run.id, col(RunArtifactRow.path) == artifact.path
                 )
             )
-            session.add(RunArtifactRow(run_id=run.id, path=artifact.path, artifact=canonical, size=artifact.size_bytes))
+            session.add(RunArtifactRow(run_id=run.id, path=artifact.path, artifact=canonical, size=size))
         return self.get_run(name)
 
     def fail_silent_runs(self, timeout_seconds: float) -> int:

@@ -294,7 +294,7 @@ class RunArtifact(_message.Message):
     artifact: _builtins.str
     """The data service artifact (`projects/{project}/artifacts/{digest}`)."""
     size_bytes: _builtins.int
-    """Size in bytes."""
+    """Size in bytes: the artifact's, taken from the data service when 0; another value is refused."""
     def __init__(
         self,
         *,

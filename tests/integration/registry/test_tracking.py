@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from atelier.client import DataClient, RegistryClient
-from atelier.datasets.push import push
+from atelier.datasets.push import push, store_artifact
 from atelier.errors import FailedPrecondition, InvalidArgument
 from atelier.names import parse_dataset_ref
 from atelier.registry.v1 import registry_service_pb2 as rpc
@@ -194,3 +194,14 @@ def test_run_artifacts_need_a_relative_path_a_whole_digest_and_a_size(stack: tup
         with pytest.raises(InvalidArgument, match=re.escape(expected)):
             registry.add_artifact(run.name, path, artifact, size)
     assert list(registry.get_run(run.name).artifacts) == []
+
+
+def test_a_run_artifacts_size_is_the_stored_artifacts(stack: tuple[DataClient, RegistryClient], tmp_path: Path) -> None:
+    data, registry = stack
+    (tmp_path / "model.pt").write_bytes(b"w" * 1234)
+    artifact = store_artifact(data, "lab", tmp_path / "model.pt").name
+    run = registry.create_run(EXPERIMENT, pb.Run())
+    with pytest.raises(InvalidArgument, match=re.escape(f"artifact.size_bytes is 99, but {artifact} holds 1234 bytes")):
+        registry.add_artifact(run.name, "model.pt", artifact, 99)
+    added = registry.add_artifact(run.name, "model.pt", artifact, 0)
+    assert [(a.path, a.size_bytes) for a in added.artifacts] == [("model.pt", 1234)]
