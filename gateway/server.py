@@ -18,6 +18,7 @@ from atelier.runtime.auth import validate_mode
 from atelier.runtime.memory import freeze_startup_objects
 from atelier.runtime.metrics import RpcMetrics, serve_metrics, service_registry
 from atelier.runtime.server import event_loop_factory
+from atelier.runtime.settings import load_settings
 from atelier.runtime.tracing import configure_tracing, shutdown_tracing
 from atelier.stack.addresses import address_file, host_port, write_address_file
 from gateway.app import create_app
@@ -126,7 +127,7 @@ async def _serve(settings: GatewaySettings, door: FrontDoor | None = None) -> No
 
 
 def main() -> None:
-    settings = GatewaySettings()
+    settings = load_settings(GatewaySettings, "gateway")
     logging.basicConfig(level=settings.log_level.upper())
     configure_tracing("atelier-gateway")
     try:

@@ -60,9 +60,31 @@ def _set_pragmas(dbapi_connection: Any, synchronous: str) -> None:
     cursor.close()
 
 
+_URL_FORMS = "use sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+
+
+def check_url(url: str) -> None:
+    """INVALID_ARGUMENT unless `url` is a database URL whose driver is installed (a password in it is
+    not repeated in the error)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise InvalidArgument(
+            f"the database URL cannot be parsed; {_URL_FORMS}", metadata={"field": "database_url"}
+        ) from None
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (sa.exc.NoSuchModuleError, ImportError) as error:
+        raise InvalidArgument(
+            f"database URL {parsed.render_as_string(hide_password=True)} cannot be used ({error}); {_URL_FORMS}",
+            metadata={"field": "database_url"},
+        ) from None
+
+
 def create_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
     """An engine for `url` with the settings Atelier relies on (SQLite pragmas, pool pre-ping)."""
     url = normalise_url(url)
+    check_url(url)
     if url.startswith("sqlite"):
         if sqlite_synchronous not in ("NORMAL", "FULL"):
             raise InvalidArgument(f"sqlite_synchronous is {sqlite_synchronous!r}; use NORMAL or FULL")
@@ -76,7 +98,7 @@ def migrate(engine: Engine, script_location: Path, version_table: str) -> None:
     """Bring the schema to the newest revision of the service's alembic history."""
     config = Config()
     config.set_main_option("script_location", str(script_location))
-    with engine.begin() as connection:
+    with _translated(), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Two replicas starting together must not both run the same migration.
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": version_table})

@@ -33,7 +33,7 @@ from atelier.runtime.interceptors import CallInterceptor
 from atelier.runtime.logging import configure_logging
 from atelier.runtime.memory import freeze_startup_objects
 from atelier.runtime.metrics import MetricsEndpoint, RpcMetrics, serve_metrics, service_registry
-from atelier.runtime.settings import ServiceSettings
+from atelier.runtime.settings import ServiceSettings, load_settings
 from atelier.runtime.tracing import configure_tracing
 from atelier.stack.addresses import read_address_file, service_address, write_address_file
 
@@ -283,7 +283,7 @@ SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 def serve_main(name: str, settings_type: type[SettingsT], build: Callable[[SettingsT], ServiceHost]) -> None:
     """The body of every `python -m services.<name>`: settings from the environment, logs and traces named
     after the service, then build the host and serve until SIGTERM or SIGINT."""
-    settings = settings_type()
+    settings = load_settings(settings_type, name)
     configure_logging(name, settings.log_level, settings.log_format)
     configure_tracing(f"atelier-{name}")
 

@@ -6,14 +6,34 @@ built once in the service's `main()` and passed down; nothing reads them from mo
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from atelier.runtime.home import atelier_home
 
-__all__ = ["ServiceSettings", "atelier_home"]
+__all__ = ["ServiceSettings", "atelier_home", "load_settings"]
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(settings_type: type[S], process: str) -> S:
+    """`settings_type` read from the environment. A value it cannot take ends the process (status 2) with
+    one line naming each variable, the value given and what is allowed, rather than a traceback."""
+    try:
+        return settings_type()
+    except ValidationError as error:
+        prefix = str(settings_type.model_config.get("env_prefix", ""))
+        problems = []
+        for problem in error.errors():
+            field = str(problem["loc"][0]) if problem["loc"] else ""
+            variable = field if field.upper().startswith("ATELIER_") else prefix + field
+            problems.append(f"{variable.upper()}={problem.get('input')!r}: {problem['msg']}")
+        print(f"{process} cannot start: {'; '.join(problems)}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 class ServiceSettings(BaseSettings):

@@ -5,9 +5,10 @@ Behind Envoy, this process only launches Envoy and waits on it: it imports no mo
 
 import sys
 
+from atelier.runtime.settings import load_settings
 from services.inference.settings import InferenceSettings
 
-settings = InferenceSettings()
+settings = load_settings(InferenceSettings, "inference")
 if settings.grpc_server == "envoy":
     from services.inference.envoy import serve_in_envoy
 

@@ -13,6 +13,7 @@ from atelier.client.channel import connect
 from atelier.client.scheduler import AgentClient
 from atelier.errors import AtelierError, InvalidArgument
 from atelier.runtime.logging import configure_logging
+from atelier.runtime.settings import load_settings
 from atelier.runtime.tracing import configure_tracing, shutdown_tracing
 from atelier.stack.addresses import service_address
 from services.scheduler.agent.agent import Agent, AgentConfig
@@ -57,7 +58,7 @@ def build(settings: AgentSettings) -> Agent:
 
 
 def main() -> None:
-    settings = AgentSettings()
+    settings = load_settings(AgentSettings, "agent")
     configure_logging(f"agent-{settings.node_id}", settings.log_level, settings.log_format)
     configure_tracing("atelier-agent")
     stop = threading.Event()
