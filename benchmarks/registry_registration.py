@@ -1,4 +1,4 @@
-"""Only the registration step of `registry_vs_mlflow.py` (its step 1a, 1b or 1f), for profiling.
+"""Only the registration step of `benchmarks.registry_vs_mlflow` (its step 1a, 1b or 1f), for profiling.
 
 Starts the data service and the registry on a fresh ATELIER_HOME, registers versions with the
 same client worker the full benchmark uses, and prints versions/s, the CPU time each process
@@ -26,20 +26,10 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.registry_vs_mlflow import (
-    BATCH_SIZE,
-    PROJECT,
-    REPO,
-    SCRATCH,
-    Config,
-    Result,
-    Stack,
-    atelier_servers,
-    atelier_stack,
-    make_artifact,
-    register_atelier,
-    with_server_cpu,
-)
+from benchmarks.registry_vs_mlflow.config import BATCH_SIZE, PROJECT, REPO, SCRATCH, Config, Result
+from benchmarks.registry_vs_mlflow.measurements import atelier_servers, make_artifact, register_atelier
+from benchmarks.registry_vs_mlflow.processes import with_server_cpu
+from benchmarks.registry_vs_mlflow.servers import Stack, atelier_stack
 
 PY_SPY = REPO / ".venv" / "bin" / "py-spy"
 
