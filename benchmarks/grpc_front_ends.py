@@ -14,7 +14,7 @@ one rests on numbers:
 - `grpc_asgi`: the same pyvoy, serving a servicer's ModelInfer handler (the same canned answer) through
   `atelier.runtime.grpc_asgi`, the whole protocol: metadata, deadlines, statuses, cancellation.
 
-The load is inference_vs_peers.py's: a fresh process of closed-loop tritonclient gRPC aio callers
+The load is benchmarks.inference_vs_peers': a fresh process of closed-loop tritonclient gRPC aio callers
 (`mlp` input, FP32 [1, 64]). Each cell reports requests/s, p50/p99, and the CPU of the client and of the
 server's process tree over the measured window (per request: the figure a shared machine distorts
 least). Servers are measured in turn, alternating, each round.
@@ -37,17 +37,9 @@ if str(REPO) not in sys.path:  # run as a script, or imported by pyvoy's embedde
 
 from atelier.inference.protocol import grpc_service_pb2 as v2  # noqa: E402
 from benchmarks.inference_report import Cell  # noqa: E402
-from benchmarks.inference_vs_peers import (  # noqa: E402
-    PYTHON,
-    WORK,
-    Server,
-    clean_env,
-    free_port,
-    measure,
-    spawn,
-    stop,
-    wait_ready,
-)
+from benchmarks.inference_vs_peers.cells import measure  # noqa: E402
+from benchmarks.inference_vs_peers.config import PYTHON, WORK  # noqa: E402
+from benchmarks.inference_vs_peers.servers import Server, clean_env, free_port, spawn, stop, wait_ready  # noqa: E402
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 

@@ -1,4 +1,4 @@
-"""What `inference_vs_peers.py` reports: its cells, the markdown tables, the issue's targets, and the
+"""What `benchmarks.inference_vs_peers` reports: its cells, the markdown tables, the issue's targets, and the
 section of docs/performance.md it writes."""
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def write_docs(body: str) -> None:
     """Replace (or add) this benchmark's section of docs/performance.md, keeping the rest."""
     text = DOCS.read_text() if DOCS.exists() else "# Performance\n"
     intro = (
-        "`benchmarks/inference_vs_peers.py`: Atelier's inference service, PyTriton and LitServe on the same "
+        "`benchmarks/inference_vs_peers/`: Atelier's inference service, PyTriton and LitServe on the same "
         "TorchScript models, with the same closed-loop load generator (tritonclient gRPC aio and HTTP aio; "
         "aiohttp for LitServe's JSON API), all servers up and measured one at a time, 2 instances of 1 torch "
         "thread each, max batch 64. **Measured under load**: the development machine's 2 cores are shared with "
