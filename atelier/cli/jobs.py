@@ -99,6 +99,14 @@ def submit(
     max_run_time: Annotated[float, typer.Option("--max-run-time", min=0, help="Seconds an attempt may run.")] = 0,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", help="NAME=VALUE for the processes.")] = None,
     name: Annotated[str, typer.Option("--name", help="Job id (default: generated).")] = "",
+    workdir: Annotated[
+        str | None,
+        typer.Option(
+            "--workdir",
+            help="Where the processes start on each node: an absolute path, or one relative to the job's own "
+            "directory there ('.' for that directory). Default: this directory.",
+        ),
+    ] = None,
     executor: Annotated[
         str, typer.Option("--executor", help=f"Who runs it: {', '.join(EXECUTORS)} (default: the scheduler's).")
     ] = "",
@@ -127,7 +135,7 @@ def submit(
         executor=_executor(executor),
         max_retries=retries,
         user=os.environ.get("USER", ""),
-        working_directory=os.getcwd(),
+        working_directory=os.getcwd() if workdir is None else workdir,
         datasets=[pb.DatasetInput(dataset=parse_dataset_ref(d, chosen).version_name) for d in dataset or []],
     )
     for pair in env or []:

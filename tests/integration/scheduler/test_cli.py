@@ -71,6 +71,18 @@ def test_submit_follow_show_and_cluster(cluster: Cluster, start_agent: Callable[
     assert nodes[0]["freeCpus"] == nodes[0]["cpus"]  # the job ended: it holds nothing
 
 
+def test_a_job_can_start_in_its_own_directory(
+    cluster: Cluster, start_agent: Callable[..., object], tmp_path: Path
+) -> None:
+    start_agent("gpu-1", "L4")
+    script = tmp_path / "where.py"
+    script.write_text("import os, sys\nsys.stdout.write('cwd=' + os.getcwd() + '\\n')\n")
+    submit = ["jobs", "submit", "--name", "here", "-g", "1", "--workdir", ".", "--follow"]
+    followed = atelier(cluster, tmp_path, *submit, "--", "python", str(script))
+    cwd = next(line for line in followed.stdout.splitlines() if "cwd=" in line).split("cwd=", 1)[1]
+    assert cwd.endswith("/jobs/lab/here/attempt-0/rank-0")  # the job's own directory, not the submitter's
+
+
 def test_errors_are_one_line(cluster: Cluster, start_agent: Callable[..., object], tmp_path: Path) -> None:
     start_agent("gpu-1", "T4")
     refused = atelier(
