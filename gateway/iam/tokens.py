@@ -118,18 +118,31 @@ class Tokens:
         )
 
     def register(self, parent: str, secret: str, display_name: str) -> Token:
-        """Keep a secret made elsewhere (`atelier up` hands each service of the local stack its own) as a
-        token of `parent`, revoking that principal's earlier tokens of the same display name."""
+        """Keep a secret made elsewhere (`atelier up` hands each service of the local stack its own; a
+        deployment keeps its services' secrets in a file of its own) as a token of `parent`, revoking
+        that principal's other tokens of the same display name. Registering a secret kept already (a
+        restart with the same file) keeps its token as it is: revoked stays revoked."""
         kind, principal_id = parse_principal(parent, "parent")
-        if not _token_id(secret):
+        token_id = _token_id(secret)
+        if not token_id:
             raise InvalidArgument("a registered secret must read atl_<16 hex>_<random>")
         now = datetime.now(UTC)
         with transaction(self.engine) as session:
+            kept = session.get(TokenRow, token_id)
+            if kept is not None and (
+                kept.principal_id != principal_id or not hmac.compare_digest(kept.secret_hash, self._hash(secret))
+            ):
+                raise InvalidArgument(
+                    f"another token already has the id {token_id} of the secret given for {parent}: "
+                    "make a new secret for it"
+                )
             query = select(TokenRow).where(TokenRow.principal_id == principal_id, TokenRow.display_name == display_name)
             for old in session.exec(query):
-                if old.revoke_time is None:
+                if old.revoke_time is None and old.id != token_id:
                     old.revoke_time = now
                     session.add(old)
+            if kept is not None:
+                return Token.of(kept, parent)
         token, _ = self._store(kind, principal_id, parent, secret, display_name, now, None, "", 0)
         return token
 
