@@ -41,12 +41,16 @@ class _RestServer(uvicorn.Server):
 
 
 def front_door(
-    settings: GatewaySettings, local_services: Sequence[LocalService] = (), registry: CollectorRegistry | None = None
+    settings: GatewaySettings,
+    local_services: Sequence[LocalService] = (),
+    registry: CollectorRegistry | None = None,
+    iam_address: str = "",
 ) -> FrontDoor:
     """The front door of these settings (not started), serving `local_services` itself and counting its
-    calls in `registry` (the RPC series every service has, `grpc_server_handled_total` & co.)."""
+    calls in `registry` (the RPC series every service has, `grpc_server_handled_total` & co.). With
+    `iam_address` (the IAM service this process runs), IAM calls go there whatever the environment says."""
     return FrontDoor(
-        Upstreams(settings.home),
+        Upstreams(settings.home, {"iam": iam_address} if iam_address else None),
         settings.host,
         settings.port,
         local_services=local_services,
@@ -78,16 +82,18 @@ async def serve(settings: GatewaySettings, door: FrontDoor | None = None) -> Non
     """Serve until SIGINT/SIGTERM; the address file is written once both listen. The IAM service (the
     gateway owns identities) runs in the same process and is reached through the front door."""
     iam = build_iam(iam_settings(settings))
-    await iam.start()
+    # The IAM service is this process's own: ATELIER_IAM_ADDRESS, which a deployment gives every process (the
+    # gateway's front door, where the others find it), must not send the front door's IAM calls back to itself.
+    iam_address = str(await iam.start())
     try:
-        await _serve(settings, door)
+        await _serve(settings, door, iam_address)
     finally:
         await iam.stop()
 
 
-async def _serve(settings: GatewaySettings, door: FrontDoor | None = None) -> None:
+async def _serve(settings: GatewaySettings, door: FrontDoor | None = None, iam_address: str = "") -> None:
     registry = service_registry()
-    door = door or front_door(settings, registry=registry)
+    door = door or front_door(settings, registry=registry, iam_address=iam_address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -100,6 +106,8 @@ async def _serve(settings: GatewaySettings, door: FrontDoor | None = None) -> No
     http = host_port(host, port)
     # REST calls of the services the front door serves itself go to the front door.
     local = {owner: door.inner_address for name in door.local_names if (owner := owner_of(name)) is not None}
+    if iam_address:
+        local["iam"] = iam_address
     app = create_app(settings, Upstreams(settings.home, local), registry)
     # No access log (the request metrics and spans count every request) and no X-Forwarded-* rewriting
     # (the gateway reads no client address): each cost a share of a small request's CPU.
