@@ -98,12 +98,12 @@ class _Started:
     log_offset: int
 
 
-def check_health(address: str, timeout: float = 1.0) -> Health:
-    """Ask the `grpc.health.v1` service at `address` about the server's overall health."""
+def check_health(address: str, timeout: float = 1.0, service: str = "") -> Health:
+    """Ask the `grpc.health.v1` service at `address` about the server's overall health (or `service`'s)."""
     with grpc.insecure_channel(address, options=[("grpc.enable_http_proxy", 0)]) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError:
             return Health.UNREACHABLE
     if response.status == health_pb2.HealthCheckResponse.SERVING:
