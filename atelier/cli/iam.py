@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -93,6 +94,17 @@ def logout() -> None:
         console.print(f"logged out ({path} removed)")
     else:
         console.print(f"not logged in ({path} does not exist)")
+
+
+def deployment_secrets(
+    directory: Annotated[Path, typer.Argument(help="Where to write atelier.env and service-tokens.json.")],
+) -> None:
+    """Make the secrets of a deployment of deploy/ (Compose or Kubernetes): each service's token, the node
+    agents', the database's and object store's passwords (see deploy/README.md)."""
+    from atelier.stack.identities import write_deployment_secrets
+
+    for path in write_deployment_secrets(directory):
+        console.print(f"wrote {path} (mode 0600)")
 
 
 def whoami(as_json: JsonOption = False) -> None:

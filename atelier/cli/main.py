@@ -105,6 +105,7 @@ def _iam(app: typer.Typer) -> None:
     app.command("login")(iam_cli.login)
     app.command("logout")(iam_cli.logout)
     app.command("whoami")(iam_cli.whoami)
+    iam_cli.iam.command("deployment-secrets")(iam_cli.deployment_secrets)
 
 
 _PARTS: list[tuple[tuple[str, ...], Callable[[typer.Typer], None]]] = [
