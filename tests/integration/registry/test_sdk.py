@@ -78,6 +78,20 @@ def test_training_script_logs_run_and_model(clients: tuple[DataClient, RegistryC
     torch.testing.assert_close(loaded(example), model(example))
 
 
+def test_a_diverging_run_keeps_its_finite_metrics(clients: tuple[DataClient, RegistryClient]) -> None:
+    _, registry = clients
+    with atelier.start_run(experiment="digits") as run:
+        for step in range(100):
+            loss = float("nan") if step >= 50 else 1.0 / (step + 1)
+            run.log_metrics({"loss": loss, "grad_norm": 2.0 * step}, step=step)
+
+    assert run.report is not None
+    assert (run.report.sent, run.report.lost) == (150, 50)
+    finished = registry.get_run(run.name)
+    assert finished.metrics["grad_norm"] == pytest.approx(198.0)  # the last step's, logged beside a NaN
+    assert finished.metrics["loss"] == pytest.approx(1.0 / 50)  # the last finite loss
+
+
 def test_exception_marks_the_run_failed(clients: tuple[DataClient, RegistryClient]) -> None:
     _, registry = clients
     started: list[str] = []
