@@ -12,7 +12,6 @@ never waits on the network, and `close()` waits at most its timeout.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from array import array
@@ -74,7 +73,6 @@ class MetricBuffer:
         self.sent = 0
         self.lost = 0
         self._overflowed = 0
-        self._warned: set[str] = set()
         self._thread = threading.Thread(target=self._loop, name="atelier-metrics", daemon=True)
         self._thread.start()
 
@@ -118,42 +116,9 @@ class MetricBuffer:
             closing = self._closing.is_set()
             taken = self._take()
             for columns, count in _batches(taken, self._batch):
-                count -= self._drop_non_finite(columns)
-                if count:
-                    self._deliver(columns, count)
+                self._deliver(columns, count)
             if closing:
                 return
-
-    def _drop_non_finite(self, columns: rpc.MetricColumns) -> int:
-        """Take NaN and infinite points out of a batch (the registry stores finite values only, and would
-        refuse the whole batch for one of them), counting them as lost and warning once per metric."""
-        values = columns.values
-        if all(map(math.isfinite, values)):
-            return 0
-        keep = [i for i, value in enumerate(values) if math.isfinite(value)]
-        dropped = len(values) - len(keep)
-        for i, value in enumerate(values):
-            key = columns.keys[columns.key_index[i]]
-            if not math.isfinite(value) and key not in self._warned:
-                self._warned.add(key)
-                log.warning(
-                    "metric %r is %s at step %d: not recorded (the registry keeps finite values only; "
-                    "the metric's later non-finite values are dropped without a warning)",
-                    key,
-                    value,
-                    columns.steps[i],
-                )
-        times = list(columns.times)
-        kept = rpc.MetricColumns(
-            keys=list(columns.keys),
-            key_index=[columns.key_index[i] for i in keep],
-            steps=[columns.steps[i] for i in keep],
-            values=[values[i] for i in keep],
-            times=[times[i] for i in keep],
-        )
-        columns.CopyFrom(kept)
-        self.lost += dropped  # like every count of the sender's, written by this thread only
-        return dropped
 
     def _deliver(self, columns: rpc.MetricColumns, count: int) -> None:
         deadline = time.monotonic() + self._retry_for

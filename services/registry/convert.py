@@ -8,6 +8,7 @@ from atelier.registry.v1 import resources_pb2 as pb
 from atelier.runtime.timestamps import to_timestamp
 from services.registry.models import VersionView
 from services.registry.new_versions import CreatedVersion
+from services.registry.points import loaded
 from services.registry.runs import RunView
 from services.registry.tables import AliasEventRow, AliasRow, ExperimentRow, MetricPointRow, ModelRow
 from services.registry.usage import Usage, of_run
@@ -52,7 +53,7 @@ def run(view: RunView) -> pb.Run:
 def metric_point(row: MetricPointRow) -> pb.MetricPoint:
     moment = timestamp_pb2.Timestamp()
     moment.FromNanoseconds(int(row.time * 1e9))
-    return pb.MetricPoint(key=row.key, step=row.step, value=row.value, time=moment)
+    return pb.MetricPoint(key=row.key, step=row.step, value=loaded(row.value), time=moment)
 
 
 def registered_model(row: ModelRow, aliases: dict[str, int]) -> pb.RegisteredModel:

@@ -4,6 +4,7 @@ together by the group writer, all or none."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -142,7 +143,10 @@ class NewVersions:
         lineage = self._lineage(version, run, project)
         if lineage.parent_model_version:
             lineage.parent_model_version = self.models.get_version(lineage.parent_model_version).name
-        metrics = dict(version.metrics) or (dict(run.metrics) if run else {})
+        # A run's last values that are NaN or infinite say nothing of the model: they are not its metrics.
+        metrics = dict(version.metrics) or (
+            {key: value for key, value in run.metrics.items() if math.isfinite(value)} if run else {}
+        )
         return _Checked(version, artifact, run, lineage, metrics)
 
     def _lineage(self, version: pb.ModelVersion, run: RunView | None, project: str) -> pb.Lineage:

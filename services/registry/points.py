@@ -25,18 +25,30 @@ def decode_points(
     latest: dict[str, tuple[str, int, float, float]] = {}
     for point in tuples:
         key = point[0]
-        check_metric(key, point[2])
+        check_key("metric", key)
         if not 0 <= point[3] <= _LAST_SECOND:
             raise InvalidArgument(
                 f"metric {key!r} has time {point[3]:g}: times are seconds since 1970 up to the year 9999",
                 metadata={"field": "time", "value": key},
             )
-        rows.append({"key": key, "step": point[1], "value": point[2], "time": point[3]})
+        value = point[2]
+        rows.append({"key": key, "step": point[1], "value": value if value == value else None, "time": point[3]})
         best = latest.get(key)
         if best is None or (point[1], point[3]) >= (best[1], best[3]):
             latest[key] = point
-    last = {k: {"key": k, "step": p[1], "value": p[2], "time": p[3]} for k, p in latest.items()}
+    last = {k: {"key": k, "step": p[1], "value": stored(p[2]), "time": p[3]} for k, p in latest.items()}
     return rows, last  # type: ignore[return-value]
+
+
+def stored(value: float) -> float | None:
+    """A run's metric value as its column holds it: NaN as NULL (SQLite cannot hold NaN, and NULL stays out
+    of comparisons and orderings on both databases); infinities as they are."""
+    return None if value != value else value
+
+
+def loaded(value: float | None) -> float:
+    """A run's metric value read back: NULL is NaN."""
+    return math.nan if value is None else value
 
 
 # 9999-12-31T23:59:59Z, the last second a timestamp can show.
@@ -71,8 +83,9 @@ def check_entries(kind: str, entries: Mapping[str, str], field: str) -> None:
 
 
 def check_metric(key: str, value: float) -> None:
-    """A metric's key (1-250 characters) and value (a finite number: NaN and infinities have no
-    order, and are not stored)."""
+    """A model version's metric: its key (1-250 characters) and value (a finite number: a version's
+    metrics say how good it is, and NaN and infinities say nothing of that). A run's points may be NaN or
+    infinite (`decode_points`)."""
     check_key("metric", key)
     if not math.isfinite(value):
         raise InvalidArgument(

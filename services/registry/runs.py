@@ -23,7 +23,7 @@ from atelier.runtime.pagination import decode_token, encode_token, page_size
 from atelier.runtime.timestamps import to_datetime, utc
 from services.registry.datalink import DataLink, check_artifact_name
 from services.registry.experiments import EXPERIMENT, Experiments, now
-from services.registry.points import check_entries, decode_points
+from services.registry.points import check_entries, decode_points, loaded
 from services.registry.search import RUNS, apply_ordering, compile_filter, parse_order_by
 from services.registry.tables import (
     ExperimentRow,
@@ -161,7 +161,7 @@ class Tracking:
         ids = [r.id for r in rows if r.id is not None]
         metrics: dict[int, dict[str, float]] = {}
         for run_id, key, value in session.exec(_METRICS_OF, params={"ids": ids}).all():
-            metrics.setdefault(run_id, {})[key] = value
+            metrics.setdefault(run_id, {})[key] = loaded(value)
         artifacts: dict[int, list[RunArtifactRow]] = {}
         for artifact in session.exec(_ARTIFACTS_OF, params={"ids": ids}).all():
             artifacts.setdefault(artifact.run_id, []).append(artifact)

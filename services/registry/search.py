@@ -259,13 +259,17 @@ def apply_ordering(query: Any, ordering: Ordering, target: Target) -> Any:
     """Join the leading metric and add ORDER BY clauses, the owner id last for a stable order.
 
     Ordered by a metric alone, ties go by the metric row's owner id in the metric's direction:
-    the order of the (..., key, value, owner) index, which the database can then read as it is."""
+    the order of the (..., key, value, owner) index, which the database can then read as it is. Owners
+    without a number for the metric (none, or NaN) are left out."""
     if ordering.metric is None:
         for column, desc in ordering.columns:
             query = query.order_by(column.desc() if desc else column.asc())
         return query.order_by(col(target.owner).desc())
     table = target.metrics
-    query = query.join(table, sa.and_(_owner_key(table) == target.owner, table.key == ordering.metric))
+    # A run whose last value of the metric is NaN (NULL) is left out, as is one without the metric.
+    query = query.join(
+        table, sa.and_(_owner_key(table) == target.owner, table.key == ordering.metric, table.value.is_not(None))
+    )
     if not ordering.columns:
         keys = (table.value, _owner_key(table))
         return query.order_by(*(k.desc() if ordering.metric_desc else k.asc() for k in keys))

@@ -96,7 +96,7 @@ class MetricPointRow(SQLModel, table=True):
     run_id: int = Field(foreign_key="reg_runs.id")
     key: str = Field(max_length=250)
     step: int = Field(sa_type=BigInteger)
-    value: float
+    value: float | None  # None: NaN (`points.stored` and `points.loaded`)
     time: float
 
 
@@ -117,7 +117,7 @@ class RunMetricRow(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=250)
     # Copied from the run so "best run of an experiment by a metric" walks one index.
     experiment_id: int
-    value: float
+    value: float | None  # None: NaN
     step: int = Field(sa_type=BigInteger)
     time: float
 

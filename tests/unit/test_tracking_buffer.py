@@ -67,32 +67,15 @@ def test_a_value_that_is_not_a_number_is_refused_at_once_and_nothing_of_its_call
     assert buffer.close(timeout=10) == BufferReport(sent=1, lost=0)
 
 
-def test_nan_and_infinite_points_are_left_out_and_the_rest_of_their_batch_arrives(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """A diverging run logs NaN: the registry keeps finite values only and would refuse a whole batch for
-    one point, so the points of the batch that are numbers must still arrive."""
+def test_nan_and_infinite_points_are_sent_as_they_are() -> None:
+    """A diverging run logs NaN: the registry keeps it (as MLflow does), so it is sent like any value."""
     batches: list[rpc.MetricColumns] = []
     buffer = MetricBuffer(batches.append, batch=100, interval=3600)
     buffer.add({"loss": float("nan"), "acc": 0.5}, 1)
-    buffer.add({"loss": 0.25, "acc": float("inf")}, 2)
-    buffer.add({"loss": float("-inf"), "acc": 0.75}, 3)
-    with caplog.at_level("WARNING", logger="atelier.tracking.buffer"):
-        report = buffer.close(timeout=10)
-
-    assert _points(batches) == [("acc", 1, 0.5), ("loss", 2, 0.25), ("acc", 3, 0.75)]
-    assert all(len(c.times) == len(c.values) == len(c.steps) == len(c.key_index) for c in batches)
-    assert (report.sent, report.lost) == (3, 3)
-    warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 2  # once per metric
-    assert "metric 'loss' is nan at step 1: not recorded" in warnings[0]
-    assert "metric 'acc' is inf at step 2" in warnings[1]
-
-
-def test_a_batch_of_only_non_finite_points_sends_nothing() -> None:
-    batches: list[rpc.MetricColumns] = []
-    buffer = MetricBuffer(batches.append, batch=100, interval=3600)
-    buffer.add({"loss": float("nan")}, 1)
+    buffer.add({"loss": float("inf")}, 2)
     report = buffer.close(timeout=10)
-    assert batches == []
-    assert (report.sent, report.lost) == (0, 1)
+    points = _points(batches)
+    assert [(key, step) for key, step, _ in points] == [("loss", 1), ("acc", 1), ("loss", 2)]
+    assert points[0][2] != points[0][2]  # NaN
+    assert points[1:] == [("acc", 1, 0.5), ("loss", 2, float("inf"))]
+    assert (report.sent, report.lost) == (3, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import subprocess
 import threading
 from pathlib import Path
@@ -86,10 +87,14 @@ def test_a_diverging_run_keeps_its_finite_metrics(clients: tuple[DataClient, Reg
             run.log_metrics({"loss": loss, "grad_norm": 2.0 * step}, step=step)
 
     assert run.report is not None
-    assert (run.report.sent, run.report.lost) == (150, 50)
+    assert (run.report.sent, run.report.lost) == (200, 0)
     finished = registry.get_run(run.name)
     assert finished.metrics["grad_norm"] == pytest.approx(198.0)  # the last step's, logged beside a NaN
-    assert finished.metrics["loss"] == pytest.approx(1.0 / 50)  # the last finite loss
+    assert math.isnan(finished.metrics["loss"])
+    history = list(registry.metric_history(run.name, "loss"))
+    assert len(history) == 100
+    assert history[49].value == pytest.approx(1.0 / 50)
+    assert all(math.isnan(point.value) for point in history[50:])
 
 
 def test_exception_marks_the_run_failed(clients: tuple[DataClient, RegistryClient]) -> None:
