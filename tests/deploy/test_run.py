@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -28,7 +30,6 @@ import psycopg
 import pytest
 
 from atelier.client.credentials import read_credentials
-from atelier.stack.addresses import free_port
 from atelier.stack.identities import write_deployment_secrets
 from atelier.stack.local import Health, check_health
 from tests.conftest import PG_ADMIN
@@ -58,7 +59,7 @@ class Deployment:
         self.s3 = s3
         self.suffix = uuid.uuid4().hex[:8]
         self.processes = {p.name: p for p in processes}
-        self.ports = {port: free_port() for p in processes for port in listening_ports(p, secrets).values()}
+        self.ports = {port: _unclaimed_port() for p in processes for port in listening_ports(p, secrets).values()}
         self.databases: set[str] = set()
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -180,6 +181,21 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path, s3_endpoint: str)
         yield running
     finally:
         running.close()
+
+
+def _unclaimed_port() -> int:
+    """A free port below the kernel's ephemeral range: a port the kernel hands out (a `bind(0)` by another
+    test running beside this one) is never one of these, so none is taken between now and the service's
+    bind, as a port free now in that range could be."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = random.randrange(max(low - 12_000, 1024), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        return port
 
 
 def _env_lines(path: Path) -> dict[str, str]:
