@@ -7,7 +7,8 @@ for every value: each container's name (and `postgres`, `minio`) is 127.0.0.1 at
 every port the deployment uses is mapped to a free one (the same map for every value, so the wiring is the
 file's), each container has its own home directory, the databases get a suffix of their own, and secrets
 mounted as files are where deployment-secrets wrote them. The node agent finds no GPU here: it declares
-one card instead of asking NVML. Then the CLI, through the front door with the first admin's token, pushes
+one card instead of asking NVML. Compose's processes start in its dependency order, Kubernetes' with the
+gateway last (pods start in any order). Then the CLI, through the front door with the first admin's token, pushes
 and pulls a dataset, the agent's node shows in the cluster, and a restarted gateway still accepts every
 service's token.
 """
@@ -45,7 +46,12 @@ from tests.deploy.processes import (
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENTS: dict[str, Callable[[], list[Process]]] = {"compose": compose_processes, "kubernetes": kubernetes_processes}
-START_ORDER = ("gateway", "data", "registry", "scheduler", "monitor", "inference", "agent")
+# Compose starts what others depend on first; Kubernetes starts every pod at once, so there the gateway
+# (the IAM service every call is checked with) comes up last, after every process that needs it.
+START_ORDERS = {
+    "compose": ("gateway", "data", "registry", "scheduler", "monitor", "inference", "agent"),
+    "kubernetes": ("data", "registry", "scheduler", "monitor", "inference", "agent", "gateway"),
+}
 _HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*):(?P<port>\d+)")
 
 pytestmark = pytest.mark.timeout(600)
@@ -54,7 +60,9 @@ pytestmark = pytest.mark.timeout(600)
 class Deployment:
     """The processes of one deployment file, their environments stood in for as the module says."""
 
-    def __init__(self, processes: list[Process], root: Path, secrets: dict[str, str], s3: str) -> None:
+    def __init__(self, kind: str, root: Path, secrets: dict[str, str], s3: str) -> None:
+        processes = DEPLOYMENTS[kind]()
+        self.order = START_ORDERS[kind]
         self.root = root
         self.secrets = secrets
         self.s3 = s3
@@ -179,7 +187,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path, s3_endpoint: str)
     request.getfixturevalue("postgres_available")
     write_deployment_secrets(tmp_path / "secrets")
     secrets = _env_lines(tmp_path / "secrets" / "atelier.env") | _env_lines(KUBERNETES / "databases.env.example")
-    running = Deployment(DEPLOYMENTS[request.param](), tmp_path, secrets, s3_endpoint)
+    running = Deployment(request.param, tmp_path, secrets, s3_endpoint)
     try:
         yield running
     finally:
@@ -207,8 +215,8 @@ def _env_lines(path: Path) -> dict[str, str]:
 
 
 def test_the_deployment_runs(deployment: Deployment, tmp_path: Path) -> None:
-    assert set(deployment.processes) == set(START_ORDER)
-    for name in START_ORDER:
+    assert set(deployment.processes) == set(deployment.order)
+    for name in deployment.order:
         deployment.start(name)
 
     files = tmp_path / "files"
