@@ -133,3 +133,28 @@ def _find(node: Any, key: str) -> list[dict[str, Any]]:
         for item in node:
             found += _find(item, key)
     return found
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_the_kustomization_builds_with_its_secrets(tmp_path: Path) -> None:
+    """`kubectl kustomize` (what `kubectl apply -k` applies) builds the manifests with the secrets that
+    deployment-secrets and databases.env give, every object valid and in the namespace."""
+    from atelier.stack.identities import write_deployment_secrets
+
+    copy_of = tmp_path / "kubernetes"
+    shutil.copytree(KUBERNETES, copy_of, ignore=shutil.ignore_patterns("secrets"))
+    write_deployment_secrets(copy_of / "secrets")
+    shutil.copy(copy_of / "databases.env.example", copy_of / "secrets" / "databases.env")
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(copy_of)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    documents = [d for d in yaml.safe_load_all(built.stdout) if d]
+    for document in documents:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+        if document["kind"] != "Namespace":
+            assert document["metadata"]["namespace"] == "atelier", document["metadata"]["name"]
+        assert document["metadata"]["labels"]["app.kubernetes.io/part-of"] == "atelier"
+    secrets = {d["metadata"]["name"]: d["data"] for d in documents if d["kind"] == "Secret"}
+    assert {"ATELIER_DATA_TOKEN", "ATELIER_AGENT_TOKEN", "service-tokens.json"} <= set(secrets["atelier-tokens"])
+    assert "ATELIER_IAM_DATABASE_URL" in secrets["atelier-databases"]
