@@ -28,8 +28,10 @@ ATELIER_FILTER = "params.lr < 0.01"
 # exactly "starts with 0.00".
 MLFLOW_FILTER = "params.lr LIKE '0.00%'"
 RESULT = "RESULT "
-# Benchmarks that must not share the machine with a timed step of this one.
-OTHERS = ("benchmarks/data_vs_dvc.py",)
+# Benchmarks that must not share the machine with a timed step of this one, as found in a process's
+# /proc/PID/cmdline (arguments separated by NULs): `python -m benchmarks.data_vs_dvc` has the module's
+# name as one argument.
+OTHERS = ("benchmarks.data_vs_dvc",)
 # Other work on the machine (cores, on average) above which a step counts as measured under load,
 # and below which one starts (unless --no-wait).
 FOREIGN_LIMIT = 0.25
