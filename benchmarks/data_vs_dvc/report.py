@@ -175,8 +175,9 @@ def load(run: Run) -> str:
 
 def report(run: Run, config: Config, dvc_version: str) -> tuple[str, str]:
     """The subsection title and its body: when, where, how, and both tables."""
-    title, cache = cache_mode(run, config)
+    mode, cache = cache_mode(run, config)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    title = f"{mode} ({stamp}, commit {git_revision()})"
     body = "\n".join(
         [
             f"{stamp}; Atelier {git_revision()}, DVC {dvc_version}; {machine()}; {cache}; {load(run)}.",
@@ -198,8 +199,8 @@ def section_pattern(heading: str, level: str) -> re.Pattern[str]:
 
 
 def write_docs(title: str, body: str) -> None:
-    """Put this run's subsection into the "## Data service vs DVC" section of docs/performance.md,
-    keeping the subsection of the other cache mode and every other section."""
+    """Put this run's subsection first in the "## Data service vs DVC" section of docs/performance.md (newest
+    first), keeping every earlier run's subsection, with what was written about it, and every other section."""
     DOCS.parent.mkdir(parents=True, exist_ok=True)
     text = DOCS.read_text() if DOCS.exists() else "# Performance\n"
     outer = section_pattern(SECTION, "##")
@@ -207,7 +208,6 @@ def write_docs(title: str, body: str) -> None:
     old = found.group(0) if found else ""
     subsections = re.findall(r"^### .*?(?=^### |\Z)", old, re.MULTILINE | re.DOTALL)
     kept = [sub.strip() for sub in subsections if not sub.startswith(f"### {title}\n")]
-    ordered = sorted([*kept, f"### {title}\n\n{body}"])  # "Cold ..." before "Warm ..."
-    section = "\n\n".join([SECTION, INTRO, *ordered]) + "\n\n"
+    section = "\n\n".join([SECTION, INTRO, f"### {title}\n\n{body}", *kept]) + "\n\n"
     head, tail = (text[: found.start()], text[found.end() :]) if found else (text.rstrip("\n") + "\n\n", "")
     DOCS.write_text((head + section + tail).rstrip("\n") + "\n")
