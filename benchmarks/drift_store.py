@@ -2,7 +2,7 @@
 
 The monitor stores each call's blocks in its database (one INSERT) before it adds them to the windows
 (`services/monitor/sample_store.py`). This script runs the monitor's domain side in-process, fed the
-protobuf messages inference sends (64 features per row, as `drift_sampling.py`), and alternates rounds
+protobuf messages inference sends (64 features per row, as `drift_sampling/`), and alternates rounds
 of calls to a `DriftMonitor` that keeps windows in memory only and to one that stores them, on SQLite
 (the default, `synchronous=NORMAL`) and, with `--postgres URL`, on PostgreSQL. It prints the process CPU
 time (user + system) and the wall time per call for each side and their ratio, then the cost of one
