@@ -11,6 +11,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.inference_vs_peers.config import CLOCK
+from benchmarks.inference_vs_peers.procfs import cpu_seconds, process_tree
+
 from .config import REPO, WORK
 
 
@@ -21,20 +24,27 @@ class Service:
     address: str = ""
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds of the service's process and its descendants: behind Envoy (the inference service's
+        default) the process started only launches Envoy, where the service runs."""
+        return cpu_seconds(process_tree(self.process.pid))
 
     def thread_cpu_seconds(self) -> dict[str, float]:
-        """CPU per kind of thread: `main` (the event loop) and the others by their name, summed."""
+        """CPU per kind of thread over the process tree: each process's `main` (for the service's own
+        process, the event loop; behind Envoy, Envoy's main thread) and the others by their name, summed."""
         seconds: dict[str, float] = {}
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+        for pid in process_tree(self.process.pid):
             try:
-                stat = (task / "stat").read_text()
-            except OSError:  # the thread ended meanwhile
+                tasks = list(Path(f"/proc/{pid}/task").iterdir())
+            except OSError:  # the process ended meanwhile
                 continue
-            name = "main" if task.name == str(self.process.pid) else stat[stat.index("(") + 1 : stat.rindex(")")]
-            fields = stat.rpartition(")")[2].split()
-            seconds[name] = seconds.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in tasks:
+                try:
+                    stat = (task / "stat").read_text()
+                except OSError:  # the thread ended meanwhile
+                    continue
+                name = "main" if task.name == str(pid) else stat[stat.index("(") + 1 : stat.rindex(")")]
+                fields = stat.rpartition(")")[2].split()
+                seconds[name] = seconds.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLOCK
         return seconds
 
 
