@@ -38,8 +38,8 @@ if str(REPO) not in sys.path:  # run as a script, or imported by pyvoy's embedde
 from atelier.inference.protocol import grpc_service_pb2 as v2  # noqa: E402
 from benchmarks.inference_report import Cell  # noqa: E402
 from benchmarks.inference_vs_peers.cells import measure  # noqa: E402
-from benchmarks.inference_vs_peers.config import PYTHON, WORK  # noqa: E402
 from benchmarks.inference_vs_peers.servers import Server, clean_env, free_port, spawn, stop, wait_ready  # noqa: E402
+from benchmarks.paths import PYTHON, WORK  # noqa: E402
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 

@@ -11,11 +11,10 @@ import re
 import statistics
 import textwrap
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-DOCS = REPO / "docs" / "performance.md"
+from benchmarks.paths import DOCS
+
 SECTION = "## Inference vs PyTriton and LitServe"
 
 

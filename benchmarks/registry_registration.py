@@ -26,7 +26,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.registry_vs_mlflow.config import BATCH_SIZE, PROJECT, REPO, SCRATCH, Config, Result
+from benchmarks.paths import REPO
+from benchmarks.registry_vs_mlflow.config import BATCH_SIZE, PROJECT, SCRATCH, Config, Result
 from benchmarks.registry_vs_mlflow.measurements import atelier_servers, make_artifact, register_atelier
 from benchmarks.registry_vs_mlflow.processes import with_server_cpu
 from benchmarks.registry_vs_mlflow.servers import Stack, atelier_stack

@@ -6,7 +6,9 @@ import shutil
 import sys
 from collections.abc import Sequence
 
-from .config import DOCS, SCRATCH, SECTION, Config, parse_args
+from benchmarks.paths import DOCS
+
+from .config import SCRATCH, SECTION, Config, parse_args
 from .measure import measure_big_file, measure_small_files, startup_overhead
 from .report import INTRO, report, write_docs
 from .timing import Run, drop_caches

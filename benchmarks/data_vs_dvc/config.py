@@ -6,16 +6,13 @@ import argparse
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+
+from benchmarks.paths import WORK
 
 from . import __doc__ as overview
 
-REPO = Path(__file__).resolve().parents[2]
-WORK = REPO / "benchmarks" / ".work"
 DVC_VENV = WORK / "dvc-venv"
 SCRATCH = WORK / "run"
-PYTHON = REPO / ".venv" / "bin" / "python"
-DOCS = REPO / "docs" / "performance.md"
 SECTION = "## Data service vs DVC"
 PROJECT = "bench"
 # A trivial DVC command that loads most of DVC's code (it inspects the repository, not the data).

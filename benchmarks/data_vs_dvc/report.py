@@ -8,7 +8,9 @@ import re
 import sys
 from pathlib import Path
 
-from .config import DOCS, MIB, REPO, SECTION, Config
+from benchmarks.paths import DOCS, REPO
+
+from .config import MIB, SECTION, Config
 from .timing import Run, run_command
 
 

@@ -14,7 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .config import DVC_VENV, DVC_WARM, PROJECT, PYTHON, REPO, SCRATCH, WORK
+from benchmarks.paths import PYTHON, REPO, WORK
+
+from .config import DVC_VENV, DVC_WARM, PROJECT, SCRATCH
 from .timing import Run, run_command, timed, tree_bytes
 
 

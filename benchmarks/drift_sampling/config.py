@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
-from pathlib import Path
+
+from benchmarks.paths import WORK as BENCHMARKS_WORK
 
 from . import __doc__ as overview
 
-REPO = Path(__file__).resolve().parents[2]
-WORK = REPO / "benchmarks" / ".work" / "drift"
+WORK = BENCHMARKS_WORK / "drift"
 FEATURES = 64
 CLASSES = 10
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from benchmarks.inference_vs_peers.config import CLOCK
 from benchmarks.inference_vs_peers.procfs import cpu_seconds, process_tree
+from benchmarks.paths import REPO
 
-from .config import REPO, WORK
+from .config import WORK
 
 
 @dataclass

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.inference_report import Cell, describe
+from benchmarks.paths import PYTHON, REPO
 
-from .config import ENTRY, PYTHON, REPO
+from .config import ENTRY
 from .load import Load
 from .procfs import cpu_seconds, machine_busy_seconds, process_tree, rss_mib
 from .servers import Server, clean_env

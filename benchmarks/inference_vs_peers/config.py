@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-WORK = REPO / "benchmarks" / ".work"
+from benchmarks.paths import WORK
+
 RUN = WORK / "inference-run"
-PYTHON = REPO / ".venv" / "bin" / "python"
 PEER_PACKAGES = {"pytriton": "nvidia-pytriton==0.7.0", "litserve": "litserve==0.2.19"}
 SHAPES = {"resnet": (3, 64, 64), "mlp": (64,)}
 MAX_BATCH = 64

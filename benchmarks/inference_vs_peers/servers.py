@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.inference_report import Report
+from benchmarks.paths import PYTHON, REPO, WORK
 
-from .config import ENTRY, INSTANCES, MAX_BATCH, PEER_PACKAGES, PYTHON, REPO, RUN, SHAPES, START_TIMEOUT, WORK
+from .config import ENTRY, INSTANCES, MAX_BATCH, PEER_PACKAGES, RUN, SHAPES, START_TIMEOUT
 
 
 @dataclass

@@ -6,7 +6,9 @@ import shutil
 import sys
 from collections.abc import Sequence
 
-from .config import DOCS, SCRATCH, SECTION, Config, parse_args
+from benchmarks.paths import DOCS
+
+from .config import SCRATCH, SECTION, Config, parse_args
 from .measurements import measure_atelier, measure_mlflow_direct, measure_mlflow_server, measure_postgres
 from .report import Report
 from .section import INTRO, report_body, write_docs

@@ -6,17 +6,14 @@ import argparse
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from benchmarks.paths import WORK
 
 from . import __doc__ as overview
 
-REPO = Path(__file__).resolve().parents[2]
-WORK = REPO / "benchmarks" / ".work"
 MLFLOW_VENV = WORK / "mlflow-venv"
 SCRATCH = WORK / "registry-run"
-PYTHON = REPO / ".venv" / "bin" / "python"
-DOCS = REPO / "docs" / "performance.md"
 SECTION = "## Registry vs MLflow"
 PROJECT = "bench"
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"

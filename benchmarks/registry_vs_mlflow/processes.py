@@ -10,7 +10,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .config import MLFLOW_VENV, PROJECT, REPO, Result
+from benchmarks.paths import REPO
+
+from .config import MLFLOW_VENV, PROJECT, Result
 
 
 def atelier_env(**extra: str) -> dict[str, str]:

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import BATCH_SIZE, BATCHES, DOCS, FOREIGN_LIMIT, LRS, MLFLOW_FILTER, SECTION, Config
+from benchmarks.paths import DOCS
+
+from .config import BATCH_SIZE, BATCHES, FOREIGN_LIMIT, LRS, MLFLOW_FILTER, SECTION, Config
 from .processes import run_command
 from .report import Report
 from .tables import breakdown_text, cpu_table, phases_table, results_table

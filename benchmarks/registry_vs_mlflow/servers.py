@@ -14,7 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import MLFLOW_VENV, POSTGRES, PYTHON, REPO, SCRATCH, WORK
+from benchmarks.paths import PYTHON, REPO, WORK
+
+from .config import MLFLOW_VENV, POSTGRES, SCRATCH
 from .processes import atelier_env, cpu_seconds, free_port, group_pids, mlflow_env, run_command, stop
 
 

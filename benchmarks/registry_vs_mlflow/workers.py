@@ -9,8 +9,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.paths import PYTHON
+
 from .atelier_workers import worker_atelier_fill, worker_atelier_log, worker_atelier_register, worker_atelier_search
-from .config import MLFLOW_VENV, PYTHON, RESULT, SCRATCH, WORKER_TIMEOUT, Result
+from .config import MLFLOW_VENV, RESULT, SCRATCH, WORKER_TIMEOUT, Result
 from .mlflow_workers import worker_mlflow_log, worker_mlflow_register, worker_mlflow_search
 from .processes import atelier_env, mlflow_env, run_command
 
