@@ -19,6 +19,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from atelier.runtime.settings import ServiceSettings
+from atelier.stack.identities import DEPLOYMENT_ENV, write_deployment_secrets
 from atelier.stack.services import SERVICES, env_var
 from gateway.iam.settings import IamSettings
 from gateway.settings import GatewaySettings
@@ -99,6 +100,18 @@ def listening_ports(process: Process, secrets: dict[str, str]) -> dict[str, int]
             if raw is not None and int(raw) > 0:
                 found[field_name] = int(raw)
     return found
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """`NAME=value` lines (blank lines and `#` comments skipped), as Compose's env files and kubectl read them."""
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def deployment_secrets(directory: Path) -> dict[str, str]:
+    """What `atelier iam deployment-secrets` writes in `directory`, with databases.env's example lines."""
+    write_deployment_secrets(directory)
+    return read_env_file(directory / DEPLOYMENT_ENV) | read_env_file(KUBERNETES / "databases.env.example")
 
 
 def resolve(value: Value | None, secrets: dict[str, str]) -> str | None:
@@ -204,10 +217,7 @@ def slurm_processes() -> list[Process]:
         if line.startswith("Environment="):
             key, _, value = line.removeprefix("Environment=").partition("=")
             env[key] = value
-    for line in (SLURM / "scheduler.env.example").read_text().splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            env[key] = value
+    env.update(read_env_file(SLURM / "scheduler.env.example"))
     port = int(str(env["ATELIER_SCHEDULER_PORT"]))
     return [Process("scheduler", module, env, {port}, (port, ""))]
 

@@ -32,13 +32,12 @@ import psycopg
 import pytest
 
 from atelier.client.credentials import read_credentials
-from atelier.stack.identities import write_deployment_secrets
 from atelier.stack.local import Health, check_health
 from tests.conftest import PG_ADMIN
 from tests.deploy.processes import (
-    KUBERNETES,
     Process,
     compose_processes,
+    deployment_secrets,
     kubernetes_processes,
     listening_ports,
     resolve,
@@ -185,8 +184,7 @@ class Deployment:
 @pytest.fixture(params=sorted(DEPLOYMENTS))
 def deployment(request: pytest.FixtureRequest, tmp_path: Path, s3_endpoint: str) -> Iterator[Deployment]:
     request.getfixturevalue("postgres_available")
-    write_deployment_secrets(tmp_path / "secrets")
-    secrets = _env_lines(tmp_path / "secrets" / "atelier.env") | _env_lines(KUBERNETES / "databases.env.example")
+    secrets = deployment_secrets(tmp_path / "secrets")
     running = Deployment(request.param, tmp_path, secrets, s3_endpoint)
     try:
         yield running
@@ -207,11 +205,6 @@ def _unclaimed_port() -> int:
             except OSError:
                 continue
         return port
-
-
-def _env_lines(path: Path) -> dict[str, str]:
-    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
-    return dict(line.split("=", 1) for line in lines)
 
 
 def test_the_deployment_runs(deployment: Deployment, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from atelier.runtime.auth import TOKEN_PREFIX
 from atelier.stack.addresses import free_port
+from tests.deploy.processes import read_env_file
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -24,7 +25,7 @@ def test_deployment_secrets_are_private_consistent_and_never_replaced(tmp_path: 
     target = tmp_path / "secrets"
     made = run("atelier.cli.main", "iam", "deployment-secrets", str(target))
     assert made.returncode == 0, made.stderr
-    env = dict(line.split("=", 1) for line in (target / "atelier.env").read_text().splitlines())
+    env = read_env_file(target / "atelier.env")
     accounts = json.loads((target / "service-tokens.json").read_text())
     for path in (target / "atelier.env", target / "service-tokens.json"):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -42,7 +43,7 @@ def test_deployment_secrets_are_private_consistent_and_never_replaced(tmp_path: 
     assert again.returncode != 0
     assert "atelier.env exists" in again.stderr
     assert "Traceback" not in again.stderr
-    assert dict(line.split("=", 1) for line in (target / "atelier.env").read_text().splitlines()) == env
+    assert read_env_file(target / "atelier.env") == env
 
 
 def test_the_probe_says_whether_a_service_serves(serve: Callable[[Callable[[], Any]], str], tmp_path: Path) -> None:

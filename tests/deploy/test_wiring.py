@@ -4,18 +4,16 @@ accepts, ports it declares, and addresses where the process named listens."""
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 
-from atelier.stack.identities import write_deployment_secrets
 from atelier.stack.services import SERVICES
 from services.scheduler.settings import SchedulerSettings
 from tests.deploy.processes import (
-    KUBERNETES,
     SETTINGS,
     Process,
     compose_processes,
+    deployment_secrets,
     kubernetes_processes,
     listening_ports,
     readable_names,
@@ -29,15 +27,7 @@ DEPLOYMENTS = {"compose": compose_processes, "kubernetes": kubernetes_processes}
 
 @pytest.fixture(scope="module")
 def secrets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """What `atelier iam deployment-secrets` writes, with databases.env's example lines."""
-    directory = tmp_path_factory.mktemp("secrets")
-    write_deployment_secrets(directory)
-    return _env_lines(directory / "atelier.env") | _env_lines(KUBERNETES / "databases.env.example")
-
-
-def _env_lines(path: Path) -> dict[str, str]:
-    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
-    return dict(line.split("=", 1) for line in lines)
+    return deployment_secrets(tmp_path_factory.mktemp("secrets"))
 
 
 @pytest.fixture(params=sorted(DEPLOYMENTS))
